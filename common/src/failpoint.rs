@@ -1,0 +1,1 @@
+//! failpoint (in progress)

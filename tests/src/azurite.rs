@@ -1,0 +1,1 @@
+//! azurite (in progress)

@@ -1,0 +1,1 @@
+//! key_vault (in progress)

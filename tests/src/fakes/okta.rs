@@ -1,0 +1,1 @@
+//! okta (in progress)

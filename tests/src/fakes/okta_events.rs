@@ -1,0 +1,1 @@
+//! okta_events (in progress)
