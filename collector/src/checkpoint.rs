@@ -1,0 +1,151 @@
+//! The collector's checkpoint: `checkpoints/{org}.json`, written with If-Match on its ETag.
+//!
+//! The checkpoint is the only thing that says how far an org has been collected. It moves
+//! forward in one conditional write that also records the envelope still to be enqueued
+//! (`pending`), so a kill between "page stored" and "message sent" re-sends the same envelope
+//! at start-up instead of fetching the page again. No secret is ever written here: the next
+//! URL is Okta's own link (its query holds `since`, `limit` and the opaque `after` cursor).
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use common::envelope::Envelope;
+use common::org::{names, OrgKey};
+use common::storage::{Blobs, StorageError};
+use serde::{Deserialize, Serialize};
+
+/// Version written by this build.
+pub const CURRENT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub v: u32,
+    pub org: OrgKey,
+    /// Bumped by `collector reset`, so pages of the new run never share names with old ones.
+    pub epoch: u64,
+    /// Sequence number the next stored page gets.
+    pub seq: u64,
+    /// The next URL to GET: Okta's `rel="next"` link, followed verbatim.
+    pub next_url: String,
+    /// An envelope whose page is stored and recorded but may not be on the queue yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Envelope>,
+    /// Newest `published` handed off so far (for `status` and the lag metric).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_published: Option<DateTime<Utc>>,
+    pub updated: DateTime<Utc>,
+}
+
+/// A checkpoint together with the ETag it was read or written with.
+#[derive(Debug, Clone)]
+pub struct Versioned {
+    pub checkpoint: Checkpoint,
+    pub etag: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("checkpoint {name} is unreadable ({reason}); inspect it, or run `collector reset`")]
+    Corrupt { name: String, reason: String },
+    /// Someone else wrote the checkpoint: this collector is no longer the leader.
+    #[error("the checkpoint was changed by another writer: leadership lost")]
+    LostRace,
+}
+
+impl Checkpoint {
+    pub fn to_bytes(&self) -> Bytes {
+        // A struct of plain fields always serialises.
+        Bytes::from(serde_json::to_vec_pretty(self).unwrap_or_default())
+    }
+
+    pub fn from_bytes(name: &str, bytes: &[u8], org: &OrgKey) -> Result<Checkpoint, CheckpointError> {
+        let cp: Checkpoint = serde_json::from_slice(bytes).map_err(|e| CheckpointError::Corrupt {
+            name: name.to_string(),
+            reason: e.to_string(),
+        })?;
+        if &cp.org != org {
+            return Err(CheckpointError::Corrupt {
+                name: name.to_string(),
+                reason: format!("it belongs to org {}", cp.org),
+            });
+        }
+        if cp.v > CURRENT_VERSION {
+            return Err(CheckpointError::Corrupt {
+                name: name.to_string(),
+                reason: format!("version {} is newer than this collector", cp.v),
+            });
+        }
+        Ok(cp)
+    }
+}
+
+/// Reads the checkpoint of `org`, or `None` when there is none.
+pub async fn read(blobs: &Blobs, org: &OrgKey) -> Result<Option<Versioned>, CheckpointError> {
+    let name = names::checkpoint(org);
+    match blobs.read_limited(&name, 1024 * 1024).await? {
+        None => Ok(None),
+        Some(content) => Ok(Some(Versioned {
+            checkpoint: Checkpoint::from_bytes(&name, &content.bytes, org)?,
+            etag: content.etag,
+        })),
+    }
+}
+
+/// Creates the first checkpoint of an org; fails with `LostRace` if one appeared meanwhile.
+pub async fn create(blobs: &Blobs, cp: Checkpoint) -> Result<Versioned, CheckpointError> {
+    let name = names::checkpoint(&cp.org);
+    match blobs.create_only(&name, cp.to_bytes()).await {
+        Ok(etag) => Ok(Versioned { checkpoint: cp, etag }),
+        Err(e) if e.is_already_exists() => Err(CheckpointError::LostRace),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Replaces the checkpoint if it still has `current.etag` (DESIGN.md §2 step 6).
+///
+/// The write runs without SDK retries; this loop decides. After a 412 or an error whose
+/// outcome is unknown (a timeout, a reset connection) the blob is read back: if it already
+/// holds exactly what we wrote, an earlier attempt succeeded and only its answer was lost, so
+/// we go on; if it still holds `current`, the write did not land and is tried again; anything
+/// else means another collector wrote it and we are no longer the leader.
+pub async fn replace(
+    blobs: &Blobs,
+    current: &Versioned,
+    next: Checkpoint,
+) -> Result<Versioned, CheckpointError> {
+    let name = names::checkpoint(&next.org);
+    let mut etag = current.etag.clone();
+    let mut backoff = common::backoff::Backoff::new(
+        std::time::Duration::from_millis(200),
+        std::time::Duration::from_secs(5),
+    );
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let err = match blobs
+            .write_if_match(&name, next.to_bytes(), &etag, None)
+            .await
+        {
+            Ok(etag) => {
+                return Ok(Versioned {
+                    checkpoint: next,
+                    etag,
+                })
+            }
+            Err(e) if e.is_condition_not_met() || e.is_transient() => e,
+            Err(e) => return Err(e.into()),
+        };
+        if !err.is_condition_not_met() {
+            tokio::time::sleep(backoff.next_delay()).await;
+        }
+        match read(blobs, &next.org).await? {
+            Some(found) if found.checkpoint == next => return Ok(found),
+            Some(found) if found.checkpoint == current.checkpoint && attempt < 8 => {
+                etag = found.etag;
+            }
+            Some(found) if found.checkpoint == current.checkpoint => return Err(err.into()),
+            _ => return Err(CheckpointError::LostRace),
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! The collector's settings: flags that default from the environment (DESIGN.md §3), and
+//! their validation into a [`CollectorConfig`].
+//!
+//! Validation happens before anything touches the network, and every error names the
+//! variable and what to do, so a bad deployment fails at once with a message that can be
+//! acted on, instead of a collector that starts and then silently collects nothing.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand};
+use common::config::{self, ConfigError};
+use common::org::OrgKey;
+use common::secrets::SecretString;
+use common::storage::{StorageArgs, StorageSettings};
+use common::telemetry::LogFormat;
+use url::Url;
+
+/// Okta keeps the System Log for 90 days.
+pub const MAX_START_AGE: chrono::Duration = chrono::Duration::days(90);
+/// Azure restamps `TimeGenerated` older than 2 days; scheduled rules would fire on old events.
+pub const RESTAMP_AGE: chrono::Duration = chrono::Duration::hours(48);
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "collector",
+    version,
+    about = "Pulls an Okta org's System Log and hands each page to the shippers through Azure Storage"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub args: CollectorArgs,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Collect (the default).
+    Run,
+    /// Show the org's leader, checkpoint, lag and queue depth.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start collecting from another point: bumps the epoch, keeps nothing pending.
+    Reset {
+        /// RFC 3339 time or a duration back (`15m`, `7d`).
+        #[arg(long, conflicts_with = "next_url", required_unless_present = "next_url")]
+        start: Option<String>,
+        /// The exact next link saved by Microsoft's Function connector (its `OKTA` table),
+        /// so a migration neither re-fetches nor skips.
+        #[arg(long)]
+        next_url: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CollectorArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+
+    /// `acme.okta.com` or an origin URL; plain http only for loopback hosts.
+    #[arg(long, env = "OKTA_DOMAIN", global = true)]
+    pub okta_domain: Option<String>,
+    /// SSWS API token (prefer Key Vault: KEY_VAULT_URL + OKTA_API_TOKEN_SECRET).
+    #[arg(long, env = "OKTA_API_TOKEN", hide_env_values = true, global = true)]
+    pub okta_api_token: Option<String>,
+    /// Key Vault secret holding the SSWS token; default `okta-{org key with dashes}-token`.
+    #[arg(long, env = "OKTA_API_TOKEN_SECRET", global = true)]
+    pub okta_api_token_secret: Option<String>,
+    /// OAuth 2.0 service app client id (private_key_jwt, scope okta.logs.read).
+    #[arg(long, env = "OKTA_CLIENT_ID", global = true)]
+    pub okta_client_id: Option<String>,
+    /// The service app's private key, PEM or JWK (prefer Key Vault).
+    #[arg(long, env = "OKTA_PRIVATE_KEY", hide_env_values = true, global = true)]
+    pub okta_private_key: Option<String>,
+    /// Key Vault secret holding the private key; default `okta-{org key with dashes}-private-key`.
+    #[arg(long, env = "OKTA_PRIVATE_KEY_SECRET", global = true)]
+    pub okta_private_key_secret: Option<String>,
+    /// `kid` of the service app's key.
+    #[arg(long, env = "OKTA_KEY_ID", global = true)]
+    pub okta_key_id: Option<String>,
+    /// Where a new checkpoint starts: RFC 3339 or a duration back.
+    #[arg(long, env = "OKTA_START", default_value = "1h", global = true)]
+    pub okta_start: String,
+    /// Allow a start older than 48 h (Azure restamps TimeGenerated older than 2 days).
+    #[arg(long, env = "OKTA_ALLOW_RESTAMP", global = true)]
+    pub allow_restamp: bool,
+    /// Wait after an empty page.
+    #[arg(long, env = "OKTA_POLL_INTERVAL", default_value = "15s", global = true)]
+    pub okta_poll_interval: String,
+    /// Fraction of X-Rate-Limit-Limit never used, left to the org's other integrations.
+    #[arg(long, env = "OKTA_RATE_LIMIT_RESERVE", default_value = "0.3", global = true)]
+    pub okta_rate_limit_reserve: String,
+    /// Key Vault to read secrets from (rotation needs no restart).
+    #[arg(long, env = "KEY_VAULT_URL", global = true)]
+    pub key_vault_url: Option<String>,
+    /// Client id of the user-assigned managed identity.
+    #[arg(long, env = "AZURE_CLIENT_ID", global = true)]
+    pub azure_client_id: Option<String>,
+    /// `/healthz`, `/readyz`, `/metrics`.
+    #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:9464", global = true)]
+    pub http_addr: String,
+    /// `json` or `text` (default: text on a terminal, json otherwise).
+    #[arg(long, env = "LOG_FORMAT", value_enum, global = true)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// Where the Okta credential comes from.
+#[derive(Debug, Clone)]
+pub enum CredentialSpec {
+    SswsValue(SecretString),
+    SswsVault { secret: String },
+    JwtValue { client_id: String, key: SecretString, key_id: Option<String> },
+    JwtVault { client_id: String, secret: String, key_id: Option<String> },
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct CollectorConfig {
+    pub storage: StorageSettings,
+    pub origin: Url,
+    pub org: OrgKey,
+    /// The value of each event's added `domain` field: the Okta host.
+    pub domain: String,
+    pub credential: CredentialSpec,
+    pub start: DateTime<Utc>,
+    pub allow_restamp: bool,
+    pub poll_interval: Duration,
+    pub reserve: f64,
+    pub key_vault_url: Option<Url>,
+    pub azure_client_id: Option<String>,
+    pub http_addr: SocketAddr,
+    /// Test-time knobs (documented in the README): leader lease, stats interval, readiness window.
+    pub lease: Duration,
+    pub stats_interval: Duration,
+    pub stale_after: Duration,
+}
+
+impl CollectorArgs {
+    /// Validates everything; `now` anchors relative start times.
+    pub fn validate(&self, now: DateTime<Utc>) -> Result<CollectorConfig, ConfigError> {
+        let storage = self
+            .storage
+            .validate()
+            .map_err(|e| ConfigError::named_in_message(e.to_string()))?;
+        let domain = self
+            .okta_domain
+            .as_deref()
+            .filter(|d| !d.trim().is_empty())
+            .ok_or_else(|| {
+                ConfigError::new("OKTA_DOMAIN", "is not set; set it to your org, e.g. acme.okta.com")
+            })?;
+        let origin = config::parse_origin("OKTA_DOMAIN", domain, true)?;
+        let org = OrgKey::from_origin(&origin)
+            .map_err(|e| ConfigError::new("OKTA_DOMAIN", e.to_string()))?;
+        let host = origin.host_str().unwrap_or_default().to_string();
+        let start = validate_start(&self.okta_start, now, self.allow_restamp)?;
+        let poll_interval = config::parse_duration("OKTA_POLL_INTERVAL", &self.okta_poll_interval)?;
+        let reserve = config::parse_fraction("OKTA_RATE_LIMIT_RESERVE", &self.okta_rate_limit_reserve)?;
+        let key_vault_url = match self.key_vault_url.as_deref().filter(|s| !s.trim().is_empty()) {
+            Some(v) => Some(config::parse_origin("KEY_VAULT_URL", v, false)?),
+            None => None,
+        };
+        let credential = self.credential(&org, key_vault_url.is_some())?;
+        let http_addr = config::parse_socket_addr("HTTP_ADDR", &self.http_addr)?;
+        let lease = config::env_duration("LEADER_LEASE_DURATION", Duration::from_secs(60))?;
+        if !(15..=60).contains(&lease.as_secs()) {
+            return Err(ConfigError::new(
+                "LEADER_LEASE_DURATION",
+                "must be between 15s and 60s (blob lease limits)",
+            ));
+        }
+        Ok(CollectorConfig {
+            storage,
+            origin,
+            org,
+            domain: host,
+            credential,
+            start,
+            allow_restamp: self.allow_restamp,
+            poll_interval,
+            reserve,
+            key_vault_url,
+            azure_client_id: self.azure_client_id.clone().filter(|s| !s.trim().is_empty()),
+            http_addr,
+            lease,
+            stats_interval: config::env_duration("STATS_INTERVAL", Duration::from_secs(60))?,
+            stale_after: config::env_duration("READY_STALE_AFTER", Duration::from_secs(300))?,
+        })
+    }
+
+    fn credential(&self, org: &OrgKey, vault: bool) -> Result<CredentialSpec, ConfigError> {
+        let set = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+        if let Some(client_id) = set(&self.okta_client_id) {
+            let key_id = set(&self.okta_key_id);
+            if let Some(key) = set(&self.okta_private_key) {
+                return Ok(CredentialSpec::JwtValue {
+                    client_id,
+                    key: SecretString::new(key),
+                    key_id,
+                });
+            }
+            if vault {
+                let secret = set(&self.okta_private_key_secret)
+                    .unwrap_or_else(|| format!("okta-{}-private-key", org.dashed()));
+                return Ok(CredentialSpec::JwtVault {
+                    client_id,
+                    secret,
+                    key_id,
+                });
+            }
+            return Err(ConfigError::new(
+                "OKTA_PRIVATE_KEY",
+                "OKTA_CLIENT_ID is set but there is no private key: set OKTA_PRIVATE_KEY, or KEY_VAULT_URL (and OKTA_PRIVATE_KEY_SECRET)",
+            ));
+        }
+        if let Some(token) = set(&self.okta_api_token) {
+            return Ok(CredentialSpec::SswsValue(SecretString::new(token)));
+        }
+        if vault {
+            let secret = set(&self.okta_api_token_secret)
+                .unwrap_or_else(|| format!("okta-{}-token", org.dashed()));
+            return Ok(CredentialSpec::SswsVault { secret });
+        }
+        Err(ConfigError::new(
+            "OKTA_API_TOKEN",
+            "no Okta credential: set KEY_VAULT_URL (the token is read from the vault), OKTA_API_TOKEN, or OKTA_CLIENT_ID with OKTA_PRIVATE_KEY",
+        ))
+    }
+}
+
+/// Checks `OKTA_START`: at most 90 days back, and more than 48 h only with `--allow-restamp`.
+pub fn validate_start(
+    value: &str,
+    now: DateTime<Utc>,
+    allow_restamp: bool,
+) -> Result<DateTime<Utc>, ConfigError> {
+    let start = config::parse_time_or_ago("OKTA_START", value, now)?;
+    let age = now - start;
+    if age > MAX_START_AGE {
+        return Err(ConfigError::new(
+            "OKTA_START",
+            format!("`{value}` is more than 90 days back; Okta keeps the System Log for 90 days"),
+        ));
+    }
+    if age > RESTAMP_AGE && !allow_restamp {
+        return Err(ConfigError::new(
+            "OKTA_START",
+            format!(
+                "`{value}` is more than 48 h back: Azure restamps TimeGenerated older than 2 days and scheduled rules would fire on old events; pass --allow-restamp (OKTA_ALLOW_RESTAMP=true) if you mean it"
+            ),
+        ));
+    }
+    if start > now + chrono::Duration::minutes(5) {
+        return Err(ConfigError::new("OKTA_START", format!("`{value}` is in the future")));
+    }
+    Ok(start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_limits() {
+        let now = Utc::now();
+        assert!(validate_start("1h", now, false).is_ok());
+        assert_eq!(validate_start("3d", now, false).unwrap_err().var, "OKTA_START");
+        assert!(validate_start("3d", now, true).is_ok());
+        assert!(validate_start("91d", now, true).is_err());
+        assert!(validate_start("soon", now, true).is_err());
+    }
+}

@@ -1,0 +1,171 @@
+//! Remembers the `uuid`s of recently collected events.
+//!
+//! Okta's polling request can, rarely, return an event again on a later page (contracts.md
+//! §1.9). Log Analytics does not de-duplicate, so the collector drops an event whose `uuid` it
+//! stored recently. "Recently" is a bounded window (DESIGN §2 step 5: the last ~10k), kept as a
+//! ring buffer of insertion order plus a hash map for O(1) look-ups, so memory stays flat no
+//! matter how long the collector runs.
+//!
+//! The window lives in memory only: after a restart it starts empty, which is fine because a
+//! repeat is rare and the Sentinel de-duplicating view covers what slips through.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+/// Default window: the last 10,000 events (ten full pages).
+pub const DEFAULT_CAPACITY: usize = 10_000;
+
+/// A bounded set of recently seen event `uuid`s; the oldest is forgotten first.
+#[derive(Debug, Clone)]
+pub struct RecentUuids {
+    capacity: usize,
+    /// Insertion order with the generation of each insertion, so that an entry re-inserted
+    /// after [`RecentUuids::forget`] is not evicted by its stale, older slot.
+    order: VecDeque<(u64, Arc<str>)>,
+    /// uuid → generation of its live insertion.
+    live: HashMap<Arc<str>, u64>,
+    generation: u64,
+}
+
+impl RecentUuids {
+    /// A window remembering at most `capacity` uuids (`0` remembers nothing).
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            order: VecDeque::with_capacity(capacity.min(DEFAULT_CAPACITY)),
+            live: HashMap::with_capacity(capacity.min(DEFAULT_CAPACITY)),
+            generation: 0,
+        }
+    }
+
+    /// Records `uuid`; returns `true` if it was not in the window (keep the event), `false` if
+    /// it was (drop it as a repeat).
+    pub fn insert_if_new(&mut self, uuid: &str) -> bool {
+        if self.live.contains_key(uuid) {
+            return false;
+        }
+        if self.capacity == 0 {
+            return true;
+        }
+        while self.live.len() >= self.capacity {
+            self.evict_oldest();
+        }
+        // Stale slots (left by `forget`) are skipped by eviction; keep the deque from growing
+        // without bound when many entries are forgotten.
+        if self.order.len() >= self.capacity.saturating_mul(2) {
+            self.compact();
+        }
+        self.generation += 1;
+        let key: Arc<str> = Arc::from(uuid);
+        self.order.push_back((self.generation, Arc::clone(&key)));
+        self.live.insert(key, self.generation);
+        true
+    }
+
+    /// Whether `uuid` is in the window.
+    pub fn contains(&self, uuid: &str) -> bool {
+        self.live.contains_key(uuid)
+    }
+
+    /// Removes uuids again. The collector calls this when a prepared page could not be stored:
+    /// the same events come back when the page is fetched again and must not then be mistaken
+    /// for repeats (that would lose them).
+    pub fn forget<'a>(&mut self, uuids: impl IntoIterator<Item = &'a str>) {
+        for u in uuids {
+            self.live.remove(u);
+        }
+    }
+
+    /// Number of uuids in the window.
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    fn evict_oldest(&mut self) {
+        while let Some((generation, key)) = self.order.pop_front() {
+            if self.live.get(&key) == Some(&generation) {
+                self.live.remove(&key);
+                return;
+            }
+        }
+    }
+
+    fn compact(&mut self) {
+        let live = &self.live;
+        self.order
+            .retain(|(generation, key)| live.get(key) == Some(generation));
+    }
+}
+
+impl Default for RecentUuids {
+    fn default() -> Self {
+        Self::new(DEFAULT_CAPACITY)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_a_repeat_within_capacity() {
+        let mut d = RecentUuids::new(3);
+        assert!(d.insert_if_new("a"));
+        assert!(d.insert_if_new("b"));
+        assert!(!d.insert_if_new("a"));
+        assert!(d.insert_if_new("c"));
+        assert!(!d.insert_if_new("b"));
+        assert_eq!(d.len(), 3);
+    }
+
+    #[test]
+    fn forgets_the_oldest_beyond_capacity() {
+        let mut d = RecentUuids::new(2);
+        assert!(d.insert_if_new("a"));
+        assert!(d.insert_if_new("b"));
+        assert!(d.insert_if_new("c")); // evicts a
+        assert!(!d.contains("a"));
+        assert!(d.insert_if_new("a")); // evicts b
+        assert!(!d.insert_if_new("c"));
+        assert!(d.insert_if_new("b"));
+        assert_eq!(d.len(), 2);
+    }
+
+    #[test]
+    fn zero_capacity_remembers_nothing() {
+        let mut d = RecentUuids::new(0);
+        assert!(d.insert_if_new("a"));
+        assert!(d.insert_if_new("a"));
+        assert!(d.is_empty());
+    }
+
+    #[test]
+    fn forget_then_reinsert_keeps_the_new_entry_alive() {
+        let mut d = RecentUuids::new(2);
+        assert!(d.insert_if_new("a"));
+        d.forget(["a"]);
+        assert!(!d.contains("a"));
+        assert!(d.insert_if_new("b"));
+        assert!(d.insert_if_new("a")); // re-inserted; the stale slot of the first "a" is older
+        assert!(d.insert_if_new("c")); // evicts b (the oldest live one), not the new "a"
+        assert!(d.contains("a"));
+        assert!(!d.contains("b"));
+        assert_eq!(d.len(), 2);
+    }
+
+    #[test]
+    fn many_forgets_do_not_grow_memory_without_bound() {
+        let mut d = RecentUuids::new(4);
+        for i in 0..1000 {
+            let u = format!("u{i}");
+            assert!(d.insert_if_new(&u));
+            d.forget([u.as_str()]);
+        }
+        assert!(d.order.len() <= 8);
+        assert!(d.is_empty());
+    }
+}

@@ -1,0 +1,236 @@
+//! Turns the events of one Okta response into the bytes the collector stores.
+//!
+//! Each kept event is copied byte for byte from the response (never parsed into a value tree
+//! and re-serialised: that is slower, and would reorder keys or change number formatting), with
+//! `"domain":"{host}"` spliced in before its closing brace so that every row says which org it
+//! came from (`domain_s`, okta-cl-schema.md). Events whose `uuid` was seen recently are dropped
+//! (DESIGN §2 step 5).
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::dedupe::RecentUuids;
+use crate::okta::client::OktaError;
+
+/// What gets stored for one page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedPage {
+    /// A JSON array of the kept events, each with `"domain"` added.
+    pub json: Vec<u8>,
+    /// Number of kept events (`0` when every event was a repeat: store nothing then).
+    pub count: usize,
+    /// Events dropped because their `uuid` was seen recently.
+    pub dropped_duplicates: usize,
+    /// The newest `published` among the kept events (for lag metrics).
+    pub newest_published: Option<DateTime<Utc>>,
+    /// The uuids of the kept events, in order. They are already recorded in the
+    /// [`RecentUuids`] window; if the page cannot be stored, hand them to
+    /// [`RecentUuids::forget`], or the re-fetched page would be dropped as repeats.
+    pub kept_uuids: Vec<String>,
+}
+
+/// The few fields the collector reads from an event; everything else stays raw.
+#[derive(Deserialize)]
+struct EventHead<'a> {
+    #[serde(borrow)]
+    uuid: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    published: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    domain: Option<&'a RawValue>,
+}
+
+/// Prepares the events of one page for storage.
+///
+/// The whole page is validated before any uuid is recorded, so a malformed page (retried by
+/// the caller, never skipped) leaves the window untouched.
+pub fn prepare_page(
+    events: &[Box<RawValue>],
+    domain: &str,
+    dedupe: &mut RecentUuids,
+) -> Result<PreparedPage, OktaError> {
+    let mut heads = Vec::with_capacity(events.len());
+    for (i, raw) in events.iter().enumerate() {
+        let text = raw.get();
+        if !text.trim_start().starts_with('{') {
+            return Err(OktaError::Malformed(format!(
+                "event {i} of the page is not a JSON object"
+            )));
+        }
+        let head: EventHead<'_> = serde_json::from_str(text).map_err(|e| {
+            OktaError::Malformed(format!("event {i} of the page cannot be read: {e}"))
+        })?;
+        let uuid = match head.uuid {
+            Some(u) if !u.trim().is_empty() => u,
+            _ => {
+                return Err(OktaError::Malformed(format!(
+                    "event {i} of the page has no uuid"
+                )))
+            }
+        };
+        heads.push((uuid, head.published, head.domain.is_some()));
+    }
+
+    // A host name needs no escaping, but the value comes from configuration: quote it properly.
+    let domain_json = serde_json::to_string(domain)
+        .map_err(|e| OktaError::Malformed(format!("domain cannot be encoded: {e}")))?;
+    let extra = domain_json.len() + 12;
+    let capacity = events.iter().map(|e| e.get().len() + extra).sum::<usize>() + 2;
+    let mut json = Vec::with_capacity(capacity);
+    json.push(b'[');
+    let mut page = PreparedPage {
+        json: Vec::new(),
+        count: 0,
+        dropped_duplicates: 0,
+        newest_published: None,
+        kept_uuids: Vec::with_capacity(events.len()),
+    };
+    for (raw, (uuid, published, has_domain)) in events.iter().zip(heads) {
+        if !dedupe.insert_if_new(&uuid) {
+            page.dropped_duplicates += 1;
+            continue;
+        }
+        if page.count > 0 {
+            json.push(b',');
+        }
+        append_with_domain(&mut json, raw.get(), &domain_json, has_domain);
+        page.count += 1;
+        page.kept_uuids.push(uuid.into_owned());
+        if let Some(p) = published.as_deref().and_then(parse_published) {
+            page.newest_published = Some(page.newest_published.map_or(p, |n| n.max(p)));
+        }
+    }
+    json.push(b']');
+    page.json = json;
+    Ok(page)
+}
+
+/// Appends one event object with `"domain":…` before its closing brace. An event that already
+/// has a top-level `domain` is copied unchanged: a second key of the same name would make the
+/// JSON ambiguous.
+fn append_with_domain(out: &mut Vec<u8>, event: &str, domain_json: &str, has_domain: bool) {
+    let trimmed = event.trim_end();
+    let body = match trimmed.strip_suffix('}') {
+        Some(body) if !has_domain => body,
+        // Validated as an object (starts with '{' and parsed), so it ends with '}'; copy as is
+        // if that invariant were ever broken rather than emit broken JSON.
+        _ => {
+            out.extend_from_slice(trimmed.as_bytes());
+            return;
+        }
+    };
+    out.extend_from_slice(body.as_bytes());
+    // `{}` has no member yet and needs no comma; every event has a uuid, so this is defensive.
+    if !body.trim_end().ends_with('{') {
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"domain\":");
+    out.extend_from_slice(domain_json.as_bytes());
+    out.push(b'}');
+}
+
+fn parse_published(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|d| d.with_timezone(&Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raws(json: &str) -> Vec<Box<RawValue>> {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn adds_domain_and_keeps_bytes() {
+        let events = raws(
+            r#"[{"uuid":"a","published":"2024-08-13T15:58:20.353Z","n":1.50,"z":"null"} ,
+                {"published":"2024-08-13T15:58:21.000Z", "uuid":"b" ,"x":{"k":[1,2]}}]"#,
+        );
+        let mut d = RecentUuids::new(10);
+        let p = prepare_page(&events, "acme.okta.com", &mut d).unwrap();
+        let text = String::from_utf8(p.json.clone()).unwrap();
+        assert_eq!(
+            text,
+            concat!(
+                r#"[{"uuid":"a","published":"2024-08-13T15:58:20.353Z","n":1.50,"z":"null","domain":"acme.okta.com"},"#,
+                r#"{"published":"2024-08-13T15:58:21.000Z", "uuid":"b" ,"x":{"k":[1,2]},"domain":"acme.okta.com"}]"#
+            )
+        );
+        let v: serde_json::Value = serde_json::from_slice(&p.json).unwrap();
+        assert_eq!(v[1]["domain"], "acme.okta.com");
+        assert_eq!(p.count, 2);
+        assert_eq!(p.dropped_duplicates, 0);
+        assert_eq!(p.kept_uuids, vec!["a", "b"]);
+        assert_eq!(
+            p.newest_published.map(|t| t.to_rfc3339()),
+            Some("2024-08-13T15:58:21+00:00".to_string())
+        );
+    }
+
+    #[test]
+    fn drops_repeats_across_and_within_pages() {
+        let mut d = RecentUuids::new(10);
+        let first = prepare_page(&raws(r#"[{"uuid":"a"},{"uuid":"b"}]"#), "o", &mut d).unwrap();
+        assert_eq!(first.count, 2);
+        let second = prepare_page(
+            &raws(r#"[{"uuid":"b"},{"uuid":"c"},{"uuid":"c"}]"#),
+            "o",
+            &mut d,
+        )
+        .unwrap();
+        assert_eq!(second.count, 1);
+        assert_eq!(second.dropped_duplicates, 2);
+        assert_eq!(second.json, br#"[{"uuid":"c","domain":"o"}]"#.to_vec());
+        let all_repeats = prepare_page(&raws(r#"[{"uuid":"a"}]"#), "o", &mut d).unwrap();
+        assert_eq!(
+            (all_repeats.count, all_repeats.json.as_slice()),
+            (0, &b"[]"[..])
+        );
+    }
+
+    #[test]
+    fn malformed_events_leave_the_window_untouched() {
+        let mut d = RecentUuids::new(10);
+        for bad in [
+            r#"[{"uuid":"a"}, 5]"#,
+            r#"[{"uuid":"a"}, "x"]"#,
+            r#"[{"uuid":"a"}, {"published":"2024-01-01T00:00:00Z"}]"#,
+            r#"[{"uuid":"a"}, {"uuid":null}]"#,
+            r#"[{"uuid":"a"}, {"uuid":""}]"#,
+            r#"[{"uuid":"a"}, {"uuid":7}]"#,
+        ] {
+            let r = prepare_page(&raws(bad), "o", &mut d);
+            assert!(matches!(r, Err(OktaError::Malformed(_))), "{bad}: {r:?}");
+            assert!(d.is_empty(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn escaped_uuid_and_existing_domain() {
+        let mut d = RecentUuids::new(10);
+        let p = prepare_page(
+            &raws(r#"[{"uuid":"a\u0062","domain":"keep"}]"#),
+            "o",
+            &mut d,
+        )
+        .unwrap();
+        assert_eq!(p.json, br#"[{"uuid":"a\u0062","domain":"keep"}]"#.to_vec());
+        assert!(d.contains("ab"));
+    }
+
+    #[test]
+    fn forgetting_lets_a_refetched_page_through() {
+        let mut d = RecentUuids::new(10);
+        let events = raws(r#"[{"uuid":"a"},{"uuid":"b"}]"#);
+        let p = prepare_page(&events, "o", &mut d).unwrap();
+        d.forget(p.kept_uuids.iter().map(String::as_str));
+        let again = prepare_page(&events, "o", &mut d).unwrap();
+        assert_eq!(again.count, 2);
+    }
+}

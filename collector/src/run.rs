@@ -1,0 +1,485 @@
+//! `collector run`: lead the org, fetch pages, hand them off, forever.
+//!
+//! One pass of the loop is DESIGN.md §2 "Collector, per org": flush a pending envelope, GET
+//! the next URL, store and record a non-empty page, enqueue it, pace. Every failure ends in a
+//! retry with backoff and a readiness/metric signal — never in a skipped page, never in a
+//! silent stop. Shutdown (SIGTERM) abandons a fetch that was not persisted (the checkpoint did
+//! not move, so nothing is lost), lets a started hand-off finish, and releases the lease.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use common::backoff::Backoff;
+use common::health::Health;
+use common::storage::{Blobs, Queue, Storage, StorageAuth};
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use crate::checkpoint::{self, Checkpoint, CheckpointError, Versioned};
+use crate::config::CollectorConfig;
+use crate::dedupe::RecentUuids;
+use crate::handoff::{self, HandoffError, PageToStore};
+use crate::okta::{self, OktaClient, OktaError};
+use crate::pacing::Pacer;
+use crate::stats::CollectorMetrics;
+use crate::wiring;
+
+/// Readiness conditions of the collector.
+const READY_POLL: &str = "okta_poll";
+const READY_AUTH: &str = "okta_auth";
+const READY_PAGE: &str = "okta_page";
+const READY_STORAGE: &str = "storage";
+
+/// Capacity of the recent-uuid filter (Okta can repeat an event on a later page).
+const DEDUPE_CAPACITY: usize = 10_000;
+
+/// Everything one leader term needs.
+pub struct Collector {
+    pub cfg: CollectorConfig,
+    pub blobs: Blobs,
+    pub queue: Queue,
+    pub okta: OktaClient,
+    pub health: Health,
+    pub metrics: CollectorMetrics,
+    pub cancel: CancellationToken,
+}
+
+/// How a leader term ended.
+enum TermEnd {
+    Shutdown,
+    LostLeadership,
+}
+
+/// Runs the collector until SIGTERM/SIGINT.
+pub async fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
+    let cancel = common::shutdown::install();
+    let w = wiring::Wiring::new(&cfg).await?;
+    let storage = Storage::connect(&cfg.storage, w.azure_http.clone(), w.credential.clone())
+        .context("connecting to Azure Storage")?;
+    if matches!(cfg.storage.auth, StorageAuth::AccountKey { .. }) {
+        // Local and test runs only: in production the Bicep creates them and the
+        // collector's role cannot.
+        storage
+            .ensure_created()
+            .await
+            .context("creating the queue and container (local storage)")?;
+    }
+    let metrics = CollectorMetrics::new();
+    let health = Health::new();
+    let listener = common::health::bind(cfg.http_addr)
+        .await
+        .context("HTTP_ADDR")?;
+    tracing::info!(addr = %listener.1, org = %cfg.org, "collector starting");
+    tokio::spawn(common::health::serve_listener(
+        listener.0,
+        health.clone(),
+        metrics.registry.clone(),
+        cancel.clone(),
+    ));
+    common::metrics::spawn_stats_logger(metrics.registry.clone(), cfg.stats_interval, cancel.clone());
+
+    let okta = OktaClient::new(cfg.origin.clone(), w.okta_credential(&cfg)?, w.okta_http.clone())
+        .context("building the Okta client")?;
+    let c = Collector {
+        blobs: storage.blobs.clone(),
+        queue: storage.queue.clone(),
+        okta,
+        health,
+        metrics,
+        cancel: cancel.clone(),
+        cfg,
+    };
+    c.serve().await
+}
+
+impl Collector {
+    /// Alternates between waiting for leadership and leading, until shutdown.
+    pub async fn serve(&self) -> anyhow::Result<()> {
+        loop {
+            self.health.set_ready(READY_POLL, true, "standby: waiting for the leader lease");
+            self.metrics.leader.set(0);
+            let org = self.cfg.org.clone();
+            let lead = crate::leader::acquire(&self.blobs, &org, self.cfg.lease, &self.cancel, || {
+                tracing::info!(org = %org, "another collector leads this org; standing by");
+            })
+            .await;
+            let lead = match lead {
+                Ok(Some(l)) => l,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot reach the leader lease; retrying");
+                    self.health.set_ready(READY_STORAGE, false, format!("storage: {e}"));
+                    if self.sleep(Duration::from_secs(5), None).await {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            };
+            self.health.set_ready(READY_STORAGE, true, "");
+            self.metrics.leader.set(1);
+            tracing::info!(org = %self.cfg.org, "leading this org");
+            let end = self.lead(&lead).await;
+            lead.release().await;
+            match end {
+                Ok(TermEnd::Shutdown) => {
+                    tracing::info!("collector stopped");
+                    return Ok(());
+                }
+                Ok(TermEnd::LostLeadership) => {
+                    tracing::warn!("leadership lost; standing by");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One leader term.
+    async fn lead(&self, lead: &crate::leader::Leadership) -> anyhow::Result<TermEnd> {
+        let Some(mut cp) = self.load_or_create_checkpoint(lead).await? else {
+            return Ok(TermEnd::Shutdown);
+        };
+        let last_success = Arc::new(AtomicI64::new(Utc::now().timestamp()));
+        let watchdog = self.spawn_watchdog(last_success.clone(), lead.lost.clone());
+        let pacer = Pacer::new(self.cfg.reserve);
+        let mut dedupe = RecentUuids::new(DEDUPE_CAPACITY);
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
+        let end = loop {
+            if self.cancel.is_cancelled() {
+                break TermEnd::Shutdown;
+            }
+            if lead.lost.is_cancelled() {
+                break TermEnd::LostLeadership;
+            }
+            // A pending envelope (kill after the checkpoint, before or after the enqueue) is
+            // sent again, never re-fetched.
+            if cp.checkpoint.pending.is_some() {
+                match handoff::flush_pending(&self.blobs, &self.queue, cp.clone()).await {
+                    Ok(next) => {
+                        cp = next;
+                        self.health.set_ready(READY_STORAGE, true, "");
+                    }
+                    Err(HandoffError::Checkpoint(CheckpointError::LostRace)) => {
+                        break TermEnd::LostLeadership
+                    }
+                    Err(e) => {
+                        self.storage_trouble(&e.to_string());
+                        self.sleep(backoff.next_delay(), Some(&lead.lost)).await;
+                        continue;
+                    }
+                }
+            }
+            let url = match Url::parse(&cp.checkpoint.next_url) {
+                Ok(u) => u,
+                Err(e) => anyhow::bail!(
+                    "the checkpoint's next URL is invalid ({e}); run `collector reset`"
+                ),
+            };
+            let fetched = tokio::select! {
+                _ = self.cancel.cancelled() => break TermEnd::Shutdown,
+                _ = lead.lost.cancelled() => break TermEnd::LostLeadership,
+                r = self.okta.fetch(&url) => r,
+            };
+            let wait = match fetched {
+                Ok(page) => {
+                    self.metrics.request(200);
+                    if let Some(rate) = &page.rate {
+                        self.metrics.rate_limit_remaining.set(rate.remaining as i64);
+                        lead.note_poll("ok", Some(rate.remaining), Some(rate.limit));
+                    } else {
+                        lead.note_poll("ok", None, None);
+                    }
+                    let Some(next) = page.next.clone() else {
+                        // Polling always returns a next link; without one the page cannot
+                        // be placed, so it is not stored (storing it would re-fetch it later).
+                        self.alarm_page("the response had no rel=\"next\" link");
+                        self.sleep(backoff.next_delay(), Some(&lead.lost)).await;
+                        continue;
+                    };
+                    let outcome = self
+                        .handle_page(lead, &cp, &url, next, &page.events, &mut dedupe)
+                        .await;
+                    match outcome {
+                        Ok((next_cp, empty)) => {
+                            cp = next_cp;
+                            backoff.reset();
+                            last_success.store(Utc::now().timestamp(), Ordering::Relaxed);
+                            self.metrics.last_success.set(Utc::now().timestamp());
+                            self.health.set_ready(READY_POLL, true, "");
+                            self.health.set_ready(READY_AUTH, true, "");
+                            self.health.set_ready(READY_PAGE, true, "");
+                            self.health.set_ready(READY_STORAGE, true, "");
+                            let pace = match (&page.rate, page.date) {
+                                (Some(rate), Some(date)) => pacer.delay_after(rate, date),
+                                (Some(rate), None) => pacer.delay_after(rate, Utc::now()),
+                                _ => Duration::ZERO,
+                            };
+                            if empty {
+                                pace.max(self.cfg.poll_interval)
+                            } else {
+                                pace
+                            }
+                        }
+                        Err(HandoffError::Checkpoint(CheckpointError::LostRace)) => {
+                            break TermEnd::LostLeadership
+                        }
+                        Err(e) => {
+                            // The page may have marked uuids as seen without being recorded;
+                            // forget them so the re-fetch keeps every event.
+                            dedupe = RecentUuids::new(DEDUPE_CAPACITY);
+                            self.storage_trouble(&e.to_string());
+                            backoff.next_delay()
+                        }
+                    }
+                }
+                Err(e) => {
+                    lead.note_poll(&e.to_string(), None, None);
+                    self.fetch_failed(&e, &pacer, &mut backoff)
+                }
+            };
+            if self.sleep(wait, Some(&lead.lost)).await {
+                continue;
+            }
+        };
+        watchdog.abort();
+        Ok(end)
+    }
+
+    /// Stores a non-empty page or moves the next link of an empty one.
+    /// Returns the new checkpoint and whether the page was empty.
+    async fn handle_page(
+        &self,
+        lead: &crate::leader::Leadership,
+        cp: &Versioned,
+        url: &Url,
+        next: Url,
+        events: &[Box<serde_json::value::RawValue>],
+        dedupe: &mut RecentUuids,
+    ) -> Result<(Versioned, bool), HandoffError> {
+        let _ = lead;
+        if events.is_empty() {
+            return Ok((self.move_next_link(cp, url, &next).await?, true));
+        }
+        let prepared = match okta::prepare_page(events, &self.cfg.domain, dedupe) {
+            Ok(p) => p,
+            Err(e) => {
+                self.alarm_page(&e.to_string());
+                return Err(HandoffError::Checkpoint(CheckpointError::Corrupt {
+                    name: "okta page".into(),
+                    reason: e.to_string(),
+                }));
+            }
+        };
+        self.metrics.duplicates.inc_by(prepared.dropped_duplicates as u64);
+        if prepared.count == 0 {
+            return Ok((self.move_next_link(cp, url, &next).await?, false));
+        }
+        let recorded = handoff::store_and_record(
+            &self.blobs,
+            &self.cfg.org,
+            cp,
+            PageToStore {
+                json: &prepared.json,
+                events: prepared.count as u64,
+                newest_published: prepared.newest_published,
+                next_url: next.to_string(),
+            },
+        )
+        .await?;
+        self.metrics.pages.inc();
+        self.metrics.events.inc_by(prepared.count as u64);
+        self.metrics.bytes.inc_by(prepared.json.len() as u64);
+        if let Some(p) = prepared.newest_published {
+            self.metrics.lag_seconds.set((Utc::now() - p).num_seconds().max(0));
+        }
+        let flushed = handoff::flush_pending(&self.blobs, &self.queue, recorded).await?;
+        Ok((flushed, false))
+    }
+
+    /// DESIGN.md §2 step 4: save the response's next link even for an empty page (skipping
+    /// the write when unchanged).
+    async fn move_next_link(&self, cp: &Versioned, url: &Url, next: &Url) -> Result<Versioned, HandoffError> {
+        if next == url || next.as_str() == cp.checkpoint.next_url {
+            return Ok(cp.clone());
+        }
+        let mut moved = cp.checkpoint.clone();
+        moved.next_url = next.to_string();
+        moved.updated = Utc::now();
+        Ok(checkpoint::replace(&self.blobs, cp, moved).await?)
+    }
+
+    /// Classifies a failed fetch, reports it, and returns how long to wait.
+    fn fetch_failed(&self, e: &OktaError, pacer: &Pacer, backoff: &mut Backoff) -> Duration {
+        match e {
+            OktaError::RateLimited { rate, date } => {
+                self.metrics.request(429);
+                tracing::warn!("Okta answered 429: waiting for the rate-limit reset");
+                pacer.delay_after_429(rate.as_ref(), *date)
+            }
+            e if e.is_auth() => {
+                self.metrics.request(401);
+                let msg = format!("{e}: {}", e.operator_hint());
+                tracing::error!(error = %e, hint = e.operator_hint(), "Okta refused the credential");
+                self.health.set_ready(READY_AUTH, false, msg);
+                // Slow: a refused credential does not heal in seconds, and each try costs
+                // rate-limit budget shared with the org's other integrations.
+                backoff.next_delay().max(Duration::from_secs(30))
+            }
+            OktaError::Malformed(m) => {
+                self.alarm_page(m);
+                backoff.next_delay()
+            }
+            OktaError::ForeignOrigin(u) => {
+                let msg = format!("refusing a next link to another origin ({u}); the credential was not sent; run `collector reset` if the org moved");
+                tracing::error!("{msg}");
+                self.health.set_ready(READY_PAGE, false, msg);
+                backoff.next_delay().max(Duration::from_secs(60))
+            }
+            other => {
+                if let OktaError::Server { status, .. } = other {
+                    self.metrics.request(*status);
+                } else {
+                    self.metrics.request(0);
+                }
+                tracing::warn!(error = %other, "fetching from Okta failed; retrying");
+                backoff.next_delay()
+            }
+        }
+    }
+
+    fn alarm_page(&self, what: &str) {
+        self.metrics.malformed.inc();
+        tracing::error!(problem = what, "Okta returned a malformed page; it is retried, never skipped");
+        self.health
+            .set_ready(READY_PAGE, false, format!("malformed page from Okta: {what}"));
+    }
+
+    fn storage_trouble(&self, what: &str) {
+        tracing::warn!(error = what, "storage operation failed; retrying");
+        self.metrics.storage_errors.inc();
+        self.health.set_ready(READY_STORAGE, false, format!("storage: {what}"));
+    }
+
+    /// Sleeps unless shutdown (or, if given, loss of leadership) comes first.
+    /// Returns true when interrupted.
+    async fn sleep(&self, d: Duration, lost: Option<&CancellationToken>) -> bool {
+        if d.is_zero() {
+            return self.cancel.is_cancelled();
+        }
+        let lost_fut = async {
+            match lost {
+                Some(t) => t.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = self.cancel.cancelled() => true,
+            _ = lost_fut => true,
+            _ = tokio::time::sleep(d) => false,
+        }
+    }
+
+    /// Not ready when the leader's last successful poll is older than `stale_after`.
+    fn spawn_watchdog(&self, last: Arc<AtomicI64>, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let health = self.health.clone();
+        let stale = self.cfg.stale_after;
+        let cancel = self.cancel.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+                let age = Utc::now().timestamp() - last.load(Ordering::Relaxed);
+                if age as u64 > stale.as_secs() {
+                    health.set_ready(
+                        READY_POLL,
+                        false,
+                        format!("no successful poll of Okta for {age} s"),
+                    );
+                }
+            }
+        })
+    }
+
+    /// Reads the checkpoint, or creates the first one — refusing when the org already has
+    /// pages or page states (a lost checkpoint is not a first run).
+    async fn load_or_create_checkpoint(
+        &self,
+        lead: &crate::leader::Leadership,
+    ) -> anyhow::Result<Option<Versioned>> {
+        let _ = lead;
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        loop {
+            match self.try_load_or_create().await {
+                Ok(v) => return Ok(Some(v)),
+                Err(LoadError::Fatal(e)) => return Err(e),
+                Err(LoadError::Retry(e)) => {
+                    self.storage_trouble(&e);
+                    if self.sleep(backoff.next_delay(), Some(&lead.lost)).await {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn try_load_or_create(&self) -> Result<Versioned, LoadError> {
+        let org = &self.cfg.org;
+        match checkpoint::read(&self.blobs, org).await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(CheckpointError::Corrupt { name, reason }) => {
+                return Err(LoadError::Fatal(anyhow::anyhow!(
+                    "checkpoint {name} is unreadable ({reason}); inspect it, or run `collector reset`"
+                )))
+            }
+            Err(e) => return Err(LoadError::Retry(e.to_string())),
+        }
+        let leftovers = crate::commands::org_has_data(&self.blobs, org)
+            .await
+            .map_err(|e| LoadError::Retry(e.to_string()))?;
+        if let Some(prefix) = leftovers {
+            return Err(LoadError::Fatal(anyhow::anyhow!(
+                "no checkpoint for org {org}, but {prefix} has blobs: the checkpoint was lost, this is not a first run. \
+                 Choose where to resume with `collector reset --start <time>` or `--next-url <url>`"
+            )));
+        }
+        let cp = Checkpoint {
+            v: checkpoint::CURRENT_VERSION,
+            org: org.clone(),
+            epoch: 1,
+            seq: 0,
+            next_url: first_url(&self.cfg.origin, self.cfg.start).to_string(),
+            pending: None,
+            newest_published: None,
+            updated: Utc::now(),
+        };
+        tracing::info!(org = %org, start = %self.cfg.start, "first run: creating the checkpoint");
+        match checkpoint::create(&self.blobs, cp).await {
+            Ok(v) => Ok(v),
+            // Created meanwhile (a reset, or a previous leader): read it on the next pass.
+            Err(CheckpointError::LostRace) => Err(LoadError::Retry("checkpoint appeared meanwhile".into())),
+            Err(e) => Err(LoadError::Retry(e.to_string())),
+        }
+    }
+}
+
+enum LoadError {
+    Fatal(anyhow::Error),
+    Retry(String),
+}
+
+/// The first URL of a polling request: `since`, `limit=1000`, never `until`.
+pub fn first_url(origin: &Url, since: DateTime<Utc>) -> Url {
+    let mut u = origin.clone();
+    u.set_path("/api/v1/logs");
+    u.query_pairs_mut()
+        .clear()
+        .append_pair("since", &since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .append_pair("limit", "1000");
+    u
+}

@@ -1,0 +1,95 @@
+//! Builds the collector's clients from its configuration: the shared Azure transport, the
+//! managed identity (only when something needs it), Key Vault, and the Okta credential.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use azure_core::credentials::TokenCredential;
+use common::http::{build_client, extra_roots_from_env, HttpOptions};
+use common::secrets::{KeyVault, SecretSource};
+use common::storage::StorageAuth;
+
+use crate::config::{CollectorConfig, CredentialSpec};
+use crate::okta::Credential;
+
+pub struct Wiring {
+    /// Transport of the Azure SDK (no automatic decompression).
+    pub azure_http: reqwest::Client,
+    /// Okta's client: gzip on, a timeout above Okta's own 30 s.
+    pub okta_http: reqwest::Client,
+    pub credential: Option<Arc<dyn TokenCredential>>,
+    pub vault: Option<KeyVault>,
+}
+
+impl Wiring {
+    pub async fn new(cfg: &CollectorConfig) -> anyhow::Result<Wiring> {
+        let azure_http = common::http::azure_client().map_err(anyhow::Error::msg)?;
+        let okta_http = build_client(&HttpOptions {
+            extra_roots_pem: extra_roots_from_env().context("OKTA_SENTINEL_EXTRA_CA")?,
+            timeout: Some(Duration::from_secs(45)),
+            gzip: true,
+        })
+        .context("building the Okta HTTP client")?;
+        let needs_identity = matches!(cfg.storage.auth, StorageAuth::ManagedIdentity)
+            || cfg.key_vault_url.is_some();
+        let credential = if needs_identity {
+            Some(
+                common::identity::managed_identity(cfg.azure_client_id.as_deref(), azure_http.clone())
+                    .context("AZURE_CLIENT_ID: cannot build the managed identity credential")?,
+            )
+        } else {
+            None
+        };
+        let vault = match (&cfg.key_vault_url, &credential) {
+            (Some(url), Some(cred)) => Some(
+                KeyVault::new(url.as_str(), cred.clone(), azure_http.clone())
+                    .context("KEY_VAULT_URL")?,
+            ),
+            _ => None,
+        };
+        Ok(Wiring {
+            azure_http,
+            okta_http,
+            credential,
+            vault,
+        })
+    }
+
+    /// The Okta credential as configured: a value from the environment or a Key Vault secret.
+    pub fn okta_credential(&self, cfg: &CollectorConfig) -> anyhow::Result<Credential> {
+        let vault = |secret: &str| -> anyhow::Result<SecretSource> {
+            let v = self
+                .vault
+                .clone()
+                .context("KEY_VAULT_URL is required for a Key Vault secret")?;
+            Ok(SecretSource::key_vault(v, secret.to_string()))
+        };
+        Ok(match &cfg.credential {
+            CredentialSpec::SswsValue(v) => {
+                Credential::Ssws(SecretSource::from_value("OKTA_API_TOKEN", v.clone()))
+            }
+            CredentialSpec::SswsVault { secret } => Credential::Ssws(vault(secret)?),
+            CredentialSpec::JwtValue {
+                client_id,
+                key,
+                key_id,
+            } => Credential::PrivateKeyJwt {
+                client_id: client_id.clone(),
+                key: SecretSource::from_value("OKTA_PRIVATE_KEY", key.clone()),
+                key_id: key_id.clone(),
+                scope: "okta.logs.read".into(),
+            },
+            CredentialSpec::JwtVault {
+                client_id,
+                secret,
+                key_id,
+            } => Credential::PrivateKeyJwt {
+                client_id: client_id.clone(),
+                key: vault(secret)?,
+                key_id: key_id.clone(),
+                scope: "okta.logs.read".into(),
+            },
+        })
+    }
+}

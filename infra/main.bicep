@@ -1,0 +1,387 @@
+// okta-sentinel: Okta System Log → Microsoft Sentinel on Azure Container Apps.
+//
+// One resource-group deployment creates everything the two services need, and nothing more:
+// storage (queue + container, shared keys off), Key Vault (RBAC mode), the DCR-based table and
+// its data collection rule, one collector app per Okta org, the shipper app scaled by KEDA on the
+// queue, least-privilege role assignments (all of them in modules/roles.bicep) and alerts.
+// Operator guide: infra/README.md.
+
+targetScope = 'resourceGroup'
+
+// ---------------------------------------------------------------- types
+
+@description('One Okta org to collect from.')
+type oktaOrg = {
+  @description('Okta host only, without scheme or path, e.g. acme.okta.com.')
+  domain: string
+
+  @description('token = SSWS API token; oauth = OAuth 2.0 service app with private_key_jwt (scope okta.logs.read).')
+  auth: 'token' | 'oauth'
+
+  @description('OAuth service app client id (auth = oauth only).')
+  clientId: string?
+
+  @description('Key id (kid) of the OAuth private key, if the app has several keys.')
+  keyId: string?
+
+  @description('Start of a brand-new checkpoint (RFC 3339 or a duration back such as 1h). Ignored once a checkpoint exists.')
+  start: string?
+
+  @description('Set to true once the credential secret exists in the vault (set by hand after the first deployment) so the collector is granted read access to it.')
+  credentialInVault: bool?
+}
+
+// ---------------------------------------------------------------- parameters
+
+@description('Azure region for every resource (defaults to the resource group\'s).')
+param location string = resourceGroup().location
+
+@description('Short prefix for resource names (lower-case letters and digits).')
+@minLength(2)
+@maxLength(10)
+param namePrefix string = 'okta'
+
+@description('The Okta orgs to collect: one collector app and one identity per org.')
+@minLength(1)
+param oktaOrgs oktaOrg[]
+
+@description('Optional Okta credentials keyed by org domain: the SSWS token (auth = token) or the private key as PEM or JWK (auth = oauth). Each is stored in Key Vault; leave empty to set them later with az keyvault secret set.')
+@secure()
+param oktaCredentials object = {}
+
+@description('Container image holding both binaries (collector and shipper), e.g. myacr.azurecr.io/okta-sentinel:1.0.0.')
+param image string
+
+@description('Name of an existing Azure Container Registry in this resource group to pull the image from with the apps\' identities (AcrPull); empty for a public registry.')
+param registryName string = ''
+
+@description('Resource id of an existing Log Analytics workspace (Sentinel-enabled); empty creates a new workspace.')
+param existingWorkspaceResourceId string = ''
+
+@description('Retention of a newly created workspace, in days.')
+@minValue(30)
+@maxValue(730)
+param workspaceRetentionInDays int = 90
+
+@description('Name of the DCR-based custom table the rows go to.')
+param tableName string = 'Okta_CL'
+
+@description('Table plan: Analytics (full KQL, analytic rules) or Basic (cheaper, limited queries; Sentinel analytic rules do not run on it).')
+@allowed([
+  'Analytics'
+  'Basic'
+])
+param tablePlan string = 'Analytics'
+
+@description('Interactive retention of the table in days (-1 = the workspace default). Analytics plan only.')
+param tableRetentionInDays int = -1
+
+@description('Total retention (interactive + long-term) of the table in days (-1 = same as interactive).')
+param tableTotalRetentionInDays int = -1
+
+@description('Create the table without columns whose names exceed 45 characters (authenticationContext_authenticationProvider_s): only if the service refuses a brand-new table with it. Those values are then dropped. See infra/README.md.')
+param omitOverlongColumns bool = false
+
+@description('Drop Okta DEBUG events in the data collection rule to save ingestion cost.')
+param dropDebugEvents bool = false
+
+@description('KQL function alias giving analysts a view de-duplicated by uuid_g.')
+param dedupFunctionAlias string = 'OktaSentinel_Dedup'
+
+@description('Which sink the shipper uses: logs-ingestion (DCR, default) or data-collector (legacy HTTP Data Collector API, for classic tables).')
+@allowed([
+  'logs-ingestion'
+  'data-collector'
+])
+param sink string = 'logs-ingestion'
+
+@description('Minimum shipper replicas (0 lets KEDA scale to zero when the queue is empty).')
+@minValue(0)
+param shipperMinReplicas int = 1
+
+@description('Maximum shipper replicas.')
+@minValue(1)
+@maxValue(300)
+param shipperMaxReplicas int = 10
+
+@description('Target queue messages (pages) per shipper replica for the KEDA azure-queue rule.')
+@minValue(1)
+param shipperQueueLength int = 8
+
+@description('Pages in flight per shipper replica (SHIPPER_CONCURRENCY).')
+@minValue(1)
+param shipperConcurrency int = 4
+
+@description('Page-caused failures before a page becomes a poison record (SHIPPER_MAX_DEQUEUE).')
+@minValue(1)
+param shipperMaxDequeue int = 5
+
+@description('Fraction of each Okta rate-limit window the collector never uses (OKTA_RATE_LIMIT_RESERVE).')
+param oktaRateLimitReserve string = '0.3'
+
+@description('Seconds a stopping replica gets to finish or hand back the page in flight.')
+@minValue(30)
+@maxValue(600)
+param terminationGracePeriodSeconds int = 120
+
+@description('Days after which done/ markers are deleted (never less than 30: they stop twin envelopes from being shipped twice).')
+@minValue(30)
+param doneMarkerRetentionDays int = 30
+
+@description('Days after which orphan pages/ blobs (written but never enqueued) are deleted; kept well beyond Okta\'s 90-day retention.')
+@minValue(120)
+param orphanPageRetentionDays int = 180
+
+@description('Alert when no new rows arrived in the table for this ISO 8601 window.')
+param noRowsAlertWindow string = 'PT1H'
+
+@description('E-mail address for alerts; empty creates the alert rules without an action group.')
+param alertEmail string = ''
+
+@description('Tags applied to every resource.')
+param tags object = {}
+
+// ---------------------------------------------------------------- names
+
+var suffix = uniqueString(resourceGroup().id)
+var storageAccountName = take('${namePrefix}${suffix}', 24)
+var keyVaultName = take('kv-${namePrefix}-${suffix}', 24)
+var queueName = 'okta-pages'
+var containerName = 'okta-sentinel'
+var streamName = 'Custom-${tableName}'
+var workspaceKeySecretName = 'workspace-key'
+var useLegacySink = sink == 'data-collector'
+var createWorkspace = empty(existingWorkspaceResourceId)
+var workspaceId = createWorkspace ? newWorkspace.id : existingWorkspaceResourceId
+var workspaceSubscriptionId = createWorkspace ? subscription().subscriptionId : (split(existingWorkspaceResourceId, '/')[2])
+var workspaceResourceGroup = createWorkspace ? resourceGroup().name : (split(existingWorkspaceResourceId, '/')[4])
+var workspaceName = createWorkspace ? '${namePrefix}-law-${suffix}' : last(split(existingWorkspaceResourceId, '/'))
+
+// The org key of DESIGN.md §2 with dots as dashes: the default Key Vault secret names of §3.
+var orgs = [
+  for org in oktaOrgs: {
+    domain: toLower(org.domain)
+    auth: org.auth
+    clientId: org.?clientId ?? ''
+    keyId: org.?keyId ?? ''
+    start: org.?start ?? ''
+    secretName: org.auth == 'token'
+      ? 'okta-${replace(toLower(org.domain), '.', '-')}-token'
+      : 'okta-${replace(toLower(org.domain), '.', '-')}-private-key'
+    credentialSupplied: !empty(oktaCredentials[?org.domain] ?? '')
+    credentialInVault: org.?credentialInVault ?? false
+  }
+]
+
+// ---------------------------------------------------------------- identities
+
+// One identity per collector app, so an org's collector can read only its own org's secret.
+resource collectorIdentities 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = [
+  for org in orgs: {
+    name: 'id-${namePrefix}-collector-${replace(org.domain, '.', '-')}'
+    location: location
+    tags: tags
+  }
+]
+
+resource shipperIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: 'id-${namePrefix}-shipper'
+  location: location
+  tags: tags
+}
+
+// ---------------------------------------------------------------- workspace
+
+resource newWorkspace 'Microsoft.OperationalInsights/workspaces@2022-10-01' = if (createWorkspace) {
+  name: workspaceName
+  location: location
+  tags: tags
+  properties: {
+    sku: {
+      name: 'PerGB2018'
+    }
+    retentionInDays: workspaceRetentionInDays
+  }
+}
+
+module table 'modules/table.bicep' = {
+  name: 'okta-table'
+  scope: resourceGroup(workspaceSubscriptionId, workspaceResourceGroup)
+  params: {
+    workspaceName: workspaceName
+    tableName: tableName
+    tablePlan: tablePlan
+    retentionInDays: tableRetentionInDays
+    totalRetentionInDays: tableTotalRetentionInDays
+    omitOverlongColumns: omitOverlongColumns
+    dedupFunctionAlias: dedupFunctionAlias
+  }
+  dependsOn: [
+    newWorkspace
+  ]
+}
+
+module dcr 'modules/dcr.bicep' = {
+  name: 'okta-dcr'
+  params: {
+    location: location
+    tags: tags
+    name: '${namePrefix}-dcr-${suffix}'
+    workspaceResourceId: workspaceId
+    streamName: streamName
+    dropDebugEvents: dropDebugEvents
+  }
+  dependsOn: [
+    table
+  ]
+}
+
+// ---------------------------------------------------------------- storage and secrets
+
+module storage 'modules/storage.bicep' = {
+  name: 'okta-storage'
+  params: {
+    location: location
+    tags: tags
+    name: storageAccountName
+    queueName: queueName
+    containerName: containerName
+    doneMarkerRetentionDays: doneMarkerRetentionDays
+    orphanPageRetentionDays: orphanPageRetentionDays
+  }
+}
+
+module vault 'modules/keyvault.bicep' = {
+  name: 'okta-keyvault'
+  params: {
+    location: location
+    tags: tags
+    name: keyVaultName
+    secretNames: [for org in orgs: org.secretName]
+    secretDomains: [for org in orgs: org.domain]
+    oktaCredentials: oktaCredentials
+    workspaceKeySecretName: useLegacySink ? workspaceKeySecretName : ''
+    workspaceName: workspaceName
+    workspaceSubscriptionId: workspaceSubscriptionId
+    workspaceResourceGroup: workspaceResourceGroup
+  }
+  dependsOn: [
+    newWorkspace
+  ]
+}
+
+// ---------------------------------------------------------------- access (every grant is in roles.bicep)
+
+module roles 'modules/roles.bicep' = {
+  name: 'okta-roles'
+  params: {
+    storageAccountName: storage.outputs.accountName
+    queueName: queueName
+    containerName: containerName
+    keyVaultName: vault.outputs.name
+    dcrName: dcr.outputs.name
+    registryName: registryName
+    collectorGrants: [
+      for (org, i) in orgs: {
+        principalId: collectorIdentities[i].properties.principalId
+        secretName: org.secretName
+        grantSecret: org.credentialSupplied || (org.credentialInVault)
+      }
+    ]
+    shipperPrincipalId: shipperIdentity.properties.principalId
+    shipperWorkspaceKeySecretName: useLegacySink ? workspaceKeySecretName : ''
+  }
+}
+
+// ---------------------------------------------------------------- apps
+
+module apps 'modules/apps.bicep' = {
+  name: 'okta-apps'
+  params: {
+    location: location
+    tags: tags
+    namePrefix: namePrefix
+    suffix: suffix
+    image: image
+    registryServer: empty(registryName) ? '' : '${registryName}.azurecr.io'
+    workspaceName: workspaceName
+    workspaceSubscriptionId: workspaceSubscriptionId
+    workspaceResourceGroup: workspaceResourceGroup
+    storageAccountName: storage.outputs.accountName
+    queueEndpoint: storage.outputs.queueEndpoint
+    blobEndpoint: storage.outputs.blobEndpoint
+    queueName: queueName
+    containerName: containerName
+    keyVaultUrl: vault.outputs.uri
+    collectors: [
+      for (org, i) in orgs: {
+        domain: org.domain
+        auth: org.auth
+        clientId: org.clientId
+        keyId: org.keyId
+        start: org.start
+        secretName: org.secretName
+        identityId: collectorIdentities[i].id
+        identityClientId: collectorIdentities[i].properties.clientId
+      }
+    ]
+    shipperIdentityId: shipperIdentity.id
+    shipperIdentityClientId: shipperIdentity.properties.clientId
+    sink: sink
+    logsIngestionEndpoint: dcr.outputs.logsIngestionEndpoint
+    dcrImmutableId: dcr.outputs.immutableId
+    streamName: streamName
+    workspaceKeySecretName: workspaceKeySecretName
+    shipperMinReplicas: shipperMinReplicas
+    shipperMaxReplicas: shipperMaxReplicas
+    shipperQueueLength: shipperQueueLength
+    shipperConcurrency: shipperConcurrency
+    shipperMaxDequeue: shipperMaxDequeue
+    oktaRateLimitReserve: oktaRateLimitReserve
+    terminationGracePeriodSeconds: terminationGracePeriodSeconds
+  }
+  // The images are pulled with AcrPull, which must exist before the first revision starts.
+  dependsOn: [
+    roles
+  ]
+}
+
+// ---------------------------------------------------------------- alerts
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'okta-alerts'
+  params: {
+    location: location
+    tags: tags
+    namePrefix: namePrefix
+    workspaceResourceId: workspaceId
+    tableName: tableName
+    noRowsWindow: noRowsAlertWindow
+    alertEmail: alertEmail
+    appNames: concat(apps.outputs.collectorAppNames, [apps.outputs.shipperAppName])
+  }
+  dependsOn: [
+    table
+  ]
+}
+
+// ---------------------------------------------------------------- outputs
+
+output storageAccountName string = storage.outputs.accountName
+output queueEndpoint string = storage.outputs.queueEndpoint
+output blobEndpoint string = storage.outputs.blobEndpoint
+output keyVaultUrl string = vault.outputs.uri
+output workspaceResourceId string = workspaceId
+output dcrImmutableId string = dcr.outputs.immutableId
+output logsIngestionEndpoint string = dcr.outputs.logsIngestionEndpoint
+output streamName string = streamName
+output collectorApps array = [
+  for (org, i) in orgs: {
+    domain: org.domain
+    app: apps.outputs.collectorAppNames[i]
+    identityClientId: collectorIdentities[i].properties.clientId
+    credentialSecretName: org.secretName
+  }
+]
+output shipperApp string = apps.outputs.shipperAppName
+output shipperIdentityClientId string = shipperIdentity.properties.clientId

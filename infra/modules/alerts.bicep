@@ -1,0 +1,125 @@
+// Alerts as scheduled query rules on the workspace: no new rows for a window, and the services'
+// periodic "stats" log lines (ContainerAppConsoleLogs_CL) reporting new poison records, an open
+// circuit breaker or a failing Okta credential. An optional action group e-mails someone.
+
+param location string
+param tags object
+param namePrefix string
+param workspaceResourceId string
+param tableName string
+
+@description('ISO 8601 window without new rows that raises the alert, e.g. PT1H.')
+param noRowsWindow string
+
+param alertEmail string
+
+@description('Container app names whose stats lines are watched.')
+param appNames array
+
+resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (!empty(alertEmail)) {
+  name: '${namePrefix}-okta-sentinel-alerts'
+  location: 'global'
+  tags: tags
+  properties: {
+    groupShortName: 'oktasentnl'
+    enabled: true
+    emailReceivers: [
+      {
+        name: 'operator'
+        emailAddress: alertEmail
+        useCommonAlertSchema: true
+      }
+    ]
+  }
+}
+
+var actions = empty(alertEmail)
+  ? {}
+  : {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+
+// Query text shared by the stats alerts: the JSON log line of a service, its fields either at the
+// top level or under `fields` (tracing-subscriber's JSON layout).
+var statsQuery = format(
+  '''
+ContainerAppConsoleLogs_CL
+| where ContainerAppName_s in ({0})
+| extend line = parse_json(Log_s)
+| extend f = iff(isnotnull(line.fields), line.fields, line)
+| where tostring(f.message) == "stats"
+| extend poisoned = tolong(f.poisoned), breaker = tostring(f.breaker), okta_credential = tostring(f.okta_credential)
+| where poisoned > 0 or breaker == "open" or okta_credential == "failing"
+| project TimeGenerated, ContainerAppName_s, poisoned, breaker, okta_credential, Log_s
+''',
+  join(map(appNames, n => '"${n}"'), ', ')
+)
+
+resource noRows 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${namePrefix}-okta-no-new-rows'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'Okta: no new rows in ${tableName}'
+    description: 'No Okta events reached ${tableName} within the window: check the collector and shipper apps, their readiness and their stats lines.'
+    severity: 2
+    enabled: true
+    scopes: [
+      workspaceResourceId
+    ]
+    evaluationFrequency: 'PT15M'
+    windowSize: noRowsWindow
+    criteria: {
+      allOf: [
+        {
+          // The rule's window filters on TimeGenerated (= the event's published time).
+          query: '${tableName}\n| project TimeGenerated'
+          timeAggregation: 'Count'
+          operator: 'LessThan'
+          threshold: 1
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: actions
+  }
+}
+
+resource unhealthy 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${namePrefix}-okta-pipeline-unhealthy'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'Okta: poison records, open breaker or failing Okta credential'
+    description: 'A stats line of the collector or shipper reported new poison records (shipper poison list), an open circuit breaker (sink unreachable or unauthorised) or a failing Okta credential (rotate it in Key Vault).'
+    severity: 1
+    enabled: true
+    scopes: [
+      workspaceResourceId
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    criteria: {
+      allOf: [
+        {
+          query: statsQuery
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: actions
+  }
+}

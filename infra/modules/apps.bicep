@@ -1,0 +1,351 @@
+// The Container Apps environment, one collector app per Okta org (exactly one replica; a blob
+// lease makes a second one a harmless standby anyway) and the shipper app, scaled by KEDA on the
+// queue length with the shipper's own identity (azureQueue.identity needs 2025-01-01 or later).
+// The environment sends console logs (the services' JSON log lines, "stats" included) to the
+// workspace as ContainerAppConsoleLogs_CL.
+
+param location string
+param tags object
+param namePrefix string
+param suffix string
+param image string
+
+@description('Registry login server pulled with the apps\' identities; empty for a public image.')
+param registryServer string
+
+param workspaceName string
+param workspaceSubscriptionId string
+param workspaceResourceGroup string
+
+param storageAccountName string
+param queueEndpoint string
+param blobEndpoint string
+param queueName string
+param containerName string
+param keyVaultUrl string
+
+@description('Per org: { domain, auth, clientId, keyId, start, secretName, identityId, identityClientId }.')
+param collectors array
+
+param shipperIdentityId string
+param shipperIdentityClientId string
+param sink string
+param logsIngestionEndpoint string
+param dcrImmutableId string
+param streamName string
+param workspaceKeySecretName string
+param shipperMinReplicas int
+param shipperMaxReplicas int
+param shipperQueueLength int
+param shipperConcurrency int
+param shipperMaxDequeue int
+param oktaRateLimitReserve string
+param terminationGracePeriodSeconds int
+
+var collectorPort = 9464
+var shipperPort = 9465
+var useLegacySink = sink == 'data-collector'
+
+resource workspace 'Microsoft.OperationalInsights/workspaces@2022-10-01' existing = {
+  name: workspaceName
+  scope: resourceGroup(workspaceSubscriptionId, workspaceResourceGroup)
+}
+
+resource managedEnvironment 'Microsoft.App/managedEnvironments@2024-03-01' = {
+  name: '${namePrefix}-cae-${suffix}'
+  location: location
+  tags: tags
+  properties: {
+    appLogsConfiguration: {
+      destination: 'log-analytics'
+      logAnalyticsConfiguration: {
+        customerId: workspace.properties.customerId
+        sharedKey: workspace.listKeys().primarySharedKey
+      }
+    }
+  }
+}
+
+// Settings both services share (DESIGN.md §3). Storage endpoints come from the account so
+// sovereign clouds and custom domains need no change.
+var commonEnv = [
+  {
+    name: 'AZURE_STORAGE_ACCOUNT'
+    value: storageAccountName
+  }
+  {
+    name: 'AZURE_STORAGE_QUEUE_ENDPOINT'
+    value: queueEndpoint
+  }
+  {
+    name: 'AZURE_STORAGE_BLOB_ENDPOINT'
+    value: blobEndpoint
+  }
+  {
+    name: 'OKTA_QUEUE'
+    value: queueName
+  }
+  {
+    name: 'OKTA_CONTAINER'
+    value: containerName
+  }
+  {
+    name: 'LOG_FORMAT'
+    value: 'json'
+  }
+]
+
+func probes(port int) array => [
+  {
+    type: 'Liveness'
+    httpGet: {
+      path: '/healthz'
+      port: port
+    }
+    initialDelaySeconds: 5
+    periodSeconds: 15
+    failureThreshold: 4
+  }
+  {
+    type: 'Readiness'
+    httpGet: {
+      path: '/readyz'
+      port: port
+    }
+    periodSeconds: 10
+    failureThreshold: 3
+  }
+]
+
+resource collectorApps 'Microsoft.App/containerApps@2025-01-01' = [
+  for c in collectors: {
+    name: 'col-${uniqueString(c.domain, suffix)}'
+    location: location
+    tags: union(tags, {
+      'okta-domain': c.domain
+      'okta-sentinel-role': 'collector'
+    })
+    identity: {
+      type: 'UserAssigned'
+      userAssignedIdentities: {
+        '${c.identityId}': {}
+      }
+    }
+    properties: {
+      environmentId: managedEnvironment.id
+      configuration: {
+        activeRevisionsMode: 'Single'
+        registries: empty(registryServer)
+          ? []
+          : [
+              {
+                server: registryServer
+                identity: c.identityId
+              }
+            ]
+      }
+      template: {
+        terminationGracePeriodSeconds: terminationGracePeriodSeconds
+        containers: [
+          {
+            name: 'collector'
+            image: image
+            command: [
+              '/usr/local/bin/collector'
+            ]
+            args: [
+              'run'
+            ]
+            resources: {
+              cpu: json('0.25')
+              memory: '0.5Gi'
+            }
+            env: concat(
+              commonEnv,
+              [
+                {
+                  name: 'AZURE_CLIENT_ID'
+                  value: c.identityClientId
+                }
+                {
+                  name: 'KEY_VAULT_URL'
+                  value: keyVaultUrl
+                }
+                {
+                  name: 'OKTA_DOMAIN'
+                  value: c.domain
+                }
+                {
+                  name: 'OKTA_RATE_LIMIT_RESERVE'
+                  value: oktaRateLimitReserve
+                }
+                {
+                  name: 'HTTP_ADDR'
+                  value: '0.0.0.0:${collectorPort}'
+                }
+              ],
+              c.auth == 'token'
+                ? [
+                    {
+                      name: 'OKTA_API_TOKEN_SECRET'
+                      value: c.secretName
+                    }
+                  ]
+                : [
+                    {
+                      name: 'OKTA_CLIENT_ID'
+                      value: c.clientId
+                    }
+                    {
+                      name: 'OKTA_PRIVATE_KEY_SECRET'
+                      value: c.secretName
+                    }
+                  ],
+              empty(c.keyId)
+                ? []
+                : [
+                    {
+                      name: 'OKTA_KEY_ID'
+                      value: c.keyId
+                    }
+                  ],
+              empty(c.start)
+                ? []
+                : [
+                    {
+                      name: 'OKTA_START'
+                      value: c.start
+                    }
+                  ]
+            )
+            probes: probes(collectorPort)
+          }
+        ]
+        scale: {
+          minReplicas: 1
+          maxReplicas: 1
+        }
+      }
+    }
+  }
+]
+
+resource shipperApp 'Microsoft.App/containerApps@2025-01-01' = {
+  name: 'shipper-${suffix}'
+  location: location
+  tags: union(tags, {
+    'okta-sentinel-role': 'shipper'
+  })
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${shipperIdentityId}': {}
+    }
+  }
+  properties: {
+    environmentId: managedEnvironment.id
+    configuration: {
+      activeRevisionsMode: 'Single'
+      registries: empty(registryServer)
+        ? []
+        : [
+            {
+              server: registryServer
+              identity: shipperIdentityId
+            }
+          ]
+    }
+    template: {
+      terminationGracePeriodSeconds: terminationGracePeriodSeconds
+      containers: [
+        {
+          name: 'shipper'
+          image: image
+          command: [
+            '/usr/local/bin/shipper'
+          ]
+          args: [
+            'run'
+          ]
+          resources: {
+            cpu: json('0.5')
+            memory: '1Gi'
+          }
+          env: concat(
+            commonEnv,
+            [
+              {
+                name: 'AZURE_CLIENT_ID'
+                value: shipperIdentityClientId
+              }
+              {
+                name: 'SINK'
+                value: sink
+              }
+              {
+                name: 'SHIPPER_CONCURRENCY'
+                value: string(shipperConcurrency)
+              }
+              {
+                name: 'SHIPPER_MAX_DEQUEUE'
+                value: string(shipperMaxDequeue)
+              }
+              {
+                name: 'HTTP_ADDR'
+                value: '0.0.0.0:${shipperPort}'
+              }
+            ],
+            useLegacySink
+              ? [
+                  {
+                    name: 'KEY_VAULT_URL'
+                    value: keyVaultUrl
+                  }
+                  {
+                    name: 'WORKSPACE_ID'
+                    value: workspace.properties.customerId
+                  }
+                  {
+                    name: 'WORKSPACE_KEY_SECRET'
+                    value: workspaceKeySecretName
+                  }
+                ]
+              : [
+                  {
+                    name: 'LOGS_INGESTION_ENDPOINT'
+                    value: logsIngestionEndpoint
+                  }
+                  {
+                    name: 'DCR_IMMUTABLE_ID'
+                    value: dcrImmutableId
+                  }
+                  {
+                    name: 'DCR_STREAM'
+                    value: streamName
+                  }
+                ]
+          )
+          probes: probes(shipperPort)
+        }
+      ]
+      scale: {
+        minReplicas: shipperMinReplicas
+        maxReplicas: shipperMaxReplicas
+        rules: [
+          {
+            name: 'okta-pages-backlog'
+            azureQueue: {
+              accountName: storageAccountName
+              queueName: queueName
+              queueLength: shipperQueueLength
+              identity: shipperIdentityId
+            }
+          }
+        ]
+      }
+    }
+  }
+}
+
+output collectorAppNames array = [for (c, i) in collectors: collectorApps[i].name]
+output shipperAppName string = shipperApp.name

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every test: unit, fakes, Azurite-backed storage, end-to-end, crash and fault suites,
+# and the offline Bicep validation. Installs what it needs (Azurite from the pinned lockfile).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "installing Node.js and npm (Azurite runs on Node)…"
+  apt-get update -qq && apt-get install -y -qq nodejs npm
+fi
+if [ ! -x tests/azurite/node_modules/.bin/azurite ]; then
+  (cd tests/azurite && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# The suites drive the real binaries: build them once, then run every test against them.
+cargo build --workspace --bins --locked
+cargo test --workspace --locked -- "$@"

@@ -1,0 +1,190 @@
+//! Packing rows into request bodies.
+//!
+//! The Logs Ingestion API refuses bodies above 1 MiB; the .NET SDK packs at 1,000,000 bytes of
+//! serialised JSON including `[`, `,` and `]`, which is safe under every reading of the limit
+//! (contracts §3.2, §3.5), so that is what we do, before gzip. A chunk remembers which events
+//! it carries: after the service accepts it, progress (`posted_upto`) becomes `end_event`.
+
+use std::io::Write;
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use serde_json::value::RawValue;
+
+use crate::rows::Row;
+
+/// Largest uncompressed body of one Logs Ingestion request.
+pub const MAX_UNCOMPRESSED: usize = 1_000_000;
+
+/// Largest body of one Data Collector API post (30 MB per post, contracts §2.3).
+pub const DATA_COLLECTOR_MAX: usize = 30_000_000;
+
+/// gzip level used by default: see `benches/transform.rs` for the measurements behind it.
+pub const DEFAULT_GZIP_LEVEL: u32 = 1;
+
+/// A request body: consecutive rows of one page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// Event index of the first row.
+    pub first_event: usize,
+    /// One past the last row's event index: the page's `posted_upto` once this chunk is
+    /// accepted.
+    pub end_event: usize,
+    /// The rows as one JSON array.
+    pub body: Vec<u8>,
+}
+
+impl Chunk {
+    /// Number of rows in the chunk (rows are one per event, consecutive).
+    pub fn len(&self) -> usize {
+        self.end_event - self.first_event
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.end_event == self.first_event
+    }
+}
+
+/// Packs `rows` (consecutive events, in order) into bodies of at most `max_uncompressed` bytes.
+///
+/// A single row larger than the limit goes alone in its chunk (the row builder shrinks rows
+/// below the Logs Ingestion limit, so this happens only with a smaller `max_uncompressed`).
+pub fn chunks(rows: &[Row], max_uncompressed: usize) -> Vec<Chunk> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < rows.len() {
+        let first = i;
+        let mut size = 2 + rows[i].json.len();
+        i += 1;
+        while i < rows.len() && size + 1 + rows[i].json.len() <= max_uncompressed {
+            size += 1 + rows[i].json.len();
+            i += 1;
+        }
+        out.push(pack(&rows[first..i], size));
+    }
+    out
+}
+
+fn pack(rows: &[Row], size: usize) -> Chunk {
+    let mut body = Vec::with_capacity(size);
+    body.push(b'[');
+    for (n, row) in rows.iter().enumerate() {
+        if n > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&row.json);
+    }
+    body.push(b']');
+    let first_event = rows.first().map_or(0, |r| r.event_index);
+    let end_event = rows.last().map_or(first_event, |r| r.event_index + 1);
+    Chunk {
+        first_event,
+        end_event,
+        body,
+    }
+}
+
+/// Splits a chunk the service refused as too large (413) into two halves by row count.
+/// `None` when it holds a single row (or its body is not the JSON array we built).
+///
+/// A 413 after our own packing is a bug (log it); splitting keeps the page moving meanwhile.
+pub fn split(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
+    let text = std::str::from_utf8(&chunk.body).ok()?;
+    let items: Vec<&RawValue> = serde_json::from_str(text).ok()?;
+    if items.len() < 2 || items.len() != chunk.len() {
+        return None;
+    }
+    let mid = items.len() / 2;
+    let half = |part: &[&RawValue], first_event: usize| {
+        let rows: Vec<Row> = part
+            .iter()
+            .enumerate()
+            .map(|(k, r)| Row {
+                event_index: first_event + k,
+                json: r.get().as_bytes().to_vec(),
+                published: None,
+            })
+            .collect();
+        let size = rows.iter().map(|r| r.json.len() + 1).sum::<usize>() + 1;
+        pack(&rows, size)
+    };
+    Some((
+        half(&items[..mid], chunk.first_event),
+        half(&items[mid..], chunk.first_event + mid),
+    ))
+}
+
+/// gzip of `body` at `level` (0–9).
+pub fn gzip(body: &[u8], level: u32) -> Vec<u8> {
+    let mut enc = GzEncoder::new(
+        Vec::with_capacity(body.len() / 4 + 64),
+        Compression::new(level.min(9)),
+    );
+    // Writing into a Vec cannot fail: io errors come only from the inner writer.
+    match enc.write_all(body).and_then(|()| enc.finish()) {
+        Ok(v) => v,
+        Err(_) => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn row(i: usize, n: usize) -> Row {
+        let pad = "x".repeat(n.saturating_sub(8));
+        Row {
+            event_index: i,
+            json: format!(r#"{{"a":"{pad}"}}"#).into_bytes(),
+            published: None,
+        }
+    }
+
+    #[test]
+    fn packs_to_the_limit_and_keeps_event_continuity() {
+        let rows: Vec<Row> = (5..105).map(|i| row(i, 100)).collect();
+        let cs = chunks(&rows, 1000);
+        assert!(cs.len() > 1);
+        let mut expect = 5;
+        for c in &cs {
+            assert!(c.body.len() <= 1000, "{}", c.body.len());
+            assert_eq!(c.first_event, expect);
+            let v: Vec<serde_json::Value> = serde_json::from_slice(&c.body).unwrap();
+            assert_eq!(v.len(), c.len());
+            expect = c.end_event;
+        }
+        assert_eq!(expect, 105);
+        // 9 rows of 100 bytes + 8 commas + 2 brackets = 910; a 10th would make 1011.
+        assert_eq!(cs[0].len(), 9);
+    }
+
+    #[test]
+    fn split_halves_and_keeps_indices() {
+        let rows: Vec<Row> = (0..5).map(|i| row(i + 10, 30)).collect();
+        let c = chunks(&rows, 10_000).remove(0);
+        let (a, b) = split(&c).unwrap();
+        assert_eq!((a.first_event, a.end_event), (10, 12));
+        assert_eq!((b.first_event, b.end_event), (12, 15));
+        let whole: Vec<serde_json::Value> = serde_json::from_slice(&c.body).unwrap();
+        let mut parts: Vec<serde_json::Value> = serde_json::from_slice(&a.body).unwrap();
+        parts.extend(serde_json::from_slice::<Vec<serde_json::Value>>(&b.body).unwrap());
+        assert_eq!(whole, parts);
+        let (single, _) = split(&a).unwrap();
+        assert!(split(&single).is_none());
+    }
+
+    #[test]
+    fn gzip_round_trips() {
+        let body = br#"[{"a":1},{"a":2}]"#.repeat(100);
+        for level in [1, 6, 9] {
+            let z = gzip(&body, level);
+            assert_eq!(&z[..2], &[0x1f, 0x8b]);
+            let mut back = Vec::new();
+            flate2::read::GzDecoder::new(&z[..])
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(back, body);
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! The shipper's settings: flags that default from the environment (DESIGN.md §3) and their
+//! validation. Errors name the variable and what to fix.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use common::config::{self, ConfigError};
+use common::secrets::SecretString;
+use common::storage::{StorageArgs, StorageSettings};
+use common::telemetry::LogFormat;
+use url::Url;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "shipper",
+    version,
+    about = "Ships Okta System Log pages from the queue to Log Analytics, exactly once per page"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub args: ShipperArgs,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Ship (the default).
+    Run,
+    /// Inspect, requeue or purge poison records.
+    Poison {
+        #[command(subcommand)]
+        action: PoisonAction,
+    },
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum PoisonAction {
+    /// List poison records.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one record (`{org}/{epoch}/{seq}` or `_undecodable/{message id}`).
+    Show { id: String },
+    /// Put pages back on the queue; progress is kept and the failure count reset.
+    Requeue {
+        ids: Vec<String>,
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
+    /// Delete poison records (and their page blobs and states).
+    Purge {
+        /// Only records older than this (e.g. 7d).
+        #[arg(long)]
+        older_than: Option<String>,
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkKind {
+    /// Logs Ingestion API (DCR), managed identity.
+    LogsIngestion,
+    /// Legacy HTTP Data Collector API, SharedKey (best effort, for classic tables).
+    DataCollector,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ShipperArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    #[arg(long, env = "SINK", value_enum, default_value = "logs-ingestion", global = true)]
+    pub sink: SinkKind,
+    /// DCE or DCR ingestion endpoint (https).
+    #[arg(long, env = "LOGS_INGESTION_ENDPOINT", global = true)]
+    pub logs_ingestion_endpoint: Option<String>,
+    #[arg(long, env = "DCR_IMMUTABLE_ID", global = true)]
+    pub dcr_immutable_id: Option<String>,
+    #[arg(long, env = "DCR_STREAM", default_value = "Custom-Okta_CL", global = true)]
+    pub dcr_stream: String,
+    #[arg(long, env = "AZURE_MONITOR_AUDIENCE", default_value = "https://monitor.azure.com", global = true)]
+    pub azure_monitor_audience: String,
+    #[arg(long, env = "WORKSPACE_ID", global = true)]
+    pub workspace_id: Option<String>,
+    #[arg(long, env = "WORKSPACE_KEY", hide_env_values = true, global = true)]
+    pub workspace_key: Option<String>,
+    #[arg(long, env = "WORKSPACE_KEY_SECRET", default_value = "workspace-key", global = true)]
+    pub workspace_key_secret: String,
+    #[arg(long, env = "LOG_TYPE", default_value = "Okta", global = true)]
+    pub log_type: String,
+    /// Origin of the Data Collector API; default https://{WORKSPACE_ID}.ods.opinsights.azure.com.
+    #[arg(long, env = "LOG_ANALYTICS_URI", global = true)]
+    pub log_analytics_uri: Option<String>,
+    #[arg(long, env = "SHIPPER_CONCURRENCY", default_value_t = 4, global = true)]
+    pub concurrency: usize,
+    #[arg(long, env = "SHIPPER_MAX_DEQUEUE", default_value_t = 5, global = true)]
+    pub max_dequeue: u32,
+    #[arg(long, env = "KEY_VAULT_URL", global = true)]
+    pub key_vault_url: Option<String>,
+    #[arg(long, env = "AZURE_CLIENT_ID", global = true)]
+    pub azure_client_id: Option<String>,
+    #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:9465", global = true)]
+    pub http_addr: String,
+    #[arg(long, env = "LOG_FORMAT", value_enum, global = true)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// Where the shipper posts.
+#[derive(Debug, Clone)]
+pub enum SinkSettings {
+    LogsIngestion {
+        endpoint: Url,
+        dcr_immutable_id: String,
+        stream: String,
+        audience: String,
+    },
+    DataCollector {
+        workspace_id: String,
+        key: WorkspaceKey,
+        log_type: String,
+        uri: Url,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub enum WorkspaceKey {
+    Value(SecretString),
+    Vault { secret: String },
+}
+
+/// Test-time knobs, documented in the README (defaults suit production).
+#[derive(Debug, Clone)]
+pub struct Knobs {
+    /// Visibility timeout of a received message; renewed while the page is worked on.
+    pub visibility: Duration,
+    /// Lease on a page state (15–60 s).
+    pub state_lease: Duration,
+    /// How long the breaker stays open before one page probes the sink again.
+    pub breaker_open: Duration,
+    /// Longest wait between two receives on an empty queue.
+    pub idle_poll: Duration,
+    /// Delay before a handed-back message (lease held elsewhere, newer envelope) is seen again.
+    pub hand_back: Duration,
+    pub stats_interval: Duration,
+    /// Time to finish in-flight pages after SIGTERM.
+    pub grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ShipperConfig {
+    pub storage: StorageSettings,
+    pub sink: SinkSettings,
+    pub concurrency: usize,
+    pub max_dequeue: u32,
+    pub key_vault_url: Option<Url>,
+    pub azure_client_id: Option<String>,
+    pub http_addr: SocketAddr,
+    pub knobs: Knobs,
+}
+
+impl ShipperArgs {
+    /// Validates what every command needs (storage) plus, for `run`, the sink.
+    pub fn validate(&self, with_sink: bool) -> Result<ShipperConfig, ConfigError> {
+        let storage = self
+            .storage
+            .validate()
+            .map_err(|e| ConfigError::named_in_message(e.to_string()))?;
+        let key_vault_url = match self.key_vault_url.as_deref().filter(|s| !s.trim().is_empty()) {
+            Some(v) => Some(config::parse_origin("KEY_VAULT_URL", v, false)?),
+            None => None,
+        };
+        let sink = if with_sink {
+            self.sink_settings(key_vault_url.is_some())?
+        } else {
+            // Poison commands never post; a placeholder keeps one config type.
+            SinkSettings::LogsIngestion {
+                endpoint: Url::parse("https://unused.invalid").map_err(|e| ConfigError::new("LOGS_INGESTION_ENDPOINT", e.to_string()))?,
+                dcr_immutable_id: String::new(),
+                stream: self.dcr_stream.clone(),
+                audience: self.azure_monitor_audience.clone(),
+            }
+        };
+        if !(1..=64).contains(&self.concurrency) {
+            return Err(ConfigError::new("SHIPPER_CONCURRENCY", "must be between 1 and 64"));
+        }
+        if !(1..=100).contains(&self.max_dequeue) {
+            return Err(ConfigError::new("SHIPPER_MAX_DEQUEUE", "must be between 1 and 100"));
+        }
+        let state_lease = config::env_duration("STATE_LEASE_DURATION", Duration::from_secs(60))?;
+        if !(15..=60).contains(&state_lease.as_secs()) {
+            return Err(ConfigError::new("STATE_LEASE_DURATION", "must be between 15s and 60s (blob lease limits)"));
+        }
+        let visibility = config::env_duration("VISIBILITY_TIMEOUT", Duration::from_secs(120))?;
+        if visibility < Duration::from_secs(5) || visibility > Duration::from_secs(7 * 24 * 3600) {
+            return Err(ConfigError::new("VISIBILITY_TIMEOUT", "must be between 5s and 7d"));
+        }
+        Ok(ShipperConfig {
+            storage,
+            sink,
+            concurrency: self.concurrency,
+            max_dequeue: self.max_dequeue,
+            key_vault_url,
+            azure_client_id: self.azure_client_id.clone().filter(|s| !s.trim().is_empty()),
+            http_addr: config::parse_socket_addr("HTTP_ADDR", &self.http_addr)?,
+            knobs: Knobs {
+                visibility,
+                state_lease,
+                breaker_open: config::env_duration("BREAKER_OPEN_TIME", Duration::from_secs(60))?,
+                idle_poll: config::env_duration("SHIPPER_IDLE_POLL", Duration::from_secs(10))?,
+                hand_back: config::env_duration("HAND_BACK_DELAY", Duration::from_secs(30))?,
+                stats_interval: config::env_duration("STATS_INTERVAL", Duration::from_secs(60))?,
+                grace: config::env_duration("SHUTDOWN_GRACE", Duration::from_secs(30))?,
+            },
+        })
+    }
+
+    fn sink_settings(&self, vault: bool) -> Result<SinkSettings, ConfigError> {
+        let set = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+        match self.sink {
+            SinkKind::LogsIngestion => {
+                let endpoint = set(&self.logs_ingestion_endpoint).ok_or_else(|| {
+                    ConfigError::new("LOGS_INGESTION_ENDPOINT", "is not set; use the DCE or DCR ingestion endpoint (https://…ingest.monitor.azure.com), an output of the Bicep deployment")
+                })?;
+                let endpoint = config::parse_origin("LOGS_INGESTION_ENDPOINT", &endpoint, false)?;
+                let dcr = set(&self.dcr_immutable_id).ok_or_else(|| {
+                    ConfigError::new("DCR_IMMUTABLE_ID", "is not set; use the DCR's immutable id (dcr-…), an output of the Bicep deployment")
+                })?;
+                if !dcr.starts_with("dcr-") || !dcr[4..].bytes().all(|b| b.is_ascii_alphanumeric()) {
+                    return Err(ConfigError::new("DCR_IMMUTABLE_ID", format!("`{dcr}` is not an immutable id (dcr- followed by 32 hex digits)")));
+                }
+                if !self.dcr_stream.starts_with("Custom-") {
+                    return Err(ConfigError::new("DCR_STREAM", "a custom stream name starts with Custom-"));
+                }
+                let audience = config::parse_origin("AZURE_MONITOR_AUDIENCE", &self.azure_monitor_audience, false)?;
+                Ok(SinkSettings::LogsIngestion {
+                    endpoint,
+                    dcr_immutable_id: dcr,
+                    stream: self.dcr_stream.clone(),
+                    audience: audience.as_str().trim_end_matches('/').to_string(),
+                })
+            }
+            SinkKind::DataCollector => {
+                let workspace_id = set(&self.workspace_id).ok_or_else(|| {
+                    ConfigError::new("WORKSPACE_ID", "is not set; the legacy sink needs the workspace id (a GUID)")
+                })?;
+                if !is_guid(&workspace_id) {
+                    return Err(ConfigError::new("WORKSPACE_ID", "must be the workspace id, a GUID"));
+                }
+                let key = match set(&self.workspace_key) {
+                    Some(k) => WorkspaceKey::Value(SecretString::new(k)),
+                    None if vault => WorkspaceKey::Vault {
+                        secret: self.workspace_key_secret.clone(),
+                    },
+                    None => {
+                        return Err(ConfigError::new(
+                            "WORKSPACE_KEY",
+                            "is not set; set KEY_VAULT_URL (with WORKSPACE_KEY_SECRET) or WORKSPACE_KEY",
+                        ))
+                    }
+                };
+                let uri = match set(&self.log_analytics_uri) {
+                    Some(u) => config::parse_origin("LOG_ANALYTICS_URI", &u, false)?,
+                    None => config::parse_origin(
+                        "LOG_ANALYTICS_URI",
+                        &format!("https://{workspace_id}.ods.opinsights.azure.com"),
+                        false,
+                    )?,
+                };
+                if self.log_type.is_empty()
+                    || self.log_type.len() > 100
+                    || !self.log_type.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                {
+                    return Err(ConfigError::new("LOG_TYPE", "letters, digits and underscores only, at most 100"));
+                }
+                Ok(SinkSettings::DataCollector {
+                    workspace_id,
+                    key,
+                    log_type: self.log_type.clone(),
+                    uri,
+                })
+            }
+        }
+    }
+}
+
+fn is_guid(s: &str) -> bool {
+    s.len() == 36
+        && s.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}

@@ -1,0 +1,198 @@
+//! Turning a stored Okta page into Log Analytics rows.
+//!
+//! A page is the JSON array of Okta events the collector stored (each with `domain` added).
+//! Every event becomes exactly one row — never zero, never two — so that an event index is a
+//! stable unit of progress (`posted_upto`) whatever the chunk boundaries are.
+//!
+//! * [`build_rows`]: the `okta_cl` rows for the Logs Ingestion sink, flattened per the
+//!   [`manifest`] (legacy `Okta_CL` column names), serialised straight to bytes.
+//! * [`build_dc_events`]: the original nested events, byte for byte, for the legacy Data
+//!   Collector sink (the service flattens them itself; flattening twice would produce
+//!   `client_ipAddress_s_s`).
+//!
+//! The page is parsed once into borrowed slices of itself (`&RawValue`); values are copied,
+//! not re-serialised, except where a value must change (truncation, type conversion, GUID
+//! normalisation, JSON text embedded in a string column).
+
+mod encode;
+mod flatten;
+mod jsontext;
+pub mod manifest;
+mod truncate;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+pub use manifest::{manifest, manifest_json, Column, ColumnKind, ColumnType, Manifest};
+
+/// Deepest nesting of arrays/objects accepted in a page (the page's own array counts as one).
+/// serde_json's own recursion limit is 128; we check first, iteratively, so a hostile page is
+/// a clean [`PageError::TooDeep`] rather than a parser error deep inside or a stack overflow.
+pub const MAX_NESTING: usize = 128;
+
+/// Log Analytics' limits as they apply to one row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowLimits {
+    /// Per-value limit of a column, in bytes of the value (contracts §3.2: 64 KB per field on
+    /// the Logs Ingestion API, longer values truncated by the service). Read as KiB.
+    pub max_field_bytes: usize,
+    /// Largest row: one row must fit in a request body of 1,000,000 bytes with its `[` `]`.
+    pub max_row_bytes: usize,
+}
+
+impl Default for RowLimits {
+    fn default() -> Self {
+        RowLimits {
+            max_field_bytes: 64 * 1024,
+            max_row_bytes: crate::chunk::MAX_UNCOMPRESSED - 2,
+        }
+    }
+}
+
+/// One row (or, for the Data Collector sink, one original event) ready to be packed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// Index of the event in the page.
+    pub event_index: usize,
+    /// The row as one JSON object.
+    pub json: Vec<u8>,
+    /// The event's `published` time, if present and valid.
+    pub published: Option<DateTime<Utc>>,
+}
+
+/// The rows of a page from some event on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowBatch {
+    pub rows: Vec<Row>,
+    /// Values we truncated (field limit, or shrinking a row above the request limit).
+    pub truncations: u64,
+}
+
+/// Why a page cannot be turned into rows. Always the page's own fault: retrying will not help.
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    #[error("page is not valid UTF-8 (first invalid byte at offset {valid_up_to})")]
+    InvalidUtf8 { valid_up_to: usize },
+    #[error("page nests arrays/objects deeper than {limit} levels")]
+    TooDeep { limit: usize },
+    #[error("page is not a JSON array")]
+    NotAnArray,
+    #[error("page is not valid JSON: {0}")]
+    Json(String),
+    #[error("event {index} of the page is not a JSON object")]
+    NotAnObject { index: usize },
+    #[error("event {index} of the page is not valid JSON: {message}")]
+    BadEvent { index: usize, message: String },
+}
+
+/// Splits a page into its events (borrowed), after the UTF-8 and nesting checks.
+fn events(page: &[u8]) -> Result<Vec<&RawValue>, PageError> {
+    let text = std::str::from_utf8(page).map_err(|e| PageError::InvalidUtf8 {
+        valid_up_to: e.valid_up_to(),
+    })?;
+    if jsontext::depth_exceeds(page, MAX_NESTING) {
+        return Err(PageError::TooDeep { limit: MAX_NESTING });
+    }
+    if !text.trim_start().starts_with('[') {
+        return Err(PageError::NotAnArray);
+    }
+    let events: Vec<&RawValue> =
+        serde_json::from_str(text).map_err(|e| PageError::Json(e.to_string()))?;
+    for (index, ev) in events.iter().enumerate() {
+        if !ev.get().starts_with('{') {
+            return Err(PageError::NotAnObject { index });
+        }
+    }
+    Ok(events)
+}
+
+/// Builds the `okta_cl` rows of events `from_event..` of `page`.
+///
+/// Rows are never dropped: an over-long value is truncated (counted in
+/// [`RowBatch::truncations`]), and a row above `limits.max_row_bytes` is shrunk by truncating
+/// its largest values until it fits.
+pub fn build_rows(
+    page: &[u8],
+    from_event: usize,
+    limits: &RowLimits,
+) -> Result<RowBatch, PageError> {
+    let events = events(page)?;
+    let m = manifest();
+    let mut cap = flatten::Captured::new(m.leaf_count, m.rest_count);
+    let mut sizes = Vec::with_capacity(m.columns().len());
+    let mut batch = RowBatch {
+        rows: Vec::with_capacity(events.len().saturating_sub(from_event)),
+        truncations: 0,
+    };
+    for (index, ev) in events.iter().enumerate().skip(from_event) {
+        cap.clear();
+        flatten::capture(ev.get(), &m.tree, &mut cap).map_err(|e| PageError::BadEvent {
+            index,
+            message: e.to_string(),
+        })?;
+        let mut json = Vec::with_capacity(ev.get().len() + 512);
+        let mut truncations =
+            encode::write_row(m, &cap, limits.max_field_bytes, &mut json, &mut sizes);
+        if json.len() > limits.max_row_bytes {
+            truncations = shrink(m, &cap, limits, &mut json, &mut sizes);
+        }
+        batch.truncations += truncations;
+        let published = m
+            .published_leaf
+            .and_then(|id| cap.leaves[id])
+            .and_then(|raw| encode::parse_time(raw.get()));
+        batch.rows.push(Row {
+            event_index: index,
+            json,
+            published,
+        });
+    }
+    Ok(batch)
+}
+
+/// Rewrites a row that is above the request limit with a smaller per-value cap, chosen so that
+/// only its largest values are cut. Returns the number of values truncated in the final row.
+fn shrink(
+    m: &Manifest,
+    cap: &flatten::Captured<'_>,
+    limits: &RowLimits,
+    json: &mut Vec<u8>,
+    sizes: &mut Vec<usize>,
+) -> u64 {
+    let mut field_cap = truncate::cap_for_excess(sizes, json.len() - limits.max_row_bytes)
+        .min(limits.max_field_bytes);
+    loop {
+        let truncations = encode::write_row(m, cap, field_cap, json, sizes);
+        if json.len() <= limits.max_row_bytes || field_cap == 0 {
+            return truncations;
+        }
+        // Escapes can make a value longer than its cap in bytes: tighten and try again.
+        let excess = json.len() - limits.max_row_bytes;
+        field_cap = truncate::cap_for_excess(sizes, excess).min(field_cap.saturating_sub(1) * 9 / 10);
+    }
+}
+
+/// The original events `from_event..` of `page`, byte for byte, for the Data Collector sink.
+pub fn build_dc_events(page: &[u8], from_event: usize) -> Result<Vec<Row>, PageError> {
+    #[derive(Deserialize)]
+    struct Published<'a> {
+        #[serde(borrow)]
+        published: Option<&'a RawValue>,
+    }
+    let events = events(page)?;
+    let mut rows = Vec::with_capacity(events.len().saturating_sub(from_event));
+    for (index, ev) in events.iter().enumerate().skip(from_event) {
+        let p: Published<'_> =
+            serde_json::from_str(ev.get()).map_err(|e| PageError::BadEvent {
+                index,
+                message: e.to_string(),
+            })?;
+        rows.push(Row {
+            event_index: index,
+            json: ev.get().as_bytes().to_vec(),
+            published: p.published.and_then(|r| encode::parse_time(r.get())),
+        });
+    }
+    Ok(rows)
+}

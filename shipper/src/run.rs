@@ -1,0 +1,165 @@
+//! `shipper run`: drain the queue with `SHIPPER_CONCURRENCY` pages in flight.
+//!
+//! Only as many messages are received as there are free worker slots, so no message waits
+//! invisible in a local buffer while its visibility timeout runs out. An empty queue backs off
+//! to one receive every `SHIPPER_IDLE_POLL` (storage transactions cost money). While the
+//! breaker is open nothing is received; when its time is up a single page probes the sink.
+//! SIGTERM stops receiving, lets in-flight pages finish within the grace period, then hands
+//! back what is left (progress is recorded per chunk, so nothing is lost or posted twice).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use common::backoff::Backoff;
+use common::health::Health;
+use common::storage::{Storage, StorageAuth};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::breaker::Breaker;
+use crate::config::{ShipperConfig, SinkSettings};
+use crate::page::{self, Ctx};
+use crate::stats::ShipperMetrics;
+use crate::wiring::Wiring;
+
+const READY_STORAGE: &str = "storage";
+
+pub async fn run(cfg: ShipperConfig) -> anyhow::Result<()> {
+    let cancel = common::shutdown::install();
+    let w = Wiring::new(&cfg, true).await?;
+    let storage = Storage::connect(&cfg.storage, w.azure_http.clone(), w.credential.clone())
+        .context("connecting to Azure Storage")?;
+    if matches!(cfg.storage.auth, StorageAuth::AccountKey { .. }) {
+        storage
+            .ensure_created()
+            .await
+            .context("creating the queue and container (local storage)")?;
+    }
+    let sink = w.sink.clone().context("no sink configured")?;
+    let metrics = ShipperMetrics::new();
+    let health = Health::new();
+    let (listener, addr) = common::health::bind(cfg.http_addr).await.context("HTTP_ADDR")?;
+    tracing::info!(%addr, sink = sink.name(), concurrency = cfg.concurrency, "shipper starting");
+    tokio::spawn(common::health::serve_listener(
+        listener,
+        health.clone(),
+        metrics.registry.clone(),
+        cancel.clone(),
+    ));
+    common::metrics::spawn_stats_logger(metrics.registry.clone(), cfg.knobs.stats_interval, cancel.clone());
+    let ctx = Arc::new(Ctx {
+        blobs: storage.blobs.clone(),
+        queue: storage.queue.clone(),
+        sink,
+        data_collector: matches!(cfg.sink, SinkSettings::DataCollector { .. }),
+        breaker: Breaker::new(cfg.knobs.breaker_open),
+        health,
+        metrics,
+        knobs: cfg.knobs.clone(),
+        max_dequeue: cfg.max_dequeue,
+        abort: CancellationToken::new(),
+    });
+    receive_loop(&ctx, &storage, cfg.concurrency, &cancel).await;
+    Ok(())
+}
+
+async fn receive_loop(ctx: &Arc<Ctx>, storage: &Storage, concurrency: usize, cancel: &CancellationToken) {
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    let mut idle = Backoff::new(Duration::from_millis(250), ctx.knobs.idle_poll);
+    let mut trouble = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    let mut last_depth = Instant::now() - Duration::from_secs(3600);
+    loop {
+        while tasks.try_join_next().is_some() {}
+        ctx.metrics.in_flight.set((concurrency - slots.available_permits()) as i64);
+        ctx.metrics.breaker_open.set(ctx.breaker.is_open() as i64);
+        if last_depth.elapsed() > Duration::from_secs(30) {
+            last_depth = Instant::now();
+            if let Ok(n) = storage.queue.approximate_count().await {
+                ctx.metrics.queue_depth.set(n as i64);
+            }
+        }
+        // Breaker open: receive nothing until its time is up, then one probe at a time.
+        let mut want = slots.available_permits().min(32);
+        if ctx.breaker.is_open() {
+            if let Some(wait) = ctx.breaker.wait() {
+                if sleep_or_cancel(wait.min(Duration::from_secs(1)), cancel).await {
+                    break;
+                }
+                continue;
+            }
+            want = if tasks.is_empty() { 1 } else { 0 };
+        }
+        if want == 0 {
+            // Wait for a slot (or a finished probe) without spinning.
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tasks.join_next(), if !tasks.is_empty() => {}
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+            continue;
+        }
+        let received = tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = storage.queue.receive(want as u8, ctx.knobs.visibility) => r,
+        };
+        match received {
+            Ok(msgs) if msgs.is_empty() => {
+                ctx.health.set_ready(READY_STORAGE, true, "");
+                trouble.reset();
+                if sleep_or_cancel(idle.next_delay(), cancel).await {
+                    break;
+                }
+            }
+            Ok(msgs) => {
+                ctx.health.set_ready(READY_STORAGE, true, "");
+                trouble.reset();
+                idle.reset();
+                for msg in msgs {
+                    let Ok(permit) = slots.clone().acquire_owned().await else {
+                        break;
+                    };
+                    let ctx = ctx.clone();
+                    tasks.spawn(async move {
+                        page::process(&ctx, msg).await;
+                        drop(permit);
+                    });
+                }
+            }
+            Err(e) => {
+                ctx.metrics.storage_errors.inc();
+                tracing::warn!(error = %e, "cannot receive from the queue; retrying");
+                ctx.health.set_ready(READY_STORAGE, false, format!("queue: {e}"));
+                if sleep_or_cancel(trouble.next_delay(), cancel).await {
+                    break;
+                }
+            }
+        }
+    }
+    // Shutdown: finish in-flight pages within the grace period, then hand back the rest.
+    if !tasks.is_empty() {
+        tracing::info!(in_flight = tasks.len(), grace_s = ctx.knobs.grace.as_secs(), "stopping: finishing in-flight pages");
+        let deadline = tokio::time::sleep(ctx.knobs.grace);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                r = tasks.join_next() => if r.is_none() { break },
+                _ = &mut deadline => {
+                    ctx.abort.cancel();
+                    while tasks.join_next().await.is_some() {}
+                    break;
+                }
+            }
+        }
+    }
+    tracing::info!("shipper stopped");
+}
+
+async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => true,
+        _ = tokio::time::sleep(d) => false,
+    }
+}

@@ -1,0 +1,61 @@
+//! The shipper's metrics (on `/metrics` and in the one-line JSON `stats` log record).
+
+use chrono::{DateTime, Utc};
+use common::metrics::{exponential_buckets, Counter, CounterVec, Gauge, Histogram, Metrics};
+
+#[derive(Clone)]
+pub struct ShipperMetrics {
+    pub registry: Metrics,
+    /// Pages by outcome (shipped, twin, handed_back, failed, poisoned, sink_down).
+    pub pages: CounterVec,
+    /// Sink requests by outcome.
+    pub requests: CounterVec,
+    pub rows: Counter,
+    pub bytes_uncompressed: Counter,
+    pub retries: Counter,
+    pub poisoned: Counter,
+    pub truncations: Counter,
+    pub storage_errors: Counter,
+    /// 1 while the breaker is open.
+    pub breaker_open: Gauge,
+    pub in_flight: Gauge,
+    pub queue_depth: Gauge,
+    /// End-to-end latency: now − published of the newest event of each shipped page.
+    pub latency: Histogram,
+}
+
+impl ShipperMetrics {
+    pub fn new() -> Self {
+        let m = Metrics::new("shipper");
+        ShipperMetrics {
+            pages: m.counter_vec("pages", "Pages (messages) by outcome", "outcome"),
+            requests: m.counter_vec("sink_requests", "Requests to Log Analytics by outcome", "outcome"),
+            rows: m.counter("rows_shipped", "Rows accepted by Log Analytics"),
+            bytes_uncompressed: m.counter("bytes_shipped", "Uncompressed bytes of accepted request bodies"),
+            retries: m.counter("retries", "Requests retried after a transient failure"),
+            poisoned: m.counter("poison_records", "Poison records written"),
+            truncations: m.counter("truncations", "Values truncated to fit Log Analytics limits"),
+            storage_errors: m.counter("storage_errors", "Failed storage operations (retried)"),
+            breaker_open: m.gauge("breaker_open", "1 while the sink breaker is open"),
+            in_flight: m.gauge("pages_in_flight", "Pages being shipped now"),
+            queue_depth: m.gauge("queue_depth", "Approximate number of messages in the queue"),
+            latency: m.histogram(
+                "end_to_end_latency_seconds",
+                "Now minus published of the newest event of each shipped page",
+                exponential_buckets(1.0, 2.0, 16),
+            ),
+            registry: m,
+        }
+    }
+
+    pub fn observe_latency(&self, published: DateTime<Utc>) {
+        let secs = (Utc::now() - published).num_milliseconds().max(0) as f64 / 1000.0;
+        self.latency.observe(secs);
+    }
+}
+
+impl Default for ShipperMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

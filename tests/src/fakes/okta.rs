@@ -1,1 +1,0 @@
-//! okta (in progress)
