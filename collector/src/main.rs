@@ -9,6 +9,10 @@ use common::storage::Storage;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     common::telemetry::init(cli.args.log_format, "collector");
+    if let Err(e) = common::failpoint::validate_env() {
+        eprintln!("collector: {e}");
+        return ExitCode::from(2);
+    }
     let cfg = match cli.args.validate(chrono::Utc::now()) {
         Ok(c) => c,
         Err(e) => {

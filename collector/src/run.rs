@@ -209,6 +209,7 @@ impl Collector {
                             self.metrics.last_success.set(Utc::now().timestamp());
                             self.health.set_ready(READY_POLL, true, "");
                             self.health.set_ready(READY_AUTH, true, "");
+                            self.metrics.okta_auth_failing.set(0);
                             self.health.set_ready(READY_PAGE, true, "");
                             self.health.set_ready(READY_STORAGE, true, "");
                             let pace = match (&page.rate, page.date) {
@@ -323,6 +324,7 @@ impl Collector {
                 let msg = format!("{e}: {}", e.operator_hint());
                 tracing::error!(error = %e, hint = e.operator_hint(), "Okta refused the credential");
                 self.health.set_ready(READY_AUTH, false, msg);
+                self.metrics.okta_auth_failing.set(1);
                 // Slow: a refused credential does not heal in seconds, and each try costs
                 // rate-limit budget shared with the org's other integrations.
                 backoff.next_delay().max(Duration::from_secs(30))

@@ -20,6 +20,8 @@ pub struct CollectorMetrics {
     pub last_success: Gauge,
     /// 1 while this process leads its org.
     pub leader: Gauge,
+    /// 1 while Okta refuses the credential (alerted on from the stats line).
+    pub okta_auth_failing: Gauge,
 }
 
 impl CollectorMetrics {
@@ -37,6 +39,7 @@ impl CollectorMetrics {
             lag_seconds: m.gauge("lag_seconds", "Now minus the newest published time handed off"),
             last_success: m.gauge("last_success_timestamp_seconds", "Unix time of the last successful poll"),
             leader: m.gauge("leader", "1 while this process leads its org"),
+            okta_auth_failing: m.gauge("okta_auth_failing", "1 while Okta refuses the credential"),
             registry: m,
         }
     }

@@ -310,7 +310,7 @@ async fn a_401_is_retried_once_after_refreshing_the_credential() {
     assert_eq!(f.stats().logs_requests, 2);
 
     // Refused twice: the error goes to the caller (not-ready, slow retries); one retry only.
-    f.inject(OktaFault::Unauthorized { count: 5 });
+    f.inject(OktaFault::Unauthorized { count: 2 });
     let err = c.fetch(&url).await.expect_err("still refused");
     assert!(
         matches!(err, OktaError::Unauthorized { .. }) && err.is_auth(),

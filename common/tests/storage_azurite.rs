@@ -26,6 +26,7 @@ fn http_client(ca_pem: Option<String>) -> reqwest::Client {
     build_client(&HttpOptions {
         extra_roots_pem: ca_pem.into_iter().map(String::into_bytes).collect(),
         timeout: Some(Duration::from_secs(30)),
+        ..HttpOptions::default()
     })
     .expect("http client")
 }
@@ -383,6 +384,71 @@ async fn failures_are_classified_and_never_show_the_sas() {
 
     // The healthy one still works (clients are independent).
     assert!(!s.blobs.exists("x").await.unwrap());
+}
+
+/// A storage endpoint that answers every request with 503 ServerBusy and counts them.
+async fn always_busy() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let app = axum::Router::new().fallback(move || {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                [("x-ms-error-code", "ServerBusy")],
+                "",
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/devstoreaccount1"), hits)
+}
+
+#[tokio::test]
+async fn conditional_writes_are_sent_once_and_reads_are_retried_a_little() {
+    use std::sync::atomic::Ordering;
+    let (endpoint, hits) = always_busy().await;
+    let args = StorageArgs {
+        connection_string: Some(SecretString::new("UseDevelopmentStorage=true")),
+        queue_endpoint: Some(endpoint.clone()),
+        blob_endpoint: Some(endpoint),
+        ..StorageArgs::default()
+    };
+    let s = Storage::connect(&args.validate().unwrap(), http_client(None), None).unwrap();
+    let expect_attempts = |what: &str, e: StorageError, attempts: usize| {
+        assert_eq!(e.status(), Some(503), "{what}: {e:?}");
+        assert_eq!(e.code(), Some("ServerBusy"), "{what}: {e:?}");
+        assert!(e.is_transient(), "{what}");
+        assert_eq!(hits.swap(0, Ordering::SeqCst), attempts, "{what}");
+    };
+    let body = || Bytes::from_static(b"x");
+    // Conditional writes, lease operations, message updates and deletes: exactly one attempt.
+    expect_attempts("create_only", s.blobs.create_only("a", body()).await.unwrap_err(), 1);
+    expect_attempts(
+        "write_if_match",
+        s.blobs.write_if_match("a", body(), "\"0x1\"", None).await.unwrap_err(),
+        1,
+    );
+    expect_attempts(
+        "acquire_lease",
+        s.blobs.acquire_lease("a", Duration::from_secs(15), None).await.unwrap_err(),
+        1,
+    );
+    expect_attempts("renew_lease", s.blobs.renew_lease("a", "l").await.unwrap_err(), 1);
+    expect_attempts("delete", s.blobs.delete("a", None).await.unwrap_err(), 1);
+    expect_attempts(
+        "update_visibility",
+        s.queue.update_visibility("m-1", "p", Duration::ZERO).await.unwrap_err(),
+        1,
+    );
+    expect_attempts("queue delete", s.queue.delete("m-1", "p").await.unwrap_err(), 1);
+    // Idempotent calls: a small explicit budget (1 + 3 retries), never the SDK's default 1 + 8.
+    expect_attempts("exists", s.blobs.exists("a").await.unwrap_err(), 4);
+    expect_attempts("send", s.queue.send("x", None).await.unwrap_err(), 4);
 }
 
 #[tokio::test]

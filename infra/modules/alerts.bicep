@@ -50,9 +50,10 @@ ContainerAppConsoleLogs_CL
 | extend line = parse_json(Log_s)
 | extend f = iff(isnotnull(line.fields), line.fields, line)
 | where tostring(f.message) == "stats"
-| extend poisoned = tolong(f.poisoned), breaker = tostring(f.breaker), okta_credential = tostring(f.okta_credential)
-| where poisoned > 0 or breaker == "open" or okta_credential == "failing"
-| project TimeGenerated, ContainerAppName_s, poisoned, breaker, okta_credential, Log_s
+| extend s = parse_json(tostring(f.stats))
+| extend poisoned = tolong(s.poison_records), breaker_open = tolong(s.breaker_open), okta_auth_failing = tolong(s.okta_auth_failing)
+| where poisoned > 0 or breaker_open == 1 or okta_auth_failing == 1
+| project TimeGenerated, ContainerAppName_s, poisoned, breaker_open, okta_auth_failing, Log_s
 ''',
   join(map(appNames, n => '"${n}"'), ', ')
 )

@@ -9,6 +9,10 @@ use shipper::config::{Cli, Command, PoisonAction};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     common::telemetry::init(cli.args.log_format, "shipper");
+    if let Err(e) = common::failpoint::validate_env() {
+        eprintln!("shipper: {e}");
+        return ExitCode::from(2);
+    }
     let command = cli.command.unwrap_or(Command::Run);
     let is_run = matches!(command, Command::Run);
     let cfg = match cli.args.validate(is_run) {

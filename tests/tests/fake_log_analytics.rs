@@ -20,7 +20,10 @@ fn client() -> reqwest::Client {
 }
 
 fn bearer() -> String {
-    format!("Bearer {}", token::issue(AUDIENCE, "shipper-client-id", 600))
+    format!(
+        "Bearer {}",
+        token::issue(AUDIENCE, "shipper-client-id", 600)
+    )
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -90,13 +93,21 @@ async fn logs_ingestion_accepts_gzip_keeps_declared_columns_and_checks_types() {
     assert_eq!(resp.status(), 204);
     let rows = la.rows();
     assert_eq!(rows.len(), 2);
-    assert_eq!(rows[0]["uuid_g"], json!("dc9fd3c0-598c-11ef-8478-2b7584bf8d5b"));
+    assert_eq!(
+        rows[0]["uuid_g"],
+        json!("dc9fd3c0-598c-11ef-8478-2b7584bf8d5b")
+    );
     assert_eq!(rows[1]["eventType_s"], json!("user.session.start"));
     assert!(!rows[0].contains_key("notDeclared_s"));
 
     let mut wrong = row("dc9fd3c0-598c-11ef-8478-2b7584bf8d5d");
     wrong["securityContext_isProxy_b"] = json!("false");
-    let resp = upload(&la, serde_json::to_vec(&json!([wrong])).expect("json"), false).await;
+    let resp = upload(
+        &la,
+        serde_json::to_vec(&json!([wrong])).expect("json"),
+        false,
+    )
+    .await;
     assert_eq!(resp.status(), 400);
     let err: Value = resp.json().await.expect("error body");
     assert!(err["error"]["message"]
@@ -144,7 +155,9 @@ async fn bodies_over_one_mebibyte_get_413_on_the_wire_and_in_strict_mode_decompr
     let resp = upload(&strict, body.clone(), false).await;
     assert_eq!(resp.status(), 413);
     assert_eq!(
-        resp.headers().get("x-ms-error-code").and_then(|v| v.to_str().ok()),
+        resp.headers()
+            .get("x-ms-error-code")
+            .and_then(|v| v.to_str().ok()),
         Some("ContentLengthLimitExceeded")
     );
     let err: Value = resp.json().await.expect("error body");
@@ -180,7 +193,10 @@ async fn missing_or_foreign_bearer_gets_401_and_unknown_dcr_or_stream_404() {
     let none = c.post(la.upload_url()).body(body.clone()).send().await;
     assert_eq!(none.map(|r| r.status().as_u16()).ok(), Some(401));
 
-    let vault_token = format!("Bearer {}", token::issue("https://vault.azure.net", "id", 600));
+    let vault_token = format!(
+        "Bearer {}",
+        token::issue("https://vault.azure.net", "id", 600)
+    );
     let resp = c
         .post(la.upload_url())
         .header("authorization", vault_token)
@@ -228,8 +244,8 @@ async fn missing_or_foreign_bearer_gets_401_and_unknown_dcr_or_stream_404() {
 async fn accept_then_drop_keeps_the_rows_but_the_client_sees_a_connection_error() {
     let la = start(LogAnalyticsFakeConfig::default()).await;
     la.inject(LaFault::AcceptThenDrop { count: 1 });
-    let body = serde_json::to_vec(&json!([row("dc9fd3c0-598c-11ef-8478-2b7584bf8d5b")]))
-        .expect("json");
+    let body =
+        serde_json::to_vec(&json!([row("dc9fd3c0-598c-11ef-8478-2b7584bf8d5b")])).expect("json");
     let c = client();
     let first = c
         .post(la.upload_url())
@@ -266,7 +282,9 @@ async fn fault_rate_and_injected_statuses_answer_with_retry_after() {
     let resp = upload(&la, body.clone(), false).await;
     assert_eq!(resp.status(), 429);
     assert_eq!(
-        resp.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+        resp.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
         Some("1")
     );
     la.set_fault_rate(0.0, vec![], 0);
@@ -279,7 +297,9 @@ async fn fault_rate_and_injected_statuses_answer_with_retry_after() {
     let resp = upload(&la, body.clone(), false).await;
     assert_eq!(resp.status(), 503);
     assert_eq!(
-        resp.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+        resp.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
         Some("7")
     );
     assert_eq!(upload(&la, body.clone(), false).await.status(), 204);
@@ -311,8 +331,9 @@ async fn an_outage_refuses_connections_then_the_service_comes_back() {
         .expect("answered");
     assert_eq!(ok.status(), 204);
 
+    // Long enough that the assertions below cannot outlive it on a slow machine.
     la.inject(LaFault::Down {
-        duration: Duration::from_millis(300),
+        duration: Duration::from_secs(120),
     });
     let during = c
         .post(la.upload_url())
@@ -329,7 +350,10 @@ async fn an_outage_refuses_connections_then_the_service_comes_back() {
         .await;
     assert!(fresh.is_err(), "{fresh:?}");
 
-    // Recovery: poll (bounded) until the listener is back.
+    // A zero-length outage replaces (ends) the current one; poll until the listener is back.
+    la.inject(LaFault::Down {
+        duration: Duration::ZERO,
+    });
     let mut back = false;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -347,6 +371,11 @@ async fn an_outage_refuses_connections_then_the_service_comes_back() {
     }
     assert!(back, "the fake did not come back after the outage");
     assert_eq!(la.rows().len(), 2);
+    assert_eq!(
+        la.stats().dropped_connections,
+        1,
+        "the pooled connection was closed"
+    );
 }
 
 #[tokio::test]
@@ -444,8 +473,8 @@ async fn data_collector_checks_the_shared_key_and_flattens_like_the_service() {
     let la = start(LogAnalyticsFakeConfig::default()).await;
     let key = la.config().workspace_key_b64.clone();
     let now = chrono::Utc::now();
-    let published = (now - chrono::Duration::minutes(5))
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let published =
+        (now - chrono::Duration::minutes(5)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let event = json!([{
         "uuid": "DC9FD3C0-598C-11EF-8478-2B7584BF8D5B",
         "published": published,
@@ -477,7 +506,14 @@ async fn data_collector_checks_the_shared_key_and_flattens_like_the_service() {
 
     // A signature over "application/json" does not cover "application/json; charset=utf-8".
     let right = shared_key_signature(&key, &date, bytes);
-    let resp = dc_post(&la, &event, &right, &date, "application/json; charset=utf-8").await;
+    let resp = dc_post(
+        &la,
+        &event,
+        &right,
+        &date,
+        "application/json; charset=utf-8",
+    )
+    .await;
     assert_eq!(resp.status(), 403);
 
     // A date too far from now is refused even when correctly signed.
@@ -544,8 +580,14 @@ async fn data_collector_refuses_bad_headers_and_reserved_names() {
     assert_eq!(resp.status(), 400);
 
     let resp = client()
-        .post(format!("{}/api/logs?api-version=2016-04-01", la.data_collector_uri()))
-        .header("authorization", format!("SharedKey {}:{sig}", la.config().workspace_id))
+        .post(format!(
+            "{}/api/logs?api-version=2016-04-01",
+            la.data_collector_uri()
+        ))
+        .header(
+            "authorization",
+            format!("SharedKey {}:{sig}", la.config().workspace_id),
+        )
         .header("log-type", "Okta-Logs")
         .header("x-ms-date", &date)
         .header("content-type", "application/json")

@@ -324,6 +324,65 @@ mod tests {
         assert_eq!(der_uint(&[0x80]), vec![0x02, 2, 0, 0x80]);
     }
 
+    use jsonwebtoken::{decode, DecodingKey, Validation};
+
+    const RSA_PUBLIC: &str = include_str!("test_keys/rsa_public.pem");
+    const EC_PUBLIC: &str = include_str!("test_keys/ec_public.pem");
+
+    /// Signs a JWT with the loaded key and verifies it with the public key.
+    fn signs_verifiably(private: &str, public: &str, alg: Algorithm, kid: Option<&str>) {
+        let k = load_signing_key(private).unwrap();
+        assert_eq!(k.alg, alg);
+        assert_eq!(k.jwk_kid.as_deref(), kid);
+        let claims = serde_json::json!({"sub": "x", "exp": 4_000_000_000u64});
+        let jwt = jsonwebtoken::encode(&jsonwebtoken::Header::new(k.alg), &claims, &k.key).unwrap();
+        let dk = match alg {
+            Algorithm::ES256 => DecodingKey::from_ec_pem(public.as_bytes()),
+            _ => DecodingKey::from_rsa_pem(public.as_bytes()),
+        }
+        .unwrap();
+        let got = decode::<serde_json::Value>(&jwt, &dk, &Validation::new(alg)).unwrap();
+        assert_eq!(got.claims["sub"], "x");
+    }
+
+    #[test]
+    fn every_rsa_encoding_signs() {
+        for private in [
+            include_str!("test_keys/rsa_pkcs1.pem"),
+            include_str!("test_keys/rsa_pkcs8.pem"),
+        ] {
+            signs_verifiably(private, RSA_PUBLIC, Algorithm::RS256, None);
+        }
+        let jwk = include_str!("test_keys/rsa_private.jwk");
+        signs_verifiably(jwk, RSA_PUBLIC, Algorithm::RS256, Some("test-rsa-kid"));
+        let set = format!(r#"{{"keys":[{jwk}]}}"#);
+        signs_verifiably(&set, RSA_PUBLIC, Algorithm::RS256, Some("test-rsa-kid"));
+    }
+
+    #[test]
+    fn every_ec_encoding_signs() {
+        for private in [
+            include_str!("test_keys/ec_sec1.pem"),
+            include_str!("test_keys/ec_pkcs8.pem"),
+        ] {
+            signs_verifiably(private, EC_PUBLIC, Algorithm::ES256, None);
+        }
+        let jwk = include_str!("test_keys/ec_private.jwk");
+        signs_verifiably(jwk, EC_PUBLIC, Algorithm::ES256, Some("test-ec-kid"));
+    }
+
+    #[test]
+    fn a_public_jwk_is_not_enough() {
+        let jwk: serde_json::Value =
+            serde_json::from_str(include_str!("test_keys/ec_private.jwk")).unwrap();
+        let mut public = jwk.clone();
+        public.as_object_mut().unwrap().remove("d");
+        let e = load_signing_key(&public.to_string()).unwrap_err();
+        assert!(e.0.contains("\"d\""), "{e}");
+        let e = load_signing_key(RSA_PUBLIC).unwrap_err();
+        assert!(e.0.contains("PUBLIC KEY"), "{e}");
+    }
+
     #[test]
     fn rejects_garbage_without_echoing_it() {
         for bad in [

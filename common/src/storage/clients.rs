@@ -11,7 +11,7 @@
 //! The SDK default (8 retries over about 60 s, also on TLS errors) is never used.
 
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use azure_core::credentials::TokenCredential;
 use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Transport};
@@ -57,6 +57,8 @@ pub(crate) struct Refreshing<C> {
     url: Url,
     http: reqwest::Client,
     build: BuildFn<C>,
+    /// Age after which a SAS-signed pair is rebuilt ([`SAS_REFRESH_AFTER`]; tests shorten it).
+    refresh_after: Duration,
     current: RwLock<Current<C>>,
 }
 
@@ -79,13 +81,14 @@ impl<C> Refreshing<C> {
             url,
             http,
             build,
+            refresh_after: SAS_REFRESH_AFTER,
             current: RwLock::new(current),
         })
     }
 
     /// The current clients; rebuilds them when their SAS is older than [`SAS_REFRESH_AFTER`].
     pub(crate) fn get(&self) -> Result<Arc<ClientPair<C>>, StorageError> {
-        let fresh = |c: &Current<C>| c.minted.is_none_or(|m| m.elapsed() < SAS_REFRESH_AFTER);
+        let fresh = |c: &Current<C>| c.minted.is_none_or(|m| m.elapsed() < self.refresh_after);
         {
             // A poisoned lock only means a panic elsewhere while holding it; the value is a
             // plain Arc swap and stays consistent.
@@ -130,4 +133,38 @@ fn make<C>(
         pair: Arc::new(ClientPair { retrying, once }),
         minted,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::SecretString;
+
+    /// A stand-in "client" that just remembers the URL it was built with.
+    fn url_client(
+        url: Url,
+        _: Option<Arc<dyn TokenCredential>>,
+        _: ClientOptions,
+    ) -> azure_core::Result<Url> {
+        Ok(url)
+    }
+
+    fn sas_auth() -> Auth {
+        let key = SecretString::new("a2V5a2V5a2V5");
+        Auth::Sas(Arc::new(AccountSasSigner::new("acct", &key, true).unwrap()))
+    }
+
+    #[test]
+    fn sas_clients_are_reused_until_the_refresh_age_then_rebuilt() {
+        let url = Url::parse("http://127.0.0.1:10001/acct/q").unwrap();
+        let mut r = Refreshing::new(sas_auth(), url, reqwest::Client::new(), url_client).unwrap();
+        let a = r.get().unwrap();
+        assert!(a.once.query().is_some_and(|q| q.contains("sig=")));
+        assert_eq!(a.once.path(), "/acct/q");
+        assert!(Arc::ptr_eq(&a, &r.get().unwrap()), "fresh clients are reused");
+        r.refresh_after = Duration::ZERO;
+        let b = r.get().unwrap();
+        assert!(!Arc::ptr_eq(&a, &b), "stale clients are rebuilt");
+        assert!(b.retrying.query().is_some_and(|q| q.contains("sig=")));
+    }
 }

@@ -1,1 +1,92 @@
-//! Work in progress.
+//! Where rows go: the Logs Ingestion API (default) or the legacy Data Collector API.
+//!
+//! A [`Sink`] posts one [`Chunk`] and classifies the answer as an [`Outcome`]; it never
+//! retries by itself (the run loop owns retries, the circuit breaker and poison accounting),
+//! except the Data Collector sink re-reading a rotated workspace key once after a 403.
+
+mod data_collector;
+mod logs_ingestion;
+mod outcome;
+pub mod shared_key;
+
+use async_trait::async_trait;
+use url::Url;
+
+pub use data_collector::DataCollectorSink;
+pub use logs_ingestion::LogsIngestionSink;
+pub use outcome::Outcome;
+
+use crate::chunk::{Chunk, MAX_UNCOMPRESSED};
+
+/// What a sink's chunks must contain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload {
+    /// Flattened `okta_cl` rows ([`crate::rows::build_rows`]).
+    Rows,
+    /// The original nested events ([`crate::rows::build_dc_events`]).
+    OriginalEvents,
+}
+
+/// One destination of chunks.
+#[async_trait]
+pub trait Sink: Send + Sync {
+    /// Posts one chunk once and says what happened.
+    async fn post(&self, chunk: &Chunk) -> Outcome;
+
+    /// Short name for logs and metrics (`logs-ingestion`, `data-collector`).
+    fn name(&self) -> &'static str;
+
+    /// Largest uncompressed body to pack for this sink (pass to [`crate::chunk::chunks`]).
+    fn max_body_bytes(&self) -> usize {
+        MAX_UNCOMPRESSED
+    }
+
+    /// Which builder makes this sink's rows.
+    fn payload(&self) -> Payload {
+        Payload::Rows
+    }
+}
+
+/// A sink setting that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkConfigError {
+    #[error("{setting}: {reason}")]
+    Invalid {
+        setting: &'static str,
+        reason: String,
+    },
+}
+
+/// https everywhere, plain http only for loopback test servers (DESIGN.md §5).
+fn check_origin(setting: &'static str, url: &Url) -> Result<(), SinkConfigError> {
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        other => Err(SinkConfigError::Invalid {
+            setting,
+            reason: format!("{other}:// is not allowed (https only, http for loopback tests)"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_https_or_loopback_http() {
+        let ok = |s: &str| check_origin("X", &Url::parse(s).unwrap()).is_ok();
+        assert!(ok("https://x.ingest.monitor.azure.com"));
+        assert!(ok("http://127.0.0.1:8080"));
+        assert!(ok("http://localhost:1"));
+        assert!(ok("http://[::1]:1"));
+        assert!(!ok("http://x.ingest.monitor.azure.com"));
+        assert!(!ok("ftp://127.0.0.1"));
+    }
+}

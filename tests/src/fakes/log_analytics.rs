@@ -435,7 +435,11 @@ impl LogAnalyticsFake {
 
     /// The origin for `LOGS_INGESTION_ENDPOINT`, e.g. `http://127.0.0.1:40123`.
     pub fn endpoint(&self) -> String {
-        let scheme = if self.shared.cfg.https { "https" } else { "http" };
+        let scheme = if self.shared.cfg.https {
+            "https"
+        } else {
+            "http"
+        };
         format!("{scheme}://{}", self.addr)
     }
 

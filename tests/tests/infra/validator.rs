@@ -392,7 +392,6 @@ struct Decl<'t> {
     value: Option<Node<'t>>,
     /// `type@version` of a resource, path of a module.
     target: String,
-    existing: bool,
 }
 
 struct Ctx<'a> {
@@ -504,7 +503,6 @@ fn declarations<'t>(file: &'t File) -> HashMap<String, Decl<'t>> {
                             kind: "import",
                             value: None,
                             target: String::new(),
-                            existing: false,
                         },
                     );
                 }
@@ -518,23 +516,15 @@ fn declarations<'t>(file: &'t File) -> HashMap<String, Decl<'t>> {
         };
         let mut target = String::new();
         let mut value = None;
-        let mut existing = false;
         match kind {
             "resource" | "module" => {
                 if let Some(s) = kids.iter().find(|c| c.kind() == "string") {
                     target = literal(file, *s).unwrap_or_default();
                 }
                 value = kids.last().copied();
-                existing = (0..st.child_count())
-                    .filter_map(|i| st.child(i))
-                    .any(|c| c.kind() == "existing");
             }
-            "param" => {
-                // param NAME TYPE [= default]
-                if kids.len() >= 3 {
-                    value = kids.last().copied();
-                }
-            }
+            // param NAME TYPE [= default]
+            "param" if kids.len() >= 3 => value = kids.last().copied(),
             "var" => value = kids.get(1).copied(),
             _ => {}
         }
@@ -544,7 +534,6 @@ fn declarations<'t>(file: &'t File) -> HashMap<String, Decl<'t>> {
                 kind,
                 value,
                 target,
-                existing,
             },
         );
     }
@@ -1002,7 +991,6 @@ pub struct Grant {
     pub role: String,
     /// Scope resource type without api version.
     pub scope_type: String,
-    pub at: String,
 }
 
 fn role_assignments(ctx: &Ctx, problems: &mut Vec<String>) -> Vec<Grant> {
@@ -1124,7 +1112,6 @@ fn role_assignments(ctx: &Ctx, problems: &mut Vec<String>) -> Vec<Grant> {
                 binary: binary.into(),
                 role,
                 scope_type,
-                at,
             });
         }
     }
@@ -1184,7 +1171,6 @@ fn operations(sources: &Sources, grants: &[Grant], problems: &mut Vec<String>) {
             }
         }
     }
-    let _ = (SQ, SB);
 }
 
 // ------------------------------------------------------------------ columns

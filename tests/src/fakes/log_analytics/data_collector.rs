@@ -45,7 +45,12 @@ fn string_to_sign(content_type: &str, date: &str, content_length: usize) -> Stri
     format!("POST\n{content_length}\n{content_type}\nx-ms-date:{date}\n/api/logs")
 }
 
-fn mac_for(key: &[u8], content_type: &str, date: &str, content_length: usize) -> Option<Hmac<Sha256>> {
+fn mac_for(
+    key: &[u8],
+    content_type: &str,
+    date: &str,
+    content_length: usize,
+) -> Option<Hmac<Sha256>> {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).ok()?;
     mac.update(string_to_sign(content_type, date, content_length).as_bytes());
     Some(mac)
@@ -97,14 +102,28 @@ async fn process(
     let bad = StatusCode::BAD_REQUEST;
     let forbidden = StatusCode::FORBIDDEN;
     match super::query_param(query, "api-version") {
-        None => return dc_error(bad, "MissingApiVersion", "The API version wasn't specified."),
+        None => {
+            return dc_error(
+                bad,
+                "MissingApiVersion",
+                "The API version wasn't specified.",
+            )
+        }
         Some(v) if v != API_VERSION => {
-            return dc_error(bad, "InvalidApiVersion", &format!("Unrecognised API version '{v}'."))
+            return dc_error(
+                bad,
+                "InvalidApiVersion",
+                &format!("Unrecognised API version '{v}'."),
+            )
         }
         Some(_) => {}
     }
     let Some(content_type) = header(headers, "content-type") else {
-        return dc_error(bad, "MissingContentType", "The content type wasn't specified.");
+        return dc_error(
+            bad,
+            "MissingContentType",
+            "The content type wasn't specified.",
+        );
     };
     let media = content_type.split(';').next().unwrap_or_default().trim();
     if !media.eq_ignore_ascii_case("application/json") {
@@ -115,11 +134,17 @@ async fn process(
         );
     }
     let Some(log_type) = header(headers, "log-type") else {
-        return dc_error(bad, "MissingLogType", "The required value log type wasn't specified.");
+        return dc_error(
+            bad,
+            "MissingLogType",
+            "The required value log type wasn't specified.",
+        );
     };
     if log_type.is_empty()
         || log_type.len() > 100
-        || !log_type.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        || !log_type
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
     {
         return dc_error(
             bad,
@@ -140,7 +165,11 @@ async fn process(
         );
     };
     let Some(date) = header(headers, "x-ms-date") else {
-        return dc_error(forbidden, "InvalidAuthorization", "Missing x-ms-date header");
+        return dc_error(
+            forbidden,
+            "InvalidAuthorization",
+            "Missing x-ms-date header",
+        );
     };
     match chrono::DateTime::parse_from_rfc2822(date) {
         Ok(d) if (chrono::Utc::now().timestamp() - d.timestamp()).abs() <= MAX_CLOCK_SKEW_SECS => {}
@@ -152,15 +181,27 @@ async fn process(
             )
         }
         Err(_) => {
-            return dc_error(forbidden, "InvalidAuthorization", "The x-ms-date is not RFC 1123")
+            return dc_error(
+                forbidden,
+                "InvalidAuthorization",
+                "The x-ms-date is not RFC 1123",
+            )
         }
     }
     let declared_len = header(headers, "content-length").and_then(|v| v.parse::<u64>().ok());
     let read = match read_bounded(body, DC_MAX_POST_BYTES).await {
         Ok(r) => r,
-        Err(_) => return dc_error(bad, "InvalidDataFormat", "The request body could not be read."),
+        Err(_) => {
+            return dc_error(
+                bad,
+                "InvalidDataFormat",
+                "The request body could not be read.",
+            )
+        }
     };
-    let Some(bytes) = read.bytes.filter(|_| declared_len.is_none_or(|l| l <= DC_MAX_POST_BYTES as u64))
+    let Some(bytes) = read
+        .bytes
+        .filter(|_| declared_len.is_none_or(|l| l <= DC_MAX_POST_BYTES as u64))
     else {
         // The documented answer to an over-size post is 404, not 413.
         return (StatusCode::NOT_FOUND, "").into_response();
@@ -240,7 +281,9 @@ mod tests {
         let sig = shared_key_signature(&key, date, 1024);
         let mut mac = Hmac::<Sha256>::new_from_slice(b"0123456789abcdef").ok();
         if let Some(m) = &mut mac {
-            m.update(b"POST\n1024\napplication/json\nx-ms-date:Mon, 04 Apr 2016 08:00:00 GMT\n/api/logs");
+            m.update(
+                b"POST\n1024\napplication/json\nx-ms-date:Mon, 04 Apr 2016 08:00:00 GMT\n/api/logs",
+            );
         }
         let expected = mac
             .map(|m| base64::engine::general_purpose::STANDARD.encode(m.finalize().into_bytes()));
@@ -251,16 +294,20 @@ mod tests {
     #[test]
     fn time_generated_uses_the_field_inside_the_window_only() {
         let now = chrono::Utc::now();
-        let recent = (now - chrono::Duration::hours(1))
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let old = (now - chrono::Duration::days(3)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let recent =
+            (now - chrono::Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let old =
+            (now - chrono::Duration::days(3)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let rec = |v: &str| {
             let mut m = Map::new();
             m.insert("published".into(), Value::String(v.into()));
             m
         };
         let now_s = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        assert_eq!(time_generated(&rec(&recent), Some("published"), now), recent);
+        assert_eq!(
+            time_generated(&rec(&recent), Some("published"), now),
+            recent
+        );
         assert_eq!(time_generated(&rec(&old), Some("published"), now), now_s);
         assert_eq!(time_generated(&rec("junk"), Some("published"), now), now_s);
         assert_eq!(time_generated(&rec(&recent), None, now), now_s);

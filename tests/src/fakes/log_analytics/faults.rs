@@ -17,7 +17,7 @@ pub enum LaFault {
         retry_after_secs: Option<u64>,
     },
     /// Every request gets `status` for `duration` from now (429/503 carry a `Retry-After` of
-    /// the seconds left).
+    /// the seconds left). Replaces a window under way; `Duration::ZERO` ends it.
     StatusFor { status: u16, duration: Duration },
     /// The next `count` requests that would succeed are accepted (rows stored and counted)
     /// but the connection is closed before any response: the client sees a connection
@@ -25,6 +25,7 @@ pub enum LaFault {
     AcceptThenDrop { count: usize },
     /// The service is unreachable for `duration`: the listener is closed (connection
     /// refused) and requests on already-open connections have their connection closed.
+    /// Replaces an outage under way; `Duration::ZERO` ends it.
     Down { duration: Duration },
 }
 

@@ -98,9 +98,7 @@ impl Leaf {
                 "false" => Some(Value::Bool(false)),
                 _ => None,
             },
-            (Leaf::Num(n), DcType::Double) => {
-                serde_json::Number::from_f64(*n).map(Value::Number)
-            }
+            (Leaf::Num(n), DcType::Double) => serde_json::Number::from_f64(*n).map(Value::Number),
             (Leaf::Bool(b), DcType::Boolean) => Some(Value::Bool(*b)),
             _ => None,
         }
@@ -183,7 +181,10 @@ impl DcTable {
             return None;
         }
         let v = leaf.convert_to(natural)?;
-        self.columns.entry(path.to_string()).or_default().push(natural);
+        self.columns
+            .entry(path.to_string())
+            .or_default()
+            .push(natural);
         self.column_count += 1;
         Some((natural, v))
     }
@@ -206,13 +207,12 @@ fn truncate(mut s: String, out: &mut Flattened) -> String {
 /// xxxxxxxxxxxx`, 32 hex digits, or either of those in `{}` / `()` (the forms .NET's
 /// `Guid.TryParse` accepts, which the service uses).
 pub fn parse_guid(s: &str) -> Option<String> {
-    let inner = if (s.starts_with('{') && s.ends_with('}'))
-        || (s.starts_with('(') && s.ends_with(')'))
-    {
-        s.get(1..s.len().saturating_sub(1))?
-    } else {
-        s
-    };
+    let inner =
+        if (s.starts_with('{') && s.ends_with('}')) || (s.starts_with('(') && s.ends_with(')')) {
+            s.get(1..s.len().saturating_sub(1))?
+        } else {
+            s
+        };
     let hex: String = match inner.len() {
         32 => inner.to_string(),
         36 => {
@@ -310,9 +310,14 @@ mod tests {
             r["debugContext_debugData_deviceFingerprint_g"],
             json!("3f2c4a5b-6c7d-8e9f-0a1b-2c3d4e5f6a7b")
         );
-        assert_eq!(r["authenticationContext_externalSessionId_s"], json!("102abc"));
+        assert_eq!(
+            r["authenticationContext_externalSessionId_s"],
+            json!("102abc")
+        );
         assert!(!r.keys().any(|k| k.starts_with("empty")));
-        assert!(!r.keys().any(|k| k.starts_with("authenticationContext_issuer")));
+        assert!(!r
+            .keys()
+            .any(|k| k.starts_with("authenticationContext_issuer")));
     }
 
     #[test]
@@ -323,7 +328,9 @@ mod tests {
         names.sort();
         assert_eq!(names, vec!["boolean_b", "number_d", "string_s"]);
         // All values as strings: they convert, no new column.
-        let second = t.ingest(&obj(json!({"number": "2", "boolean": "false", "string": "t"})));
+        let second = t.ingest(&obj(
+            json!({"number": "2", "boolean": "false", "string": "t"}),
+        ));
         assert_eq!(second.row["number_d"].as_f64(), Some(2.0));
         assert_eq!(second.row["boolean_b"], json!(false));
         assert_eq!(second.row["string_s"], json!("t"));
@@ -334,7 +341,9 @@ mod tests {
         assert_eq!(t.column_count(), 5);
         // On a fresh table, strings that look like numbers or booleans stay strings.
         let mut fresh = DcTable::default();
-        let r = fresh.ingest(&obj(json!({"number": "1", "boolean": "true"}))).row;
+        let r = fresh
+            .ingest(&obj(json!({"number": "1", "boolean": "true"})))
+            .row;
         assert_eq!(r["number_s"], json!("1"));
         assert_eq!(r["boolean_s"], json!("true"));
     }

@@ -55,7 +55,18 @@ pub async fn handle(
 ) -> Response {
     let resp = match shared.before(Api::LogsIngestion, &kill).await {
         Some(r) => r,
-        None => process(&shared, &kill, &dcr, &stream, query.as_deref(), &headers, body).await,
+        None => {
+            process(
+                &shared,
+                &kill,
+                &dcr,
+                &stream,
+                query.as_deref(),
+                &headers,
+                body,
+            )
+            .await
+        }
     };
     shared.count_status(resp.status());
     resp
@@ -116,7 +127,13 @@ async fn process(
         .and_then(|v| v.parse::<u64>().ok());
     let read = match read_bounded(body, LI_MAX_BODY_BYTES).await {
         Ok(r) => r,
-        Err(_) => return li_error(bad, "InvalidRequestBody", "The request body could not be read."),
+        Err(_) => {
+            return li_error(
+                bad,
+                "InvalidRequestBody",
+                "The request body could not be read.",
+            )
+        }
     };
     let wire = match read.bytes {
         Some(b) if declared_len.is_none_or(|l| l <= LI_MAX_BODY_BYTES as u64) => b,

@@ -10,7 +10,9 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
-use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 use serde_json::{Map, Value};
 
 /// Longest string value the Logs Ingestion API stores; longer values are truncated.
@@ -400,17 +402,25 @@ mod tests {
                 r#"[{"uuid_g":"a"}] trailing"#,
                 r#"[{"uuid_g":"a"}"#,
             ] {
-                assert!(parse(bad.as_bytes(), Some(&c), store).is_err(), "{bad} {store}");
+                assert!(
+                    parse(bad.as_bytes(), Some(&c), store).is_err(),
+                    "{bad} {store}"
+                );
             }
         }
-        let msg = parse(br#"[{"c":"x"}]"#, Some(&c), false).err().unwrap_or_default();
+        let msg = parse(br#"[{"c":"x"}]"#, Some(&c), false)
+            .err()
+            .unwrap_or_default();
         assert!(msg.contains("column 'c' is declared int"), "{msg}");
     }
 
     #[test]
     fn long_strings_are_truncated_and_counted() {
         let c = cols();
-        let body = format!(r#"[{{"target_s":"{}"}}]"#, "x".repeat(LI_FIELD_LIMIT_BYTES + 5));
+        let body = format!(
+            r#"[{{"target_s":"{}"}}]"#,
+            "x".repeat(LI_FIELD_LIMIT_BYTES + 5)
+        );
         let stored = parse(body.as_bytes(), Some(&c), true).ok();
         assert_eq!(stored.as_ref().map(|p| p.truncated_fields), Some(1));
         assert_eq!(

@@ -99,12 +99,13 @@ where
 {
     let kill = CancellationToken::new();
     let token = kill.clone();
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(ConnKill(token.clone()));
-        router.clone().oneshot(req)
-    });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(io), service);
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnKill(token.clone()));
+            router.clone().oneshot(req)
+        });
+    let conn =
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service);
     tokio::select! {
         _ = shutdown.cancelled() => {}
         _ = kill.cancelled() => {}

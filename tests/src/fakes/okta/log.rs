@@ -1,27 +1,45 @@
-//! The fake org's System Log: an append-only sequence of pre-serialised events in
-//! ingestion ("persistence") order.
+//! The fake org's System Log: an append-only sequence of events in ingestion
+//! ("persistence") order.
 //!
 //! Polling queries page through this order (`contracts.md` §1.2), so a cursor is just an
-//! index into it and stays valid forever. Each event is serialised once when it is
-//! released; pages are assembled from cheap `Bytes` clones, which keeps the fake fast
-//! enough for benchmarks that pull ~100k events through it.
+//! index into it and stays valid forever.
+//!
+//! Speed and memory: benchmarks pull ~100k events through the fake, so events are not kept
+//! as JSON each. The generator's output is serialised once into a *template* (with
+//! fixed-width placeholders for `uuid` and `published`), and an entry is only a template
+//! number, its uuid and its timestamps (~90 bytes). A page is rendered by copying template
+//! bytes and overwriting the two placeholders in place. The first [`POOL_SIZE`] events
+//! each get their own template, so small tests see fully distinct events; beyond that,
+//! templates are reused at random (uuids and timestamps stay unique per event).
 //!
 //! Realistic disorder is produced here: a *late* event is ingested now but carries a
 //! `published` older than events already served, and a *repeat* re-appends an earlier
-//! event (same uuid) further down the log.
+//! event (same uuid, same bytes) further down the log.
 
-use super::super::okta_events::EventGenerator;
-use bytes::Bytes;
+use super::super::okta_events::{okta_timestamp, EventGenerator};
 use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
 
+/// Number of distinct event bodies generated before templates are reused.
+pub const POOL_SIZE: usize = 4096;
+const UUID_PLACEHOLDER: &str = "ffffffff-ffff-4fff-bfff-ffffffffffff";
+const PUBLISHED_PLACEHOLDER: &str = "1111-11-11T11:11:11.111Z";
+
+/// A serialised event with the byte offsets of its uuid and `published` values.
+struct Template {
+    bytes: Vec<u8>,
+    uuid_at: usize,
+    published_at: usize,
+}
+
 /// One event in the log.
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 pub struct Entry {
-    /// The event's minified JSON.
-    pub bytes: Bytes,
+    template: u32,
+    uuid: [u8; 36],
+    published: [u8; 24],
     /// When the fake "persisted" it (ms since the epoch); non-decreasing along the log.
     pub ingested_ms: i64,
     /// Its `published` (ms since the epoch).
@@ -49,6 +67,7 @@ pub struct LogConfig {
 pub struct EventLog {
     gen: EventGenerator,
     rng: StdRng,
+    templates: Vec<Template>,
     entries: Vec<Entry>,
     /// Distinct uuids in order of first release: what a collector must deliver.
     uuids: Vec<String>,
@@ -60,6 +79,10 @@ pub struct EventLog {
 
 fn to_ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 impl EventLog {
@@ -77,6 +100,7 @@ impl EventLog {
             // A separate stream for the disorder decisions, so the events themselves are
             // the same whatever the probabilities.
             rng: StdRng::seed_from_u64(cfg.seed ^ 0x9e37_79b9_7f4a_7c15),
+            templates: Vec::new(),
             entries: Vec::new(),
             uuids: Vec::new(),
             last_ms: 0,
@@ -97,6 +121,28 @@ impl EventLog {
         }
     }
 
+    /// A template index for the next event: a new one while the pool fills, then a reused one.
+    fn template(&mut self) -> u32 {
+        if self.templates.len() < POOL_SIZE {
+            let mut ev = self.gen.event(Utc::now());
+            ev["uuid"] = UUID_PLACEHOLDER.into();
+            ev["published"] = PUBLISHED_PLACEHOLDER.into();
+            let bytes = serde_json::to_vec(&ev).unwrap_or_default();
+            let uuid_at = find(&bytes, format!("\"{UUID_PLACEHOLDER}\"").as_bytes());
+            let published_at = find(&bytes, format!("\"{PUBLISHED_PLACEHOLDER}\"").as_bytes());
+            if let (Some(u), Some(p)) = (uuid_at, published_at) {
+                self.templates.push(Template {
+                    bytes,
+                    uuid_at: u + 1,
+                    published_at: p + 1,
+                });
+                return (self.templates.len() - 1) as u32;
+            }
+        }
+        // Not empty here: the pool is full, or serialisation failed after templates exist.
+        self.rng.random_range(0..self.templates.len().max(1)) as u32
+    }
+
     /// Appends one event ingested at `at_ms` (clamped to keep ingestion order monotonic),
     /// maybe late, maybe followed by a repeat of an earlier event.
     fn release_at(&mut self, at_ms: i64) {
@@ -108,21 +154,29 @@ impl EventLog {
         } else {
             t
         };
-        let published = DateTime::<Utc>::from_timestamp_millis(published_ms).unwrap_or_default();
-        let event = self.gen.event(published);
-        let uuid = event["uuid"].as_str().unwrap_or_default().to_string();
-        let bytes = Bytes::from(serde_json::to_vec(&event).unwrap_or_default());
+        let published_at = DateTime::<Utc>::from_timestamp_millis(published_ms).unwrap_or_default();
+        let mut published = [b'0'; 24];
+        let stamp = okta_timestamp(published_at);
+        if stamp.len() == 24 {
+            published.copy_from_slice(stamp.as_bytes());
+        }
+        let template = self.template();
+        let uuid_s = self.gen.uuid();
+        let mut uuid = [b'0'; 36];
+        uuid.copy_from_slice(&uuid_s.as_bytes()[..36]);
         self.entries.push(Entry {
-            bytes,
+            template,
+            uuid,
+            published,
             ingested_ms: t,
             published_ms,
         });
-        self.uuids.push(uuid);
+        self.uuids.push(uuid_s);
         if self.entries.len() > 1 && self.rng.random_bool(self.repeat_probability) {
             let len = self.entries.len();
             let from = len.saturating_sub(5_000);
             let idx = self.rng.random_range(from..len - 1);
-            let mut copy = self.entries[idx].clone();
+            let mut copy = self.entries[idx];
             copy.ingested_ms = t;
             self.entries.push(copy);
         }
@@ -163,18 +217,46 @@ impl EventLog {
         self.entries.partition_point(|e| e.ingested_ms < since_ms)
     }
 
-    /// Up to `limit` entries from `pos` in ingestion order.
-    pub fn page(&self, pos: usize, limit: usize) -> Vec<Bytes> {
+    /// The entries `pos..pos+limit` (clamped) in ingestion order.
+    pub fn range(&self, pos: usize, limit: usize) -> std::ops::Range<usize> {
         let start = pos.min(self.entries.len());
-        let end = start.saturating_add(limit).min(self.entries.len());
-        self.entries[start..end]
-            .iter()
-            .map(|e| e.bytes.clone())
-            .collect()
+        start..start.saturating_add(limit).min(self.entries.len())
+    }
+
+    /// Renders the entries at `indices` as a JSON array.
+    pub fn render(&self, indices: impl Iterator<Item = usize> + Clone) -> Vec<u8> {
+        let size: usize = indices
+            .clone()
+            .filter_map(|i| self.entries.get(i))
+            .map(|e| {
+                self.templates
+                    .get(e.template as usize)
+                    .map_or(0, |t| t.bytes.len())
+                    + 1
+            })
+            .sum();
+        let mut out = Vec::with_capacity(size + 2);
+        out.push(b'[');
+        let mut first = true;
+        for e in indices.filter_map(|i| self.entries.get(i)) {
+            let Some(t) = self.templates.get(e.template as usize) else {
+                continue;
+            };
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            let at = out.len();
+            out.extend_from_slice(&t.bytes);
+            out[at + t.uuid_at..at + t.uuid_at + 36].copy_from_slice(&e.uuid);
+            out[at + t.published_at..at + t.published_at + 24].copy_from_slice(&e.published);
+        }
+        out.push(b']');
+        out
     }
 
     /// Indices of entries with `since <= published < until`, ordered by `published`
-    /// (ties by ingestion order), for bounded queries.
+    /// (ties by ingestion order), each event once, for bounded queries.
     pub fn bounded(&self, since_ms: i64, until_ms: i64, descending: bool) -> Vec<usize> {
         let mut idx: Vec<usize> = (0..self.entries.len())
             .filter(|&i| {
@@ -183,17 +265,13 @@ impl EventLog {
             })
             .collect();
         idx.sort_by_key(|&i| (self.entries[i].published_ms, i));
+        // A repeat is the same event twice; bounded queries return each event once.
+        let mut seen = std::collections::HashSet::new();
+        idx.retain(|&i| seen.insert(self.entries[i].uuid));
         if descending {
             idx.reverse();
         }
-        // A repeat carries the same bytes twice; bounded queries return each event once.
-        let mut seen = std::collections::HashSet::new();
-        idx.retain(|&i| seen.insert(self.entries[i].bytes.as_ptr()));
         idx
-    }
-
-    pub fn entry_bytes(&self, i: usize) -> Option<Bytes> {
-        self.entries.get(i).map(|e| e.bytes.clone())
     }
 
     pub fn released_uuids(&self) -> &[String] {
@@ -215,8 +293,12 @@ mod tests {
         }
     }
 
-    fn uuid_of(b: &Bytes) -> String {
-        let v: serde_json::Value = serde_json::from_slice(b).unwrap();
+    fn page(log: &EventLog, pos: usize, limit: usize) -> Vec<serde_json::Value> {
+        let body = log.render(log.range(pos, limit));
+        serde_json::from_slice::<Vec<serde_json::Value>>(&body).unwrap()
+    }
+
+    fn uuid_of(v: &serde_json::Value) -> String {
         v["uuid"].as_str().unwrap().to_string()
     }
 
@@ -226,10 +308,11 @@ mod tests {
         let end = Utc::now();
         log.seed_history(100, end, chrono::Duration::minutes(30));
         assert_eq!(log.len(), 100);
-        let all: Vec<String> = log.page(0, 1000).iter().map(uuid_of).collect();
+        let all: Vec<String> = page(&log, 0, 1000).iter().map(uuid_of).collect();
         assert_eq!(all, log.released_uuids());
-        assert_eq!(log.page(90, 50).len(), 10);
-        assert!(log.page(100, 50).is_empty());
+        assert_eq!(page(&log, 90, 50).len(), 10);
+        assert!(page(&log, 100, 50).is_empty());
+        assert_eq!(log.render(log.range(100, 50)), b"[]");
         let mid = to_ms(end) - 15 * 60 * 1000;
         let p = log.position_for_since(mid);
         assert!((45..=55).contains(&p), "{p}");
@@ -250,5 +333,25 @@ mod tests {
             max_pub = max_pub.max(e.published_ms);
         }
         assert!(late > 10, "{late}");
+        // Rendered timestamps match the entries.
+        let all = page(&log, 0, 10_000);
+        for (v, e) in all.iter().zip(&log.entries) {
+            let t = DateTime::parse_from_rfc3339(v["published"].as_str().unwrap()).unwrap();
+            assert_eq!(t.timestamp_millis(), e.published_ms);
+        }
+    }
+
+    #[test]
+    fn templates_are_reused_beyond_the_pool_with_unique_uuids() {
+        let mut log = EventLog::new(&cfg(0.0, 0.0));
+        log.release(POOL_SIZE + 500);
+        assert_eq!(log.templates.len(), POOL_SIZE);
+        let all = page(&log, 0, usize::MAX);
+        let uuids: std::collections::HashSet<String> = all.iter().map(uuid_of).collect();
+        assert_eq!(uuids.len(), POOL_SIZE + 500);
+        assert_eq!(
+            all.iter().map(uuid_of).collect::<Vec<_>>(),
+            log.released_uuids()
+        );
     }
 }

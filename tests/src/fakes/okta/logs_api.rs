@@ -13,7 +13,6 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use bytes::{BufMut, BytesMut};
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -165,7 +164,8 @@ pub async fn logs(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap) -> 
 
 /// A page ready to be sent.
 struct Page {
-    items: Vec<Bytes>,
+    body: Vec<u8>,
+    count: usize,
     self_url: String,
     next_url: Option<String>,
 }
@@ -199,8 +199,8 @@ async fn serve(app: &App, p: &Principal, uri: &Uri, seq: u64) -> Response {
         Ok(p) => p,
         Err(r) => return r,
     };
-    lock(&app.stats).events_served += page.items.len() as u64;
-    let mut body = assemble(&page.items);
+    lock(&app.stats).events_served += page.count as u64;
+    let mut body = std::mem::take(&mut page.body);
     match fault {
         Some(OktaFault::TruncatedJson { .. }) => body.truncate((body.len() / 2).max(1)),
         Some(OktaFault::ObjectInsteadOfArray { .. }) => {
@@ -226,21 +226,6 @@ async fn serve(app: &App, p: &Principal, uri: &Uri, seq: u64) -> Response {
         seq,
     );
     resp
-}
-
-/// `[` items joined by `,` `]`.
-fn assemble(items: &[Bytes]) -> Vec<u8> {
-    let len: usize = items.iter().map(Bytes::len).sum::<usize>() + items.len() + 2;
-    let mut b = BytesMut::with_capacity(len);
-    b.put_u8(b'[');
-    for (i, it) in items.iter().enumerate() {
-        if i > 0 {
-            b.put_u8(b',');
-        }
-        b.put_slice(it);
-    }
-    b.put_u8(b']');
-    b.to_vec()
 }
 
 /// Puts bytes that are not UTF-8 inside the first string value.
@@ -379,11 +364,13 @@ fn build_page(app: &App, uri: &Uri) -> Result<Page, Response> {
                 generation: 0,
             },
         };
-        let items = log.page(cursor.pos, limit);
+        let range = log.range(cursor.pos, limit);
+        let count = range.len();
+        let body = log.render(range);
         drop(log);
-        let next_url = if !items.is_empty() {
+        let next_url = if count > 0 {
             let c = PollingCursor {
-                pos: cursor.pos + items.len(),
+                pos: cursor.pos + count,
                 generation: 0,
             };
             next_with(&app.cursor.mint_polling(c, since_raw))
@@ -400,7 +387,8 @@ fn build_page(app: &App, uri: &Uri) -> Result<Page, Response> {
             }
         };
         return Ok(Page {
-            items,
+            body,
+            count,
             self_url,
             next_url: Some(next_url),
         });
@@ -424,16 +412,14 @@ fn build_page(app: &App, uri: &Uri) -> Result<Page, Response> {
     };
     let idx = log.bounded(since, until, descending);
     let end = offset.saturating_add(limit).min(idx.len());
-    let items: Vec<Bytes> = idx
-        .get(offset.min(end)..end)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|&i| log.entry_bytes(i))
-        .collect();
+    let chosen = idx.get(offset.min(end)..end).unwrap_or_default();
+    let count = chosen.len();
+    let body = log.render(chosen.iter().copied());
     drop(log);
     let next_url = (end < idx.len()).then(|| next_with(&app.cursor.mint_bounded(end, &binding)));
     Ok(Page {
-        items,
+        body,
+        count,
         self_url,
         next_url,
     })
