@@ -199,7 +199,7 @@ impl Collector {
                         continue;
                     };
                     let outcome = self
-                        .handle_page(lead, &cp, &url, next, &page.events, &mut dedupe)
+                        .handle_page(&cp, &url, next, &page.events, &mut dedupe)
                         .await;
                     match outcome {
                         Ok((next_cp, empty)) => {
@@ -227,9 +227,6 @@ impl Collector {
                             break TermEnd::LostLeadership
                         }
                         Err(e) => {
-                            // The page may have marked uuids as seen without being recorded;
-                            // forget them so the re-fetch keeps every event.
-                            dedupe = RecentUuids::new(DEDUPE_CAPACITY);
                             self.storage_trouble(&e.to_string());
                             backoff.next_delay()
                         }
@@ -252,14 +249,12 @@ impl Collector {
     /// Returns the new checkpoint and whether the page was empty.
     async fn handle_page(
         &self,
-        lead: &crate::leader::Leadership,
         cp: &Versioned,
         url: &Url,
         next: Url,
         events: &[Box<serde_json::value::RawValue>],
         dedupe: &mut RecentUuids,
     ) -> Result<(Versioned, bool), HandoffError> {
-        let _ = lead;
         if events.is_empty() {
             return Ok((self.move_next_link(cp, url, &next).await?, true));
         }
@@ -277,7 +272,7 @@ impl Collector {
         if prepared.count == 0 {
             return Ok((self.move_next_link(cp, url, &next).await?, false));
         }
-        let recorded = handoff::store_and_record(
+        let stored = handoff::store_and_record(
             &self.blobs,
             &self.cfg.org,
             cp,
@@ -288,7 +283,16 @@ impl Collector {
                 next_url: next.to_string(),
             },
         )
-        .await?;
+        .await;
+        let recorded = match stored {
+            Ok(r) => r,
+            Err(e) => {
+                // Not recorded: the page will be fetched again, so its uuids must not count
+                // as already seen (they would be dropped as repeats and lost).
+                dedupe.forget(prepared.kept_uuids.iter().map(String::as_str));
+                return Err(e);
+            }
+        };
         self.metrics.pages.inc();
         self.metrics.events.inc_by(prepared.count as u64);
         self.metrics.bytes.inc_by(prepared.json.len() as u64);

@@ -41,7 +41,10 @@ async fn sas_storage(az: &Azurite, queue: &str, container: &str) -> Storage {
     };
     let settings = args.validate().expect("valid settings");
     let storage = Storage::connect(&settings, http_client(None), None).expect("connect");
-    storage.ensure_created().await.expect("create queue and container");
+    storage
+        .ensure_created()
+        .await
+        .expect("create queue and container");
     // Idempotent: a second call finds both and succeeds.
     storage.ensure_created().await.expect("create again");
     storage
@@ -52,7 +55,10 @@ fn assert_no_secret(e: &StorageError) {
     assert!(!text.contains("Eby8vdM02x"), "account key leaked: {text}");
     // A SAS signature value would follow `sig=`; only the redaction marker may.
     for (i, _) in text.match_indices("sig=") {
-        assert!(text[i + 4..].starts_with("REDACTED"), "SAS signature leaked: {text}");
+        assert!(
+            text[i + 4..].starts_with("REDACTED"),
+            "SAS signature leaked: {text}"
+        );
     }
 }
 
@@ -68,7 +74,10 @@ async fn queue_round_trip_pop_receipts_and_dequeue_counts() {
     assert!(!sent.id.is_empty() && !sent.pop_receipt.is_empty());
     assert_eq!(q.approximate_count().await.expect("count"), 1);
 
-    let got = q.receive(32, Duration::from_secs(30)).await.expect("receive");
+    let got = q
+        .receive(32, Duration::from_secs(30))
+        .await
+        .expect("receive");
     assert_eq!(got.len(), 1);
     let m = &got[0];
     assert_eq!(m.id, sent.id);
@@ -82,7 +91,11 @@ async fn queue_round_trip_pop_receipts_and_dequeue_counts() {
         "message expires at {expires}: TTL -1 was not applied"
     );
     // Invisible now: nothing more to receive.
-    assert!(q.receive(32, Duration::from_secs(30)).await.expect("receive").is_empty());
+    assert!(q
+        .receive(32, Duration::from_secs(30))
+        .await
+        .expect("receive")
+        .is_empty());
 
     // Update visibility: a new pop receipt; the old one stops working.
     let new_pop = q
@@ -90,7 +103,10 @@ async fn queue_round_trip_pop_receipts_and_dequeue_counts() {
         .await
         .expect("update");
     assert_ne!(new_pop, m.pop_receipt);
-    let e = q.delete(&m.id, &m.pop_receipt).await.expect_err("old receipt must fail");
+    let e = q
+        .delete(&m.id, &m.pop_receipt)
+        .await
+        .expect_err("old receipt must fail");
     assert!(e.is_pop_receipt_mismatch(), "{e:?}");
     assert!(!e.is_transient());
     let e = q
@@ -113,7 +129,10 @@ async fn queue_round_trip_pop_receipts_and_dequeue_counts() {
     // Let the 1 s visibility timeout lapse: delivered a third time, count 3.
     let third = loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let got = q.receive(1, Duration::from_secs(30)).await.expect("receive");
+        let got = q
+            .receive(1, Duration::from_secs(30))
+            .await
+            .expect("receive");
         if let Some(m) = got.into_iter().next() {
             break m;
         }
@@ -122,7 +141,9 @@ async fn queue_round_trip_pop_receipts_and_dequeue_counts() {
     assert_eq!(third.dequeue_count, 3);
     assert_eq!(third.text, text);
 
-    q.delete(&third.id, &third.pop_receipt).await.expect("delete");
+    q.delete(&third.id, &third.pop_receipt)
+        .await
+        .expect("delete");
     assert_eq!(q.approximate_count().await.expect("count"), 0);
     let e = q
         .delete(&third.id, &third.pop_receipt)
@@ -131,17 +152,30 @@ async fn queue_round_trip_pop_receipts_and_dequeue_counts() {
     assert!(e.is_not_found(), "{e:?}");
 
     // A delayed message is not visible yet, but counted.
-    q.send("later", Some(Duration::from_secs(300))).await.expect("send delayed");
-    assert!(q.receive(32, Duration::from_secs(30)).await.expect("receive").is_empty());
+    q.send("later", Some(Duration::from_secs(300)))
+        .await
+        .expect("send delayed");
+    assert!(q
+        .receive(32, Duration::from_secs(30))
+        .await
+        .expect("receive")
+        .is_empty());
     assert_eq!(q.approximate_count().await.expect("count"), 1);
 
     // Several at once, up to the requested maximum.
     for i in 0..5 {
         q.send(&format!("m{i}"), None).await.expect("send");
     }
-    let batch = q.receive(3, Duration::from_secs(30)).await.expect("receive");
+    let batch = q
+        .receive(3, Duration::from_secs(30))
+        .await
+        .expect("receive");
     assert_eq!(batch.len(), 3);
-    assert!(q.receive(0, Duration::from_secs(30)).await.expect("receive 0").is_empty());
+    assert!(q
+        .receive(0, Duration::from_secs(30))
+        .await
+        .expect("receive 0")
+        .is_empty());
 
     // Ids that are not the service's own are refused before any request.
     let e = q.delete("../x", "p").await.expect_err("bad id");
@@ -188,7 +222,10 @@ async fn conditional_writes_reads_and_listing() {
     assert!(!e.is_lease_lost(), "{e:?}");
     assert_eq!(e.status(), Some(412));
     assert_eq!(e.code(), Some("ConditionNotMet"));
-    assert_eq!(&b.read(name).await.unwrap().unwrap().bytes[..], b"{\"seq\":2}");
+    assert_eq!(
+        &b.read(name).await.unwrap().unwrap().bytes[..],
+        b"{\"seq\":2}"
+    );
 
     // Unconditional write.
     let etag3 = b
@@ -199,7 +236,9 @@ async fn conditional_writes_reads_and_listing() {
 
     // Size-limited reads (hostile input).
     let nine = Bytes::from_static(b"123456789");
-    b.write("pages/a/1/1-x.json.gz", nine.clone(), None).await.unwrap();
+    b.write("pages/a/1/1-x.json.gz", nine.clone(), None)
+        .await
+        .unwrap();
     let ok = b
         .read_limited("pages/a/1/1-x.json.gz", 9)
         .await
@@ -212,13 +251,21 @@ async fn conditional_writes_reads_and_listing() {
         .expect_err("over the limit");
     assert!(matches!(e, StorageError::Decode(_)), "{e:?}");
     b.write("done/a/1/1", Bytes::new(), None).await.unwrap();
-    let empty = b.read_limited("done/a/1/1", 4).await.unwrap().expect("exists");
+    let empty = b
+        .read_limited("done/a/1/1", 4)
+        .await
+        .unwrap()
+        .expect("exists");
     assert!(empty.bytes.is_empty());
     assert!(b.read_limited("nope", 4).await.unwrap().is_none());
 
     // Listing by prefix, names with `/` kept as they are.
-    b.write("pages/a/1/2-y.json.gz", Bytes::from_static(b"12"), None).await.unwrap();
-    b.write("pages/b/1/1-z.json.gz", Bytes::from_static(b"1"), None).await.unwrap();
+    b.write("pages/a/1/2-y.json.gz", Bytes::from_static(b"12"), None)
+        .await
+        .unwrap();
+    b.write("pages/b/1/1-z.json.gz", Bytes::from_static(b"1"), None)
+        .await
+        .unwrap();
     let listed = b.list("pages/a/").await.expect("list");
     let names: Vec<_> = listed.iter().map(|i| i.name.as_str()).collect();
     assert_eq!(names, ["pages/a/1/1-x.json.gz", "pages/a/1/2-y.json.gz"]);
@@ -228,7 +275,10 @@ async fn conditional_writes_reads_and_listing() {
     assert_eq!(b.list("").await.expect("list all").len(), 5);
     assert!(b.list("poison/").await.expect("list none").is_empty());
 
-    assert!(b.delete("pages/b/1/1-z.json.gz", None).await.expect("delete"));
+    assert!(b
+        .delete("pages/b/1/1-z.json.gz", None)
+        .await
+        .expect("delete"));
     assert!(!b.exists("pages/b/1/1-z.json.gz").await.unwrap());
 
     // Defence in depth on names.
@@ -251,7 +301,10 @@ async fn leases_are_exclusive_and_their_412_differs_from_a_stale_etag() {
         .expect_err("no blob, no lease");
     assert!(e.is_not_found(), "{e:?}");
 
-    let etag = b.create_only(name, Bytes::from_static(b"{}")).await.unwrap();
+    let etag = b
+        .create_only(name, Bytes::from_static(b"{}"))
+        .await
+        .unwrap();
     let lease = b
         .acquire_lease(name, Duration::from_secs(15), None)
         .await
@@ -277,7 +330,11 @@ async fn leases_are_exclusive_and_their_412_differs_from_a_stale_etag() {
         .expect_err("current etag but no lease");
     assert!(e.is_lease_lost() && !e.is_condition_not_met(), "{e:?}");
     let e = b
-        .write(name, Bytes::from_static(b"{}"), Some("00000000-0000-0000-0000-000000000001"))
+        .write(
+            name,
+            Bytes::from_static(b"{}"),
+            Some("00000000-0000-0000-0000-000000000001"),
+        )
         .await
         .expect_err("wrong lease id");
     assert!(e.is_lease_lost(), "{e:?}");
@@ -304,7 +361,10 @@ async fn leases_are_exclusive_and_their_412_differs_from_a_stale_etag() {
         .expect_err("renew someone else's lease");
     assert!(e.is_lease_lost(), "{e:?}");
 
-    let e = b.delete(name, None).await.expect_err("delete without lease");
+    let e = b
+        .delete(name, None)
+        .await
+        .expect_err("delete without lease");
     assert!(e.is_lease_lost(), "{e:?}");
 
     b.release_lease(name, &lease).await.expect("release");
@@ -314,7 +374,10 @@ async fn leases_are_exclusive_and_their_412_differs_from_a_stale_etag() {
         .await
         .expect("acquire after release");
     assert_eq!(lease2, proposed);
-    let e = b.renew_lease(name, &lease).await.expect_err("old lease is gone");
+    let e = b
+        .renew_lease(name, &lease)
+        .await
+        .expect_err("old lease is gone");
     assert!(e.is_lease_lost(), "{e:?}");
 
     // Operator tooling: break, then anyone can take it.
@@ -323,7 +386,10 @@ async fn leases_are_exclusive_and_their_412_differs_from_a_stale_etag() {
         .acquire_lease(name, Duration::from_secs(15), None)
         .await
         .expect("acquire after break");
-    assert!(b.delete(name, Some(&lease3)).await.expect("delete with lease"));
+    assert!(b
+        .delete(name, Some(&lease3))
+        .await
+        .expect("delete with lease"));
 }
 
 #[tokio::test]
@@ -358,10 +424,21 @@ async fn failures_are_classified_and_never_show_the_sas() {
         ..StorageArgs::default()
     };
     let down = Storage::connect(&args.validate().unwrap(), http_client(None), None).unwrap();
-    let e = down.blobs.create_only("a", Bytes::new()).await.expect_err("down");
-    assert!(matches!(e, StorageError::Transport(_)) && e.is_transient(), "{e:?}");
+    let e = down
+        .blobs
+        .create_only("a", Bytes::new())
+        .await
+        .expect_err("down");
+    assert!(
+        matches!(e, StorageError::Transport(_)) && e.is_transient(),
+        "{e:?}"
+    );
     assert_no_secret(&e);
-    let e = down.queue.receive(1, Duration::from_secs(5)).await.expect_err("down");
+    let e = down
+        .queue
+        .receive(1, Duration::from_secs(5))
+        .await
+        .expect_err("down");
     assert!(e.is_transient(), "{e:?}");
     assert_no_secret(&e);
 
@@ -427,25 +504,46 @@ async fn conditional_writes_are_sent_once_and_reads_are_retried_a_little() {
     };
     let body = || Bytes::from_static(b"x");
     // Conditional writes, lease operations, message updates and deletes: exactly one attempt.
-    expect_attempts("create_only", s.blobs.create_only("a", body()).await.unwrap_err(), 1);
+    expect_attempts(
+        "create_only",
+        s.blobs.create_only("a", body()).await.unwrap_err(),
+        1,
+    );
     expect_attempts(
         "write_if_match",
-        s.blobs.write_if_match("a", body(), "\"0x1\"", None).await.unwrap_err(),
+        s.blobs
+            .write_if_match("a", body(), "\"0x1\"", None)
+            .await
+            .unwrap_err(),
         1,
     );
     expect_attempts(
         "acquire_lease",
-        s.blobs.acquire_lease("a", Duration::from_secs(15), None).await.unwrap_err(),
+        s.blobs
+            .acquire_lease("a", Duration::from_secs(15), None)
+            .await
+            .unwrap_err(),
         1,
     );
-    expect_attempts("renew_lease", s.blobs.renew_lease("a", "l").await.unwrap_err(), 1);
+    expect_attempts(
+        "renew_lease",
+        s.blobs.renew_lease("a", "l").await.unwrap_err(),
+        1,
+    );
     expect_attempts("delete", s.blobs.delete("a", None).await.unwrap_err(), 1);
     expect_attempts(
         "update_visibility",
-        s.queue.update_visibility("m-1", "p", Duration::ZERO).await.unwrap_err(),
+        s.queue
+            .update_visibility("m-1", "p", Duration::ZERO)
+            .await
+            .unwrap_err(),
         1,
     );
-    expect_attempts("queue delete", s.queue.delete("m-1", "p").await.unwrap_err(), 1);
+    expect_attempts(
+        "queue delete",
+        s.queue.delete("m-1", "p").await.unwrap_err(),
+        1,
+    );
     // Idempotent calls: a small explicit budget (1 + 3 retries), never the SDK's default 1 + 8.
     expect_attempts("exists", s.blobs.exists("a").await.unwrap_err(), 4);
     expect_attempts("send", s.queue.send("x", None).await.unwrap_err(), 4);
@@ -478,10 +576,20 @@ async fn managed_identity_over_https_with_the_production_credential() {
     let e = Storage::connect(&settings, http.clone(), None).expect_err("credential required");
     assert!(matches!(e, StorageError::Config(_)), "{e:?}");
     let s = Storage::connect(&settings, http, Some(Arc::clone(&credential))).expect("connect");
-    s.ensure_created().await.expect("create over https with a bearer token");
+    s.ensure_created()
+        .await
+        .expect("create over https with a bearer token");
 
-    let sent = s.queue.send("{\"v\":1,\"x\":\"<&>\"}", None).await.expect("send");
-    let got = s.queue.receive(32, Duration::from_secs(30)).await.expect("receive");
+    let sent = s
+        .queue
+        .send("{\"v\":1,\"x\":\"<&>\"}", None)
+        .await
+        .expect("send");
+    let got = s
+        .queue
+        .receive(32, Duration::from_secs(30))
+        .await
+        .expect("receive");
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].id, sent.id);
     assert_eq!(got[0].text, "{\"v\":1,\"x\":\"<&>\"}");
@@ -513,7 +621,10 @@ async fn managed_identity_over_https_with_the_production_credential() {
         .write_if_match("leader/acme", Bytes::from_static(b"y"), &etag, Some(&lease))
         .await
         .expect("write with lease");
-    s.blobs.release_lease("leader/acme", &lease).await.expect("release");
+    s.blobs
+        .release_lease("leader/acme", &lease)
+        .await
+        .expect("release");
     assert_eq!(s.blobs.list("leader/").await.unwrap().len(), 1);
 
     // Every request was authorised with a token from the managed-identity endpoint, fetched

@@ -36,7 +36,9 @@ fn page() -> Vec<u8> {
 fn bench(c: &mut Criterion) {
     let page = page();
     let limits = RowLimits::default();
-    let rows = build_rows(&page, 0, &limits).map(|b| b.rows).unwrap_or_default();
+    let rows = build_rows(&page, 0, &limits)
+        .map(|b| b.rows)
+        .unwrap_or_default();
     let bodies: Vec<Vec<u8>> = chunks(&rows, MAX_UNCOMPRESSED)
         .into_iter()
         .map(|c| c.body)

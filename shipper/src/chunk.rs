@@ -121,10 +121,9 @@ pub fn gzip(body: &[u8], level: u32) -> Vec<u8> {
         Compression::new(level.min(9)),
     );
     // Writing into a Vec cannot fail: io errors come only from the inner writer.
-    match enc.write_all(body).and_then(|()| enc.finish()) {
-        Ok(v) => v,
-        Err(_) => Vec::new(),
-    }
+    enc.write_all(body)
+        .and_then(|()| enc.finish())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -88,10 +88,6 @@ pub struct Ctx {
 
 /// A failure that stops work on the page.
 enum Stop {
-    /// The page's own fault: count it.
-    Page(String),
-    /// Sink-wide: trip the breaker.
-    Sink(String),
     /// Lost ownership or shutting down: hand back, count nothing.
     Abandon(&'static str),
     /// Storage trouble: leave the message to reappear.
@@ -144,7 +140,6 @@ async fn process_inner(ctx: &Ctx, msg: &ReceivedMessage) -> Disposition {
             hand_back(ctx, &msg.id, &pop, Duration::ZERO).await;
             Disposition::HandedBack
         }
-        Err(Stop::Page(_) | Stop::Sink(_)) => Disposition::Failed, // handled inside
     };
     keeper.stop();
     d

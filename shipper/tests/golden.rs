@@ -45,7 +45,11 @@ fn every_column_matches_the_hand_written_rows() {
     assert_eq!(batch.rows.len(), expected.len());
     // Exactly one value was over the 64 KiB limit: the placeholder-expanded detailedmessage.
     assert_eq!(batch.truncations, 1);
-    let order: Vec<&str> = manifest().columns().iter().map(|c| c.name.as_str()).collect();
+    let order: Vec<&str> = manifest()
+        .columns()
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
     for (i, (row, want)) in batch.rows.iter().zip(expected).enumerate() {
         assert_eq!(row.event_index, i);
         let got: Map<String, Value> = serde_json::from_slice(&row.json)
@@ -79,7 +83,10 @@ fn every_column_matches_the_hand_written_rows() {
         .iter()
         .map(|r| r.published.map(|t| t.to_rfc3339()))
         .collect();
-    assert_eq!(published[0].as_deref(), Some("2024-08-13T15:58:20.353+00:00"));
+    assert_eq!(
+        published[0].as_deref(),
+        Some("2024-08-13T15:58:20.353+00:00")
+    );
     assert_eq!(published[4].as_deref(), Some("2024-08-13T16:20:00+00:00"));
     assert_eq!(published[7], None, "\"not a date\" has no published time");
 }
@@ -108,7 +115,9 @@ fn data_collector_events_are_the_original_bytes() {
         assert!(page.contains(std::str::from_utf8(&ev.json).unwrap()));
     }
     // Event 2 is pretty-printed in the corpus: its bytes are kept, whitespace included.
-    assert!(std::str::from_utf8(&events[1].json).unwrap().contains("\n  \"uuid\""));
+    assert!(std::str::from_utf8(&events[1].json)
+        .unwrap()
+        .contains("\n  \"uuid\""));
 }
 
 /// A page of `n` copies of the sample event with distinct uuids.
@@ -149,15 +158,32 @@ fn chunks_stay_under_the_limit_and_cover_every_event_once() {
 
 #[test]
 fn an_oversized_row_is_shrunk_not_dropped() {
-    let mut e: Value = serde_json::from_str::<Vec<Value>>(EVENTS).unwrap().remove(0);
+    let mut e: Value = serde_json::from_str::<Vec<Value>>(EVENTS)
+        .unwrap()
+        .remove(0);
     let dbg = e["debugContext"]["debugData"].as_object_mut().unwrap();
     // 20 values of 60,000 bytes each: every one under the field limit, the row ≈ 1.2 MB.
     for k in [
-        "initiationType", "signOnMode", "attributesModified", "attributesAdded",
-        "attributesDeleted", "groupAppAssignmentId", "authnRequestId", "loginResult",
-        "jobId", "importType", "appname", "importLastToken", "importTrigger",
-        "detailedmessage", "factor", "privilegeGranted", "threatDetections",
-        "logOnlySecurityData", "smsProvider", "countryCallingCode",
+        "initiationType",
+        "signOnMode",
+        "attributesModified",
+        "attributesAdded",
+        "attributesDeleted",
+        "groupAppAssignmentId",
+        "authnRequestId",
+        "loginResult",
+        "jobId",
+        "importType",
+        "appname",
+        "importLastToken",
+        "importTrigger",
+        "detailedmessage",
+        "factor",
+        "privilegeGranted",
+        "threatDetections",
+        "logOnlySecurityData",
+        "smsProvider",
+        "countryCallingCode",
     ] {
         dbg.insert(k.into(), Value::String("x".repeat(60_000)));
     }
@@ -167,13 +193,20 @@ fn an_oversized_row_is_shrunk_not_dropped() {
     assert_eq!(batch.rows.len(), 1);
     let row = &batch.rows[0];
     assert!(row.json.len() <= limits.max_row_bytes, "{}", row.json.len());
-    assert!(row.json.len() > 900_000, "shrunk far more than needed: {}", row.json.len());
+    assert!(
+        row.json.len() > 900_000,
+        "shrunk far more than needed: {}",
+        row.json.len()
+    );
     assert_eq!(batch.truncations, 20, "each of the 20 large values was cut");
     let got: Map<String, Value> = serde_json::from_slice(&row.json).unwrap();
     // Small values are untouched.
     assert_eq!(got["uuid_g"], "dc9fd3c0-598c-11ef-8478-2b7584bf8d5a");
     assert_eq!(got["displayMessage_s"], "User login to Okta");
-    assert_eq!(got["debugContext_debugData_requestUri_s"], "/idp/idx/authenticators/poll");
+    assert_eq!(
+        got["debugContext_debugData_requestUri_s"],
+        "/idp/idx/authenticators/poll"
+    );
     let jobid = got["debugContext_debugData_jobId_s"].as_str().unwrap();
     assert!(jobid.len() < 60_000 && jobid.chars().all(|c| c == 'x'));
     // And it fits a chunk on its own.
@@ -184,7 +217,9 @@ fn an_oversized_row_is_shrunk_not_dropped() {
 
 #[test]
 fn an_over_long_array_loses_trailing_elements_and_stays_valid_json() {
-    let mut e: Value = serde_json::from_str::<Vec<Value>>(EVENTS).unwrap().remove(0);
+    let mut e: Value = serde_json::from_str::<Vec<Value>>(EVENTS)
+        .unwrap()
+        .remove(0);
     let targets: Vec<Value> = (0..2000)
         .map(|i| serde_json::json!({"id": format!("t{i}"), "type": "AppInstance", "displayName": "Ünïcode target with a long-ish name"}))
         .collect();
@@ -203,7 +238,11 @@ fn an_over_long_array_loses_trailing_elements_and_stays_valid_json() {
     assert!(text.len() <= limits.max_field_bytes);
     let kept: Vec<Value> = serde_json::from_str(text).expect("target_s stays valid JSON");
     assert!(kept.len() > 100 && kept.len() < 2000, "{}", kept.len());
-    assert_eq!(&kept[..], &targets[..kept.len()], "a prefix of the original elements");
+    assert_eq!(
+        &kept[..],
+        &targets[..kept.len()],
+        "a prefix of the original elements"
+    );
     // One more element would not have fitted.
     let next = serde_json::to_string(&targets[kept.len()]).unwrap();
     assert!(text.len() + 1 + next.len() > limits.max_field_bytes);
@@ -235,22 +274,34 @@ fn thousand_deep_nesting_is_a_clean_page_error() {
     let page = format!(r#"[{{"uuid":"u","debugContext":{{"debugData":{{"x":{ok}}}}}}}]"#);
     let batch = build_rows(page.as_bytes(), 0, &RowLimits::default()).unwrap();
     let got: Map<String, Value> = serde_json::from_slice(&batch.rows[0].json).unwrap();
-    assert!(got["debugContext_debugData_s"].as_str().unwrap().starts_with(r#"{"x":[[[["#));
+    assert!(got["debugContext_debugData_s"]
+        .as_str()
+        .unwrap()
+        .starts_with(r#"{"x":[[[["#));
 }
 
 #[test]
 fn malformed_pages_are_page_errors() {
     let l = RowLimits::default();
-    assert!(matches!(build_rows(b"{\"a\":1}", 0, &l), Err(PageError::NotAnArray)));
+    assert!(matches!(
+        build_rows(b"{\"a\":1}", 0, &l),
+        Err(PageError::NotAnArray)
+    ));
     assert!(matches!(
         build_rows(b"[{\"a\":1}, 3]", 0, &l),
         Err(PageError::NotAnObject { index: 1 })
     ));
-    assert!(matches!(build_rows(b"[{\"a\":1}", 0, &l), Err(PageError::Json(_))));
+    assert!(matches!(
+        build_rows(b"[{\"a\":1}", 0, &l),
+        Err(PageError::Json(_))
+    ));
     assert!(matches!(
         build_rows(b"[{\"a\":\"\xff\"}]", 0, &l),
         Err(PageError::InvalidUtf8 { valid_up_to: 7 })
     ));
-    assert!(matches!(build_dc_events(b"[1]", 0), Err(PageError::NotAnObject { index: 0 })));
+    assert!(matches!(
+        build_dc_events(b"[1]", 0),
+        Err(PageError::NotAnObject { index: 0 })
+    ));
     assert!(build_rows(b"  [ ]  ", 0, &l).unwrap().rows.is_empty());
 }

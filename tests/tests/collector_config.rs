@@ -6,6 +6,8 @@
 //! that must get *past* validation (`OKTA_START` older than 48 h with the restamp flag) runs
 //! `collector status` against a real Azurite so the command can finish.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::process::ExitStatus;
 
@@ -109,6 +111,8 @@ fn start_older_than_48h_needs_the_restamp_flag() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_older_than_48h_is_accepted_with_the_restamp_flag() -> anyhow::Result<()> {
     let world = LocalWorld::start(WorldOptions::default()).await?;
+    // `status` reads the container; in production the Bicep creates it, here we do.
+    support::storage(&world).ensure_created().await?;
     let base = world.collector_env();
     // The flag as an environment variable and as a command-line flag: both get past
     // validation, and `status` then runs to completion against Azurite.

@@ -702,3 +702,18 @@ async fn dpop_nonce_flow() {
     assert_eq!(s.auth_schemes_by_path["/api/v1/logs"]["DPoP"], 6);
     assert_eq!(s.token_requests, 3);
 }
+
+#[test]
+fn config_debug_hides_tokens() {
+    let cfg = OktaFakeConfig {
+        ssws_tokens: vec!["s3cr3t-token".into()],
+        oauth: Some(OAuthAppConfig::new("0oaX", test_rsa_key_pem().1)),
+        ..Default::default()
+    };
+    let d = format!("{cfg:?}");
+    assert!(
+        !d.contains("s3cr3t-token") && !d.contains("PUBLIC KEY"),
+        "{d}"
+    );
+    assert!(d.contains("0oaX"));
+}

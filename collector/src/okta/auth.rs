@@ -57,6 +57,32 @@ pub enum Credential {
 }
 
 impl Credential {
+    /// An OAuth service app asking for [`LOGS_READ_SCOPE`].
+    pub fn private_key_jwt(
+        client_id: impl Into<String>,
+        key: SecretSource,
+        key_id: Option<String>,
+    ) -> Self {
+        Credential::PrivateKeyJwt {
+            client_id: client_id.into(),
+            key,
+            key_id,
+            scope: LOGS_READ_SCOPE.into(),
+        }
+    }
+
+    /// For logs and `collector status` (never the value): `SSWS token from env
+    /// OKTA_API_TOKEN`, `OAuth app 0oa… (private_key_jwt, key from Key Vault secret …)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Credential::Ssws(s) => format!("SSWS token from {}", s.describe()),
+            Credential::PrivateKeyJwt { client_id, key, .. } => format!(
+                "OAuth app {client_id} (private_key_jwt, key from {})",
+                key.describe()
+            ),
+        }
+    }
+
     /// Re-reads the secret from its source (Key Vault), so a rotated token or key is used
     /// without a restart.
     pub async fn refresh(&self) -> Result<(), OktaError> {

@@ -64,9 +64,7 @@ pub fn parse_value(text: &str, out: &mut Vec<Link>) -> Result<(), LinkError> {
                 Some(r) => rest = r.trim_start(),
                 None => break,
             }
-            let name_end = rest
-                .find(['=', ';', ','])
-                .unwrap_or(rest.len());
+            let name_end = rest.find(['=', ';', ',']).unwrap_or(rest.len());
             let name = rest[..name_end].trim().to_ascii_lowercase();
             rest = &rest[name_end..];
             let value = match rest.strip_prefix('=') {

@@ -52,7 +52,9 @@ pub struct Blobs {
 
 impl std::fmt::Debug for Blobs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Blobs").field("container", &self.name).finish_non_exhaustive()
+        f.debug_struct("Blobs")
+            .field("container", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -146,7 +148,11 @@ impl Blobs {
             parallel: NonZero::new(2),
             ..Default::default()
         };
-        let rsp = match blob.download(Some(options)).await.map_err(StorageError::from) {
+        let rsp = match blob
+            .download(Some(options))
+            .await
+            .map_err(StorageError::from)
+        {
             Ok(r) => r,
             Err(e) if is_blob_missing(&e) => return Ok(None),
             Err(e) => return Err(e),
@@ -354,7 +360,11 @@ mod tests {
 
     #[test]
     fn blob_names_are_checked() {
-        for ok in ["checkpoints/acme.okta.com.json", "pages/a/1/2-abc.json.gz", "leader/x-8443"] {
+        for ok in [
+            "checkpoints/acme.okta.com.json",
+            "pages/a/1/2-abc.json.gz",
+            "leader/x-8443",
+        ] {
             assert!(check_blob_name(ok).is_ok(), "{ok}");
         }
         for bad in ["", "/abs", "pages/../leader/x", "..", "a\\b", "a\nb"] {

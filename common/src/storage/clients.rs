@@ -18,8 +18,8 @@ use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Tra
 use chrono::Utc;
 use url::Url;
 
-use super::sas::{with_sas, AccountSasSigner, SAS_REFRESH_AFTER};
 use super::error::redact;
+use super::sas::{with_sas, AccountSasSigner, SAS_REFRESH_AFTER};
 use super::StorageError;
 
 /// How the SDK clients authenticate.
@@ -127,7 +127,8 @@ fn make<C>(
     };
     // Construction fails only on an unusable URL (e.g. http with a credential): configuration.
     let config = |e: azure_core::Error| StorageError::Config(redact(&e.to_string()));
-    let retrying = build(url.clone(), credential.clone(), options(retrying_policy())).map_err(config)?;
+    let retrying =
+        build(url.clone(), credential.clone(), options(retrying_policy())).map_err(config)?;
     let once = build(url, credential, options(RetryOptions::none())).map_err(config)?;
     Ok(Current {
         pair: Arc::new(ClientPair { retrying, once }),
@@ -161,7 +162,10 @@ mod tests {
         let a = r.get().unwrap();
         assert!(a.once.query().is_some_and(|q| q.contains("sig=")));
         assert_eq!(a.once.path(), "/acct/q");
-        assert!(Arc::ptr_eq(&a, &r.get().unwrap()), "fresh clients are reused");
+        assert!(
+            Arc::ptr_eq(&a, &r.get().unwrap()),
+            "fresh clients are reused"
+        );
         r.refresh_after = Duration::ZERO;
         let b = r.get().unwrap();
         assert!(!Arc::ptr_eq(&a, &b), "stale clients are rebuilt");

@@ -89,12 +89,18 @@ impl StorageError {
     /// siblings). `Blobs::create_only` reports a 412 `ConditionNotMet` on `If-None-Match: *`
     /// as this too, so callers test one predicate.
     pub fn is_already_exists(&self) -> bool {
-        self.status() == Some(409) && self.code().is_some_and(|c| ALREADY_EXISTS_CODES.contains(&c))
+        self.status() == Some(409)
+            && self
+                .code()
+                .is_some_and(|c| ALREADY_EXISTS_CODES.contains(&c))
     }
 
     /// 409 `LeaseAlreadyPresent` (or a lease being broken): another holder has the lease.
     pub fn is_lease_already_present(&self) -> bool {
-        self.status() == Some(409) && self.code().is_some_and(|c| LEASE_PRESENT_CODES.contains(&c))
+        self.status() == Some(409)
+            && self
+                .code()
+                .is_some_and(|c| LEASE_PRESENT_CODES.contains(&c))
     }
 
     /// The lease the caller used is missing, wrong, expired or broken (412 on writes, 409 on
@@ -206,7 +212,7 @@ pub(crate) fn redact(text: &str) -> String {
         out.push_str(&rest[..value_start]);
         let tail = &rest[value_start..];
         let value_len = tail
-            .find(|c: char| matches!(c, '&' | ' ' | ')' | '"' | '\'' | '>' | '<' | '\n' | '\r'))
+            .find(['&', ' ', ')', '"', '\'', '>', '<', '\n', '\r'])
             .unwrap_or(tail.len());
         if value_len > 0 {
             out.push_str("REDACTED");

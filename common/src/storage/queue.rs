@@ -55,7 +55,9 @@ pub struct Queue {
 
 impl std::fmt::Debug for Queue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Queue").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Queue")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -232,7 +234,9 @@ fn secs(d: Duration, min: u64) -> i32 {
 /// Message ids go into the request path unescaped by the SDK: accept only what the service
 /// issues (GUIDs), so a hostile id read from elsewhere cannot alter the path.
 fn check_message_id(id: &str) -> Result<(), StorageError> {
-    if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    if !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
     {
         Ok(())
     } else {

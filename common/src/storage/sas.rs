@@ -81,7 +81,11 @@ impl AccountSasSigner {
         let st = fmt_time(now - to_chrono(CLOCK_SKEW)?);
         let se = fmt_time(now + to_chrono(SAS_VALIDITY)?);
         let (sp, ss, srt) = ("rwdlacup", "bq", "sco");
-        let spr = if self.allow_http { "https,http" } else { "https" };
+        let spr = if self.allow_http {
+            "https,http"
+        } else {
+            "https"
+        };
         let string_to_sign = format!(
             "{}\n{sp}\n{ss}\n{srt}\n{st}\n{se}\n\n{spr}\n{SAS_VERSION}\n\n",
             self.account
@@ -129,8 +133,9 @@ mod tests {
             AccountSasSigner::new("devstoreaccount1", &SecretString::new(DEV_KEY), true).unwrap();
         let now = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
         let q = signer.sign(now).unwrap();
-        let pairs: std::collections::HashMap<_, _> =
-            url::form_urlencoded::parse(q.as_bytes()).into_owned().collect();
+        let pairs: std::collections::HashMap<_, _> = url::form_urlencoded::parse(q.as_bytes())
+            .into_owned()
+            .collect();
         assert_eq!(pairs["sv"], "2021-08-06");
         assert_eq!(pairs["st"], "2026-01-02T02:59:05Z");
         assert_eq!(pairs["se"], "2026-01-02T04:04:05Z");
@@ -149,12 +154,11 @@ mod tests {
 
     #[test]
     fn https_only_for_remote_and_key_never_printed() {
-        let signer =
-            AccountSasSigner::new("acct", &SecretString::new(DEV_KEY), false).unwrap();
+        let signer = AccountSasSigner::new("acct", &SecretString::new(DEV_KEY), false).unwrap();
         assert!(signer.sign(Utc::now()).unwrap().contains("spr=https&"));
         assert!(!format!("{signer:?}").contains("Eby8"));
-        let bad = AccountSasSigner::new("acct", &SecretString::new("%%%not-base64"), false)
-            .unwrap_err();
+        let bad =
+            AccountSasSigner::new("acct", &SecretString::new("%%%not-base64"), false).unwrap_err();
         assert!(!bad.to_string().contains("not-base64"));
     }
 }

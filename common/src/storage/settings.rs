@@ -98,8 +98,15 @@ impl StorageArgs {
     pub fn validate(&self) -> Result<StorageSettings, StorageError> {
         check_name("OKTA_QUEUE", "queue", &self.queue)?;
         check_name("OKTA_CONTAINER", "container", &self.container)?;
-        let conn = self.connection_string.as_ref().filter(|c| !c.expose().trim().is_empty());
-        let account = self.account.as_deref().map(str::trim).filter(|a| !a.is_empty());
+        let conn = self
+            .connection_string
+            .as_ref()
+            .filter(|c| !c.expose().trim().is_empty());
+        let account = self
+            .account
+            .as_deref()
+            .map(str::trim)
+            .filter(|a| !a.is_empty());
 
         let (auth, account, queue_ep, blob_ep) = match (conn, account) {
             (None, None) => {
@@ -142,11 +149,13 @@ impl StorageArgs {
             }
         };
 
-        let pick = |var: &str, over: &Option<String>, default: (Url, String)| {
-            match over.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-                Some(s) => Ok((parse_endpoint(var, s)?, var.to_owned())),
-                None => Ok::<_, StorageError>(default),
-            }
+        let pick = |var: &str, over: &Option<String>, default: (Url, String)| match over
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            Some(s) => Ok((parse_endpoint(var, s)?, var.to_owned())),
+            None => Ok::<_, StorageError>(default),
         };
         let (queue_ep, queue_src) = pick(QUEUE_ENDPOINT, &self.queue_endpoint, queue_ep)?;
         let (blob_ep, blob_src) = pick(BLOB_ENDPOINT, &self.blob_endpoint, blob_ep)?;
@@ -181,7 +190,12 @@ struct ParsedConnectionString {
 /// as in the other Azure SDKs. Values never appear in errors.
 fn parse_connection_string(cs: &SecretString) -> Result<ParsedConnectionString, StorageError> {
     let mut kv = std::collections::HashMap::new();
-    for part in cs.expose().split(';').map(str::trim).filter(|p| !p.is_empty()) {
+    for part in cs
+        .expose()
+        .split(';')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
         let Some((k, v)) = part.split_once('=') else {
             return Err(cfg(format!(
                 "{CONN} is malformed: expected `Key=Value` pairs separated by `;`"
@@ -235,22 +249,34 @@ fn parse_connection_string(cs: &SecretString) -> Result<ParsedConnectionString, 
     super::sas::AccountSasSigner::new(account, &SecretString::new(key), false)?;
     let protocol = get("defaultendpointsprotocol").unwrap_or("https");
     if protocol != "https" && protocol != "http" {
-        return Err(cfg(format!("{CONN}: DefaultEndpointsProtocol must be `https` or `http`")));
+        return Err(cfg(format!(
+            "{CONN}: DefaultEndpointsProtocol must be `https` or `http`"
+        )));
     }
     let suffix = get("endpointsuffix").unwrap_or("core.windows.net");
     let endpoint = |explicit: &str, service: &str| -> Result<Url, StorageError> {
         match get(explicit) {
             Some(v) => Url::parse(v).map_err(|_| {
-                cfg(format!("{CONN}: the {} value is not a valid URL", key_name(explicit)))
+                cfg(format!(
+                    "{CONN}: the {} value is not a valid URL",
+                    key_name(explicit)
+                ))
             }),
-            None => Url::parse(&format!("{protocol}://{account}.{service}.{suffix}")).map_err(
-                |_| cfg(format!("{CONN}: AccountName/EndpointSuffix do not form a valid URL")),
-            ),
+            None => {
+                Url::parse(&format!("{protocol}://{account}.{service}.{suffix}")).map_err(|_| {
+                    cfg(format!(
+                        "{CONN}: AccountName/EndpointSuffix do not form a valid URL"
+                    ))
+                })
+            }
         }
     };
     let queue_endpoint = endpoint("queueendpoint", "queue")?;
     let blob_endpoint = endpoint("blobendpoint", "blob")?;
-    for (name, url) in [("QueueEndpoint", &queue_endpoint), ("BlobEndpoint", &blob_endpoint)] {
+    for (name, url) in [
+        ("QueueEndpoint", &queue_endpoint),
+        ("BlobEndpoint", &blob_endpoint),
+    ] {
         check_endpoint_shape(url).map_err(|why| cfg(format!("{CONN}: {name} {why}")))?;
     }
     Ok(ParsedConnectionString {
@@ -270,7 +296,9 @@ fn key_name(lower: &str) -> &'static str {
 
 fn parse_endpoint(var: &str, value: &str) -> Result<Url, StorageError> {
     let url = Url::parse(value).map_err(|_| {
-        cfg(format!("{var} is not a valid URL (expected e.g. `https://acct.queue.core.windows.net`)"))
+        cfg(format!(
+            "{var} is not a valid URL (expected e.g. `https://acct.queue.core.windows.net`)"
+        ))
     })?;
     check_endpoint_shape(&url).map_err(|why| cfg(format!("{var} {why}")))?;
     Ok(url)
@@ -336,7 +364,9 @@ fn join(var: &str, endpoint: &Url, name: &str) -> Result<Url, StorageError> {
 /// or digit, no `--` (the rules both services share).
 fn check_name(var: &str, what: &str, name: &str) -> Result<(), StorageError> {
     let ok = (3..=63).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
         && !name.ends_with('-')
         && !name.contains("--");
@@ -353,7 +383,9 @@ fn check_name(var: &str, what: &str, name: &str) -> Result<(), StorageError> {
 /// Storage account names: 3–24 lower-case letters and digits.
 fn check_account(name: &str) -> Result<(), StorageError> {
     let ok = (3..=24).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
     if ok {
         Ok(())
     } else {
@@ -375,6 +407,30 @@ mod tests {
         }
     }
 
+    #[derive(clap::Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        storage: StorageArgs,
+    }
+
+    #[test]
+    fn flags_parse_and_defaults_apply() {
+        use clap::Parser as _;
+        let cli = Cli::try_parse_from([
+            "bin",
+            "--connection-string",
+            "UseDevelopmentStorage=true",
+            "--queue",
+            "q-test",
+        ])
+        .unwrap();
+        assert_eq!(cli.storage.queue, "q-test");
+        assert_eq!(cli.storage.container, "okta-sentinel");
+        assert!(!format!("{cli:?}").contains("UseDevelopmentStorage"));
+        let s = cli.storage.validate().unwrap();
+        assert_eq!(s.queue_name, "q-test");
+    }
+
     #[test]
     fn neither_set_names_both_variables() {
         let e = StorageArgs::default().validate().unwrap_err().to_string();
@@ -392,12 +448,17 @@ mod tests {
     #[test]
     fn development_storage_points_at_azurite() {
         let s = conn("UseDevelopmentStorage=true").validate().unwrap();
-        assert_eq!(s.queue_url.as_str(), "http://127.0.0.1:10001/devstoreaccount1/okta-pages");
+        assert_eq!(
+            s.queue_url.as_str(),
+            "http://127.0.0.1:10001/devstoreaccount1/okta-pages"
+        );
         assert_eq!(
             s.container_url.as_str(),
             "http://127.0.0.1:10000/devstoreaccount1/okta-sentinel"
         );
-        assert!(matches!(s.auth, StorageAuth::AccountKey { ref account, .. } if account == DEVSTORE_ACCOUNT));
+        assert!(
+            matches!(s.auth, StorageAuth::AccountKey { ref account, .. } if account == DEVSTORE_ACCOUNT)
+        );
         assert!(s.uses_http());
     }
 
@@ -406,8 +467,14 @@ mod tests {
         let s = conn("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5a2V5;BlobEndpoint=http://127.0.0.1:4000/devstoreaccount1;QueueEndpoint=http://localhost:4001/devstoreaccount1/;")
             .validate()
             .unwrap();
-        assert_eq!(s.queue_url.as_str(), "http://localhost:4001/devstoreaccount1/okta-pages");
-        assert_eq!(s.container_url.as_str(), "http://127.0.0.1:4000/devstoreaccount1/okta-sentinel");
+        assert_eq!(
+            s.queue_url.as_str(),
+            "http://localhost:4001/devstoreaccount1/okta-pages"
+        );
+        assert_eq!(
+            s.container_url.as_str(),
+            "http://127.0.0.1:4000/devstoreaccount1/okta-sentinel"
+        );
     }
 
     #[test]
@@ -415,7 +482,10 @@ mod tests {
         let s = conn("AccountName=acct;AccountKey=a2V5a2V5;EndpointSuffix=core.usgovcloudapi.net")
             .validate()
             .unwrap();
-        assert_eq!(s.queue_url.as_str(), "https://acct.queue.core.usgovcloudapi.net/okta-pages");
+        assert_eq!(
+            s.queue_url.as_str(),
+            "https://acct.queue.core.usgovcloudapi.net/okta-pages"
+        );
         assert!(!s.uses_http());
     }
 
@@ -425,7 +495,10 @@ mod tests {
         let args = conn(secret);
         assert!(!format!("{args:?}").contains("SUPERSECRET"));
         let e = args.validate().unwrap_err().to_string();
-        assert!(e.contains("QueueEndpoint of AZURE_STORAGE_CONNECTION_STRING"), "{e}");
+        assert!(
+            e.contains("QueueEndpoint of AZURE_STORAGE_CONNECTION_STRING"),
+            "{e}"
+        );
         assert!(!e.contains("SUPERSECRET"), "{e}");
         for bad in [
             "garbage-without-equals SUPERSECRETKEY",
@@ -438,7 +511,9 @@ mod tests {
             assert!(e.contains(CONN), "{e}");
             assert!(!e.contains("SUPERSECRET"), "{e}");
         }
-        let ok = conn("AccountName=acct;AccountKey=SUPERSECRETKEYAA").validate().unwrap();
+        let ok = conn("AccountName=acct;AccountKey=SUPERSECRETKEYAA")
+            .validate()
+            .unwrap();
         assert!(!format!("{ok:?}").contains("SUPERSECRET"));
     }
 
@@ -449,7 +524,10 @@ mod tests {
             ..StorageArgs::default()
         };
         let s = a.validate().unwrap();
-        assert_eq!(s.queue_url.as_str(), "https://prodacct.queue.core.windows.net/okta-pages");
+        assert_eq!(
+            s.queue_url.as_str(),
+            "https://prodacct.queue.core.windows.net/okta-pages"
+        );
         assert_eq!(
             s.container_url.as_str(),
             "https://prodacct.blob.core.windows.net/okta-sentinel"
@@ -464,7 +542,10 @@ mod tests {
         let mut over = a.clone();
         over.blob_endpoint = Some("https://127.0.0.1:11000/devstoreaccount1".into());
         let s = over.validate().unwrap();
-        assert_eq!(s.container_url.as_str(), "https://127.0.0.1:11000/devstoreaccount1/okta-sentinel");
+        assert_eq!(
+            s.container_url.as_str(),
+            "https://127.0.0.1:11000/devstoreaccount1/okta-sentinel"
+        );
 
         let bad = StorageArgs {
             account: Some("https://prodacct.blob.core.windows.net".into()),
@@ -486,7 +567,14 @@ mod tests {
 
     #[test]
     fn queue_and_container_names_are_checked() {
-        for bad in ["ab", "Okta", "okta--pages", "-okta", "okta_pages", "okta/pages"] {
+        for bad in [
+            "ab",
+            "Okta",
+            "okta--pages",
+            "-okta",
+            "okta_pages",
+            "okta/pages",
+        ] {
             let mut a = conn("UseDevelopmentStorage=true");
             a.queue = bad.into();
             let e = a.validate().unwrap_err().to_string();

@@ -253,7 +253,10 @@ mod tests {
     fn guid_normalisation() {
         let want = *b"dc9fd3c0-598c-11ef-8478-2b7584bf8d5a";
         assert_eq!(guid(r#""DC9FD3C0598C11EF84782B7584BF8D5A""#), Some(want));
-        assert_eq!(guid(r#""{dc9fd3c0-598c-11ef-8478-2b7584bf8d5a}""#), Some(want));
+        assert_eq!(
+            guid(r#""{dc9fd3c0-598c-11ef-8478-2b7584bf8d5a}""#),
+            Some(want)
+        );
         assert_eq!(guid(r#""ab609228fe84ce59cdcbfa690bgce016""#), None);
         assert_eq!(guid(r#""dc9fd3c0x598c-11ef-8478-2b7584bf8d5a""#), None);
     }

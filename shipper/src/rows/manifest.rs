@@ -184,14 +184,19 @@ impl Manifest {
                 return Err(ManifestError::DuplicateName(col.name.clone()));
             }
             let valid = col.name.starts_with(|c: char| c.is_ascii_alphabetic())
-                && col.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                && col
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
                 return Err(ManifestError::BadName {
                     name: col.name.clone(),
                 });
             }
-            if matches!(col.kind, ColumnKind::Json | ColumnKind::Guid | ColumnKind::Rest)
-                && col.ty != ColumnType::String
+            if matches!(
+                col.kind,
+                ColumnKind::Json | ColumnKind::Guid | ColumnKind::Rest
+            ) && col.ty != ColumnType::String
             {
                 return Err(ManifestError::KindNeedsString {
                     name: col.name.clone(),
@@ -308,29 +313,60 @@ mod tests {
     fn content_columns_are_declared_byte_for_byte() {
         // The columns okta-cl-schema.md says the Sentinel content depends on.
         let required = [
-            "eventType_s", "legacyEventType_s", "displayMessage_s", "severity_s", "version_s",
-            "uuid_g", "published_t", "TimeGenerated", "outcome_result_s", "outcome_reason_s",
-            "actor_alternateId_s", "actor_displayName_s", "actor_id_s", "actor_type_s",
-            "actor_detailEntry_s", "client_ipAddress_s", "client_device_s", "client_id_s",
-            "client_zone_s", "client_userAgent_browser_s", "client_userAgent_os_s",
-            "client_userAgent_rawUserAgent_s", "client_geographicalContext_city_s",
-            "client_geographicalContext_state_s", "client_geographicalContext_country_s",
+            "eventType_s",
+            "legacyEventType_s",
+            "displayMessage_s",
+            "severity_s",
+            "version_s",
+            "uuid_g",
+            "published_t",
+            "TimeGenerated",
+            "outcome_result_s",
+            "outcome_reason_s",
+            "actor_alternateId_s",
+            "actor_displayName_s",
+            "actor_id_s",
+            "actor_type_s",
+            "actor_detailEntry_s",
+            "client_ipAddress_s",
+            "client_device_s",
+            "client_id_s",
+            "client_zone_s",
+            "client_userAgent_browser_s",
+            "client_userAgent_os_s",
+            "client_userAgent_rawUserAgent_s",
+            "client_geographicalContext_city_s",
+            "client_geographicalContext_state_s",
+            "client_geographicalContext_country_s",
             "client_geographicalContext_postalCode_s",
             "client_geographicalContext_geolocation_lat_d",
             "client_geographicalContext_geolocation_lon_d",
-            "authenticationContext_externalSessionId_s", "authenticationContext_credentialType_s",
+            "authenticationContext_externalSessionId_s",
+            "authenticationContext_credentialType_s",
             "authenticationContext_authenticationProvider_s",
             "authenticationContext_authenticationStep_d",
-            "authenticationContext_credentialProvider_s", "authenticationContext_interface_s",
-            "authenticationContext_issuer_id_s", "authenticationContext_issuer_type_s",
-            "securityContext_asNumber_d", "securityContext_asOrg_s", "securityContext_domain_s",
-            "securityContext_isp_s", "securityContext_isProxy_b", "target_s", "request_ipChain_s",
-            "transaction_id_s", "transaction_type_s",
+            "authenticationContext_credentialProvider_s",
+            "authenticationContext_interface_s",
+            "authenticationContext_issuer_id_s",
+            "authenticationContext_issuer_type_s",
+            "securityContext_asNumber_d",
+            "securityContext_asOrg_s",
+            "securityContext_domain_s",
+            "securityContext_isp_s",
+            "securityContext_isProxy_b",
+            "target_s",
+            "request_ipChain_s",
+            "transaction_id_s",
+            "transaction_type_s",
             "debugContext_debugData_logOnlySecurityData_s",
             "debugContext_debugData_threatSuspected_s",
-            "debugContext_debugData_threatDetections_s", "debugContext_debugData_factor_s",
-            "debugContext_debugData_privilegeGranted_s", "debugContext_debugData_s", "domain_s",
-            "debugContext_debugData_deviceFingerprint_g", "debugContext_debugData_transactionId_g",
+            "debugContext_debugData_threatDetections_s",
+            "debugContext_debugData_factor_s",
+            "debugContext_debugData_privilegeGranted_s",
+            "debugContext_debugData_s",
+            "domain_s",
+            "debugContext_debugData_deviceFingerprint_g",
+            "debugContext_debugData_transactionId_g",
         ];
         let m = manifest();
         for name in required {

@@ -169,7 +169,8 @@ fn shrink(
         }
         // Escapes can make a value longer than its cap in bytes: tighten and try again.
         let excess = json.len() - limits.max_row_bytes;
-        field_cap = truncate::cap_for_excess(sizes, excess).min(field_cap.saturating_sub(1) * 9 / 10);
+        field_cap =
+            truncate::cap_for_excess(sizes, excess).min(field_cap.saturating_sub(1) * 9 / 10);
     }
 }
 
@@ -183,11 +184,10 @@ pub fn build_dc_events(page: &[u8], from_event: usize) -> Result<Vec<Row>, PageE
     let events = events(page)?;
     let mut rows = Vec::with_capacity(events.len().saturating_sub(from_event));
     for (index, ev) in events.iter().enumerate().skip(from_event) {
-        let p: Published<'_> =
-            serde_json::from_str(ev.get()).map_err(|e| PageError::BadEvent {
-                index,
-                message: e.to_string(),
-            })?;
+        let p: Published<'_> = serde_json::from_str(ev.get()).map_err(|e| PageError::BadEvent {
+            index,
+            message: e.to_string(),
+        })?;
         rows.push(Row {
             event_index: index,
             json: ev.get().as_bytes().to_vec(),

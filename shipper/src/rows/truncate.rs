@@ -253,7 +253,10 @@ mod tests {
         assert_eq!(text, r#"[{"id":"aaaa"},{"id":"bbbb"}]"#);
         out.clear();
         assert!(!push_json_text_limited(raw, 100, &mut out));
-        assert_eq!(decoded(&out), r#"[{"id":"aaaa"},{"id":"bbbb"},{"id":"cccc"}]"#);
+        assert_eq!(
+            decoded(&out),
+            r#"[{"id":"aaaa"},{"id":"bbbb"},{"id":"cccc"}]"#
+        );
         out.clear();
         assert!(push_json_text_limited(raw, 3, &mut out));
         assert_eq!(decoded(&out), "[]");

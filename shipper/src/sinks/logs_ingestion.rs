@@ -58,8 +58,14 @@ impl LogsIngestionSink {
         let dcr_immutable_id = dcr_immutable_id.into();
         let stream = stream.into();
         super::check_origin("LOGS_INGESTION_ENDPOINT", &endpoint)?;
-        for (what, v) in [("DCR_IMMUTABLE_ID", &dcr_immutable_id), ("DCR_STREAM", &stream)] {
-            if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        for (what, v) in [
+            ("DCR_IMMUTABLE_ID", &dcr_immutable_id),
+            ("DCR_STREAM", &stream),
+        ] {
+            if v.is_empty()
+                || !v
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
             {
                 return Err(SinkConfigError::Invalid {
                     setting: what,
@@ -99,8 +105,12 @@ impl LogsIngestionSink {
         let audience = audience.into().trim_end_matches('/').to_string();
         let mut upload_url = endpoint.clone();
         if let Ok(mut segs) = upload_url.path_segments_mut() {
-            segs.pop_if_empty()
-                .extend(["dataCollectionRules", &dcr_immutable_id, "streams", &stream]);
+            segs.pop_if_empty().extend([
+                "dataCollectionRules",
+                &dcr_immutable_id,
+                "streams",
+                &stream,
+            ]);
         }
         upload_url.set_query(Some(&format!("api-version={API_VERSION}")));
         LogsIngestionSink {
@@ -126,7 +136,12 @@ impl LogsIngestionSink {
         &self.upload_url
     }
 
-    fn classify(&self, status: StatusCode, headers: &reqwest::header::HeaderMap, body: &[u8]) -> Outcome {
+    fn classify(
+        &self,
+        status: StatusCode,
+        headers: &reqwest::header::HeaderMap,
+        body: &[u8],
+    ) -> Outcome {
         let msg = service_message(body);
         let dcr = &self.dcr_immutable_id;
         match status.as_u16() {
@@ -188,11 +203,8 @@ impl Sink for LogsIngestionSink {
         };
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = match resp.bytes().await {
-            Ok(b) => b,
-            // The status is known; a body lost afterwards only loses the message.
-            Err(_) => Default::default(),
-        };
+        // The status is known; a body lost afterwards only loses the message.
+        let body = resp.bytes().await.unwrap_or_default();
         self.classify(status, &headers, &body)
     }
 

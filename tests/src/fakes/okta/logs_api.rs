@@ -27,8 +27,41 @@ struct Principal {
     scopes: Option<Vec<String>>,
 }
 
-fn unauthorized() -> Response {
-    okta_error(E::E0000011, "")
+/// A refused request; rendered into a `Response` only at the edge (keeps `Result`s small).
+enum Refusal {
+    /// Okta's JSON error with a detail for `{0}` / `errorCauses`.
+    Okta(E, String),
+    /// 401 for a DPoP problem.
+    Dpop {
+        error: &'static str,
+        description: String,
+        nonce: Option<String>,
+    },
+}
+
+impl Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Okta(code, detail) => okta_error(code, &detail),
+            Refusal::Dpop {
+                error,
+                description,
+                nonce,
+            } => dpop_unauthorized(error, &description, nonce.as_deref()),
+        }
+    }
+}
+
+fn unauthorized() -> Refusal {
+    Refusal::Okta(E::E0000011, String::new())
+}
+
+fn dpop_refusal(error: &'static str, description: &str, nonce: Option<&str>) -> Refusal {
+    Refusal::Dpop {
+        error,
+        description: description.to_string(),
+        nonce: nonce.map(str::to_string),
+    }
 }
 
 /// 401 for a DPoP problem, with the `WWW-Authenticate: DPoP` challenge of RFC 9449 §7.1.
@@ -46,7 +79,7 @@ fn dpop_unauthorized(error: &str, description: &str, nonce: Option<&str>) -> Res
     r
 }
 
-fn authenticate(app: &App, headers: &HeaderMap) -> Result<Principal, Response> {
+fn authenticate(app: &App, headers: &HeaderMap) -> Result<Principal, Refusal> {
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -81,14 +114,14 @@ fn authenticate(app: &App, headers: &HeaderMap) -> Result<Principal, Response> {
             let mut o = lock(oauth);
             let t = o.live_token(credential).cloned().ok_or_else(unauthorized)?;
             let Some(jkt) = t.jkt.clone() else {
-                return Err(dpop_unauthorized(
+                return Err(dpop_refusal(
                     "invalid_token",
                     "token is not DPoP-bound",
                     None,
                 ));
             };
             let Some(proof) = headers.get("dpop").and_then(|v| v.to_str().ok()) else {
-                return Err(dpop_unauthorized(
+                return Err(dpop_refusal(
                     "invalid_dpop_proof",
                     "DPoP proof missing",
                     None,
@@ -97,16 +130,16 @@ fn authenticate(app: &App, headers: &HeaderMap) -> Result<Principal, Response> {
             let htu = format!("{}/api/v1/logs", app.base_url);
             let p = o
                 .verify_proof(proof, "GET", &htu)
-                .map_err(|e| dpop_unauthorized("invalid_dpop_proof", &e.to_string(), None))?;
+                .map_err(|e| dpop_refusal("invalid_dpop_proof", &e.to_string(), None))?;
             if p.jkt != jkt {
-                return Err(dpop_unauthorized(
+                return Err(dpop_refusal(
                     "invalid_dpop_proof",
                     "proof key does not match the token",
                     None,
                 ));
             }
             if p.ath.as_deref() != Some(access_token_hash(credential).as_str()) {
-                return Err(dpop_unauthorized(
+                return Err(dpop_refusal(
                     "invalid_dpop_proof",
                     "ath does not match the token",
                     None,
@@ -114,7 +147,7 @@ fn authenticate(app: &App, headers: &HeaderMap) -> Result<Principal, Response> {
             }
             if p.nonce.as_deref() != Some(o.resource_nonce.as_str()) {
                 lock(&app.stats).dpop_nonce_challenges += 1;
-                return Err(dpop_unauthorized(
+                return Err(dpop_refusal(
                     "use_dpop_nonce",
                     "Resource server requires nonce in DPoP proof",
                     Some(&o.resource_nonce),
@@ -142,7 +175,7 @@ pub async fn logs(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap) -> 
     };
     let decision = lock(&app.limiter).hit(&bucket, Instant::now(), Utc::now().timestamp_millis());
     let mut resp = match auth {
-        Err(r) => r,
+        Err(r) => r.into_response(),
         Ok(_) if !decision.allowed => okta_error(E::E0000047, ""),
         Ok(p) => serve(&app, &p, &uri, seq).await,
     };
@@ -175,7 +208,7 @@ async fn serve(app: &App, p: &Principal, uri: &Uri, seq: u64) -> Response {
     match &fault {
         Some(OktaFault::Status500 { .. }) => return okta_error(E::E0000009, ""),
         Some(OktaFault::Status429 { .. }) => return okta_error(E::E0000047, ""),
-        Some(OktaFault::Unauthorized { .. }) => return unauthorized(),
+        Some(OktaFault::Unauthorized { .. }) => return unauthorized().into_response(),
         Some(OktaFault::Forbidden { .. }) => return okta_error(E::E0000006, ""),
         Some(OktaFault::HtmlErrorPage { .. }) => {
             return (
@@ -197,7 +230,7 @@ async fn serve(app: &App, p: &Principal, uri: &Uri, seq: u64) -> Response {
     }
     let mut page = match build_page(app, uri) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     lock(&app.stats).events_served += page.count as u64;
     let mut body = std::mem::take(&mut page.body);
@@ -248,7 +281,7 @@ fn add_links(h: &mut HeaderMap, self_url: &str, next_url: Option<&str>, seq: u64
     if let Some(n) = next_url {
         links.push(format!("<{n}>; rel=\"next\""));
     }
-    let values: Vec<String> = if seq % 2 == 0 {
+    let values: Vec<String> = if seq.is_multiple_of(2) {
         links
     } else {
         vec![links.join(", ")]
@@ -260,11 +293,11 @@ fn add_links(h: &mut HeaderMap, self_url: &str, next_url: Option<&str>, seq: u64
     }
 }
 
-fn bad_request(code: E, detail: &str) -> Response {
-    okta_error(code, detail)
+fn bad_request(code: E, detail: &str) -> Refusal {
+    Refusal::Okta(code, detail.to_string())
 }
 
-fn parse_time(name: &str, v: &str) -> Result<i64, Response> {
+fn parse_time(name: &str, v: &str) -> Result<i64, Refusal> {
     DateTime::parse_from_rfc3339(v)
         .map(|t| t.timestamp_millis())
         .map_err(|_| {
@@ -275,7 +308,7 @@ fn parse_time(name: &str, v: &str) -> Result<i64, Response> {
         })
 }
 
-fn build_page(app: &App, uri: &Uri) -> Result<Page, Response> {
+fn build_page(app: &App, uri: &Uri) -> Result<Page, Refusal> {
     let query = uri.query().unwrap_or("");
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
         .into_owned()

@@ -46,7 +46,7 @@ pub enum EmptyPageMode {
 }
 
 /// Configuration of a fake org.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct OktaFakeConfig {
     /// Seed of every generated event (uuids included).
     pub seed: u64,
@@ -71,6 +71,29 @@ pub struct OktaFakeConfig {
     pub late_probability: f64,
     /// Largest accepted `limit`.
     pub max_limit: usize,
+}
+
+impl std::fmt::Debug for OktaFakeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OktaFakeConfig")
+            .field("seed", &self.seed)
+            .field(
+                "ssws_tokens",
+                &format_args!("[{} redacted]", self.ssws_tokens.len()),
+            )
+            .field("oauth", &self.oauth)
+            .field("rate_limit_per_window", &self.rate_limit_per_window)
+            .field("rate_window_secs", &self.rate_window_secs)
+            .field("empty_page_mode", &self.empty_page_mode)
+            .field("initial_events", &self.initial_events)
+            .field("history", &self.history)
+            .field("live_rate_per_sec", &self.live_rate_per_sec)
+            .field("live_cap", &self.live_cap)
+            .field("repeat_probability", &self.repeat_probability)
+            .field("late_probability", &self.late_probability)
+            .field("max_limit", &self.max_limit)
+            .finish()
+    }
 }
 
 impl Default for OktaFakeConfig {

@@ -1,0 +1,662 @@
+//! The real `collector` binary against the fake Okta org and Azurite: leadership and
+//! takeover, pacing on Okta's rate limits, disorder and repeats, refused foreign links,
+//! malformed responses, refused credentials, and OAuth with DPoP (issue #3, DESIGN.md §2–§3).
+//!
+//! These suites need only the collector: what it handed off is read back from the queue
+//! (each envelope once, twins folded) and from the page blobs the envelopes name. Every
+//! assertion is about counts and states, never about durations; timeouts only bound waits.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use common::envelope::Envelope;
+use common::storage::Storage;
+use sha2::{Digest, Sha256};
+use world::fakes::okta::{EmptyPageMode, OAuthAppConfig, OktaFakeConfig, OktaFault};
+use world::local::{LocalWorld, WorldOptions};
+use world::procs::{eventually, Service};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------
+
+/// What the collector put on the queue, read back message by message. Messages are kept
+/// invisible (long visibility timeout) so each is seen once; a second envelope for the same
+/// page (a twin after a crash) must be identical to the first and is folded.
+#[derive(Default)]
+struct Enqueued {
+    pages: BTreeMap<String, Envelope>,
+    /// uuid → number of distinct enqueued pages holding it.
+    uuids: HashMap<String, usize>,
+    twins: usize,
+}
+
+impl Enqueued {
+    /// Receives every visible message and loads the pages they name.
+    async fn drain(&mut self, storage: &Storage) -> anyhow::Result<()> {
+        loop {
+            let msgs = storage.queue.receive(32, Duration::from_secs(3600)).await?;
+            if msgs.is_empty() {
+                return Ok(());
+            }
+            for m in msgs {
+                let env = Envelope::decode(&m.text)
+                    .map_err(|e| anyhow::anyhow!("undecodable envelope {:?}: {e}", m.text))?;
+                if let Some(first) = self.pages.get(&env.page_id()) {
+                    assert_eq!(first, &env, "two different envelopes for one page");
+                    self.twins += 1;
+                    continue;
+                }
+                let uuids = read_page(storage, &env).await?;
+                assert_eq!(uuids.len() as u64, env.events, "{}", env.page_id());
+                for u in uuids {
+                    *self.uuids.entry(u).or_insert(0) += 1;
+                }
+                self.pages.insert(env.page_id(), env);
+            }
+        }
+    }
+
+    /// Released uuids not (yet) enqueued.
+    fn missing(&self, released: &[String]) -> Vec<String> {
+        released
+            .iter()
+            .filter(|u| !self.uuids.contains_key(*u))
+            .cloned()
+            .collect()
+    }
+
+    /// Uuids enqueued in more than one page.
+    fn duplicated(&self) -> Vec<(String, usize)> {
+        self.uuids
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(u, n)| (u.clone(), *n))
+            .collect()
+    }
+
+    /// Drains until every uuid the org released is enqueued (or `timeout`).
+    async fn wait_all(
+        &mut self,
+        world: &LocalWorld,
+        storage: &Storage,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.drain(storage).await?;
+            let released = world.okta.released_uuids();
+            let missing = self.missing(&released);
+            if missing.is_empty() && !released.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} of {} released events not enqueued within {timeout:?} (first {:?}); logs in {}",
+                    missing.len(),
+                    released.len(),
+                    missing.first(),
+                    world.log_dir.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Every released uuid enqueued exactly once, and nothing else.
+    fn assert_exactly_once(&self, world: &LocalWorld) {
+        let released = world.okta.released_uuids();
+        assert!(self.missing(&released).is_empty());
+        let dup = self.duplicated();
+        assert!(dup.is_empty(), "enqueued more than once: {dup:?}");
+        assert_eq!(
+            self.uuids.len(),
+            released.len(),
+            "enqueued uuids the org never released"
+        );
+    }
+}
+
+/// The uuids of the page an envelope names, after checking its sha256.
+async fn read_page(storage: &Storage, env: &Envelope) -> anyhow::Result<Vec<String>> {
+    let name = env.page_blob();
+    let blob = storage
+        .blobs
+        .read(&name)
+        .await?
+        .with_context(|| format!("enqueued page {name} does not exist"))?;
+    assert_eq!(hex::encode(Sha256::digest(&blob.bytes)), env.sha256, "{name}");
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(&blob.bytes[..]).read_to_end(&mut json)?;
+    let events: Vec<serde_json::Value> = serde_json::from_slice(&json)?;
+    events
+        .iter()
+        .map(|e| {
+            e["uuid"]
+                .as_str()
+                .map(str::to_string)
+                .with_context(|| format!("event without uuid in {name}"))
+        })
+        .collect()
+}
+
+/// Sum of the samples of metric `name` (exact name) whose line contains `filter`.
+async fn metric_sum(addr: &str, name: &str, filter: &str) -> Option<f64> {
+    let (status, body) = support::http_get(addr, "/metrics").await;
+    if status != 200 {
+        return None;
+    }
+    let mut sum = 0.0;
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let metric = line.split(['{', ' ']).next().unwrap_or_default();
+        if metric == name && line.contains(filter) {
+            sum += line
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
+        }
+    }
+    Some(sum)
+}
+
+const LEADER: &str = "okta_sentinel_leader";
+const REQUESTS: &str = "okta_sentinel_okta_requests_total";
+const MALFORMED: &str = "okta_sentinel_malformed_pages_total";
+const PAGES: &str = "okta_sentinel_pages_collected_total";
+const DUPLICATES: &str = "okta_sentinel_duplicates_dropped_total";
+
+async fn gauge(addr: &str, name: &str) -> f64 {
+    metric_sum(addr, name, "").await.unwrap_or(-1.0)
+}
+
+async fn wait_metric_at_least(addr: &str, name: &str, filter: &str, at_least: f64) -> f64 {
+    eventually(WAIT, &format!("{name}{{{filter}}} >= {at_least}"), || async {
+        metric_sum(addr, name, filter)
+            .await
+            .filter(|v| *v >= at_least)
+    })
+    .await
+    .expect("metric")
+}
+
+/// `/readyz` until it answers `status` with a body containing every one of `words`.
+async fn wait_ready(addr: &str, status: u16, words: &[&str]) -> String {
+    eventually(WAIT, &format!("readyz {status} with {words:?}"), || async {
+        let (s, body) = support::http_get(addr, "/readyz").await;
+        (s == status && words.iter().all(|w| body.contains(w))).then_some(body)
+    })
+    .await
+    .expect("readyz")
+}
+
+fn org_key(world: &LocalWorld) -> String {
+    world.okta.domain().replace(':', "-")
+}
+
+async fn checkpoint(world: &LocalWorld, storage: &Storage) -> serde_json::Value {
+    let name = format!("checkpoints/{}.json", org_key(world));
+    let blob = storage
+        .blobs
+        .read(&name)
+        .await
+        .expect("read checkpoint")
+        .expect("checkpoint exists");
+    serde_json::from_slice(&blob.bytes).expect("checkpoint JSON")
+}
+
+fn okta(seed: u64, initial: usize) -> OktaFakeConfig {
+    OktaFakeConfig {
+        seed,
+        initial_events: initial,
+        ..OktaFakeConfig::default()
+    }
+}
+
+async fn world_with(okta: OktaFakeConfig) -> anyhow::Result<(LocalWorld, Storage)> {
+    let world = LocalWorld::start(WorldOptions {
+        okta,
+        ..WorldOptions::default()
+    })
+    .await?;
+    let storage = support::storage(&world);
+    Ok((world, storage))
+}
+
+// ---------------------------------------------------------------------------------------
+// Leadership
+// ---------------------------------------------------------------------------------------
+
+/// Starts two collectors; returns (leader, standby) with their health addresses, after the
+/// standby has seen the lease held.
+async fn leader_and_standby(world: &LocalWorld) -> anyhow::Result<((Service, String), (Service, String))> {
+    let a = world.start_collector("collector-a", &[])?;
+    let a_addr = support::health_addr(&a).await;
+    eventually(WAIT, "collector-a leads", || async {
+        (gauge(&a_addr, LEADER).await == 1.0).then_some(())
+    })
+    .await?;
+    let b = world.start_collector("collector-b", &[])?;
+    let b_addr = support::health_addr(&b).await;
+    eventually(WAIT, "collector-b stands by", || async {
+        b.log_text().contains("standing by").then_some(())
+    })
+    .await?;
+    Ok(((a, a_addr), (b, b_addr)))
+}
+
+/// While one collector leads, the other collects nothing and is ready.
+async fn assert_standby_idle(world: &LocalWorld, a_addr: &str, b_addr: &str) {
+    assert_eq!(gauge(b_addr, LEADER).await, 0.0, "the standby claims to lead");
+    let (s, body) = support::http_get(b_addr, "/readyz").await;
+    assert_eq!(s, 200, "a standby is ready: {body}");
+    let b_requests = metric_sum(b_addr, REQUESTS, "").await.unwrap_or(-1.0);
+    assert_eq!(b_requests, 0.0, "the standby sent requests to Okta");
+    // Every request the org saw came from the leader. The fake counts a request before the
+    // leader counts its answer (at most one in flight), so reading the leader before and
+    // after the fake brackets it: before ≤ fake ≤ after + 1.
+    let before = metric_sum(a_addr, REQUESTS, "").await.unwrap_or(-1.0);
+    let fake = world.okta.stats().logs_requests as f64;
+    let after = metric_sum(a_addr, REQUESTS, "").await.unwrap_or(-1.0);
+    assert!(
+        before >= 1.0 && fake >= before && fake <= after + 1.0,
+        "org saw {fake} requests, the leader made {before}..{after}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standby_takes_over_after_the_leader_is_killed() -> anyhow::Result<()> {
+    let (world, storage) = world_with(okta(31, 2_500)).await?;
+    let mut enq = Enqueued::default();
+    let ((mut a, a_addr), (_b, b_addr)) = leader_and_standby(&world).await?;
+    enq.wait_all(&world, &storage, WAIT).await?;
+    // Live events while both run: still only the leader fetches.
+    world.okta.release(700);
+    enq.wait_all(&world, &storage, WAIT).await?;
+    assert_standby_idle(&world, &a_addr, &b_addr).await;
+
+    // kill -9: the lease is not released and lapses (LEADER_LEASE_DURATION = 15 s).
+    a.kill9()?;
+    world.okta.release(1_300);
+    eventually(WAIT, "collector-b leads", || async {
+        (gauge(&b_addr, LEADER).await == 1.0).then_some(())
+    })
+    .await?;
+    enq.wait_all(&world, &storage, WAIT).await?;
+    assert!(metric_sum(&b_addr, PAGES, "").await.unwrap_or(0.0) >= 1.0);
+    enq.assert_exactly_once(&world);
+    assert_eq!(world.okta.released_count(), 4_500);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_releases_the_lease_and_the_standby_takes_over() -> anyhow::Result<()> {
+    let (world, storage) = world_with(okta(32, 1_500)).await?;
+    let mut enq = Enqueued::default();
+
+    // Alone: after SIGTERM the lease is free at once (not left to lapse), exit code 0.
+    let mut solo = world.start_collector("collector-solo", &[])?;
+    let solo_addr = support::health_addr(&solo).await;
+    enq.wait_all(&world, &storage, WAIT).await?;
+    assert_eq!(gauge(&solo_addr, LEADER).await, 1.0);
+    let st = solo.terminate(Duration::from_secs(30))?;
+    assert!(st.is_some_and(|s| s.success()), "exit {st:?}\n{}", solo.log_text());
+    let leader_blob = format!("leader/{}", org_key(&world));
+    let lease = storage
+        .blobs
+        .acquire_lease(&leader_blob, Duration::from_secs(15), None)
+        .await
+        .context("the stopped collector left its lease held")?;
+    storage.blobs.release_lease(&leader_blob, &lease).await?;
+
+    // Leader and standby: SIGTERM the leader, the standby leads and collects the rest.
+    let ((mut a, a_addr), (_b, b_addr)) = leader_and_standby(&world).await?;
+    world.okta.release(500);
+    enq.wait_all(&world, &storage, WAIT).await?;
+    assert_standby_idle(&world, &a_addr, &b_addr).await;
+    let st = a.terminate(Duration::from_secs(30))?;
+    assert!(st.is_some_and(|s| s.success()), "exit {st:?}\n{}", a.log_text());
+    assert!(
+        !a.log_text().contains("could not release the leader lease"),
+        "{}",
+        a.log_text()
+    );
+    eventually(WAIT, "collector-b leads", || async {
+        (gauge(&b_addr, LEADER).await == 1.0).then_some(())
+    })
+    .await?;
+    world.okta.release(800);
+    enq.wait_all(&world, &storage, WAIT).await?;
+    assert!(metric_sum(&b_addr, PAGES, "").await.unwrap_or(0.0) >= 1.0);
+    enq.assert_exactly_once(&world);
+    assert_eq!(enq.twins, 0, "a clean stop re-sent a page");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Pacing
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pacing_keeps_the_reserve_and_waits_for_the_reset_after_a_429() -> anyhow::Result<()> {
+    let (world, storage) = world_with(OktaFakeConfig {
+        seed: 41,
+        initial_events: 30_000,
+        rate_limit_per_window: 20,
+        rate_window_secs: 10,
+        ..OktaFakeConfig::default()
+    })
+    .await?;
+    let c = world.start_collector("collector", &[("OKTA_RATE_LIMIT_RESERVE", "0.3")])?;
+    let addr = support::health_addr(&c).await;
+    // Budget per window: 20 − ceil(0.3 × 20) = 14. The fake's window opens with the first
+    // request after the previous one expired and every response reports that window's own
+    // remaining count, so the collector tracks exactly the fake's bucket; it sleeps until the
+    // reported reset (+1 s margin, measured from `Date`, which truncates to the second and so
+    // only lengthens the wait). No tolerance is needed.
+    const BUDGET: u32 = 14;
+    // More requests than one window allows: at least one window boundary was crossed.
+    eventually(WAIT, "more than two windows' worth of requests", || async {
+        (world.okta.stats().logs_requests > u64::from(2 * BUDGET)).then_some(())
+    })
+    .await?;
+    let s = world.okta.stats();
+    assert_eq!(s.rate_limited, 0, "{s:?}");
+    let max = s.max_requests_per_window.values().copied().max().unwrap_or(0);
+    assert!(max <= BUDGET, "{max} requests in one window: {s:?}");
+    // Backlogged, it spends the budget instead of trickling (the last spare request is
+    // spaced up to the reset, so it may land in the next window: not asserted as = 14).
+    assert!(max >= BUDGET / 2, "only {max} requests in the busiest window: {s:?}");
+
+    // One 429 (e.g. another integration drained the bucket): wait for the reset, no more 429s.
+    world.okta.inject(OktaFault::Status429 { count: 1 });
+    eventually(WAIT, "the injected 429 was served", || async {
+        (world.okta.stats().rate_limited == 1).then_some(())
+    })
+    .await?;
+    let pages_at_429 = metric_sum(&addr, PAGES, "").await.unwrap_or(0.0);
+    let requests_at_429 = world.okta.stats().logs_requests;
+    wait_metric_at_least(&addr, REQUESTS, "status=\"429\"", 1.0).await;
+    eventually(WAIT, "pages after the 429", || async {
+        let p = metric_sum(&addr, PAGES, "").await.unwrap_or(0.0);
+        (p >= pages_at_429 + 3.0).then_some(())
+    })
+    .await?;
+    let s = world.okta.stats();
+    assert!(s.logs_requests > requests_at_429);
+    assert_eq!(s.rate_limited, 1, "the collector hit the limit again after a 429: {s:?}");
+    let max = s.max_requests_per_window.values().copied().max().unwrap_or(0);
+    assert!(max <= BUDGET, "{max} requests in one window: {s:?}");
+
+    let mut enq = Enqueued::default();
+    enq.drain(&storage).await?;
+    assert!(enq.duplicated().is_empty());
+    assert_eq!(enq.pages.len() as f64, metric_sum(&addr, PAGES, "").await.unwrap_or(-1.0));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Disorder, repeats, cursor modes
+// ---------------------------------------------------------------------------------------
+
+async fn disorder(seed: u64, mode: EmptyPageMode) -> anyhow::Result<()> {
+    let (world, storage) = world_with(OktaFakeConfig {
+        seed,
+        initial_events: 2_200,
+        repeat_probability: 0.05,
+        late_probability: 0.05,
+        empty_page_mode: mode,
+        ..OktaFakeConfig::default()
+    })
+    .await?;
+    let c = world.start_collector("collector", &[])?;
+    let addr = support::health_addr(&c).await;
+    let mut enq = Enqueued::default();
+    enq.wait_all(&world, &storage, WAIT).await?;
+    // Live batches, some smaller than a page, with empty polls between them.
+    for n in [300, 1, 1_200, 57] {
+        world.okta.release(n);
+        enq.wait_all(&world, &storage, WAIT).await?;
+    }
+    enq.assert_exactly_once(&world);
+    // The org did serve repeats, and the collector dropped them (not the shipper).
+    let served = world.okta.stats().events_served;
+    let released = world.okta.released_count() as u64;
+    assert!(served > released, "{mode:?}: the fake served no repeat ({served} served)");
+    let dropped = metric_sum(&addr, DUPLICATES, "").await.unwrap_or(0.0);
+    assert!(dropped >= 1.0, "{mode:?}: no duplicate dropped");
+    assert_eq!(metric_sum(&addr, MALFORMED, "").await, Some(0.0));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_out_of_order_and_repeated_events_with_the_repeating_cursor() -> anyhow::Result<()> {
+    disorder(51, EmptyPageMode::RepeatUrl).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_out_of_order_and_repeated_events_with_the_advancing_cursor() -> anyhow::Result<()> {
+    disorder(52, EmptyPageMode::Advance).await
+}
+
+// ---------------------------------------------------------------------------------------
+// Refusals and malformed answers
+// ---------------------------------------------------------------------------------------
+
+/// A raw TCP listener that only counts what reaches it.
+struct Trap {
+    port: u16,
+    connections: Arc<AtomicU64>,
+    bytes: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Trap {
+    async fn start() -> anyhow::Result<Trap> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let connections = Arc::new(AtomicU64::new(0));
+        let bytes = Arc::new(AtomicU64::new(0));
+        let (c, b) = (connections.clone(), bytes.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                c.fetch_add(1, Ordering::SeqCst);
+                let b = b.clone();
+                tokio::spawn(async move {
+                    use tokio::io::AsyncReadExt;
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = sock.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        b.fetch_add(n as u64, Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        Ok(Trap {
+            port,
+            connections,
+            bytes,
+            task,
+        })
+    }
+}
+
+impl Drop for Trap {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_next_link_is_refused_and_the_credential_never_goes_there() -> anyhow::Result<()> {
+    let (world, storage) = world_with(okta(61, 1_500)).await?;
+    let trap = Trap::start().await?;
+    let foreign = format!("http://127.0.0.1:{}/api/v1/logs?after=x", trap.port);
+    // The very first page carries the foreign link.
+    world.okta.inject(OktaFault::ForeignNextLink {
+        count: 1,
+        url: foreign.clone(),
+    });
+    let c = world.start_collector("collector", &[])?;
+    let addr = support::health_addr(&c).await;
+    let origin = format!("127.0.0.1:{}", trap.port);
+    let body = wait_ready(&addr, 503, &[&origin]).await;
+    assert!(body.contains("another origin"), "{body}");
+
+    // Nothing reached the trap: no connection, not one byte (so no credential either).
+    assert_eq!(trap.connections.load(Ordering::SeqCst), 0);
+    assert_eq!(trap.bytes.load(Ordering::SeqCst), 0);
+    // The checkpoint did not move past the refused page, and the page was not stored.
+    let cp = checkpoint(&world, &storage).await;
+    let next = cp["next_url"].as_str().unwrap_or_default();
+    assert!(!next.contains(&trap.port.to_string()), "{cp}");
+    assert!(next.contains("since="), "the first URL should still be the next one: {cp}");
+    assert_eq!(cp["seq"], 0, "{cp}");
+    assert!(support::blob_names(&storage, "pages/").await.is_empty());
+    assert!(storage.queue.receive(32, Duration::from_secs(1)).await?.is_empty());
+    // The refusal is logged, the credential is not.
+    let log = c.log_text();
+    assert!(log.contains(&origin), "{log}");
+    assert!(!log.contains(world::local::TEST_SSWS_TOKEN));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_responses_are_retried_reported_and_never_skipped() -> anyhow::Result<()> {
+    let (world, storage) = world_with(okta(71, 1_200)).await?;
+    let c = world.start_collector("collector", &[])?;
+    let addr = support::health_addr(&c).await;
+    let mut enq = Enqueued::default();
+    enq.wait_all(&world, &storage, WAIT).await?;
+    let faults = [
+        OktaFault::TruncatedJson { count: 2 },
+        OktaFault::ObjectInsteadOfArray { count: 2 },
+        OktaFault::InvalidUtf8 { count: 2 },
+        OktaFault::HtmlErrorPage { count: 2 },
+    ];
+    for fault in faults {
+        let malformed_before = metric_sum(&addr, MALFORMED, "").await.unwrap_or(0.0);
+        let server_before = metric_sum(&addr, REQUESTS, "status=\"5xx\"").await.unwrap_or(0.0);
+        // Events first, so the faulty answers stand for a non-empty page (for the truncated
+        // page, the `next` link still advances: following it would skip events).
+        world.okta.release(700);
+        world.okta.inject(fault.clone());
+        enq.wait_all(&world, &storage, WAIT).await?;
+        let malformed = metric_sum(&addr, MALFORMED, "").await.unwrap_or(0.0) - malformed_before;
+        let server = metric_sum(&addr, REQUESTS, "status=\"5xx\"").await.unwrap_or(0.0) - server_before;
+        match fault {
+            // A gateway's HTML error page comes with a 502: reported as a server error.
+            OktaFault::HtmlErrorPage { .. } => assert!(
+                server >= 2.0 || malformed >= 2.0,
+                "{fault:?}: {server} 5xx, {malformed} malformed"
+            ),
+            _ => assert!(malformed >= 2.0, "{fault:?}: {malformed} malformed reported"),
+        }
+    }
+    enq.assert_exactly_once(&world);
+    let log = c.log_text();
+    assert!(log.contains("malformed page"), "no alarm in the log");
+    assert!(log.contains("502"), "the 502 is not logged");
+    // Recovered: ready again.
+    wait_ready(&addr, 200, &[]).await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_credential_reports_not_ready_then_recovers() -> anyhow::Result<()> {
+    let (world, storage) = world_with(okta(81, 1_000)).await?;
+    let mut c = world.start_collector("collector", &[])?;
+    let addr = support::health_addr(&c).await;
+    let mut enq = Enqueued::default();
+    enq.wait_all(&world, &storage, WAIT).await?;
+    world.okta.inject(OktaFault::Unauthorized { count: 3 });
+    world.okta.release(600);
+    let body = wait_ready(&addr, 503, &["credential"]).await;
+    assert!(body.contains("401"), "{body}");
+    assert!(c.is_running(), "the collector exited on a 401");
+    enq.wait_all(&world, &storage, WAIT).await?;
+    wait_ready(&addr, 200, &[]).await;
+    assert!(c.is_running());
+    enq.assert_exactly_once(&world);
+    let refused = metric_sum(&addr, REQUESTS, "status=\"401\"").await.unwrap_or(0.0);
+    assert!(refused >= 1.0);
+    // Three refusals, each answered: the collector retried slowly, it did not spin.
+    assert_eq!(world.okta.stats().by_status.get(&401).copied(), Some(3));
+    let log = c.log_text();
+    assert!(log.contains("30 days"), "the operator hint is not logged");
+    assert!(!log.contains(world::local::TEST_SSWS_TOKEN));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// OAuth 2.0 with DPoP
+// ---------------------------------------------------------------------------------------
+
+async fn oauth_end_to_end(private_pem: String, public_pem: String) -> anyhow::Result<()> {
+    const CLIENT_ID: &str = "0oa-test-collector";
+    let (world, storage) = world_with(OktaFakeConfig {
+        seed: 91,
+        initial_events: 1_500,
+        ssws_tokens: vec![],
+        oauth: Some(OAuthAppConfig {
+            require_dpop: true,
+            ..OAuthAppConfig::new(CLIENT_ID, public_pem)
+        }),
+        ..OktaFakeConfig::default()
+    })
+    .await?;
+    let mut env = world.collector_env();
+    env.remove("OKTA_API_TOKEN");
+    env.insert("OKTA_CLIENT_ID".into(), CLIENT_ID.into());
+    env.insert("OKTA_PRIVATE_KEY".into(), private_pem.clone());
+    let c = Service::start("collector", "collector", &[], &env, &world.log_dir)?;
+    let addr = support::health_addr(&c).await;
+    let mut enq = Enqueued::default();
+    enq.wait_all(&world, &storage, WAIT).await?;
+
+    let s = world.okta.stats();
+    let logs = s.auth_schemes_by_path.get("/api/v1/logs").cloned().unwrap_or_default();
+    assert!(logs.get("DPoP").copied().unwrap_or(0) >= 2, "{s:?}");
+    for scheme in ["SSWS", "Bearer", "none", "other"] {
+        assert_eq!(logs.get(scheme), None, "{scheme} at /api/v1/logs: {s:?}");
+    }
+    // The nonce dance at the token endpoint and at the resource.
+    assert!(s.dpop_nonce_challenges >= 2, "{s:?}");
+    assert!(s.tokens_issued >= 1, "{s:?}");
+    let issued = s.tokens_issued;
+
+    // Expired tokens: the next use is refused, the collector gets a new token and goes on.
+    world.okta.expire_tokens();
+    world.okta.release(900);
+    enq.wait_all(&world, &storage, WAIT).await?;
+    let s = world.okta.stats();
+    assert!(s.tokens_issued > issued, "no new token after expiry: {s:?}");
+    enq.assert_exactly_once(&world);
+    let (status, _) = support::http_get(&addr, "/readyz").await;
+    assert_eq!(status, 200);
+    let log = c.log_text();
+    assert!(!log.contains(private_pem.lines().nth(1).unwrap_or("-----")), "key material in the log");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_private_key_jwt_rs256_with_dpop() -> anyhow::Result<()> {
+    let (private, public) = world::fakes::okta::test_rsa_key_pem();
+    oauth_end_to_end(private, public).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_private_key_jwt_es256_with_dpop() -> anyhow::Result<()> {
+    let (private, public) = world::fakes::okta::test_ec_key_pem()?;
+    oauth_end_to_end(private, public).await
+}

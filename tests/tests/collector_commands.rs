@@ -1,0 +1,198 @@
+//! The collector's operator commands against a real run: `collector status` (text and
+//! JSON), `collector reset` (epoch bump, refused while a collector leads, refused without
+//! `--yes` when stdin is not a terminal, refused for a foreign `--next-url`), and the
+//! refusal to start when the checkpoint is lost next to existing pages (DESIGN.md §2, §3).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::storage::Storage;
+use world::fakes::okta::OktaFakeConfig;
+use world::local::{LocalWorld, WorldOptions};
+use world::procs::{eventually, run_command};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+fn org_key(world: &LocalWorld) -> String {
+    world.okta.domain().replace(':', "-")
+}
+
+fn checkpoint_name(world: &LocalWorld) -> String {
+    format!("checkpoints/{}.json", org_key(world))
+}
+
+async fn checkpoint(world: &LocalWorld, storage: &Storage) -> Option<serde_json::Value> {
+    let blob = storage
+        .blobs
+        .read(&checkpoint_name(world))
+        .await
+        .expect("read checkpoint")?;
+    Some(serde_json::from_slice(&blob.bytes).expect("checkpoint JSON"))
+}
+
+/// Waits until the checkpoint records `pages` pages with nothing pending.
+async fn wait_pages(world: &LocalWorld, storage: &Storage, pages: u64) -> serde_json::Value {
+    eventually(WAIT, &format!("{pages} pages recorded"), || async {
+        checkpoint(world, storage)
+            .await
+            .filter(|cp| cp["seq"].as_u64() == Some(pages) && cp.get("pending").is_none())
+    })
+    .await
+    .expect("checkpoint")
+}
+
+fn collector(
+    world: &LocalWorld,
+    args: &[&str],
+) -> anyhow::Result<(std::process::ExitStatus, String, String)> {
+    let env: BTreeMap<String, String> = world.collector_env();
+    run_command("collector", args, &env)
+}
+
+async fn world_with(initial: usize, seed: u64) -> anyhow::Result<(LocalWorld, Storage)> {
+    let world = LocalWorld::start(WorldOptions {
+        okta: OktaFakeConfig {
+            seed,
+            initial_events: initial,
+            ..OktaFakeConfig::default()
+        },
+        ..WorldOptions::default()
+    })
+    .await?;
+    let storage = support::storage(&world);
+    Ok((world, storage))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_the_checkpoint_and_reset_bumps_the_epoch() -> anyhow::Result<()> {
+    let (world, storage) = world_with(2_500, 101).await?;
+    let mut c = world.start_collector("collector", &[])?;
+    let cp = wait_pages(&world, &storage, 3).await;
+    let next_url = cp["next_url"].as_str().unwrap_or_default().to_string();
+
+    // status --json while the collector leads.
+    let (st, out, err) = collector(&world, &["status", "--json"])?;
+    assert!(st.success(), "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out)?;
+    assert_eq!(doc["org"], org_key(&world), "{doc}");
+    assert_eq!(doc["checkpoint"]["epoch"], 1, "{doc}");
+    assert_eq!(doc["checkpoint"]["seq"], 3, "{doc}");
+    let shown = doc["checkpoint"]["next_url"].as_str().unwrap_or_default();
+    assert!(shown.contains("/api/v1/logs"), "{doc}");
+    assert!(!doc["leader"]["holder"].as_str().unwrap_or_default().is_empty(), "{doc}");
+    assert!(doc["checkpoint"]["newest_published"].is_string(), "{doc}");
+    // The text form.
+    let (st, out, err) = collector(&world, &["status"])?;
+    assert!(st.success(), "{err}");
+    assert!(out.contains(&org_key(&world)), "{out}");
+    assert!(out.contains("epoch / seq:    1 / 3"), "{out}");
+    assert!(out.contains("next URL:"), "{out}");
+    assert!(out.contains("/api/v1/logs"), "{out}");
+    assert!(!out.contains(world::local::TEST_SSWS_TOKEN) && !err.contains(world::local::TEST_SSWS_TOKEN));
+
+    // reset is refused while a collector leads; nothing changes.
+    let (st, out, err) = collector(&world, &["reset", "--start", "10m", "--yes"])?;
+    assert_eq!(st.code(), Some(1), "{out}\n{err}");
+    assert!(err.contains("leading"), "{err}");
+    let cp = checkpoint(&world, &storage).await.expect("checkpoint");
+    assert_eq!(cp["epoch"], 1);
+    assert_eq!(cp["next_url"], next_url.as_str());
+
+    let st = c.terminate(Duration::from_secs(30))?;
+    assert!(st.is_some_and(|s| s.success()), "{}", c.log_text());
+
+    // Without --yes and without a terminal to ask on: refused, nothing changes.
+    let (st, out, err) = collector(&world, &["reset", "--start", "10m"])?;
+    assert_eq!(st.code(), Some(1), "{out}\n{err}");
+    assert!(err.contains("--yes"), "{err}");
+    assert_eq!(checkpoint(&world, &storage).await.expect("cp")["epoch"], 1);
+
+    // A next link on another origin is refused, nothing changes.
+    let (st, out, err) = collector(
+        &world,
+        &["reset", "--next-url", "https://evil.example/api/v1/logs?after=x", "--yes"],
+    )?;
+    assert_eq!(st.code(), Some(1), "{out}\n{err}");
+    assert!(err.contains("--next-url"), "{err}");
+    assert_eq!(checkpoint(&world, &storage).await.expect("cp")["epoch"], 1);
+
+    // --start with --yes: new epoch, seq 0, a fresh `since` URL, nothing pending.
+    let (st, out, err) = collector(&world, &["reset", "--start", "10m", "--yes"])?;
+    assert!(st.success(), "{out}\n{err}");
+    let cp = checkpoint(&world, &storage).await.expect("cp");
+    assert_eq!(cp["epoch"], 2, "{cp}");
+    assert_eq!(cp["seq"], 0, "{cp}");
+    assert!(cp.get("pending").is_none(), "{cp}");
+    let url = cp["next_url"].as_str().unwrap_or_default();
+    assert!(url.contains("since=") && url != next_url, "{cp}");
+
+    // --next-url on the org itself (a link kept by Microsoft's Function connector).
+    let imported = format!("{}/api/v1/logs?limit=1000&after=1700000000000_1", world.okta.base_url());
+    let (st, out, err) = collector(&world, &["reset", "--next-url", &imported, "--yes"])?;
+    assert!(st.success(), "{out}\n{err}");
+    let cp = checkpoint(&world, &storage).await.expect("cp");
+    assert_eq!(cp["epoch"], 3, "{cp}");
+    assert_eq!(cp["next_url"], imported.as_str(), "{cp}");
+
+    // Back to a time, and collect: the new pages live under the new epoch.
+    let (st, out, err) = collector(&world, &["reset", "--start", "1h", "--yes"])?;
+    assert!(st.success(), "{out}\n{err}");
+    let epoch = checkpoint(&world, &storage).await.expect("cp")["epoch"].as_u64();
+    assert_eq!(epoch, Some(4));
+    let _c2 = world.start_collector("collector-2", &[])?;
+    let prefix = format!("pages/{}/4/", org_key(&world));
+    eventually(WAIT, "pages of epoch 4", || async {
+        (!support::blob_names(&storage, &prefix).await.is_empty()).then_some(())
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_before_any_run() -> anyhow::Result<()> {
+    let (world, storage) = world_with(0, 102).await?;
+    storage.ensure_created().await?;
+    let (st, out, err) = collector(&world, &["status", "--json"])?;
+    assert!(st.success(), "{out}\n{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out)?;
+    assert!(doc["checkpoint"].is_null(), "{doc}");
+    let (st, out, err) = collector(&world, &["status"])?;
+    assert!(st.success(), "{err}");
+    assert!(out.contains("checkpoint:     none"), "{out}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_checkpoint_next_to_pages_is_refused_until_reset() -> anyhow::Result<()> {
+    let (world, storage) = world_with(1_500, 103).await?;
+    let mut c = world.start_collector("collector-1", &[])?;
+    wait_pages(&world, &storage, 2).await;
+    let st = c.terminate(Duration::from_secs(30))?;
+    assert!(st.is_some_and(|s| s.success()), "{}", c.log_text());
+    // No shipper ran: the pages are still there. Lose the checkpoint.
+    assert!(!support::blob_names(&storage, "pages/").await.is_empty());
+    assert!(storage.blobs.delete(&checkpoint_name(&world), None).await?);
+
+    let mut again = world.start_collector("collector-2", &[])?;
+    let status = again.wait_exit(WAIT).await?;
+    assert_eq!(status.code(), Some(1), "{}", again.log_text());
+    assert!(again.log_text().contains("collector reset"), "{}", again.log_text());
+    // It refused before fetching anything: no checkpoint was created.
+    assert!(checkpoint(&world, &storage).await.is_none());
+
+    // An explicit reset makes it start again, under a new epoch.
+    let (st, out, err) = collector(&world, &["reset", "--start", "1h", "--yes"])?;
+    assert!(st.success(), "{out}\n{err}");
+    let cp = checkpoint(&world, &storage).await.expect("cp");
+    assert_eq!(cp["epoch"], 2, "the epoch must not reuse the pages' epoch 1: {cp}");
+    let mut third = world.start_collector("collector-3", &[])?;
+    let prefix = format!("pages/{}/2/", org_key(&world));
+    eventually(WAIT, "pages of epoch 2", || async {
+        (!support::blob_names(&storage, &prefix).await.is_empty()).then_some(())
+    })
+    .await?;
+    assert!(third.is_running());
+    Ok(())
+}
