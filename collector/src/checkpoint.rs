@@ -32,7 +32,35 @@ pub struct Checkpoint {
     /// Newest `published` handed off so far (for `status` and the lag metric).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub newest_published: Option<DateTime<Utc>>,
+    /// Hashes of the most recent event uuids (base64 of little-endian u64s), so Okta's
+    /// occasional repeat of an event on a later page is dropped even across a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recent: Option<String>,
     pub updated: DateTime<Utc>,
+}
+
+/// Encodes uuid hashes for [`Checkpoint::recent`].
+pub fn encode_recent(hashes: &[u64]) -> String {
+    use base64::Engine;
+    let bytes: Vec<u8> = hashes.iter().flat_map(|h| h.to_le_bytes()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Decodes [`Checkpoint::recent`]; an unreadable value just starts an empty window.
+pub fn decode_recent(text: Option<&str>) -> Vec<u64> {
+    use base64::Engine;
+    let Some(t) = text else { return Vec::new() };
+    match base64::engine::general_purpose::STANDARD.decode(t) {
+        Ok(bytes) => bytes
+            .chunks_exact(8)
+            .map(|c| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(c);
+                u64::from_le_bytes(b)
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    }
 }
 
 /// A checkpoint together with the ETag it was read or written with.

@@ -42,7 +42,10 @@ pub async fn status(cfg: &CollectorConfig, storage: &Storage, json: bool) -> any
     let cp = checkpoint::read(&storage.blobs, &cfg.org).await?;
     let hb = leader::read_heartbeat(&storage.blobs, &cfg.org).await?;
     let depth = storage.queue.approximate_count().await.ok();
-    let cp = cp.map(|v| v.checkpoint);
+    let cp = cp.map(|v| Checkpoint {
+        recent: None,
+        ..v.checkpoint
+    });
     let lag = cp
         .as_ref()
         .and_then(|c| c.newest_published)
@@ -149,6 +152,7 @@ pub async fn reset(
                     next_url: url.to_string(),
                     pending: None,
                     newest_published: None,
+                    recent: None,
                     updated: Utc::now(),
                 },
             )

@@ -9,7 +9,7 @@
 //! The window lives in memory only: after a restart it starts empty, which is fine because a
 //! repeat is rare and the Sentinel de-duplicating view covers what slips through.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 /// Default window: the last 10,000 events (ten full pages).
@@ -25,6 +25,19 @@ pub struct RecentUuids {
     /// uuid → generation of its live insertion.
     live: HashMap<Arc<str>, u64>,
     generation: u64,
+    /// Hashes of the uuids seen before a restart (from the checkpoint), so a repeat that
+    /// straddles a restart is still dropped.
+    restored: HashSet<u64>,
+}
+
+/// A stable 64-bit hash of a uuid (first 8 bytes of its sha256), used to carry the window
+/// across restarts in the checkpoint compactly.
+pub fn uuid_hash(uuid: &str) -> u64 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(uuid.as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    u64::from_le_bytes(b)
 }
 
 impl RecentUuids {
@@ -35,6 +48,7 @@ impl RecentUuids {
             order: VecDeque::with_capacity(capacity.min(DEFAULT_CAPACITY)),
             live: HashMap::with_capacity(capacity.min(DEFAULT_CAPACITY)),
             generation: 0,
+            restored: HashSet::new(),
         }
     }
 
@@ -42,6 +56,9 @@ impl RecentUuids {
     /// it was (drop it as a repeat).
     pub fn insert_if_new(&mut self, uuid: &str) -> bool {
         if self.live.contains_key(uuid) {
+            return false;
+        }
+        if !self.restored.is_empty() && self.restored.contains(&uuid_hash(uuid)) {
             return false;
         }
         if self.capacity == 0 {
@@ -63,6 +80,28 @@ impl RecentUuids {
     }
 
     /// Whether `uuid` is in the window.
+    /// Hashes of the uuids in the window, oldest first (saved in the checkpoint).
+    pub fn snapshot(&self) -> Vec<u64> {
+        let mut out: Vec<u64> = self
+            .order
+            .iter()
+            .filter(|(generation, key)| self.live.get(key) == Some(generation))
+            .map(|(_, key)| uuid_hash(key))
+            .collect();
+        // Keep the newest `capacity` (restored hashes from before are re-saved first).
+        let restored: Vec<u64> = self.restored.iter().copied().collect();
+        let mut all = restored;
+        all.append(&mut out);
+        let drop = all.len().saturating_sub(self.capacity);
+        all.drain(..drop);
+        all
+    }
+
+    /// Seeds the window with hashes saved before a restart.
+    pub fn restore(&mut self, hashes: &[u64]) {
+        self.restored = hashes.iter().copied().take(self.capacity).collect();
+    }
+
     pub fn contains(&self, uuid: &str) -> bool {
         self.live.contains_key(uuid)
     }
@@ -110,6 +149,18 @@ impl Default for RecentUuids {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_window_survives_a_restart_through_its_snapshot() {
+        let mut a = RecentUuids::new(100);
+        assert!(a.insert_if_new("u1"));
+        assert!(a.insert_if_new("u2"));
+        let mut b = RecentUuids::new(100);
+        b.restore(&a.snapshot());
+        assert!(!b.insert_if_new("u1"));
+        assert!(b.insert_if_new("u3"));
+        assert_eq!(b.snapshot().len(), 3);
+    }
 
     #[test]
     fn drops_a_repeat_within_capacity() {

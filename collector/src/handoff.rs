@@ -31,6 +31,8 @@ pub struct PageToStore<'a> {
     pub newest_published: Option<DateTime<Utc>>,
     /// Okta's `next` link that follows this page.
     pub next_url: String,
+    /// The uuid window after this page ([`crate::checkpoint::encode_recent`]).
+    pub recent: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +91,7 @@ pub async fn store_and_record(
     next.seq += 1;
     next.next_url = page.next_url;
     next.pending = Some(env);
+    next.recent = Some(page.recent);
     next.newest_published = match (cp.newest_published, page.newest_published) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),

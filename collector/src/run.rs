@@ -145,6 +145,7 @@ impl Collector {
         let watchdog = self.spawn_watchdog(last_success.clone(), lead.lost.clone());
         let pacer = Pacer::new(self.cfg.reserve);
         let mut dedupe = RecentUuids::new(DEDUPE_CAPACITY);
+        dedupe.restore(&checkpoint::decode_recent(cp.checkpoint.recent.as_deref()));
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
         let end = loop {
             if self.cancel.is_cancelled() {
@@ -281,6 +282,7 @@ impl Collector {
                 events: prepared.count as u64,
                 newest_published: prepared.newest_published,
                 next_url: next.to_string(),
+                recent: checkpoint::encode_recent(&dedupe.snapshot()),
             },
         )
         .await;
@@ -462,6 +464,7 @@ impl Collector {
             next_url: first_url(&self.cfg.origin, self.cfg.start).to_string(),
             pending: None,
             newest_published: None,
+            recent: None,
             updated: Utc::now(),
         };
         tracing::info!(org = %org, start = %self.cfg.start, "first run: creating the checkpoint");

@@ -148,6 +148,22 @@ async fn read_page(storage: &Storage, env: &Envelope) -> anyhow::Result<Vec<Stri
         .collect()
 }
 
+/// The health address a service logged (`HTTP_ADDR=127.0.0.1:0`). The JSON log flattens
+/// event fields to the top level; nested `fields` is accepted too.
+async fn health_addr(svc: &Service) -> String {
+    eventually(WAIT, "the health address in the log", || async {
+        svc.log_text().lines().find_map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).ok()?;
+            v.get("addr")
+                .or_else(|| v.pointer("/fields/addr"))
+                .and_then(|a| a.as_str())
+                .map(str::to_string)
+        })
+    })
+    .await
+    .expect("health addr")
+}
+
 /// Sum of the samples of metric `name` (exact name) whose line contains `filter`.
 async fn metric_sum(addr: &str, name: &str, filter: &str) -> Option<f64> {
     let (status, body) = support::http_get(addr, "/metrics").await;
@@ -239,13 +255,13 @@ async fn world_with(okta: OktaFakeConfig) -> anyhow::Result<(LocalWorld, Storage
 /// standby has seen the lease held.
 async fn leader_and_standby(world: &LocalWorld) -> anyhow::Result<((Service, String), (Service, String))> {
     let a = world.start_collector("collector-a", &[])?;
-    let a_addr = support::health_addr(&a).await;
+    let a_addr = health_addr(&a).await;
     eventually(WAIT, "collector-a leads", || async {
         (gauge(&a_addr, LEADER).await == 1.0).then_some(())
     })
     .await?;
     let b = world.start_collector("collector-b", &[])?;
-    let b_addr = support::health_addr(&b).await;
+    let b_addr = health_addr(&b).await;
     eventually(WAIT, "collector-b stands by", || async {
         b.log_text().contains("standing by").then_some(())
     })
@@ -304,7 +320,7 @@ async fn sigterm_releases_the_lease_and_the_standby_takes_over() -> anyhow::Resu
 
     // Alone: after SIGTERM the lease is free at once (not left to lapse), exit code 0.
     let mut solo = world.start_collector("collector-solo", &[])?;
-    let solo_addr = support::health_addr(&solo).await;
+    let solo_addr = health_addr(&solo).await;
     enq.wait_all(&world, &storage, WAIT).await?;
     assert_eq!(gauge(&solo_addr, LEADER).await, 1.0);
     let st = solo.terminate(Duration::from_secs(30))?;
@@ -356,7 +372,7 @@ async fn pacing_keeps_the_reserve_and_waits_for_the_reset_after_a_429() -> anyho
     })
     .await?;
     let c = world.start_collector("collector", &[("OKTA_RATE_LIMIT_RESERVE", "0.3")])?;
-    let addr = support::health_addr(&c).await;
+    let addr = health_addr(&c).await;
     // Budget per window: 20 − ceil(0.3 × 20) = 14. The fake's window opens with the first
     // request after the previous one expired and every response reports that window's own
     // remaining count, so the collector tracks exactly the fake's bucket; it sleeps until the
@@ -418,7 +434,7 @@ async fn disorder(seed: u64, mode: EmptyPageMode) -> anyhow::Result<()> {
     })
     .await?;
     let c = world.start_collector("collector", &[])?;
-    let addr = support::health_addr(&c).await;
+    let addr = health_addr(&c).await;
     let mut enq = Enqueued::default();
     enq.wait_all(&world, &storage, WAIT).await?;
     // Live batches, some smaller than a page, with empty polls between them.
@@ -508,7 +524,7 @@ async fn a_foreign_next_link_is_refused_and_the_credential_never_goes_there() ->
         url: foreign.clone(),
     });
     let c = world.start_collector("collector", &[])?;
-    let addr = support::health_addr(&c).await;
+    let addr = health_addr(&c).await;
     let origin = format!("127.0.0.1:{}", trap.port);
     let body = wait_ready(&addr, 503, &[&origin]).await;
     assert!(body.contains("another origin"), "{body}");
@@ -535,7 +551,7 @@ async fn a_foreign_next_link_is_refused_and_the_credential_never_goes_there() ->
 async fn malformed_responses_are_retried_reported_and_never_skipped() -> anyhow::Result<()> {
     let (world, storage) = world_with(okta(71, 1_200)).await?;
     let c = world.start_collector("collector", &[])?;
-    let addr = support::health_addr(&c).await;
+    let addr = health_addr(&c).await;
     let mut enq = Enqueued::default();
     enq.wait_all(&world, &storage, WAIT).await?;
     let faults = [
@@ -576,7 +592,7 @@ async fn malformed_responses_are_retried_reported_and_never_skipped() -> anyhow:
 async fn a_refused_credential_reports_not_ready_then_recovers() -> anyhow::Result<()> {
     let (world, storage) = world_with(okta(81, 1_000)).await?;
     let mut c = world.start_collector("collector", &[])?;
-    let addr = support::health_addr(&c).await;
+    let addr = health_addr(&c).await;
     let mut enq = Enqueued::default();
     enq.wait_all(&world, &storage, WAIT).await?;
     world.okta.inject(OktaFault::Unauthorized { count: 3 });
@@ -620,7 +636,7 @@ async fn oauth_end_to_end(private_pem: String, public_pem: String) -> anyhow::Re
     env.insert("OKTA_CLIENT_ID".into(), CLIENT_ID.into());
     env.insert("OKTA_PRIVATE_KEY".into(), private_pem.clone());
     let c = Service::start("collector", "collector", &[], &env, &world.log_dir)?;
-    let addr = support::health_addr(&c).await;
+    let addr = health_addr(&c).await;
     let mut enq = Enqueued::default();
     enq.wait_all(&world, &storage, WAIT).await?;
 

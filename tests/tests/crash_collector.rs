@@ -39,9 +39,11 @@ async fn crash_at(point: &str) -> anyhow::Result<()> {
 
     let left = support::blob_names(&storage, "pages/").await;
     if point == "collector.after_page_blob" {
-        // The orphan of the killed hand-off was never enqueued: it is the only page left.
-        assert_eq!(left.len(), 1, "{point}: {left:?}");
-        assert!(pages_after_crash.contains(&left[0]), "{left:?} vs {pages_after_crash:?}");
+        // The killed hand-off left its page blob without an envelope. The page is fetched
+        // again: with the same content it lands under the same content-addressed name (and is
+        // shipped and deleted); with other content the orphan stays, never enqueued.
+        assert!(left.iter().all(|p| pages_after_crash.contains(p)), "{left:?} vs {pages_after_crash:?}");
+        assert!(left.len() <= 1, "{left:?}");
     } else {
         assert!(left.is_empty(), "{point}: pages not shipped: {left:?}");
     }

@@ -270,7 +270,8 @@ async fn a_replica_frozen_past_its_lease_does_not_post_the_page_again() -> anyho
         let log = a.log_text();
         (log.contains("handing the page back") || log.contains("storage trouble")).then_some(())
     })
-    .await?;
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n--- replica A ---\n{}", a.log_text()))?;
     let after = world.la.stats();
     assert_eq!(
         after.accepted_rows, before.accepted_rows,
