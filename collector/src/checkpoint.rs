@@ -87,11 +87,16 @@ impl Checkpoint {
         Bytes::from(serde_json::to_vec_pretty(self).unwrap_or_default())
     }
 
-    pub fn from_bytes(name: &str, bytes: &[u8], org: &OrgKey) -> Result<Checkpoint, CheckpointError> {
-        let cp: Checkpoint = serde_json::from_slice(bytes).map_err(|e| CheckpointError::Corrupt {
-            name: name.to_string(),
-            reason: e.to_string(),
-        })?;
+    pub fn from_bytes(
+        name: &str,
+        bytes: &[u8],
+        org: &OrgKey,
+    ) -> Result<Checkpoint, CheckpointError> {
+        let cp: Checkpoint =
+            serde_json::from_slice(bytes).map_err(|e| CheckpointError::Corrupt {
+                name: name.to_string(),
+                reason: e.to_string(),
+            })?;
         if &cp.org != org {
             return Err(CheckpointError::Corrupt {
                 name: name.to_string(),
@@ -124,7 +129,10 @@ pub async fn read(blobs: &Blobs, org: &OrgKey) -> Result<Option<Versioned>, Chec
 pub async fn create(blobs: &Blobs, cp: Checkpoint) -> Result<Versioned, CheckpointError> {
     let name = names::checkpoint(&cp.org);
     match blobs.create_only(&name, cp.to_bytes()).await {
-        Ok(etag) => Ok(Versioned { checkpoint: cp, etag }),
+        Ok(etag) => Ok(Versioned {
+            checkpoint: cp,
+            etag,
+        }),
         Err(e) if e.is_already_exists() => Err(CheckpointError::LostRace),
         Err(e) => Err(e.into()),
     }

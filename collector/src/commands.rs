@@ -29,7 +29,11 @@ async fn highest_epoch(blobs: &Blobs, org: &OrgKey) -> Result<u64, StorageError>
     for prefix in [names::pages_prefix(org), names::state_prefix(org)] {
         for item in blobs.list(&prefix).await? {
             let rest = item.name.strip_prefix(&prefix).unwrap_or_default();
-            if let Some(epoch) = rest.split('/').next().and_then(|e| parse_number("epoch", e).ok()) {
+            if let Some(epoch) = rest
+                .split('/')
+                .next()
+                .and_then(|e| parse_number("epoch", e).ok())
+            {
                 max = max.max(epoch);
             }
         }
@@ -64,7 +68,10 @@ pub async fn status(cfg: &CollectorConfig, storage: &Storage, json: bool) -> any
     println!("org:            {}", cfg.org);
     match &hb {
         Some(h) if !h.holder.is_empty() => {
-            println!("leader:         {} (since {:?}, last renewed {:?})", h.holder, h.since, h.renewed);
+            println!(
+                "leader:         {} (since {:?}, last renewed {:?})",
+                h.holder, h.since, h.renewed
+            );
             println!(
                 "last poll:      {:?} — {}",
                 h.last_poll,
@@ -80,7 +87,13 @@ pub async fn status(cfg: &CollectorConfig, storage: &Storage, json: bool) -> any
         Some(c) => {
             println!("epoch / seq:    {} / {}", c.epoch, c.seq);
             println!("next URL:       {}", c.next_url);
-            println!("pending:        {}", c.pending.as_ref().map(|e| e.page_id()).unwrap_or_else(|| "none".into()));
+            println!(
+                "pending:        {}",
+                c.pending
+                    .as_ref()
+                    .map(|e| e.page_id())
+                    .unwrap_or_else(|| "none".into())
+            );
             println!("newest event:   {:?}", c.newest_published);
             if let Some(l) = lag {
                 println!("lag:            {l} s");
@@ -104,7 +117,9 @@ pub async fn reset(
 ) -> anyhow::Result<()> {
     let now = Utc::now();
     let url = match (start, next_url) {
-        (Some(s), None) => crate::run::first_url(&cfg.origin, validate_start(s, now, cfg.allow_restamp)?),
+        (Some(s), None) => {
+            crate::run::first_url(&cfg.origin, validate_start(s, now, cfg.allow_restamp)?)
+        }
         (None, Some(u)) => validate_next_url(&cfg.origin, u)?,
         _ => bail!("give exactly one of --start and --next-url"),
     };
@@ -116,7 +131,10 @@ pub async fn reset(
         .unwrap_or(0)
         .max(highest_epoch(blobs, &cfg.org).await?)
         + 1;
-    println!("org {}: collection will restart at\n  {url}\nunder epoch {epoch}.", cfg.org);
+    println!(
+        "org {}: collection will restart at\n  {url}\nunder epoch {epoch}.",
+        cfg.org
+    );
     if !yes && !confirm()? {
         bail!("not confirmed; nothing changed (pass --yes to skip the question)");
     }
@@ -128,7 +146,10 @@ pub async fn reset(
         attempt.await?
     };
     let Some(lead) = lead else {
-        bail!("a collector is leading org {} right now: stop it first, then reset", cfg.org);
+        bail!(
+            "a collector is leading org {} right now: stop it first, then reset",
+            cfg.org
+        );
     };
     let result = async {
         let mut current = checkpoint::read(blobs, &cfg.org).await?;
@@ -171,10 +192,17 @@ pub async fn reset(
 pub fn validate_next_url(origin: &Url, value: &str) -> anyhow::Result<Url> {
     let u = Url::parse(value.trim()).context("--next-url is not a URL")?;
     if u.origin() != origin.origin() {
-        bail!("--next-url points at {}, not at OKTA_DOMAIN ({})", u.origin().ascii_serialization(), origin.origin().ascii_serialization());
+        bail!(
+            "--next-url points at {}, not at OKTA_DOMAIN ({})",
+            u.origin().ascii_serialization(),
+            origin.origin().ascii_serialization()
+        );
     }
     if u.path() != "/api/v1/logs" {
-        bail!("--next-url must be a /api/v1/logs link, got path {}", u.path());
+        bail!(
+            "--next-url must be a /api/v1/logs link, got path {}",
+            u.path()
+        );
     }
     Ok(u)
 }

@@ -48,7 +48,11 @@ pub enum Command {
     /// Start collecting from another point: bumps the epoch, keeps nothing pending.
     Reset {
         /// RFC 3339 time or a duration back (`15m`, `7d`).
-        #[arg(long, conflicts_with = "next_url", required_unless_present = "next_url")]
+        #[arg(
+            long,
+            conflicts_with = "next_url",
+            required_unless_present = "next_url"
+        )]
         start: Option<String>,
         /// The exact next link saved by Microsoft's Function connector (its `OKTA` table),
         /// so a migration neither re-fetches nor skips.
@@ -96,7 +100,12 @@ pub struct CollectorArgs {
     #[arg(long, env = "OKTA_POLL_INTERVAL", default_value = "15s", global = true)]
     pub okta_poll_interval: String,
     /// Fraction of X-Rate-Limit-Limit never used, left to the org's other integrations.
-    #[arg(long, env = "OKTA_RATE_LIMIT_RESERVE", default_value = "0.3", global = true)]
+    #[arg(
+        long,
+        env = "OKTA_RATE_LIMIT_RESERVE",
+        default_value = "0.3",
+        global = true
+    )]
     pub okta_rate_limit_reserve: String,
     /// Key Vault to read secrets from (rotation needs no restart).
     #[arg(long, env = "KEY_VAULT_URL", global = true)]
@@ -105,7 +114,12 @@ pub struct CollectorArgs {
     #[arg(long, env = "AZURE_CLIENT_ID", global = true)]
     pub azure_client_id: Option<String>,
     /// `/healthz`, `/readyz`, `/metrics`.
-    #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:9464", global = true)]
+    #[arg(
+        long,
+        env = "HTTP_ADDR",
+        default_value = "127.0.0.1:9464",
+        global = true
+    )]
     pub http_addr: String,
     /// `json` or `text` (default: text on a terminal, json otherwise).
     #[arg(long, env = "LOG_FORMAT", value_enum, global = true)]
@@ -116,9 +130,19 @@ pub struct CollectorArgs {
 #[derive(Debug, Clone)]
 pub enum CredentialSpec {
     SswsValue(SecretString),
-    SswsVault { secret: String },
-    JwtValue { client_id: String, key: SecretString, key_id: Option<String> },
-    JwtVault { client_id: String, secret: String, key_id: Option<String> },
+    SswsVault {
+        secret: String,
+    },
+    JwtValue {
+        client_id: String,
+        key: SecretString,
+        key_id: Option<String>,
+    },
+    JwtVault {
+        client_id: String,
+        secret: String,
+        key_id: Option<String>,
+    },
 }
 
 /// Validated settings.
@@ -155,7 +179,10 @@ impl CollectorArgs {
             .as_deref()
             .filter(|d| !d.trim().is_empty())
             .ok_or_else(|| {
-                ConfigError::new("OKTA_DOMAIN", "is not set; set it to your org, e.g. acme.okta.com")
+                ConfigError::new(
+                    "OKTA_DOMAIN",
+                    "is not set; set it to your org, e.g. acme.okta.com",
+                )
             })?;
         let origin = config::parse_origin("OKTA_DOMAIN", domain, true)?;
         let org = OrgKey::from_origin(&origin)
@@ -163,8 +190,13 @@ impl CollectorArgs {
         let host = origin.host_str().unwrap_or_default().to_string();
         let start = validate_start(&self.okta_start, now, self.allow_restamp)?;
         let poll_interval = config::parse_duration("OKTA_POLL_INTERVAL", &self.okta_poll_interval)?;
-        let reserve = config::parse_fraction("OKTA_RATE_LIMIT_RESERVE", &self.okta_rate_limit_reserve)?;
-        let key_vault_url = match self.key_vault_url.as_deref().filter(|s| !s.trim().is_empty()) {
+        let reserve =
+            config::parse_fraction("OKTA_RATE_LIMIT_RESERVE", &self.okta_rate_limit_reserve)?;
+        let key_vault_url = match self
+            .key_vault_url
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+        {
             Some(v) => Some(config::parse_origin("KEY_VAULT_URL", v, false)?),
             None => None,
         };
@@ -188,7 +220,10 @@ impl CollectorArgs {
             poll_interval,
             reserve,
             key_vault_url,
-            azure_client_id: self.azure_client_id.clone().filter(|s| !s.trim().is_empty()),
+            azure_client_id: self
+                .azure_client_id
+                .clone()
+                .filter(|s| !s.trim().is_empty()),
             http_addr,
             lease,
             stats_interval: config::env_duration("STATS_INTERVAL", Duration::from_secs(60))?,
@@ -259,7 +294,10 @@ pub fn validate_start(
         ));
     }
     if start > now + chrono::Duration::minutes(5) {
-        return Err(ConfigError::new("OKTA_START", format!("`{value}` is in the future")));
+        return Err(ConfigError::new(
+            "OKTA_START",
+            format!("`{value}` is in the future"),
+        ));
     }
     Ok(start)
 }
@@ -272,7 +310,10 @@ mod tests {
     fn start_limits() {
         let now = Utc::now();
         assert!(validate_start("1h", now, false).is_ok());
-        assert_eq!(validate_start("3d", now, false).unwrap_err().var, "OKTA_START");
+        assert_eq!(
+            validate_start("3d", now, false).unwrap_err().var,
+            "OKTA_START"
+        );
         assert!(validate_start("3d", now, true).is_ok());
         assert!(validate_start("91d", now, true).is_err());
         assert!(validate_start("soon", now, true).is_err());

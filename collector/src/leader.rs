@@ -178,7 +178,10 @@ impl Leadership {
 }
 
 /// Reads the heartbeat of the org's leader, for `collector status`.
-pub async fn read_heartbeat(blobs: &Blobs, org: &OrgKey) -> Result<Option<Heartbeat>, StorageError> {
+pub async fn read_heartbeat(
+    blobs: &Blobs,
+    org: &OrgKey,
+) -> Result<Option<Heartbeat>, StorageError> {
     Ok(blobs
         .read_limited(&names::leader(org), 64 * 1024)
         .await?

@@ -21,7 +21,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("collector: cannot start the runtime: {e}");
@@ -35,9 +38,20 @@ fn main() -> ExitCode {
                 let storage = connect(&cfg).await?;
                 collector::commands::status(&cfg, &storage, json).await
             }
-            Command::Reset { start, next_url, yes } => {
+            Command::Reset {
+                start,
+                next_url,
+                yes,
+            } => {
                 let storage = connect(&cfg).await?;
-                collector::commands::reset(&cfg, &storage, start.as_deref(), next_url.as_deref(), yes).await
+                collector::commands::reset(
+                    &cfg,
+                    &storage,
+                    start.as_deref(),
+                    next_url.as_deref(),
+                    yes,
+                )
+                .await
             }
         }
     });
@@ -53,5 +67,9 @@ fn main() -> ExitCode {
 
 async fn connect(cfg: &collector::config::CollectorConfig) -> anyhow::Result<Storage> {
     let w = collector::wiring::Wiring::new(cfg).await?;
-    Ok(Storage::connect(&cfg.storage, w.azure_http.clone(), w.credential.clone())?)
+    Ok(Storage::connect(
+        &cfg.storage,
+        w.azure_http.clone(),
+        w.credential.clone(),
+    )?)
 }

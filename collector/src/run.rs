@@ -79,10 +79,18 @@ pub async fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
         metrics.registry.clone(),
         cancel.clone(),
     ));
-    common::metrics::spawn_stats_logger(metrics.registry.clone(), cfg.stats_interval, cancel.clone());
+    common::metrics::spawn_stats_logger(
+        metrics.registry.clone(),
+        cfg.stats_interval,
+        cancel.clone(),
+    );
 
-    let okta = OktaClient::new(cfg.origin.clone(), w.okta_credential(&cfg)?, w.okta_http.clone())
-        .context("building the Okta client")?;
+    let okta = OktaClient::new(
+        cfg.origin.clone(),
+        w.okta_credential(&cfg)?,
+        w.okta_http.clone(),
+    )
+    .context("building the Okta client")?;
     let c = Collector {
         blobs: storage.blobs.clone(),
         queue: storage.queue.clone(),
@@ -99,19 +107,22 @@ impl Collector {
     /// Alternates between waiting for leadership and leading, until shutdown.
     pub async fn serve(&self) -> anyhow::Result<()> {
         loop {
-            self.health.set_ready(READY_POLL, true, "standby: waiting for the leader lease");
+            self.health
+                .set_ready(READY_POLL, true, "standby: waiting for the leader lease");
             self.metrics.leader.set(0);
             let org = self.cfg.org.clone();
-            let lead = crate::leader::acquire(&self.blobs, &org, self.cfg.lease, &self.cancel, || {
-                tracing::info!(org = %org, "another collector leads this org; standing by");
-            })
-            .await;
+            let lead =
+                crate::leader::acquire(&self.blobs, &org, self.cfg.lease, &self.cancel, || {
+                    tracing::info!(org = %org, "another collector leads this org; standing by");
+                })
+                .await;
             let lead = match lead {
                 Ok(Some(l)) => l,
                 Ok(None) => return Ok(()),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot reach the leader lease; retrying");
-                    self.health.set_ready(READY_STORAGE, false, format!("storage: {e}"));
+                    self.health
+                        .set_ready(READY_STORAGE, false, format!("storage: {e}"));
                     if self.sleep(Duration::from_secs(5), None).await {
                         return Ok(());
                     }
@@ -269,7 +280,9 @@ impl Collector {
                 }));
             }
         };
-        self.metrics.duplicates.inc_by(prepared.dropped_duplicates as u64);
+        self.metrics
+            .duplicates
+            .inc_by(prepared.dropped_duplicates as u64);
         if prepared.count == 0 {
             return Ok((self.move_next_link(cp, url, &next).await?, false));
         }
@@ -299,7 +312,9 @@ impl Collector {
         self.metrics.events.inc_by(prepared.count as u64);
         self.metrics.bytes.inc_by(prepared.json.len() as u64);
         if let Some(p) = prepared.newest_published {
-            self.metrics.lag_seconds.set((Utc::now() - p).num_seconds().max(0));
+            self.metrics
+                .lag_seconds
+                .set((Utc::now() - p).num_seconds().max(0));
         }
         let flushed = handoff::flush_pending(&self.blobs, &self.queue, recorded).await?;
         Ok((flushed, false))
@@ -307,7 +322,12 @@ impl Collector {
 
     /// DESIGN.md §2 step 4: save the response's next link even for an empty page (skipping
     /// the write when unchanged).
-    async fn move_next_link(&self, cp: &Versioned, url: &Url, next: &Url) -> Result<Versioned, HandoffError> {
+    async fn move_next_link(
+        &self,
+        cp: &Versioned,
+        url: &Url,
+        next: &Url,
+    ) -> Result<Versioned, HandoffError> {
         if next == url || next.as_str() == cp.checkpoint.next_url {
             return Ok(cp.clone());
         }
@@ -359,15 +379,22 @@ impl Collector {
 
     fn alarm_page(&self, what: &str) {
         self.metrics.malformed.inc();
-        tracing::error!(problem = what, "Okta returned a malformed page; it is retried, never skipped");
-        self.health
-            .set_ready(READY_PAGE, false, format!("malformed page from Okta: {what}"));
+        tracing::error!(
+            problem = what,
+            "Okta returned a malformed page; it is retried, never skipped"
+        );
+        self.health.set_ready(
+            READY_PAGE,
+            false,
+            format!("malformed page from Okta: {what}"),
+        );
     }
 
     fn storage_trouble(&self, what: &str) {
         tracing::warn!(error = what, "storage operation failed; retrying");
         self.metrics.storage_errors.inc();
-        self.health.set_ready(READY_STORAGE, false, format!("storage: {what}"));
+        self.health
+            .set_ready(READY_STORAGE, false, format!("storage: {what}"));
     }
 
     /// Sleeps unless shutdown (or, if given, loss of leadership) comes first.
@@ -390,7 +417,11 @@ impl Collector {
     }
 
     /// Not ready when the leader's last successful poll is older than `stale_after`.
-    fn spawn_watchdog(&self, last: Arc<AtomicI64>, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    fn spawn_watchdog(
+        &self,
+        last: Arc<AtomicI64>,
+        stop: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
         let health = self.health.clone();
         let stale = self.cfg.stale_after;
         let cancel = self.cancel.clone();
@@ -471,7 +502,9 @@ impl Collector {
         match checkpoint::create(&self.blobs, cp).await {
             Ok(v) => Ok(v),
             // Created meanwhile (a reset, or a previous leader): read it on the next pass.
-            Err(CheckpointError::LostRace) => Err(LoadError::Retry("checkpoint appeared meanwhile".into())),
+            Err(CheckpointError::LostRace) => {
+                Err(LoadError::Retry("checkpoint appeared meanwhile".into()))
+            }
             Err(e) => Err(LoadError::Retry(e.to_string())),
         }
     }
@@ -488,7 +521,10 @@ pub fn first_url(origin: &Url, since: DateTime<Utc>) -> Url {
     u.set_path("/api/v1/logs");
     u.query_pairs_mut()
         .clear()
-        .append_pair("since", &since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .append_pair(
+            "since",
+            &since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        )
         .append_pair("limit", "1000");
     u
 }

@@ -28,16 +28,44 @@ impl CollectorMetrics {
     pub fn new() -> Self {
         let m = Metrics::new("collector");
         CollectorMetrics {
-            requests: m.counter_vec("okta_requests", "Okta System Log requests by HTTP status (0 = no answer)", "status"),
-            rate_limit_remaining: m.gauge("okta_rate_limit_remaining", "X-Rate-Limit-Remaining of the last Okta response"),
-            events: m.counter("events_collected", "Events stored and handed to the shippers"),
-            pages: m.counter("pages_collected", "Non-empty pages stored and handed to the shippers"),
-            bytes: m.counter("bytes_collected", "Uncompressed JSON bytes of the stored pages"),
-            duplicates: m.counter("duplicates_dropped", "Events dropped because their uuid was seen recently"),
-            malformed: m.counter("malformed_pages", "Malformed Okta responses (retried, never skipped)"),
+            requests: m.counter_vec(
+                "okta_requests",
+                "Okta System Log requests by HTTP status (0 = no answer)",
+                "status",
+            ),
+            rate_limit_remaining: m.gauge(
+                "okta_rate_limit_remaining",
+                "X-Rate-Limit-Remaining of the last Okta response",
+            ),
+            events: m.counter(
+                "events_collected",
+                "Events stored and handed to the shippers",
+            ),
+            pages: m.counter(
+                "pages_collected",
+                "Non-empty pages stored and handed to the shippers",
+            ),
+            bytes: m.counter(
+                "bytes_collected",
+                "Uncompressed JSON bytes of the stored pages",
+            ),
+            duplicates: m.counter(
+                "duplicates_dropped",
+                "Events dropped because their uuid was seen recently",
+            ),
+            malformed: m.counter(
+                "malformed_pages",
+                "Malformed Okta responses (retried, never skipped)",
+            ),
             storage_errors: m.counter("storage_errors", "Failed storage operations (retried)"),
-            lag_seconds: m.gauge("lag_seconds", "Now minus the newest published time handed off"),
-            last_success: m.gauge("last_success_timestamp_seconds", "Unix time of the last successful poll"),
+            lag_seconds: m.gauge(
+                "lag_seconds",
+                "Now minus the newest published time handed off",
+            ),
+            last_success: m.gauge(
+                "last_success_timestamp_seconds",
+                "Unix time of the last successful poll",
+            ),
             leader: m.gauge("leader", "1 while this process leads its org"),
             okta_auth_failing: m.gauge("okta_auth_failing", "1 while Okta refuses the credential"),
             registry: m,

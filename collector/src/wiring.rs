@@ -31,12 +31,15 @@ impl Wiring {
             gzip: true,
         })
         .context("building the Okta HTTP client")?;
-        let needs_identity = matches!(cfg.storage.auth, StorageAuth::ManagedIdentity)
-            || cfg.key_vault_url.is_some();
+        let needs_identity =
+            matches!(cfg.storage.auth, StorageAuth::ManagedIdentity) || cfg.key_vault_url.is_some();
         let credential = if needs_identity {
             Some(
-                common::identity::managed_identity(cfg.azure_client_id.as_deref(), azure_http.clone())
-                    .context("AZURE_CLIENT_ID: cannot build the managed identity credential")?,
+                common::identity::managed_identity(
+                    cfg.azure_client_id.as_deref(),
+                    azure_http.clone(),
+                )
+                .context("AZURE_CLIENT_ID: cannot build the managed identity credential")?,
             )
         } else {
             None

@@ -46,13 +46,19 @@ pub fn is_loopback_host(host: &str) -> bool {
     if h.eq_ignore_ascii_case("localhost") {
         return true;
     }
-    h.parse::<IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+    h.parse::<IpAddr>()
+        .map(|ip| ip.is_loopback())
+        .unwrap_or(false)
 }
 
 /// Parses an origin (`https://host[:port]`), or a bare host name when `bare_host_ok`
 /// (`acme.okta.com` → `https://acme.okta.com`). Requires https unless the host is loopback;
 /// refuses paths, queries, fragments and credentials.
-pub fn parse_origin(var: &'static str, value: &str, bare_host_ok: bool) -> Result<Url, ConfigError> {
+pub fn parse_origin(
+    var: &'static str,
+    value: &str,
+    bare_host_ok: bool,
+) -> Result<Url, ConfigError> {
     let value = value.trim();
     if value.is_empty() {
         return Err(ConfigError::new(var, "is empty; set it to an https origin"));
@@ -92,7 +98,10 @@ pub fn parse_origin(var: &'static str, value: &str, bare_host_ok: bool) -> Resul
     if !url.username().is_empty() || url.password().is_some() {
         return Err(ConfigError::new(var, "must not contain credentials"));
     }
-    if (url.path() != "/" && !url.path().is_empty()) || url.query().is_some() || url.fragment().is_some() {
+    if (url.path() != "/" && !url.path().is_empty())
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
         return Err(ConfigError::new(
             var,
             format!("must be an origin only (scheme://host[:port]), without a path or query; got `{value}`"),
@@ -150,7 +159,10 @@ pub fn parse_fraction(var: &'static str, value: &str) -> Result<f64, ConfigError
         .parse()
         .map_err(|_| ConfigError::new(var, format!("`{value}` is not a number between 0 and 1")))?;
     if !(0.0..1.0).contains(&f) {
-        return Err(ConfigError::new(var, format!("{f} must be at least 0 and below 1")));
+        return Err(ConfigError::new(
+            var,
+            format!("{f} must be at least 0 and below 1"),
+        ));
     }
     Ok(f)
 }
@@ -178,7 +190,11 @@ mod tests {
         assert!(parse_origin("OKTA_DOMAIN", "http://localhost:8080", true).is_ok());
         let e = parse_origin("OKTA_DOMAIN", "http://acme.okta.com", true).unwrap_err();
         assert_eq!(e.var, "OKTA_DOMAIN");
-        assert!(e.to_string().contains("must use https unless the host is loopback"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("must use https unless the host is loopback"),
+            "{e}"
+        );
         assert!(parse_origin("X", "https://a.example/path", true).is_err());
         assert!(parse_origin("X", "https://u:p@a.example", true).is_err());
         assert!(parse_origin("X", "a.example", false).is_err());
@@ -198,6 +214,10 @@ mod tests {
         assert!(parse_duration("OKTA_POLL_INTERVAL", "fifteen").is_err());
         assert!(parse_fraction("OKTA_RATE_LIMIT_RESERVE", "0.3").is_ok());
         assert!(parse_fraction("OKTA_RATE_LIMIT_RESERVE", "1.5").is_err());
-        assert!(is_loopback_host("127.0.0.2") && is_loopback_host("[::1]") && !is_loopback_host("10.0.0.1"));
+        assert!(
+            is_loopback_host("127.0.0.2")
+                && is_loopback_host("[::1]")
+                && !is_loopback_host("10.0.0.1")
+        );
     }
 }

@@ -86,13 +86,26 @@ impl Envelope {
             .map_err(|e| DecodeError::Invalid(format!("not a JSON object: {e}")))?;
         match version.v.as_ref().and_then(|v| v.as_u64()) {
             Some(1) => {}
-            Some(v) if v > 1 => return Err(DecodeError::NewerVersion(v.min(u32::MAX as u64) as u32)),
-            _ => return Err(DecodeError::Invalid("missing or unknown version `v`".into())),
+            Some(v) if v > 1 => {
+                return Err(DecodeError::NewerVersion(v.min(u32::MAX as u64) as u32))
+            }
+            _ => {
+                return Err(DecodeError::Invalid(
+                    "missing or unknown version `v`".into(),
+                ))
+            }
         }
         let env: Envelope =
             serde_json::from_str(text).map_err(|e| DecodeError::Invalid(e.to_string()))?;
-        if env.sha256.len() != 64 || !env.sha256.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
-            return Err(DecodeError::Invalid("sha256 is not 64 lower-case hex digits".into()));
+        if env.sha256.len() != 64
+            || !env
+                .sha256
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
+            return Err(DecodeError::Invalid(
+                "sha256 is not 64 lower-case hex digits".into(),
+            ));
         }
         Ok(env)
     }
@@ -121,7 +134,10 @@ mod tests {
         let e = sample();
         let back = Envelope::decode(&e.encode()).unwrap();
         assert_eq!(back, e);
-        assert_eq!(back.page_blob(), "pages/acme.okta.com/2/42-abababababababab.json.gz");
+        assert_eq!(
+            back.page_blob(),
+            "pages/acme.okta.com/2/42-abababababababab.json.gz"
+        );
     }
 
     #[test]
@@ -142,7 +158,10 @@ mod tests {
             "[1,2]".to_string(),
             "x".repeat(MAX_TEXT_LEN + 1),
         ] {
-            assert!(matches!(Envelope::decode(&text), Err(DecodeError::Invalid(_))), "{text:.80}");
+            assert!(
+                matches!(Envelope::decode(&text), Err(DecodeError::Invalid(_))),
+                "{text:.80}"
+            );
         }
     }
 

@@ -149,7 +149,13 @@ pub mod names {
         let safe: String = message_id
             .chars()
             .take(64)
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         format!("{UNDECODABLE_PREFIX}{safe}.json")
     }
@@ -161,17 +167,34 @@ mod tests {
 
     #[test]
     fn keys_from_origins() {
-        let k = |s: &str| OrgKey::from_origin(&Url::parse(s).unwrap()).unwrap().to_string();
+        let k = |s: &str| {
+            OrgKey::from_origin(&Url::parse(s).unwrap())
+                .unwrap()
+                .to_string()
+        };
         assert_eq!(k("https://Acme.Okta.com."), "acme.okta.com");
         assert_eq!(k("https://acme.okta.com:443"), "acme.okta.com");
         assert_eq!(k("https://acme.okta.com:8443"), "acme.okta.com-8443");
         assert_eq!(k("http://127.0.0.1:38211"), "127.0.0.1-38211");
-        assert_eq!(OrgKey::parse("acme.okta.com").unwrap().dashed(), "acme-okta-com");
+        assert_eq!(
+            OrgKey::parse("acme.okta.com").unwrap().dashed(),
+            "acme-okta-com"
+        );
     }
 
     #[test]
     fn hostile_names_are_refused() {
-        for bad in ["", "../checkpoints", "a..b", "a/b", "A.com", "a.com/", ".a", "a b", "ok\u{0}"] {
+        for bad in [
+            "",
+            "../checkpoints",
+            "a..b",
+            "a/b",
+            "A.com",
+            "a.com/",
+            ".a",
+            "a b",
+            "ok\u{0}",
+        ] {
             assert!(OrgKey::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(serde_json::from_str::<OrgKey>("\"../x\"").is_err());
@@ -179,6 +202,9 @@ mod tests {
         for bad in ["", "-1", "1.5", "../1", "99999999999999999999999"] {
             assert!(parse_number("seq", bad).is_err(), "{bad:?} accepted");
         }
-        assert_eq!(names::undecodable("../../x"), "poison/_undecodable/______x.json");
+        assert_eq!(
+            names::undecodable("../../x"),
+            "poison/_undecodable/______x.json"
+        );
     }
 }

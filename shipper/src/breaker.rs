@@ -16,7 +16,10 @@ pub const STORM_THRESHOLD: u32 = 12;
 pub enum State {
     Closed,
     /// Open until the instant; then one page probes (half-open).
-    Open { until: Instant, reason: String },
+    Open {
+        until: Instant,
+        reason: String,
+    },
 }
 
 #[derive(Clone)]
@@ -134,6 +137,9 @@ mod tests {
         let b = Breaker::new(Duration::ZERO);
         b.trip("401");
         assert!(b.is_open());
-        assert!(b.wait().is_none(), "with a zero open time the probe may go at once");
+        assert!(
+            b.wait().is_none(),
+            "with a zero open time the probe may go at once"
+        );
     }
 }

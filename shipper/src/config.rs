@@ -72,22 +72,43 @@ pub enum SinkKind {
 pub struct ShipperArgs {
     #[command(flatten)]
     pub storage: StorageArgs,
-    #[arg(long, env = "SINK", value_enum, default_value = "logs-ingestion", global = true)]
+    #[arg(
+        long,
+        env = "SINK",
+        value_enum,
+        default_value = "logs-ingestion",
+        global = true
+    )]
     pub sink: SinkKind,
     /// DCE or DCR ingestion endpoint (https).
     #[arg(long, env = "LOGS_INGESTION_ENDPOINT", global = true)]
     pub logs_ingestion_endpoint: Option<String>,
     #[arg(long, env = "DCR_IMMUTABLE_ID", global = true)]
     pub dcr_immutable_id: Option<String>,
-    #[arg(long, env = "DCR_STREAM", default_value = "Custom-Okta_CL", global = true)]
+    #[arg(
+        long,
+        env = "DCR_STREAM",
+        default_value = "Custom-Okta_CL",
+        global = true
+    )]
     pub dcr_stream: String,
-    #[arg(long, env = "AZURE_MONITOR_AUDIENCE", default_value = "https://monitor.azure.com", global = true)]
+    #[arg(
+        long,
+        env = "AZURE_MONITOR_AUDIENCE",
+        default_value = "https://monitor.azure.com",
+        global = true
+    )]
     pub azure_monitor_audience: String,
     #[arg(long, env = "WORKSPACE_ID", global = true)]
     pub workspace_id: Option<String>,
     #[arg(long, env = "WORKSPACE_KEY", hide_env_values = true, global = true)]
     pub workspace_key: Option<String>,
-    #[arg(long, env = "WORKSPACE_KEY_SECRET", default_value = "workspace-key", global = true)]
+    #[arg(
+        long,
+        env = "WORKSPACE_KEY_SECRET",
+        default_value = "workspace-key",
+        global = true
+    )]
     pub workspace_key_secret: String,
     #[arg(long, env = "LOG_TYPE", default_value = "Okta", global = true)]
     pub log_type: String,
@@ -102,7 +123,12 @@ pub struct ShipperArgs {
     pub key_vault_url: Option<String>,
     #[arg(long, env = "AZURE_CLIENT_ID", global = true)]
     pub azure_client_id: Option<String>,
-    #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:9465", global = true)]
+    #[arg(
+        long,
+        env = "HTTP_ADDR",
+        default_value = "127.0.0.1:9465",
+        global = true
+    )]
     pub http_addr: String,
     #[arg(long, env = "LOG_FORMAT", value_enum, global = true)]
     pub log_format: Option<LogFormat>,
@@ -168,7 +194,11 @@ impl ShipperArgs {
             .storage
             .validate()
             .map_err(|e| ConfigError::named_in_message(e.to_string()))?;
-        let key_vault_url = match self.key_vault_url.as_deref().filter(|s| !s.trim().is_empty()) {
+        let key_vault_url = match self
+            .key_vault_url
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+        {
             Some(v) => Some(config::parse_origin("KEY_VAULT_URL", v, false)?),
             None => None,
         };
@@ -177,25 +207,38 @@ impl ShipperArgs {
         } else {
             // Poison commands never post; a placeholder keeps one config type.
             SinkSettings::LogsIngestion {
-                endpoint: Url::parse("https://unused.invalid").map_err(|e| ConfigError::new("LOGS_INGESTION_ENDPOINT", e.to_string()))?,
+                endpoint: Url::parse("https://unused.invalid")
+                    .map_err(|e| ConfigError::new("LOGS_INGESTION_ENDPOINT", e.to_string()))?,
                 dcr_immutable_id: String::new(),
                 stream: self.dcr_stream.clone(),
                 audience: self.azure_monitor_audience.clone(),
             }
         };
         if !(1..=64).contains(&self.concurrency) {
-            return Err(ConfigError::new("SHIPPER_CONCURRENCY", "must be between 1 and 64"));
+            return Err(ConfigError::new(
+                "SHIPPER_CONCURRENCY",
+                "must be between 1 and 64",
+            ));
         }
         if !(1..=100).contains(&self.max_dequeue) {
-            return Err(ConfigError::new("SHIPPER_MAX_DEQUEUE", "must be between 1 and 100"));
+            return Err(ConfigError::new(
+                "SHIPPER_MAX_DEQUEUE",
+                "must be between 1 and 100",
+            ));
         }
         let state_lease = config::env_duration("STATE_LEASE_DURATION", Duration::from_secs(60))?;
         if !(15..=60).contains(&state_lease.as_secs()) {
-            return Err(ConfigError::new("STATE_LEASE_DURATION", "must be between 15s and 60s (blob lease limits)"));
+            return Err(ConfigError::new(
+                "STATE_LEASE_DURATION",
+                "must be between 15s and 60s (blob lease limits)",
+            ));
         }
         let visibility = config::env_duration("VISIBILITY_TIMEOUT", Duration::from_secs(120))?;
         if visibility < Duration::from_secs(5) || visibility > Duration::from_secs(7 * 24 * 3600) {
-            return Err(ConfigError::new("VISIBILITY_TIMEOUT", "must be between 5s and 7d"));
+            return Err(ConfigError::new(
+                "VISIBILITY_TIMEOUT",
+                "must be between 5s and 7d",
+            ));
         }
         Ok(ShipperConfig {
             storage,
@@ -203,7 +246,10 @@ impl ShipperArgs {
             concurrency: self.concurrency,
             max_dequeue: self.max_dequeue,
             key_vault_url,
-            azure_client_id: self.azure_client_id.clone().filter(|s| !s.trim().is_empty()),
+            azure_client_id: self
+                .azure_client_id
+                .clone()
+                .filter(|s| !s.trim().is_empty()),
             http_addr: config::parse_socket_addr("HTTP_ADDR", &self.http_addr)?,
             knobs: Knobs {
                 visibility,
@@ -228,13 +274,24 @@ impl ShipperArgs {
                 let dcr = set(&self.dcr_immutable_id).ok_or_else(|| {
                     ConfigError::new("DCR_IMMUTABLE_ID", "is not set; use the DCR's immutable id (dcr-…), an output of the Bicep deployment")
                 })?;
-                if !dcr.starts_with("dcr-") || !dcr[4..].bytes().all(|b| b.is_ascii_alphanumeric()) {
-                    return Err(ConfigError::new("DCR_IMMUTABLE_ID", format!("`{dcr}` is not an immutable id (dcr- followed by 32 hex digits)")));
+                if !dcr.starts_with("dcr-") || !dcr[4..].bytes().all(|b| b.is_ascii_alphanumeric())
+                {
+                    return Err(ConfigError::new(
+                        "DCR_IMMUTABLE_ID",
+                        format!("`{dcr}` is not an immutable id (dcr- followed by 32 hex digits)"),
+                    ));
                 }
                 if !self.dcr_stream.starts_with("Custom-") {
-                    return Err(ConfigError::new("DCR_STREAM", "a custom stream name starts with Custom-"));
+                    return Err(ConfigError::new(
+                        "DCR_STREAM",
+                        "a custom stream name starts with Custom-",
+                    ));
                 }
-                let audience = config::parse_origin("AZURE_MONITOR_AUDIENCE", &self.azure_monitor_audience, false)?;
+                let audience = config::parse_origin(
+                    "AZURE_MONITOR_AUDIENCE",
+                    &self.azure_monitor_audience,
+                    false,
+                )?;
                 Ok(SinkSettings::LogsIngestion {
                     endpoint,
                     dcr_immutable_id: dcr,
@@ -244,10 +301,16 @@ impl ShipperArgs {
             }
             SinkKind::DataCollector => {
                 let workspace_id = set(&self.workspace_id).ok_or_else(|| {
-                    ConfigError::new("WORKSPACE_ID", "is not set; the legacy sink needs the workspace id (a GUID)")
+                    ConfigError::new(
+                        "WORKSPACE_ID",
+                        "is not set; the legacy sink needs the workspace id (a GUID)",
+                    )
                 })?;
                 if !is_guid(&workspace_id) {
-                    return Err(ConfigError::new("WORKSPACE_ID", "must be the workspace id, a GUID"));
+                    return Err(ConfigError::new(
+                        "WORKSPACE_ID",
+                        "must be the workspace id, a GUID",
+                    ));
                 }
                 let key = match set(&self.workspace_key) {
                     Some(k) => WorkspaceKey::Value(SecretString::new(k)),
@@ -271,9 +334,15 @@ impl ShipperArgs {
                 };
                 if self.log_type.is_empty()
                     || self.log_type.len() > 100
-                    || !self.log_type.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    || !self
+                        .log_type
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
                 {
-                    return Err(ConfigError::new("LOG_TYPE", "letters, digits and underscores only, at most 100"));
+                    return Err(ConfigError::new(
+                        "LOG_TYPE",
+                        "letters, digits and underscores only, at most 100",
+                    ));
                 }
                 Ok(SinkSettings::DataCollector {
                     workspace_id,

@@ -36,7 +36,9 @@ impl Keeper {
             lease: None,
         }));
         let lost = CancellationToken::new();
-        let every = (visibility / 3).min(lease / 3).max(Duration::from_millis(500));
+        let every = (visibility / 3)
+            .min(lease / 3)
+            .max(Duration::from_millis(500));
         let task = {
             let claim = claim.clone();
             let lost = lost.clone();
@@ -51,12 +53,17 @@ impl Keeper {
                     if !pop.is_empty() {
                         match queue.update_visibility(&message_id, &pop, visibility).await {
                             Ok(new_pop) => {
-                                claim.lock().unwrap_or_else(|p| p.into_inner()).pop_receipt = new_pop
+                                claim.lock().unwrap_or_else(|p| p.into_inner()).pop_receipt =
+                                    new_pop
                             }
                             Err(e) => {
                                 tracing::debug!(error = %e, "cannot extend message visibility; the state lease still owns the page");
                                 if e.is_pop_receipt_mismatch() || e.is_not_found() {
-                                    claim.lock().unwrap_or_else(|p| p.into_inner()).pop_receipt.clear();
+                                    claim
+                                        .lock()
+                                        .unwrap_or_else(|p| p.into_inner())
+                                        .pop_receipt
+                                        .clear();
                                 }
                             }
                         }
@@ -90,7 +97,11 @@ impl Keeper {
 
     /// The newest pop receipt (empty when it was lost).
     pub fn pop_receipt(&self) -> String {
-        self.claim.lock().unwrap_or_else(|p| p.into_inner()).pop_receipt.clone()
+        self.claim
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_receipt
+            .clone()
     }
 
     pub fn stop(&self) {

@@ -23,7 +23,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("shipper: cannot start the runtime: {e}");
@@ -35,11 +38,14 @@ fn main() -> ExitCode {
             Command::Run => shipper::run::run(cfg).await,
             Command::Poison { action } => {
                 let w = shipper::wiring::Wiring::new(&cfg, false).await?;
-                let storage = Storage::connect(&cfg.storage, w.azure_http.clone(), w.credential.clone())?;
+                let storage =
+                    Storage::connect(&cfg.storage, w.azure_http.clone(), w.credential.clone())?;
                 match action {
                     PoisonAction::List { json } => shipper::poison::list(&storage, json).await,
                     PoisonAction::Show { id } => shipper::poison::show(&storage, &id).await,
-                    PoisonAction::Requeue { ids, all } => shipper::poison::requeue(&storage, &ids, all).await,
+                    PoisonAction::Requeue { ids, all } => {
+                        shipper::poison::requeue(&storage, &ids, all).await
+                    }
                     PoisonAction::Purge { older_than, yes } => {
                         let d = match older_than.as_deref() {
                             Some(s) => Some(common::config::parse_duration("--older-than", s)?),

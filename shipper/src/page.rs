@@ -111,7 +111,10 @@ async fn process_inner(ctx: &Ctx, msg: &ReceivedMessage) -> Disposition {
     let env = match Envelope::decode(&msg.text) {
         Ok(e) => e,
         Err(DecodeError::NewerVersion(v)) => {
-            tracing::warn!(version = v, "envelope from a newer collector; handing it back");
+            tracing::warn!(
+                version = v,
+                "envelope from a newer collector; handing it back"
+            );
             hand_back(ctx, &msg.id, &msg.pop_receipt, ctx.knobs.hand_back).await;
             return Disposition::HandedBack;
         }
@@ -181,7 +184,10 @@ async fn claim_and_ship(
     }
     let state_name = names::state(&env.org, env.epoch, env.seq);
     ensure_state(blobs, &state_name).await?;
-    let lease_id = match blobs.acquire_lease(&state_name, ctx.knobs.state_lease, None).await {
+    let lease_id = match blobs
+        .acquire_lease(&state_name, ctx.knobs.state_lease, None)
+        .await
+    {
         Ok(id) => id,
         Err(e) if e.is_lease_already_present() => {
             // Another replica works on this page (a twin, or this message after a visibility
@@ -210,7 +216,10 @@ async fn ensure_state(blobs: &Blobs, name: &str) -> Result<(), StorageError> {
     if blobs.exists(name).await? {
         return Ok(());
     }
-    match blobs.create_only(name, Bytes::from(PageState::new().to_bytes())).await {
+    match blobs
+        .create_only(name, Bytes::from(PageState::new().to_bytes()))
+        .await
+    {
         Ok(_) => Ok(()),
         Err(e) if e.is_already_exists() || e.is_lease_lost() => Ok(()),
         Err(e) => Err(e),
@@ -243,14 +252,23 @@ async fn ship_leased(
             return Ok(Disposition::Poisoned);
         }
     };
-    if blobs.exists(&names::done(&env.org, env.epoch, env.seq)).await? {
+    if blobs
+        .exists(&names::done(&env.org, env.epoch, env.seq))
+        .await?
+    {
         delete_message(ctx, &msg.id, &keeper.pop_receipt()).await;
         return Ok(Disposition::Twin);
     }
     if state.failures >= ctx.max_dequeue {
         // A twin of a parked page: make sure the record exists, drop the twin.
-        if !blobs.exists(&names::poison(&env.org, env.epoch, env.seq)).await? {
-            let reason = state.last_error.clone().unwrap_or_else(|| "too many failures".into());
+        if !blobs
+            .exists(&names::poison(&env.org, env.epoch, env.seq))
+            .await?
+        {
+            let reason = state
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "too many failures".into());
             poison::park_page(blobs, env, &state, &reason, &msg.id).await?;
         }
         delete_message(ctx, &msg.id, &keeper.pop_receipt()).await;
@@ -299,7 +317,10 @@ async fn ship_leased(
                 write_state(blobs, state_name, &state, lease_id).await?;
                 failpoint::hit("shipper.after_progress");
             }
-            Outcome::Transient { retry_after, reason } => {
+            Outcome::Transient {
+                retry_after,
+                reason,
+            } => {
                 ctx.metrics.retries.inc();
                 if ctx.breaker.transient(&reason) {
                     return sink_down(ctx, msg, keeper, &reason).await;
@@ -315,10 +336,15 @@ async fn ship_leased(
             }
             Outcome::SinkWide { reason } => return sink_down(ctx, msg, keeper, &reason).await,
             Outcome::PageFault { reason } => {
-                return page_fault(ctx, msg, env, keeper, state_name, lease_id, state, &reason).await
+                return page_fault(ctx, msg, env, keeper, state_name, lease_id, state, &reason)
+                    .await
             }
             Outcome::TooLarge => {
-                tracing::error!(events = c.len(), bytes = c.body.len(), "the sink refused a chunk as too large (413): a packing bug; splitting it");
+                tracing::error!(
+                    events = c.len(),
+                    bytes = c.body.len(),
+                    "the sink refused a chunk as too large (413): a packing bug; splitting it"
+                );
                 match chunk::split(&c) {
                     Some((a, b)) => {
                         work.push_front(b);
@@ -326,7 +352,10 @@ async fn ship_leased(
                     }
                     None => {
                         let reason = "a single row was refused as too large (413)".to_string();
-                        return page_fault(ctx, msg, env, keeper, state_name, lease_id, state, &reason).await;
+                        return page_fault(
+                            ctx, msg, env, keeper, state_name, lease_id, state, &reason,
+                        )
+                        .await;
                     }
                 }
             }
@@ -399,20 +428,34 @@ async fn page_fault(
 }
 
 /// Sink-wide failure: open the breaker, hand the message back for the open time.
-async fn sink_down(ctx: &Ctx, msg: &ReceivedMessage, keeper: &Keeper, reason: &str) -> Result<Disposition, Stop> {
+async fn sink_down(
+    ctx: &Ctx,
+    msg: &ReceivedMessage,
+    keeper: &Keeper,
+    reason: &str,
+) -> Result<Disposition, Stop> {
     if !ctx.breaker.is_open() || ctx.breaker.wait().is_none() {
         tracing::error!(reason, "the sink is failing for every page: pausing (breaker open); nothing counts toward poison");
     }
     ctx.breaker.trip(reason);
-    ctx.health.set_ready(READY_SINK, false, format!("sink failing: {reason}"));
+    ctx.health
+        .set_ready(READY_SINK, false, format!("sink failing: {reason}"));
     hand_back(ctx, &msg.id, &keeper.pop_receipt(), ctx.breaker.open_for()).await;
     Ok(Disposition::SinkDown)
 }
 
-async fn write_state(blobs: &Blobs, name: &str, state: &PageState, lease_id: &str) -> Result<(), Stop> {
+async fn write_state(
+    blobs: &Blobs,
+    name: &str,
+    state: &PageState,
+    lease_id: &str,
+) -> Result<(), Stop> {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     for _ in 0..5 {
-        match blobs.write(name, Bytes::from(state.to_bytes()), Some(lease_id)).await {
+        match blobs
+            .write(name, Bytes::from(state.to_bytes()), Some(lease_id))
+            .await
+        {
             Ok(_) => return Ok(()),
             Err(e) if e.is_lease_lost() => return Err(Stop::Abandon("page-state lease lost")),
             Err(e) if e.is_transient() => tokio::time::sleep(backoff.next_delay()).await,
@@ -434,7 +477,9 @@ async fn load_rows(ctx: &Ctx, env: &Envelope, from: usize) -> Result<rows::RowBa
         Ok(Some(c)) => c,
         Ok(None) => return Err(LoadError::Page(format!("page blob {blob} is missing"))),
         Err(e) if matches!(e, StorageError::Decode(_)) => {
-            return Err(LoadError::Page(format!("page blob {blob} is too large: {e}")))
+            return Err(LoadError::Page(format!(
+                "page blob {blob} is too large: {e}"
+            )))
         }
         Err(e) => return Err(LoadError::Storage(e)),
     };
@@ -444,12 +489,17 @@ async fn load_rows(ctx: &Ctx, env: &Envelope, from: usize) -> Result<rows::RowBa
     let built = tokio::task::spawn_blocking(move || -> Result<rows::RowBatch, String> {
         let got = hex::encode(Sha256::digest(&content.bytes));
         if got != sha {
-            return Err(format!("sha256 mismatch: the page blob hashes to {got}, the envelope says {sha}"));
+            return Err(format!(
+                "sha256 mismatch: the page blob hashes to {got}, the envelope says {sha}"
+            ));
         }
         let json = gunzip_bounded(&content.bytes, MAX_PAGE_JSON)?;
         if data_collector {
             rows::build_dc_events(&json, from)
-                .map(|rows| rows::RowBatch { rows, truncations: 0 })
+                .map(|rows| rows::RowBatch {
+                    rows,
+                    truncations: 0,
+                })
                 .map_err(|e| e.to_string())
         } else {
             rows::build_rows(&json, from, &RowLimits::default()).map_err(|e| e.to_string())
@@ -492,7 +542,9 @@ async fn delete_message(ctx: &Ctx, id: &str, pop: &str) {
         Ok(()) => {}
         // Another replica holds it now; it will find the done marker and delete it.
         Err(e) if e.is_pop_receipt_mismatch() || e.is_not_found() => {}
-        Err(e) => tracing::warn!(error = %e, "could not delete the message; a redelivery will find the page done"),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not delete the message; a redelivery will find the page done")
+        }
     }
 }
 

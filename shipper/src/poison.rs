@@ -89,7 +89,11 @@ pub async fn park_undecodable(
         time: Utc::now(),
     };
     blobs
-        .write(&names::undecodable(&msg.id), Bytes::from(to_json(&rec)), None)
+        .write(
+            &names::undecodable(&msg.id),
+            Bytes::from(to_json(&rec)),
+            None,
+        )
         .await?;
     Ok(())
 }
@@ -108,9 +112,16 @@ fn to_json(rec: &PoisonRecord) -> Vec<u8> {
 
 /// Maps a record id to its blob name, validating every part.
 pub fn blob_for_id(id: &str) -> anyhow::Result<String> {
-    let id = id.trim().trim_start_matches(names::POISON_PREFIX).trim_end_matches(".json");
+    let id = id
+        .trim()
+        .trim_start_matches(names::POISON_PREFIX)
+        .trim_end_matches(".json");
     if let Some(msg) = id.strip_prefix("_undecodable/") {
-        if msg.is_empty() || !msg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if msg.is_empty()
+            || !msg
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
             bail!("`{id}` is not a poison record id");
         }
         return Ok(names::undecodable(msg));
@@ -120,7 +131,11 @@ pub fn blob_for_id(id: &str) -> anyhow::Result<String> {
         bail!("`{id}` is not a poison record id (`{{org}}/{{epoch}}/{{seq}}` or `_undecodable/{{message id}}`)");
     };
     let org = OrgKey::parse(org)?;
-    Ok(names::poison(&org, parse_number("epoch", epoch)?, parse_number("seq", seq)?))
+    Ok(names::poison(
+        &org,
+        parse_number("epoch", epoch)?,
+        parse_number("seq", seq)?,
+    ))
 }
 
 async fn read_record(blobs: &Blobs, name: &str) -> anyhow::Result<PoisonRecord> {
@@ -136,7 +151,9 @@ async fn all_records(blobs: &Blobs) -> anyhow::Result<Vec<(String, PoisonRecord)
     for item in blobs.list(names::POISON_PREFIX).await? {
         match read_record(blobs, &item.name).await {
             Ok(r) => out.push((item.name, r)),
-            Err(e) => tracing::warn!(blob = %item.name, error = %e, "skipping an unreadable poison record"),
+            Err(e) => {
+                tracing::warn!(blob = %item.name, error = %e, "skipping an unreadable poison record")
+            }
         }
     }
     Ok(out)
@@ -154,14 +171,24 @@ pub async fn list(storage: &Storage, json: bool) -> anyhow::Result<()> {
         println!("no poison records");
         return Ok(());
     }
-    println!("{:<48} {:>8} {:>10} {:<25} REASON", "ID", "ATTEMPTS", "PROGRESS", "TIME");
+    println!(
+        "{:<48} {:>8} {:>10} {:<25} REASON",
+        "ID", "ATTEMPTS", "PROGRESS", "TIME"
+    );
     for (_, r) in &records {
         let progress = match (&r.envelope, r.posted_upto) {
             (Some(e), Some(p)) => format!("{p}/{}", e.events),
             _ => "-".into(),
         };
         let reason: String = r.reason.chars().take(80).collect();
-        println!("{:<48} {:>8} {:>10} {:<25} {}", r.id, r.attempts, progress, r.time.to_rfc3339(), reason);
+        println!(
+            "{:<48} {:>8} {:>10} {:<25} {}",
+            r.id,
+            r.attempts,
+            progress,
+            r.time.to_rfc3339(),
+            reason
+        );
     }
     println!("{} record(s)", records.len());
     Ok(())
@@ -177,11 +204,19 @@ pub async fn show(storage: &Storage, id: &str) -> anyhow::Result<()> {
 /// `poison requeue ID…|--all`
 pub async fn requeue(storage: &Storage, ids: &[String], all: bool) -> anyhow::Result<()> {
     let names: Vec<String> = if all {
-        storage.blobs.list(names::POISON_PREFIX).await?.into_iter().map(|i| i.name).collect()
+        storage
+            .blobs
+            .list(names::POISON_PREFIX)
+            .await?
+            .into_iter()
+            .map(|i| i.name)
+            .collect()
     } else if ids.is_empty() {
         bail!("name the records to requeue, or pass --all");
     } else {
-        ids.iter().map(|i| blob_for_id(i)).collect::<anyhow::Result<_>>()?
+        ids.iter()
+            .map(|i| blob_for_id(i))
+            .collect::<anyhow::Result<_>>()?
     };
     let bar = progress_bar(names.len());
     let mut failed = 0;
@@ -228,8 +263,13 @@ async fn requeue_one(blobs: &Blobs, queue: &Queue, name: &str) -> anyhow::Result
 
 /// `poison purge [--older-than D] [--yes]`: gives up on pages for good. Their page blob and
 /// state are deleted and a `done` marker written, so a late twin envelope is absorbed.
-pub async fn purge(storage: &Storage, older_than: Option<Duration>, yes: bool) -> anyhow::Result<()> {
-    let cutoff = older_than.map(|d| Utc::now() - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::zero()));
+pub async fn purge(
+    storage: &Storage,
+    older_than: Option<Duration>,
+    yes: bool,
+) -> anyhow::Result<()> {
+    let cutoff = older_than
+        .map(|d| Utc::now() - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::zero()));
     let records: Vec<(String, PoisonRecord)> = all_records(&storage.blobs)
         .await?
         .into_iter()
@@ -239,7 +279,10 @@ pub async fn purge(storage: &Storage, older_than: Option<Duration>, yes: bool) -
         println!("nothing to purge");
         return Ok(());
     }
-    println!("{} record(s) will be deleted for good, with their pages.", records.len());
+    println!(
+        "{} record(s) will be deleted for good, with their pages.",
+        records.len()
+    );
     if !yes {
         bail!("pass --yes to purge");
     }
@@ -247,7 +290,13 @@ pub async fn purge(storage: &Storage, older_than: Option<Duration>, yes: bool) -
     let blobs = &storage.blobs;
     for (name, rec) in &records {
         if let Some(env) = &rec.envelope {
-            blobs.write(&names::done(&env.org, env.epoch, env.seq), Bytes::new(), None).await?;
+            blobs
+                .write(
+                    &names::done(&env.org, env.epoch, env.seq),
+                    Bytes::new(),
+                    None,
+                )
+                .await?;
             blobs.delete(&env.page_blob(), None).await?;
             let state = names::state(&env.org, env.epoch, env.seq);
             if let Err(e) = blobs.delete(&state, None).await {
@@ -276,10 +325,25 @@ mod tests {
 
     #[test]
     fn ids_map_to_names_inside_the_prefix() {
-        assert_eq!(blob_for_id("acme.okta.com/1/7").unwrap(), "poison/acme.okta.com/1/7.json");
-        assert_eq!(blob_for_id("poison/acme.okta.com/1/7.json").unwrap(), "poison/acme.okta.com/1/7.json");
-        assert_eq!(blob_for_id("_undecodable/abc-1").unwrap(), "poison/_undecodable/abc-1.json");
-        for bad in ["../checkpoints/x/1", "acme.okta.com/1", "acme.okta.com/x/1", "_undecodable/../x", "a/1/2/3"] {
+        assert_eq!(
+            blob_for_id("acme.okta.com/1/7").unwrap(),
+            "poison/acme.okta.com/1/7.json"
+        );
+        assert_eq!(
+            blob_for_id("poison/acme.okta.com/1/7.json").unwrap(),
+            "poison/acme.okta.com/1/7.json"
+        );
+        assert_eq!(
+            blob_for_id("_undecodable/abc-1").unwrap(),
+            "poison/_undecodable/abc-1.json"
+        );
+        for bad in [
+            "../checkpoints/x/1",
+            "acme.okta.com/1",
+            "acme.okta.com/x/1",
+            "_undecodable/../x",
+            "a/1/2/3",
+        ] {
             assert!(blob_for_id(bad).is_err(), "{bad} accepted");
         }
     }

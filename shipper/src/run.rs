@@ -40,7 +40,9 @@ pub async fn run(cfg: ShipperConfig) -> anyhow::Result<()> {
     let sink = w.sink.clone().context("no sink configured")?;
     let metrics = ShipperMetrics::new();
     let health = Health::new();
-    let (listener, addr) = common::health::bind(cfg.http_addr).await.context("HTTP_ADDR")?;
+    let (listener, addr) = common::health::bind(cfg.http_addr)
+        .await
+        .context("HTTP_ADDR")?;
     tracing::info!(%addr, sink = sink.name(), concurrency = cfg.concurrency, "shipper starting");
     tokio::spawn(common::health::serve_listener(
         listener,
@@ -48,7 +50,11 @@ pub async fn run(cfg: ShipperConfig) -> anyhow::Result<()> {
         metrics.registry.clone(),
         cancel.clone(),
     ));
-    common::metrics::spawn_stats_logger(metrics.registry.clone(), cfg.knobs.stats_interval, cancel.clone());
+    common::metrics::spawn_stats_logger(
+        metrics.registry.clone(),
+        cfg.knobs.stats_interval,
+        cancel.clone(),
+    );
     let ctx = Arc::new(Ctx {
         blobs: storage.blobs.clone(),
         queue: storage.queue.clone(),
@@ -65,7 +71,12 @@ pub async fn run(cfg: ShipperConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn receive_loop(ctx: &Arc<Ctx>, storage: &Storage, concurrency: usize, cancel: &CancellationToken) {
+async fn receive_loop(
+    ctx: &Arc<Ctx>,
+    storage: &Storage,
+    concurrency: usize,
+    cancel: &CancellationToken,
+) {
     let slots = Arc::new(Semaphore::new(concurrency));
     let mut tasks: JoinSet<()> = JoinSet::new();
     let mut idle = Backoff::new(Duration::from_millis(250), ctx.knobs.idle_poll);
@@ -73,7 +84,9 @@ async fn receive_loop(ctx: &Arc<Ctx>, storage: &Storage, concurrency: usize, can
     let mut last_depth = Instant::now() - Duration::from_secs(3600);
     loop {
         while tasks.try_join_next().is_some() {}
-        ctx.metrics.in_flight.set((concurrency - slots.available_permits()) as i64);
+        ctx.metrics
+            .in_flight
+            .set((concurrency - slots.available_permits()) as i64);
         ctx.metrics.breaker_open.set(ctx.breaker.is_open() as i64);
         if last_depth.elapsed() > Duration::from_secs(30) {
             last_depth = Instant::now();
@@ -131,7 +144,8 @@ async fn receive_loop(ctx: &Arc<Ctx>, storage: &Storage, concurrency: usize, can
             Err(e) => {
                 ctx.metrics.storage_errors.inc();
                 tracing::warn!(error = %e, "cannot receive from the queue; retrying");
-                ctx.health.set_ready(READY_STORAGE, false, format!("queue: {e}"));
+                ctx.health
+                    .set_ready(READY_STORAGE, false, format!("queue: {e}"));
                 if sleep_or_cancel(trouble.next_delay(), cancel).await {
                     break;
                 }
@@ -140,7 +154,11 @@ async fn receive_loop(ctx: &Arc<Ctx>, storage: &Storage, concurrency: usize, can
     }
     // Shutdown: finish in-flight pages within the grace period, then hand back the rest.
     if !tasks.is_empty() {
-        tracing::info!(in_flight = tasks.len(), grace_s = ctx.knobs.grace.as_secs(), "stopping: finishing in-flight pages");
+        tracing::info!(
+            in_flight = tasks.len(),
+            grace_s = ctx.knobs.grace.as_secs(),
+            "stopping: finishing in-flight pages"
+        );
         let deadline = tokio::time::sleep(ctx.knobs.grace);
         tokio::pin!(deadline);
         loop {

@@ -29,12 +29,22 @@ impl ShipperMetrics {
         let m = Metrics::new("shipper");
         ShipperMetrics {
             pages: m.counter_vec("pages", "Pages (messages) by outcome", "outcome"),
-            requests: m.counter_vec("sink_requests", "Requests to Log Analytics by outcome", "outcome"),
+            requests: m.counter_vec(
+                "sink_requests",
+                "Requests to Log Analytics by outcome",
+                "outcome",
+            ),
             rows: m.counter("rows_shipped", "Rows accepted by Log Analytics"),
-            bytes_uncompressed: m.counter("bytes_shipped", "Uncompressed bytes of accepted request bodies"),
+            bytes_uncompressed: m.counter(
+                "bytes_shipped",
+                "Uncompressed bytes of accepted request bodies",
+            ),
             retries: m.counter("retries", "Requests retried after a transient failure"),
             poisoned: m.counter("poison_records", "Poison records written"),
-            truncations: m.counter("truncations", "Values truncated to fit Log Analytics limits"),
+            truncations: m.counter(
+                "truncations",
+                "Values truncated to fit Log Analytics limits",
+            ),
             storage_errors: m.counter("storage_errors", "Failed storage operations (retried)"),
             breaker_open: m.gauge("breaker_open", "1 while the sink breaker is open"),
             in_flight: m.gauge("pages_in_flight", "Pages being shipped now"),

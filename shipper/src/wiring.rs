@@ -27,15 +27,19 @@ impl Wiring {
             || (with_sink && matches!(cfg.sink, SinkSettings::LogsIngestion { .. }));
         let credential = if needs_identity {
             Some(
-                common::identity::managed_identity(cfg.azure_client_id.as_deref(), azure_http.clone())
-                    .context("AZURE_CLIENT_ID: cannot build the managed identity credential")?,
+                common::identity::managed_identity(
+                    cfg.azure_client_id.as_deref(),
+                    azure_http.clone(),
+                )
+                .context("AZURE_CLIENT_ID: cannot build the managed identity credential")?,
             )
         } else {
             None
         };
         let vault = match (&cfg.key_vault_url, &credential) {
             (Some(url), Some(cred)) => Some(
-                KeyVault::new(url.as_str(), cred.clone(), azure_http.clone()).context("KEY_VAULT_URL")?,
+                KeyVault::new(url.as_str(), cred.clone(), azure_http.clone())
+                    .context("KEY_VAULT_URL")?,
             ),
             _ => None,
         };
@@ -57,7 +61,9 @@ impl Wiring {
                 endpoint.clone(),
                 dcr_immutable_id.clone(),
                 stream.clone(),
-                credential.clone().context("the Logs Ingestion sink needs a managed identity")?,
+                credential
+                    .clone()
+                    .context("the Logs Ingestion sink needs a managed identity")?,
                 audience.clone(),
             )),
             SinkSettings::DataCollector {
@@ -69,7 +75,9 @@ impl Wiring {
                 let key = match key {
                     WorkspaceKey::Value(v) => SecretSource::from_value("WORKSPACE_KEY", v.clone()),
                     WorkspaceKey::Vault { secret } => SecretSource::key_vault(
-                        vault.clone().context("KEY_VAULT_URL is required for WORKSPACE_KEY_SECRET")?,
+                        vault
+                            .clone()
+                            .context("KEY_VAULT_URL is required for WORKSPACE_KEY_SECRET")?,
                         secret.clone(),
                     ),
                 };

@@ -72,12 +72,21 @@ pub const TEST_SSWS_TOKEN: &str = "test-ssws-token";
 
 impl LocalWorld {
     pub async fn start(opts: WorldOptions) -> anyhow::Result<LocalWorld> {
-        let tmp = tempfile::Builder::new().prefix("okta-sentinel-world").tempdir()?;
-        let log_dir = opts.log_dir.clone().unwrap_or_else(|| tmp.path().join("logs"));
+        let tmp = tempfile::Builder::new()
+            .prefix("okta-sentinel-world")
+            .tempdir()?;
+        let log_dir = opts
+            .log_dir
+            .clone()
+            .unwrap_or_else(|| tmp.path().join("logs"));
         std::fs::create_dir_all(&log_dir)?;
         let ca_file = crate::tls::shared_ca().write_ca_file(tmp.path())?;
-        let azurite = Azurite::start(opts.azurite.clone()).await.context("starting Azurite")?;
-        let okta = OktaFake::start(opts.okta.clone()).await.context("starting the Okta fake")?;
+        let azurite = Azurite::start(opts.azurite.clone())
+            .await
+            .context("starting Azurite")?;
+        let okta = OktaFake::start(opts.okta.clone())
+            .await
+            .context("starting the Okta fake")?;
         let la = LogAnalyticsFake::start(opts.la.clone())
             .await
             .context("starting the Log Analytics fake")?;
@@ -110,11 +119,17 @@ impl LocalWorld {
     /// Environment shared by both binaries.
     pub fn common_env(&self) -> BTreeMap<String, String> {
         let mut env = BTreeMap::new();
-        env.insert("AZURE_STORAGE_CONNECTION_STRING".into(), self.azurite.connection_string());
+        env.insert(
+            "AZURE_STORAGE_CONNECTION_STRING".into(),
+            self.azurite.connection_string(),
+        );
         env.insert("HTTP_ADDR".into(), "127.0.0.1:0".into());
         env.insert("IDENTITY_ENDPOINT".into(), self.identity.endpoint());
         env.insert("IDENTITY_HEADER".into(), self.identity.header_secret());
-        env.insert("OKTA_SENTINEL_EXTRA_CA".into(), self.ca_file.display().to_string());
+        env.insert(
+            "OKTA_SENTINEL_EXTRA_CA".into(),
+            self.ca_file.display().to_string(),
+        );
         env.insert("STATS_INTERVAL".into(), "5s".into());
         env.insert("LEADER_LEASE_DURATION".into(), "15s".into());
         env.insert("STATE_LEASE_DURATION".into(), "15s".into());

@@ -21,7 +21,10 @@ pub fn bin_dir() -> anyhow::Result<PathBuf> {
     }
     let exe = std::env::current_exe().context("current_exe")?;
     // target/debug/deps/test-xxxx → target/debug ; target/debug/okta-sentinel-local → target/debug
-    let mut dir = exe.parent().map(Path::to_path_buf).context("no parent dir")?;
+    let mut dir = exe
+        .parent()
+        .map(Path::to_path_buf)
+        .context("no parent dir")?;
     if dir.ends_with("deps") {
         dir.pop();
     }
@@ -73,7 +76,10 @@ impl Service {
             }
         }
         cmd.env("LOG_FORMAT", "json");
-        cmd.env("RUST_LOG", std::env::var("OKTA_SENTINEL_TEST_LOG").unwrap_or_else(|_| "info".into()));
+        cmd.env(
+            "RUST_LOG",
+            std::env::var("OKTA_SENTINEL_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        );
         cmd.envs(env);
         let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
         Ok(Service {
@@ -110,7 +116,11 @@ impl Service {
             if Instant::now() > deadline {
                 let _ = c.kill();
                 let st = c.wait()?;
-                bail!("{} did not stop within {:?} after SIGTERM (killed: {st})", self.name, grace);
+                bail!(
+                    "{} did not stop within {:?} after SIGTERM (killed: {st})",
+                    self.name,
+                    grace
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -567,6 +567,13 @@ async fn malformed_responses_are_retried_reported_and_never_skipped() -> anyhow:
         // page, the `next` link still advances: following it would skip events).
         world.okta.release(700);
         world.okta.inject(fault.clone());
+        // Both faulty answers consumed (a poll in flight at the release may have taken the
+        // events already, so "all enqueued" alone does not mean the faults were seen).
+        let (metric, filter, before) = match fault {
+            OktaFault::HtmlErrorPage { .. } => (REQUESTS, "status=\"5xx\"", server_before),
+            _ => (MALFORMED, "", malformed_before),
+        };
+        wait_metric_at_least(&addr, metric, filter, before + 2.0).await;
         enq.wait_all(&world, &storage, WAIT).await?;
         let malformed = metric_sum(&addr, MALFORMED, "").await.unwrap_or(0.0) - malformed_before;
         let server = metric_sum(&addr, REQUESTS, "status=\"5xx\"").await.unwrap_or(0.0) - server_before;

@@ -26,8 +26,15 @@ async fn crash_at(point: &str) -> anyhow::Result<()> {
     let spec = format!("{point}@2");
     let mut first = world.start_collector("collector-1", &[("OKTA_SENTINEL_FAILPOINTS", &spec)])?;
     let status = first.wait_exit(Duration::from_secs(60)).await?;
-    assert_eq!(status.code(), Some(common::failpoint::EXIT_CODE), "{point}: {}", first.log_text());
-    assert!(first.log_text().contains(&format!("failpoint {point} fired")));
+    assert_eq!(
+        status.code(),
+        Some(common::failpoint::EXIT_CODE),
+        "{point}: {}",
+        first.log_text()
+    );
+    assert!(first
+        .log_text()
+        .contains(&format!("failpoint {point} fired")));
 
     let storage = support::storage(&world);
     let pages_after_crash = support::blob_names(&storage, "pages/").await;
@@ -42,7 +49,10 @@ async fn crash_at(point: &str) -> anyhow::Result<()> {
         // The killed hand-off left its page blob without an envelope. The page is fetched
         // again: with the same content it lands under the same content-addressed name (and is
         // shipped and deleted); with other content the orphan stays, never enqueued.
-        assert!(left.iter().all(|p| pages_after_crash.contains(p)), "{left:?} vs {pages_after_crash:?}");
+        assert!(
+            left.iter().all(|p| pages_after_crash.contains(p)),
+            "{left:?} vs {pages_after_crash:?}"
+        );
         assert!(left.len() <= 1, "{left:?}");
     } else {
         assert!(left.is_empty(), "{point}: pages not shipped: {left:?}");

@@ -22,9 +22,20 @@ async fn crash_at(point: &str) -> anyhow::Result<usize> {
     .await?;
     let _collector = world.start_collector("collector", &[])?;
     let spec = format!("{point}@2");
-    let mut first = world.start_shipper("shipper-1", &[("OKTA_SENTINEL_FAILPOINTS", &spec), ("SHIPPER_CONCURRENCY", "1")])?;
+    let mut first = world.start_shipper(
+        "shipper-1",
+        &[
+            ("OKTA_SENTINEL_FAILPOINTS", &spec),
+            ("SHIPPER_CONCURRENCY", "1"),
+        ],
+    )?;
     let status = first.wait_exit(Duration::from_secs(90)).await?;
-    assert_eq!(status.code(), Some(common::failpoint::EXIT_CODE), "{point}: {}", first.log_text());
+    assert_eq!(
+        status.code(),
+        Some(common::failpoint::EXIT_CODE),
+        "{point}: {}",
+        first.log_text()
+    );
 
     // The state lease of the killed shipper lapses (15 s), then the page is resumed.
     let _second = world.start_shipper("shipper-2", &[])?;

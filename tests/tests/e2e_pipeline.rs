@@ -49,7 +49,14 @@ async fn logs_ingestion_every_event_lands_once_with_the_legacy_columns() -> anyh
     // The rows carry what Sentinel's content reads.
     let rows = world.landed_rows();
     for row in rows.iter().take(50) {
-        for col in ["TimeGenerated", "uuid_g", "published_t", "domain_s", "eventType_s", "actor_alternateId_s"] {
+        for col in [
+            "TimeGenerated",
+            "uuid_g",
+            "published_t",
+            "domain_s",
+            "eventType_s",
+            "actor_alternateId_s",
+        ] {
             assert!(row.contains_key(col), "row lacks {col}: {row:?}");
         }
         assert_eq!(row["domain_s"], "127.0.0.1");
@@ -59,8 +66,16 @@ async fn logs_ingestion_every_event_lands_once_with_the_legacy_columns() -> anyh
     // SIGTERM: both stop cleanly.
     let c = collector.terminate(Duration::from_secs(30))?;
     let s = shipper.terminate(Duration::from_secs(30))?;
-    assert!(c.is_some_and(|s| s.success()), "collector exit: {c:?}\n{}", collector.log_text());
-    assert!(s.is_some_and(|s| s.success()), "shipper exit: {s:?}\n{}", shipper.log_text());
+    assert!(
+        c.is_some_and(|s| s.success()),
+        "collector exit: {c:?}\n{}",
+        collector.log_text()
+    );
+    assert!(
+        s.is_some_and(|s| s.success()),
+        "shipper exit: {s:?}\n{}",
+        shipper.log_text()
+    );
 
     // Nothing is left behind: pages and states of shipped pages are deleted, done markers stay.
     let storage = support::storage(&world);
@@ -72,7 +87,8 @@ async fn logs_ingestion_every_event_lands_once_with_the_legacy_columns() -> anyh
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn data_collector_with_secrets_from_key_vault_and_the_advancing_cursor() -> anyhow::Result<()> {
+async fn data_collector_with_secrets_from_key_vault_and_the_advancing_cursor() -> anyhow::Result<()>
+{
     let world = LocalWorld::start(WorldOptions {
         okta: okta(12, 1_800, EmptyPageMode::Advance),
         sink: SinkKind::DataCollector,
@@ -100,8 +116,16 @@ async fn data_collector_with_secrets_from_key_vault_and_the_advancing_cursor() -
     shipper.terminate(Duration::from_secs(30))?;
     for svc in [&collector, &shipper] {
         let log = svc.log_text();
-        assert!(!log.contains(world::local::TEST_SSWS_TOKEN), "token in {} log", svc.name);
-        assert!(!log.contains(&world.la.config().workspace_key_b64), "key in {} log", svc.name);
+        assert!(
+            !log.contains(world::local::TEST_SSWS_TOKEN),
+            "token in {} log",
+            svc.name
+        );
+        assert!(
+            !log.contains(&world.la.config().workspace_key_b64),
+            "key in {} log",
+            svc.name
+        );
     }
     Ok(())
 }

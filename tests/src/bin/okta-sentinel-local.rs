@@ -19,7 +19,10 @@ use world::fakes::okta::OktaFakeConfig;
 use world::local::{LocalWorld, SinkKind, WorldOptions};
 
 #[derive(Parser, Debug)]
-#[command(name = "okta-sentinel-local", about = "Runs the whole okta-sentinel pipeline locally")]
+#[command(
+    name = "okta-sentinel-local",
+    about = "Runs the whole okta-sentinel pipeline locally"
+)]
 struct Args {
     /// Events already in the simulated org's log at start.
     #[arg(long, default_value_t = 5000)]
@@ -51,7 +54,11 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let real_org = std::env::var("OKTA_DOMAIN").ok().filter(|d| !d.is_empty());
-    let sink = if args.data_collector { SinkKind::DataCollector } else { SinkKind::LogsIngestion };
+    let sink = if args.data_collector {
+        SinkKind::DataCollector
+    } else {
+        SinkKind::LogsIngestion
+    };
     println!("starting Azurite and the local endpoints…");
     let world = LocalWorld::start(WorldOptions {
         okta: OktaFakeConfig {
@@ -67,18 +74,34 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ..WorldOptions::default()
     })
     .await?;
-    let mut collector_extra: Vec<(String, String)> = vec![("HTTP_ADDR".into(), "127.0.0.1:9464".into())];
+    let mut collector_extra: Vec<(String, String)> =
+        vec![("HTTP_ADDR".into(), "127.0.0.1:9464".into())];
     if let Some(domain) = &real_org {
         println!("pulling the real org {domain} (credential from the environment)");
-        for key in ["OKTA_DOMAIN", "OKTA_API_TOKEN", "OKTA_CLIENT_ID", "OKTA_PRIVATE_KEY", "OKTA_KEY_ID", "OKTA_START"] {
+        for key in [
+            "OKTA_DOMAIN",
+            "OKTA_API_TOKEN",
+            "OKTA_CLIENT_ID",
+            "OKTA_PRIVATE_KEY",
+            "OKTA_KEY_ID",
+            "OKTA_START",
+        ] {
             if let Ok(v) = std::env::var(key) {
                 collector_extra.push((key.into(), v));
             }
         }
     } else {
-        println!("simulated Okta org at {} ({} events, then {}/s)", world.okta.base_url(), args.initial_events, args.rate);
+        println!(
+            "simulated Okta org at {} ({} events, then {}/s)",
+            world.okta.base_url(),
+            args.initial_events,
+            args.rate
+        );
     }
-    let extra: Vec<(&str, &str)> = collector_extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let extra: Vec<(&str, &str)> = collector_extra
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let mut collector = world.start_collector("collector", &extra)?;
     let mut shipper = world.start_shipper("shipper", &[("HTTP_ADDR", "127.0.0.1:9465")])?;
     println!("collector: http://127.0.0.1:9464/metrics   shipper: http://127.0.0.1:9465/metrics   logs: {}", world.log_dir.display());
@@ -100,11 +123,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
             break;
         }
         if let Some(st) = collector.try_exit()? {
-            exited = Some(format!("collector exited ({st}); see {}", collector.log.display()));
+            exited = Some(format!(
+                "collector exited ({st}); see {}",
+                collector.log.display()
+            ));
             break;
         }
         if let Some(st) = shipper.try_exit()? {
-            exited = Some(format!("shipper exited ({st}); see {}", shipper.log.display()));
+            exited = Some(format!(
+                "shipper exited ({st}); see {}",
+                shipper.log.display()
+            ));
             break;
         }
         let depth = storage.queue.approximate_count().await.ok();
@@ -114,8 +143,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .filter_map(|r| r.get("TimeGenerated").and_then(|v| v.as_str()))
             .filter_map(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
             .max();
-        let lag = newest.map(|n| (chrono::Utc::now() - n.with_timezone(&chrono::Utc)).num_seconds());
-        let released = if real_org.is_some() { "-".to_string() } else { world.okta.released_count().to_string() };
+        let lag =
+            newest.map(|n| (chrono::Utc::now() - n.with_timezone(&chrono::Utc)).num_seconds());
+        let released = if real_org.is_some() {
+            "-".to_string()
+        } else {
+            world.okta.released_count().to_string()
+        };
         print!(
             "\r[{:>5}s] okta released {:>7} | okta requests {:>5} | queued {:>4} | shipped {:>7} rows | lag {:>4}   ",
             started.elapsed().as_secs(),
@@ -142,7 +176,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
 fn local_storage(world: &LocalWorld) -> anyhow::Result<Storage> {
     let args = StorageArgs {
-        connection_string: Some(common::secrets::SecretString::new(world.azurite.connection_string())),
+        connection_string: Some(common::secrets::SecretString::new(
+            world.azurite.connection_string(),
+        )),
         account: None,
         queue_endpoint: None,
         blob_endpoint: None,
@@ -176,17 +212,26 @@ fn summary(world: &LocalWorld, simulated: bool) {
             *ips.entry(ip.to_string()).or_default() += 1;
         }
         // mv-expand todynamic(target_s) | where target_s.type == "AppInstance"
-        let targets = r.get("target_s").and_then(|v| v.as_str()).and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok());
+        let targets = r
+            .get("target_s")
+            .and_then(|v| v.as_str())
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok());
         if let Some(serde_json::Value::Array(ts)) = targets {
             for t in ts {
                 if t.get("type").and_then(|v| v.as_str()) == Some("AppInstance") {
-                    let name = t.get("displayName").and_then(|v| v.as_str()).unwrap_or("(no name)");
+                    let name = t
+                        .get("displayName")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("(no name)");
                     *apps.entry(name.to_string()).or_default() += 1;
                 }
             }
         }
     }
-    print_top("Okta_CL | summarize count() by client_ipAddress_s | top 10 by count_", &ips);
+    print_top(
+        "Okta_CL | summarize count() by client_ipAddress_s | top 10 by count_",
+        &ips,
+    );
     print_top(
         "Okta_CL | mv-expand todynamic(target_s) | where target_s.type == \"AppInstance\" | summarize count() by tostring(target_s.displayName) | top 10 by count_",
         &apps,

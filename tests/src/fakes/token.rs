@@ -58,10 +58,7 @@ pub enum TokenError {
 /// endpoint, not expired, for `audience` (trailing slashes ignored).
 pub fn verify_bearer(header: Option<&str>, audience: &str) -> Result<Claims, TokenError> {
     let h = header.ok_or(TokenError::Missing)?;
-    let jwt = h
-        .strip_prefix("Bearer ")
-        .ok_or(TokenError::Missing)?
-        .trim();
+    let jwt = h.strip_prefix("Bearer ").ok_or(TokenError::Missing)?.trim();
     let mut v = Validation::new(Algorithm::HS256);
     v.validate_aud = false;
     v.leeway = 0;
@@ -93,7 +90,10 @@ mod tests {
         assert_eq!(verify_bearer(None, "x"), Err(TokenError::Missing));
         let expired = issue("https://monitor.azure.com", "cid", -10);
         assert!(matches!(
-            verify_bearer(Some(&format!("Bearer {expired}")), "https://monitor.azure.com"),
+            verify_bearer(
+                Some(&format!("Bearer {expired}")),
+                "https://monitor.azure.com"
+            ),
             Err(TokenError::Invalid(_))
         ));
         assert!(matches!(

@@ -8,7 +8,10 @@ use world::local::LocalWorld;
 
 /// The shipper's column manifest as `(name, type)` pairs: the DCR stream the fake enforces.
 pub fn manifest_columns() -> Vec<(String, String)> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shipper/manifest/okta_cl.v1.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shipper/manifest/okta_cl.v1.json"
+    );
     let text = std::fs::read_to_string(path).expect("manifest");
     let v: serde_json::Value = serde_json::from_str(&text).expect("manifest json");
     v["columns"]
@@ -27,7 +30,9 @@ pub fn manifest_columns() -> Vec<(String, String)> {
 /// A storage client on the world's Azurite, as the binaries see it.
 pub fn storage(world: &LocalWorld) -> Storage {
     let args = StorageArgs {
-        connection_string: Some(common::secrets::SecretString::new(world.azurite.connection_string())),
+        connection_string: Some(common::secrets::SecretString::new(
+            world.azurite.connection_string(),
+        )),
         account: None,
         queue_endpoint: None,
         blob_endpoint: None,
@@ -53,17 +58,21 @@ pub async fn blob_names(storage: &Storage, prefix: &str) -> Vec<String> {
 
 /// The `addr` the service logged for its health endpoints (HTTP_ADDR=127.0.0.1:0).
 pub async fn health_addr(svc: &world::procs::Service) -> String {
-    world::procs::eventually(Duration::from_secs(30), "the health address in the log", || async {
-        let log = svc.log_text();
-        for line in log.lines() {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-                if let Some(a) = v.pointer("/fields/addr").and_then(|a| a.as_str()) {
-                    return Some(a.to_string());
+    world::procs::eventually(
+        Duration::from_secs(30),
+        "the health address in the log",
+        || async {
+            let log = svc.log_text();
+            for line in log.lines() {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+                    if let Some(a) = v.pointer("/fields/addr").and_then(|a| a.as_str()) {
+                        return Some(a.to_string());
+                    }
                 }
             }
-        }
-        None
-    })
+            None
+        },
+    )
     .await
     .expect("health addr")
 }
