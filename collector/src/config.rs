@@ -155,6 +155,9 @@ pub struct CollectorConfig {
     pub domain: String,
     pub credential: CredentialSpec,
     pub start: DateTime<Utc>,
+    /// `OKTA_START` as given, and whether it was an absolute time.
+    pub start_value: String,
+    pub start_is_absolute: bool,
     pub allow_restamp: bool,
     pub poll_interval: Duration,
     pub reserve: f64,
@@ -188,7 +191,15 @@ impl CollectorArgs {
         let org = OrgKey::from_origin(&origin)
             .map_err(|e| ConfigError::new("OKTA_DOMAIN", e.to_string()))?;
         let host = origin.host_str().unwrap_or_default().to_string();
-        let start = validate_start(&self.okta_start, now, self.allow_restamp)?;
+        // A relative start (`1h`) is checked now. An absolute one is checked only when a first
+        // checkpoint is created from it: a fixed date in a deployment must not stop the
+        // collector from restarting two days later.
+        let start_is_absolute = DateTime::parse_from_rfc3339(self.okta_start.trim()).is_ok();
+        let start = if start_is_absolute {
+            config::parse_time_or_ago("OKTA_START", &self.okta_start, now)?
+        } else {
+            validate_start(&self.okta_start, now, self.allow_restamp)?
+        };
         let poll_interval = config::parse_duration("OKTA_POLL_INTERVAL", &self.okta_poll_interval)?;
         let reserve =
             config::parse_fraction("OKTA_RATE_LIMIT_RESERVE", &self.okta_rate_limit_reserve)?;
@@ -216,6 +227,8 @@ impl CollectorArgs {
             domain: host,
             credential,
             start,
+            start_value: self.okta_start.clone(),
+            start_is_absolute,
             allow_restamp: self.allow_restamp,
             poll_interval,
             reserve,

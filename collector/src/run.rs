@@ -109,6 +109,10 @@ impl Collector {
         loop {
             self.health
                 .set_ready(READY_POLL, true, "standby: waiting for the leader lease");
+            // A standby is healthy, just not leading: the previous term's alarms end with it.
+            self.health.set_ready(READY_AUTH, true, "");
+            self.health.set_ready(READY_PAGE, true, "");
+            self.metrics.okta_auth_failing.set(0);
             self.metrics.leader.set(0);
             let org = self.cfg.org.clone();
             let lead =
@@ -486,6 +490,14 @@ impl Collector {
                 "no checkpoint for org {org}, but {prefix} has blobs: the checkpoint was lost, this is not a first run. \
                  Choose where to resume with `collector reset --start <time>` or `--next-url <url>`"
             )));
+        }
+        if self.cfg.start_is_absolute {
+            crate::config::validate_start(
+                &self.cfg.start_value,
+                Utc::now(),
+                self.cfg.allow_restamp,
+            )
+            .map_err(|e| LoadError::Fatal(e.into()))?;
         }
         let cp = Checkpoint {
             v: checkpoint::CURRENT_VERSION,

@@ -62,6 +62,8 @@ async fn world_with(initial: usize, seed: u64) -> anyhow::Result<(LocalWorld, St
     })
     .await?;
     let storage = support::storage(&world);
+    // Reads below may run before the collector created the container.
+    storage.ensure_created().await?;
     Ok((world, storage))
 }
 
@@ -72,10 +74,15 @@ async fn status_shows_the_checkpoint_and_reset_bumps_the_epoch() -> anyhow::Resu
     let cp = wait_pages(&world, &storage, 3).await;
     let next_url = cp["next_url"].as_str().unwrap_or_default().to_string();
 
-    // status --json while the collector leads.
-    let (st, out, err) = collector(&world, &["status", "--json"])?;
-    assert!(st.success(), "{err}");
-    let doc: serde_json::Value = serde_json::from_str(&out)?;
+    // status --json while the collector leads. The leader publishes its heartbeat when it
+    // first renews the lease (a third of LEADER_LEASE_DURATION after taking it).
+    let doc = eventually(WAIT, "status naming the leader", || async {
+        let (st, out, err) = collector(&world, &["status", "--json"]).ok()?;
+        assert!(st.success(), "{err}");
+        let doc: serde_json::Value = serde_json::from_str(&out).ok()?;
+        doc["leader"]["holder"].is_string().then_some(doc)
+    })
+    .await?;
     assert_eq!(doc["org"], org_key(&world), "{doc}");
     assert_eq!(doc["checkpoint"]["epoch"], 1, "{doc}");
     assert_eq!(doc["checkpoint"]["seq"], 3, "{doc}");
@@ -152,8 +159,7 @@ async fn status_shows_the_checkpoint_and_reset_bumps_the_epoch() -> anyhow::Resu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_before_any_run() -> anyhow::Result<()> {
-    let (world, storage) = world_with(0, 102).await?;
-    storage.ensure_created().await?;
+    let (world, _storage) = world_with(0, 102).await?;
     let (st, out, err) = collector(&world, &["status", "--json"])?;
     assert!(st.success(), "{out}\n{err}");
     let doc: serde_json::Value = serde_json::from_str(&out)?;
