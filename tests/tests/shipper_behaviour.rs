@@ -128,13 +128,16 @@ async fn addr_of(svc: &Service) -> anyhow::Result<String> {
 async fn metric_sum(addr: &str, name: &str, labels: &[&str]) -> f64 {
     let (_, body) = support::http_get(addr, "/metrics").await;
     body.lines()
-        .filter(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
+        .filter(|l| {
+            l.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' ']))
+                && labels.iter().all(|x| l.contains(x))
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
 
 async fn pages_by(addr: &str, outcome: &str) -> f64 {
-    metric_sum(addr, "okta_sentinel_pages", &[&format!("outcome=\"{outcome}\"")]).await
+    metric_sum(addr, "okta_sentinel_pages_total", &[&format!("outcome=\"{outcome}\"")]).await
 }
 
 fn signal(svc: &Service, sig: Signal) -> anyhow::Result<()> {
@@ -265,10 +268,10 @@ async fn a_replica_frozen_past_its_lease_does_not_post_the_page_again() -> anyho
     let before = world.la.stats();
 
     // A wakes up with a stale claim. It must find out it lost the page before posting again.
+    let a_addr = addr_of(&a).await?;
     signal(&a, Signal::SIGCONT)?;
-    eventually(Duration::from_secs(60), "replica A to give the page up", || async {
-        let log = a.log_text();
-        (log.contains("handing the page back") || log.contains("storage trouble")).then_some(())
+    eventually(Duration::from_secs(60), "replica A to finish with its message", || async {
+        (metric_sum(&a_addr, "okta_sentinel_pages_total", &[]).await >= 1.0).then_some(())
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}\n--- replica A ---\n{}", a.log_text()))?;

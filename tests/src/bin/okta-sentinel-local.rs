@@ -105,6 +105,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut collector = world.start_collector("collector", &extra)?;
     let mut shipper = world.start_shipper("shipper", &[("HTTP_ADDR", "127.0.0.1:9465")])?;
     println!("collector: http://127.0.0.1:9464/metrics   shipper: http://127.0.0.1:9465/metrics   logs: {}", world.log_dir.display());
+    println!(
+        "processes: azurite {} collector {} shipper {}",
+        world.azurite.pid().unwrap_or(0),
+        collector.pid().unwrap_or(0),
+        shipper.pid().unwrap_or(0)
+    );
     println!("press Ctrl-C to stop\n");
 
     let storage = local_storage(&world)?;

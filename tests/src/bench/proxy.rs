@@ -1,0 +1,327 @@
+//! A counting TCP proxy for HTTP/1.1: it forwards bytes unchanged between one process and
+//! Azurite and counts the requests it sees, by kind (`PUT blob`, `lease:renew`, `POST
+//! messages`, …), so the bench can report storage transactions per 1,000 events per process.
+//!
+//! Why a proxy and not Azurite's debug log: the log mixes every client (the bench's own queue
+//! polling included) and its format is not a contract. Each measured process gets its own
+//! proxy pair (blob + queue), so attributing a request to a process is just "which port".
+//!
+//! The request stream is parsed just enough to skip bodies (`Content-Length` or `chunked`),
+//! so bytes inside an uploaded page can never be mistaken for a request line.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What one proxy has seen so far.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyCounts {
+    /// Requests by kind (see [`classify`]).
+    pub requests: BTreeMap<String, u64>,
+    /// Bytes sent by the client (requests, bodies included).
+    pub bytes_up: u64,
+    /// Bytes sent back by Azurite.
+    pub bytes_down: u64,
+}
+
+impl ProxyCounts {
+    pub fn total_requests(&self) -> u64 {
+        self.requests.values().sum()
+    }
+}
+
+/// A running proxy; stops accepting when dropped (open connections end with their peers).
+pub struct CountingProxy {
+    addr: SocketAddr,
+    counts: Arc<Mutex<ProxyCounts>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CountingProxy {
+    /// Listens on `127.0.0.1:0` and forwards every connection to `upstream`. `service`
+    /// (`blob` or `queue`) prefixes the request kinds.
+    pub async fn start(upstream: SocketAddr, service: &'static str) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let counts = Arc::new(Mutex::new(ProxyCounts::default()));
+        let shared = counts.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let counts = shared.clone();
+                tokio::spawn(async move {
+                    if let Ok(server) = TcpStream::connect(upstream).await {
+                        let _ = client.set_nodelay(true);
+                        let _ = server.set_nodelay(true);
+                        relay(client, server, service, counts).await;
+                    }
+                });
+            }
+        });
+        Ok(CountingProxy { addr, counts, task })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A snapshot of the counters.
+    pub fn counts(&self) -> ProxyCounts {
+        lock(&self.counts).clone()
+    }
+}
+
+impl Drop for CountingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn lock(m: &Mutex<ProxyCounts>) -> MutexGuard<'_, ProxyCounts> {
+    // Counters only: a poisoned lock still holds usable numbers.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn relay(client: TcpStream, server: TcpStream, service: &'static str, counts: Arc<Mutex<ProxyCounts>>) {
+    let (mut cr, mut cw) = client.into_split();
+    let (mut sr, mut sw) = server.into_split();
+    let up_counts = counts.clone();
+    let up = async move {
+        let mut parser = RequestParser::new(service);
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match cr.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let seen = parser.feed(&buf[..n]);
+            {
+                let mut c = lock(&up_counts);
+                c.bytes_up += n as u64;
+                for kind in seen {
+                    *c.requests.entry(kind).or_default() += 1;
+                }
+            }
+            if sw.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = sw.shutdown().await;
+    };
+    let down = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match sr.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            lock(&counts).bytes_down += n as u64;
+            if cw.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = cw.shutdown().await;
+    };
+    tokio::join!(up, down);
+}
+
+/// Where the parser is in the client's byte stream.
+#[derive(Debug)]
+enum State {
+    /// Collecting a request head until the blank line.
+    Head,
+    /// Skipping this many body bytes.
+    Body(u64),
+    /// Reading a chunk-size line of a chunked body.
+    ChunkSize,
+    /// Skipping chunk data plus its CRLF.
+    ChunkData(u64),
+    /// Reading trailer lines after the last chunk, until an empty line.
+    Trailer,
+}
+
+/// Incremental HTTP/1.1 request-stream parser that reports one kind per request head.
+pub struct RequestParser {
+    service: &'static str,
+    state: State,
+    line: Vec<u8>,
+}
+
+/// Longest request head or line kept; beyond that the stream is not HTTP we understand.
+const MAX_HEAD: usize = 256 * 1024;
+
+impl RequestParser {
+    pub fn new(service: &'static str) -> Self {
+        RequestParser {
+            service,
+            state: State::Head,
+            line: Vec::new(),
+        }
+    }
+
+    /// Consumes `data`; returns the kinds of the requests whose heads completed in it.
+    pub fn feed(&mut self, mut data: &[u8]) -> Vec<String> {
+        let mut seen = Vec::new();
+        while !data.is_empty() {
+            match self.state {
+                State::Body(left) => {
+                    let take = (left as usize).min(data.len());
+                    data = &data[take..];
+                    let left = left - take as u64;
+                    self.state = if left == 0 { State::Head } else { State::Body(left) };
+                }
+                State::ChunkData(left) => {
+                    let take = (left as usize).min(data.len());
+                    data = &data[take..];
+                    let left = left - take as u64;
+                    self.state = if left == 0 { State::ChunkSize } else { State::ChunkData(left) };
+                }
+                State::Head => {
+                    let (done, rest) = self.take_until(data, b"\r\n\r\n");
+                    data = rest;
+                    if done {
+                        let head = std::mem::take(&mut self.line);
+                        let (kind, next) = self.parse_head(&head);
+                        seen.push(kind);
+                        self.state = next;
+                    }
+                }
+                State::ChunkSize => {
+                    let (done, rest) = self.take_until(data, b"\r\n");
+                    data = rest;
+                    if done {
+                        let line = std::mem::take(&mut self.line);
+                        let text = String::from_utf8_lossy(&line);
+                        let hex = text.trim().split(';').next().unwrap_or("").trim().to_string();
+                        let size = u64::from_str_radix(&hex, 16).unwrap_or(0);
+                        self.state = if size == 0 { State::Trailer } else { State::ChunkData(size + 2) };
+                    }
+                }
+                State::Trailer => {
+                    let (done, rest) = self.take_until(data, b"\r\n");
+                    data = rest;
+                    if done {
+                        let line = std::mem::take(&mut self.line);
+                        if line.len() <= 2 {
+                            self.state = State::Head;
+                        }
+                    }
+                }
+            }
+        }
+        seen
+    }
+
+    /// Appends bytes of `data` to the line buffer until it ends with `end`; returns whether it
+    /// does now, and the unconsumed rest of `data`.
+    fn take_until<'a>(&mut self, data: &'a [u8], end: &[u8]) -> (bool, &'a [u8]) {
+        for (i, b) in data.iter().enumerate() {
+            self.line.push(*b);
+            if self.line.ends_with(end) {
+                return (true, &data[i + 1..]);
+            }
+            if self.line.len() > MAX_HEAD {
+                // Not HTTP as we know it: stop trying to frame it, just forward.
+                self.line.clear();
+                self.state = State::Body(u64::MAX);
+                return (false, &data[i + 1..]);
+            }
+        }
+        (false, &[])
+    }
+
+    fn parse_head(&self, head: &[u8]) -> (String, State) {
+        let text = String::from_utf8_lossy(head);
+        let mut lines = text.split("\r\n");
+        let request_line = lines.next().unwrap_or("");
+        let mut parts = request_line.split_whitespace();
+        let method = parts.next().unwrap_or("?").to_string();
+        let target = parts.next().unwrap_or("/").to_string();
+        let mut content_length = 0u64;
+        let mut chunked = false;
+        let mut lease_action = None;
+        for line in lines {
+            let Some((name, value)) = line.split_once(':') else { continue };
+            let name = name.trim().to_ascii_lowercase();
+            let value = value.trim();
+            match name.as_str() {
+                "content-length" => content_length = value.parse().unwrap_or(0),
+                "transfer-encoding" => chunked = value.to_ascii_lowercase().contains("chunked"),
+                "x-ms-lease-action" => lease_action = Some(value.to_ascii_lowercase()),
+                _ => {}
+            }
+        }
+        let kind = classify(self.service, &method, &target, lease_action.as_deref());
+        let next = if chunked {
+            State::ChunkSize
+        } else if content_length > 0 {
+            State::Body(content_length)
+        } else {
+            State::Head
+        };
+        (kind, next)
+    }
+}
+
+/// A short, stable name of a storage operation, e.g. `blob PUT`, `blob lease:acquire`,
+/// `queue POST messages`, `queue PUT message` (visibility update).
+pub fn classify(service: &str, method: &str, target: &str, lease_action: Option<&str>) -> String {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let comp = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("comp="))
+        .map(str::to_string);
+    if let Some(action) = lease_action {
+        return format!("{service} lease:{action}");
+    }
+    if service == "queue" {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        // /account/queue/messages[/id]
+        let what = match segments.as_slice() {
+            [_, _, "messages"] => "messages".to_string(),
+            [_, _, "messages", _] => "message".to_string(),
+            _ => comp.map(|c| format!("comp={c}")).unwrap_or_else(|| "queue".into()),
+        };
+        return format!("queue {method} {what}");
+    }
+    match comp {
+        Some(c) => format!("{service} {method} comp={c}"),
+        None => format!("{service} {method}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_requests_and_skips_bodies() {
+        let mut p = RequestParser::new("blob");
+        let body = b"GET / HTTP/1.1\r\n\r\nPUT /x HTTP/1.1\r\n\r\n";
+        let req = format!(
+            "PUT /devstoreaccount1/c/pages/a HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let mut stream = req.into_bytes();
+        stream.extend_from_slice(body);
+        stream.extend_from_slice(b"PUT /devstoreaccount1/c/s?comp=lease HTTP/1.1\r\nx-ms-lease-action: renew\r\n\r\n");
+        // Fed one byte at a time, as a worst case of TCP segmentation.
+        let mut seen = Vec::new();
+        for b in &stream {
+            seen.extend(p.feed(std::slice::from_ref(b)));
+        }
+        assert_eq!(seen, vec!["blob PUT".to_string(), "blob lease:renew".to_string()]);
+    }
+
+    #[test]
+    fn chunked_bodies_are_skipped() {
+        let mut p = RequestParser::new("queue");
+        let stream = b"POST /a/q/messages HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nGET /\r\n0\r\n\r\nDELETE /a/q/messages/id?popreceipt=x HTTP/1.1\r\n\r\n";
+        assert_eq!(
+            p.feed(stream),
+            vec!["queue POST messages".to_string(), "queue DELETE message".to_string()]
+        );
+    }
+}
