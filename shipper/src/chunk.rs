@@ -19,7 +19,12 @@ pub const MAX_UNCOMPRESSED: usize = 1_000_000;
 /// Largest body of one Data Collector API post (30 MB per post, contracts §2.3).
 pub const DATA_COLLECTOR_MAX: usize = 30_000_000;
 
-/// gzip level used by default: see `benches/transform.rs` for the measurements behind it.
+/// gzip level used by default. Measured by `benches/transform.rs` on 1,000 realistic events
+/// (3.1 MB of rows): level 1 compresses 4.6:1 at ≈ 580 MiB/s with flate2's `zlib-rs` backend
+/// (≈ 420 MiB/s with the default miniz_oxide); level 3 gives 6.5–7:1 at roughly half the
+/// speed, level 6 7.6:1 at a third. Requests are packed by *uncompressed* size, so a better
+/// ratio saves only bandwidth (≈ 0.7 KB per event at level 1), while gzip is most of the
+/// shipper's CPU: level 1 wins.
 pub const DEFAULT_GZIP_LEVEL: u32 = 1;
 
 /// A request body: consecutive rows of one page.

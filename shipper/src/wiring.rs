@@ -56,7 +56,7 @@ impl Wiring {
                 dcr_immutable_id,
                 stream,
                 audience,
-            } => Arc::new(LogsIngestionSink::new(
+            } => Arc::new(LogsIngestionSink::try_new(
                 azure_http.clone(),
                 endpoint.clone(),
                 dcr_immutable_id.clone(),
@@ -65,7 +65,7 @@ impl Wiring {
                     .clone()
                     .context("the Logs Ingestion sink needs a managed identity")?,
                 audience.clone(),
-            )),
+            )?),
             SinkSettings::DataCollector {
                 workspace_id,
                 key,
@@ -81,13 +81,13 @@ impl Wiring {
                         secret.clone(),
                     ),
                 };
-                Arc::new(DataCollectorSink::new(
+                Arc::new(DataCollectorSink::try_new(
                     azure_http.clone(),
                     uri.clone(),
                     workspace_id.clone(),
                     key,
                     log_type.clone(),
-                ))
+                )?)
             }
         };
         Ok(Wiring {

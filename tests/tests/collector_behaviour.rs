@@ -270,7 +270,8 @@ async fn leader_and_standby(world: &LocalWorld) -> anyhow::Result<((Service, Str
 }
 
 /// While one collector leads, the other collects nothing and is ready.
-async fn assert_standby_idle(world: &LocalWorld, a_addr: &str, b_addr: &str) {
+/// `earlier` is what the org counted before these two collectors started.
+async fn assert_standby_idle(world: &LocalWorld, a_addr: &str, b_addr: &str, earlier: u64) {
     assert_eq!(gauge(b_addr, LEADER).await, 0.0, "the standby claims to lead");
     let (s, body) = support::http_get(b_addr, "/readyz").await;
     assert_eq!(s, 200, "a standby is ready: {body}");
@@ -280,7 +281,7 @@ async fn assert_standby_idle(world: &LocalWorld, a_addr: &str, b_addr: &str) {
     // leader counts its answer (at most one in flight), so reading the leader before and
     // after the fake brackets it: before ≤ fake ≤ after + 1.
     let before = metric_sum(a_addr, REQUESTS, "").await.unwrap_or(-1.0);
-    let fake = world.okta.stats().logs_requests as f64;
+    let fake = (world.okta.stats().logs_requests - earlier) as f64;
     let after = metric_sum(a_addr, REQUESTS, "").await.unwrap_or(-1.0);
     assert!(
         before >= 1.0 && fake >= before && fake <= after + 1.0,
@@ -297,7 +298,7 @@ async fn standby_takes_over_after_the_leader_is_killed() -> anyhow::Result<()> {
     // Live events while both run: still only the leader fetches.
     world.okta.release(700);
     enq.wait_all(&world, &storage, WAIT).await?;
-    assert_standby_idle(&world, &a_addr, &b_addr).await;
+    assert_standby_idle(&world, &a_addr, &b_addr, 0).await;
 
     // kill -9: the lease is not released and lapses (LEADER_LEASE_DURATION = 15 s).
     a.kill9()?;
@@ -332,12 +333,13 @@ async fn sigterm_releases_the_lease_and_the_standby_takes_over() -> anyhow::Resu
         .await
         .context("the stopped collector left its lease held")?;
     storage.blobs.release_lease(&leader_blob, &lease).await?;
+    let earlier = world.okta.stats().logs_requests;
 
     // Leader and standby: SIGTERM the leader, the standby leads and collects the rest.
     let ((mut a, a_addr), (_b, b_addr)) = leader_and_standby(&world).await?;
     world.okta.release(500);
     enq.wait_all(&world, &storage, WAIT).await?;
-    assert_standby_idle(&world, &a_addr, &b_addr).await;
+    assert_standby_idle(&world, &a_addr, &b_addr, earlier).await;
     let st = a.terminate(Duration::from_secs(30))?;
     assert!(st.is_some_and(|s| s.success()), "exit {st:?}\n{}", a.log_text());
     assert!(
@@ -354,6 +356,54 @@ async fn sigterm_releases_the_lease_and_the_standby_takes_over() -> anyhow::Resu
     assert!(metric_sum(&b_addr, PAGES, "").await.unwrap_or(0.0) >= 1.0);
     enq.assert_exactly_once(&world);
     assert_eq!(enq.twins, 0, "a clean stop re-sent a page");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leaders_late_writes_change_nothing() -> anyhow::Result<()> {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+
+    let (world, storage) = world_with(okta(34, 1_500)).await?;
+    let mut enq = Enqueued::default();
+    let ((a, a_addr), (_b, b_addr)) = leader_and_standby(&world).await?;
+    enq.wait_all(&world, &storage, WAIT).await?;
+
+    // Freeze the leader past its lease (a long GC pause, a frozen VM): the standby takes over
+    // and collects what comes meanwhile.
+    let pid = Pid::from_raw(a.pid().context("pid")? as i32);
+    kill(pid, Signal::SIGSTOP)?;
+    world.okta.release(2_500);
+    let took_over = eventually(WAIT, "collector-b leads", || async {
+        (gauge(&b_addr, LEADER).await == 1.0).then_some(())
+    })
+    .await;
+    let collected = match took_over {
+        Ok(()) => enq.wait_all(&world, &storage, WAIT).await,
+        Err(e) => Err(e),
+    };
+    // Wake the deposed leader. Its in-memory checkpoint is stale: it fetches from its old
+    // next link (pages the new leader already recorded) and tries to store and record them.
+    kill(pid, Signal::SIGCONT)?;
+    collected?;
+    eventually(WAIT, "collector-a notices it lost the lead", || async {
+        (gauge(&a_addr, LEADER).await == 0.0).then_some(())
+    })
+    .await?;
+    world.okta.release(600);
+    enq.wait_all(&world, &storage, WAIT).await?;
+    assert_eq!(gauge(&b_addr, LEADER).await, 1.0, "the new leader was disturbed");
+
+    // Nothing changed: every event enqueued once (twins of one page are folded), and the
+    // checkpoint counts exactly the pages that were enqueued.
+    enq.assert_exactly_once(&world);
+    let cp = eventually(WAIT, "a quiet checkpoint", || async {
+        let cp = checkpoint(&world, &storage).await;
+        cp.get("pending").is_none().then_some(cp)
+    })
+    .await?;
+    enq.drain(&storage).await?;
+    assert_eq!(cp["seq"].as_u64(), Some(enq.pages.len() as u64), "{cp}");
     Ok(())
 }
 

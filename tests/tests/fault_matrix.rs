@@ -111,6 +111,23 @@ async fn wait_enqueued(storage: &Storage) -> anyhow::Result<u64> {
     .await
 }
 
+/// The health address a service logged (`HTTP_ADDR=127.0.0.1:0`). The JSON log flattens event
+/// fields to the top level (`telemetry.rs`: `flatten_event(true)`), so `addr` is read there;
+/// `/fields/addr` (the unflattened shape `support::health_addr` looks for) is accepted too.
+async fn health_addr(svc: &Service) -> anyhow::Result<String> {
+    let found = eventually(SIGNAL, "the health address in the log", || async {
+        svc.log_text().lines().find_map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).ok()?;
+            v.get("addr")
+                .or_else(|| v.pointer("/fields/addr"))
+                .and_then(|a| a.as_str())
+                .map(str::to_string)
+        })
+    })
+    .await;
+    found.with_context(|| format!("log of {}:\n{}", svc.name, tail(&svc.log_text())))
+}
+
 /// Every released event landed exactly once.
 async fn assert_all_landed_once(world: &LocalWorld, phase: &str) -> anyhow::Result<()> {
     let d = world
@@ -148,6 +165,18 @@ fn assert_no_secret_in_logs(services: &[&Service], secrets: &[&str]) {
     }
 }
 
+/// Prints a phase with the time since the test began (read with `--nocapture`).
+struct Phases(Instant);
+
+impl Phases {
+    fn new() -> Self {
+        Phases(Instant::now())
+    }
+    fn say(&self, what: &str) {
+        println!("[{:>6.1}s] {what}", self.0.elapsed().as_secs_f64());
+    }
+}
+
 fn assert_running(svc: &mut Service) {
     assert!(
         svc.is_running(),
@@ -180,11 +209,12 @@ async fn key_vault_down_at_start_up_then_mid_run() -> anyhow::Result<()> {
     let storage = support::storage(&world);
     let vault = world.vault.as_ref().context("the world has a vault")?;
     let okta_secret = okta_secret_name(&world.okta.domain());
+    let t = Phases::new();
 
     // 1. Collector start-up with the vault down: it keeps running, says why, sends nothing.
     vault.set_down(true);
     let mut collector = world.start_collector("collector", &[])?;
-    let c_addr = support::health_addr(&collector).await;
+    let c_addr = health_addr(&collector).await?;
     let line = wait_operator_line(&collector, &["Key Vault", &okta_secret, "503"]).await?;
     println!("collector, vault down at start-up: {line}");
     let body = wait_not_ready(&c_addr, &["Key Vault", &okta_secret]).await?;
@@ -197,15 +227,18 @@ async fn key_vault_down_at_start_up_then_mid_run() -> anyhow::Result<()> {
     );
 
     // The vault comes back: the collector reads the token and events flow.
+    t.say("collector: complained and not ready; vault back up");
     vault.set_down(false);
     wait_enqueued(&storage).await?;
+    t.say("collector: pages on the queue");
     assert!(vault.reads(&okta_secret) >= 1);
 
     // 2. Shipper start-up with the vault down and pages waiting: it retries, never poisons,
     //    and says why.
     vault.set_down(true);
     let mut shipper = world.start_shipper("shipper", &[])?;
-    let s_addr = support::health_addr(&shipper).await;
+    let s_addr = health_addr(&shipper).await?;
+    t.say("shipper started with the vault down");
     let line = wait_operator_line(&shipper, &["Key Vault", "workspace-key"]).await?;
     println!("shipper, vault down at start-up: {line}");
     let body = wait_not_ready(&s_addr, &["Key Vault", "workspace-key"]).await?;
@@ -214,8 +247,10 @@ async fn key_vault_down_at_start_up_then_mid_run() -> anyhow::Result<()> {
     assert!(world.landed_rows().is_empty(), "nothing can be signed without the key");
     assert_nothing_counts_toward_poison(&storage, "shipper start-up, vault down").await?;
 
+    t.say("shipper: complained and not ready; vault back up");
     vault.set_down(false);
     assert_all_landed_once(&world, "after the vault came back").await?;
+    t.say("all landed");
     wait_ready(&s_addr).await?;
     wait_ready(&c_addr).await?;
 
@@ -224,6 +259,7 @@ async fn key_vault_down_at_start_up_then_mid_run() -> anyhow::Result<()> {
     let vault_requests = vault.requests();
     world.okta.release(600);
     assert_all_landed_once(&world, "vault down mid-run").await?;
+    t.say("mid-run: all landed while the vault was down");
     assert_eq!(
         vault.requests(),
         vault_requests,

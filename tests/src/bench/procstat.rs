@@ -46,8 +46,14 @@ pub fn sample(pid: u32, ticks: f64) -> anyhow::Result<ProcSample> {
         .context("malformed /proc stat")?;
     let fields: Vec<&str> = after.split_whitespace().collect();
     // After ')': [0]=state (field 3) … [11]=utime (field 14), [12]=stime (field 15).
-    let utime: u64 = fields.get(11).and_then(|v| v.parse().ok()).context("utime")?;
-    let stime: u64 = fields.get(12).and_then(|v| v.parse().ok()).context("stime")?;
+    let utime: u64 = fields
+        .get(11)
+        .and_then(|v| v.parse().ok())
+        .context("utime")?;
+    let stime: u64 = fields
+        .get(12)
+        .and_then(|v| v.parse().ok())
+        .context("stime")?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status"))?;
     Ok(ProcSample {
@@ -55,6 +61,36 @@ pub fn sample(pid: u32, ticks: f64) -> anyhow::Result<ProcSample> {
         rss_kib: status_kib(&status, "VmRSS:"),
         hwm_kib: status_kib(&status, "VmHWM:"),
     })
+}
+
+/// CPU seconds of every live process in process group `pgid` (Azurite is a Node process group).
+pub fn group_cpu_secs(pgid: u32, ticks: f64) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    let mut total = 0.0;
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        // [2] = pgrp (field 5).
+        if fields.get(2).and_then(|v| v.parse::<u32>().ok()) == Some(pgid) {
+            let t: u64 = [11, 12]
+                .iter()
+                .filter_map(|i| fields.get(*i).and_then(|v| v.parse::<u64>().ok()))
+                .sum();
+            total += t as f64 / ticks;
+        }
+    }
+    total
 }
 
 fn status_kib(status: &str, key: &str) -> u64 {

@@ -84,7 +84,12 @@ fn lock(m: &Mutex<ProxyCounts>) -> MutexGuard<'_, ProxyCounts> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-async fn relay(client: TcpStream, server: TcpStream, service: &'static str, counts: Arc<Mutex<ProxyCounts>>) {
+async fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    service: &'static str,
+    counts: Arc<Mutex<ProxyCounts>>,
+) {
     let (mut cr, mut cw) = client.into_split();
     let (mut sr, mut sw) = server.into_split();
     let up_counts = counts.clone();
@@ -170,13 +175,21 @@ impl RequestParser {
                     let take = (left as usize).min(data.len());
                     data = &data[take..];
                     let left = left - take as u64;
-                    self.state = if left == 0 { State::Head } else { State::Body(left) };
+                    self.state = if left == 0 {
+                        State::Head
+                    } else {
+                        State::Body(left)
+                    };
                 }
                 State::ChunkData(left) => {
                     let take = (left as usize).min(data.len());
                     data = &data[take..];
                     let left = left - take as u64;
-                    self.state = if left == 0 { State::ChunkSize } else { State::ChunkData(left) };
+                    self.state = if left == 0 {
+                        State::ChunkSize
+                    } else {
+                        State::ChunkData(left)
+                    };
                 }
                 State::Head => {
                     let (done, rest) = self.take_until(data, b"\r\n\r\n");
@@ -194,9 +207,19 @@ impl RequestParser {
                     if done {
                         let line = std::mem::take(&mut self.line);
                         let text = String::from_utf8_lossy(&line);
-                        let hex = text.trim().split(';').next().unwrap_or("").trim().to_string();
+                        let hex = text
+                            .trim()
+                            .split(';')
+                            .next()
+                            .unwrap_or("")
+                            .trim()
+                            .to_string();
                         let size = u64::from_str_radix(&hex, 16).unwrap_or(0);
-                        self.state = if size == 0 { State::Trailer } else { State::ChunkData(size + 2) };
+                        self.state = if size == 0 {
+                            State::Trailer
+                        } else {
+                            State::ChunkData(size + 2)
+                        };
                     }
                 }
                 State::Trailer => {
@@ -243,7 +266,9 @@ impl RequestParser {
         let mut chunked = false;
         let mut lease_action = None;
         for line in lines {
-            let Some((name, value)) = line.split_once(':') else { continue };
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
             let name = name.trim().to_ascii_lowercase();
             let value = value.trim();
             match name.as_str() {
@@ -282,7 +307,9 @@ pub fn classify(service: &str, method: &str, target: &str, lease_action: Option<
         let what = match segments.as_slice() {
             [_, _, "messages"] => "messages".to_string(),
             [_, _, "messages", _] => "message".to_string(),
-            _ => comp.map(|c| format!("comp={c}")).unwrap_or_else(|| "queue".into()),
+            _ => comp
+                .map(|c| format!("comp={c}"))
+                .unwrap_or_else(|| "queue".into()),
         };
         return format!("queue {method} {what}");
     }
@@ -306,13 +333,18 @@ mod tests {
         );
         let mut stream = req.into_bytes();
         stream.extend_from_slice(body);
-        stream.extend_from_slice(b"PUT /devstoreaccount1/c/s?comp=lease HTTP/1.1\r\nx-ms-lease-action: renew\r\n\r\n");
+        stream.extend_from_slice(
+            b"PUT /devstoreaccount1/c/s?comp=lease HTTP/1.1\r\nx-ms-lease-action: renew\r\n\r\n",
+        );
         // Fed one byte at a time, as a worst case of TCP segmentation.
         let mut seen = Vec::new();
         for b in &stream {
             seen.extend(p.feed(std::slice::from_ref(b)));
         }
-        assert_eq!(seen, vec!["blob PUT".to_string(), "blob lease:renew".to_string()]);
+        assert_eq!(
+            seen,
+            vec!["blob PUT".to_string(), "blob lease:renew".to_string()]
+        );
     }
 
     #[test]
@@ -321,7 +353,10 @@ mod tests {
         let stream = b"POST /a/q/messages HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nGET /\r\n0\r\n\r\nDELETE /a/q/messages/id?popreceipt=x HTTP/1.1\r\n\r\n";
         assert_eq!(
             p.feed(stream),
-            vec!["queue POST messages".to_string(), "queue DELETE message".to_string()]
+            vec![
+                "queue POST messages".to_string(),
+                "queue DELETE message".to_string()
+            ]
         );
     }
 }

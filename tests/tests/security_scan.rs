@@ -1,0 +1,759 @@
+//! Security (issue #6 item 5, DESIGN.md §5), against the real binaries:
+//!
+//! - **No secret anywhere.** A pipeline runs with recognisable secrets — an SSWS token and a
+//!   Data Collector workspace key — coming (a) from the environment and (b) from the Key Vault
+//!   fake through managed identity, and is pushed through its error paths: Okta answers 401
+//!   (the credential is re-read), Okta hands out a `next` link to another origin, the sink
+//!   answers 403 (breaker, secrets re-read), and a page blob is missing (poison record). Then
+//!   everything the run produced is scanned: every line of both services' logs (stats lines
+//!   included), every `/metrics`, `/readyz` and `/healthz` answer seen while the run went on,
+//!   every blob in the container (checkpoint, leader heartbeat, pages — decompressed too —,
+//!   page states, done markers, the poison record) and the queue messages. No secret may
+//!   appear, raw, base64-encoded (any alignment, both alphabets), url-encoded or hex, nor its
+//!   random part alone (a truncated leak), nor the identity header, nor a bearer JWT, nor an
+//!   unredacted SAS signature.
+//! - **The credential never leaves for another origin**: the foreign `next` link points at a
+//!   listener of this test, which must receive nothing at all.
+//! - **https is required** for every non-loopback endpoint: exit code 2 naming the variable.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use chrono::Utc;
+use common::envelope::Envelope;
+use common::org::OrgKey;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+use world::fakes::log_analytics::{LaFault, LogAnalyticsFakeConfig};
+use world::fakes::okta::{OktaFakeConfig, OktaFault};
+use world::local::{LocalWorld, SinkKind, WorldOptions};
+use world::procs::eventually;
+
+/// A secret value to look for, with a label for the report (the value is never printed).
+struct Needle {
+    label: String,
+    value: String,
+}
+
+/// The secrets of one run; each carries a random part so no fixture can match by chance.
+struct Secrets {
+    ssws: String,
+    ssws_nonce: String,
+    workspace_key_bytes: Vec<u8>,
+    workspace_key_b64: String,
+    workspace_nonce: String,
+}
+
+impl Secrets {
+    fn new() -> Secrets {
+        let ssws_nonce = uuid::Uuid::new_v4().simple().to_string();
+        let workspace_nonce = uuid::Uuid::new_v4().simple().to_string();
+        let mut key = format!("sekret-workspace-key-{workspace_nonce}-").into_bytes();
+        key.resize(64, b'k');
+        Secrets {
+            ssws: format!("sekret-ssws-{ssws_nonce}"),
+            ssws_nonce,
+            workspace_key_b64: base64::engine::general_purpose::STANDARD.encode(&key),
+            workspace_key_bytes: key,
+            workspace_nonce,
+        }
+    }
+}
+
+/// The parts of base64 text that depend only on `bytes`, for the three alignments `bytes`
+/// can have inside a longer encoded string, in the standard and the url-safe alphabets.
+fn base64_forms(bytes: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    for engine in [
+        base64::engine::general_purpose::STANDARD_NO_PAD,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ] {
+        for offset in 0..3usize {
+            let mut buf = vec![0u8; offset];
+            buf.extend_from_slice(bytes);
+            let enc = engine.encode(&buf);
+            // Characters whose 6 bits all come from `bytes`.
+            let start = (8 * offset).div_ceil(6);
+            let end = (8 * (offset + bytes.len())) / 6;
+            if end > start + 8 {
+                out.push(enc[start..end].to_string());
+            }
+        }
+    }
+    out
+}
+
+fn url_encoded(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn needles(secrets: &Secrets, identity_header: &str) -> Vec<Needle> {
+    let mut n = Vec::new();
+    let mut add = |label: &str, value: String| {
+        if !n.iter().any(|x: &Needle| x.value == value) {
+            n.push(Needle {
+                label: label.to_string(),
+                value,
+            });
+        }
+    };
+    // The SSWS token.
+    add("ssws token", secrets.ssws.clone());
+    add("ssws token (url-encoded)", url_encoded(&secrets.ssws));
+    add("ssws token (random part)", secrets.ssws_nonce.clone());
+    for f in base64_forms(secrets.ssws.as_bytes()) {
+        add("ssws token (base64)", f);
+    }
+    // The workspace key: its Base64 text as configured, and the key bytes it stands for.
+    add("workspace key", secrets.workspace_key_b64.clone());
+    add(
+        "workspace key (url-encoded)",
+        url_encoded(&secrets.workspace_key_b64),
+    );
+    add(
+        "workspace key (no padding)",
+        secrets.workspace_key_b64.trim_end_matches('=').to_string(),
+    );
+    for f in base64_forms(secrets.workspace_key_b64.as_bytes()) {
+        add("workspace key (base64 of the Base64)", f);
+    }
+    add(
+        "workspace key bytes",
+        String::from_utf8_lossy(&secrets.workspace_key_bytes).into_owned(),
+    );
+    add(
+        "workspace key bytes (hex)",
+        hex::encode(&secrets.workspace_key_bytes),
+    );
+    add(
+        "workspace key (random part)",
+        secrets.workspace_nonce.clone(),
+    );
+    for f in base64_forms(&secrets.workspace_key_bytes) {
+        add("workspace key bytes (base64, any alignment)", f);
+    }
+    // The managed-identity header (a secret of the hosting platform).
+    add("identity header", identity_header.to_string());
+    for f in base64_forms(identity_header.as_bytes()) {
+        add("identity header (base64)", f);
+    }
+    n
+}
+
+/// Something the run produced, as text.
+struct Artifact {
+    source: String,
+    text: String,
+}
+
+/// A bearer JWT (`eyJ….eyJ…`), e.g. a managed-identity access token.
+fn find_jwt(text: &str) -> Option<usize> {
+    let b = text.as_bytes();
+    let mut from = 0;
+    while let Some(pos) = text[from..].find("eyJ") {
+        let start = from + pos;
+        let mut i = start;
+        while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'-' || b[i] == b'_') {
+            i += 1;
+        }
+        if i - start >= 12 && text[i..].starts_with(".eyJ") {
+            return Some(start);
+        }
+        from = start + 3;
+    }
+    None
+}
+
+/// An unredacted SAS signature (`sig=` followed by a real value).
+fn find_sas_signature(text: &str) -> Option<usize> {
+    let lower = text.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(pos) = lower[from..].find("sig=") {
+        let start = from + pos;
+        let value: String = text[start + 4..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || "%+/=".contains(*c))
+            .collect();
+        if value.len() >= 8 && value != "REDACTED" {
+            return Some(start);
+        }
+        from = start + 4;
+    }
+    None
+}
+
+/// A short context around `at`, with every needle masked (so the report never prints one).
+fn context(text: &str, at: usize, needles: &[Needle]) -> String {
+    let mut lo = at.saturating_sub(80);
+    while !text.is_char_boundary(lo) {
+        lo -= 1;
+    }
+    let mut hi = (at + 120).min(text.len());
+    while !text.is_char_boundary(hi) {
+        hi += 1;
+    }
+    let mut c = text[lo..hi].to_string();
+    for n in needles {
+        c = c.replace(&n.value, &format!("<{}>", n.label));
+    }
+    c
+}
+
+/// Every finding in `artifacts`, as report lines.
+fn scan(artifacts: &[Artifact], needles: &[Needle]) -> Vec<String> {
+    let mut findings = Vec::new();
+    for a in artifacts {
+        for n in needles {
+            if let Some(at) = a.text.find(&n.value) {
+                findings.push(format!(
+                    "{} contains the {}: …{}…",
+                    a.source,
+                    n.label,
+                    context(&a.text, at, needles)
+                ));
+            }
+        }
+        if let Some(at) = find_jwt(&a.text) {
+            findings.push(format!(
+                "{} contains a bearer JWT: …{}…",
+                a.source,
+                context(&a.text, at, needles)
+            ));
+        }
+        if let Some(at) = find_sas_signature(&a.text) {
+            findings.push(format!(
+                "{} contains an unredacted SAS signature: …{}…",
+                a.source,
+                context(&a.text, at, needles)
+            ));
+        }
+    }
+    findings
+}
+
+/// A listener standing in for another origin: records every connection and byte it gets.
+struct Trap {
+    url: String,
+    connections: Arc<AtomicUsize>,
+    bytes: Arc<Mutex<Vec<u8>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Trap {
+    async fn start() -> anyhow::Result<Trap> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let bytes = Arc::new(Mutex::new(Vec::new()));
+        let (c, b) = (connections.clone(), bytes.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                c.fetch_add(1, Ordering::SeqCst);
+                let b = b.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(Ok(n)) =
+                        tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf)).await
+                    {
+                        if n == 0 {
+                            break;
+                        }
+                        b.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .extend_from_slice(&buf[..n]);
+                    }
+                });
+            }
+        });
+        Ok(Trap {
+            url: format!("http://127.0.0.1:{port}/api/v1/logs?after=stolen&limit=1000"),
+            connections,
+            bytes,
+            task,
+        })
+    }
+}
+
+impl Drop for Trap {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Polls `/metrics`, `/readyz` and `/healthz` of a service every second while the run goes
+/// on, keeping every distinct answer (readiness reasons carry error texts).
+fn poll_health(
+    name: String,
+    addr: String,
+    seen: Arc<Mutex<BTreeSet<(String, String)>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            for path in ["/metrics", "/readyz", "/healthz"] {
+                let (status, body) = support::http_get(&addr, path).await;
+                if status != 0 {
+                    seen.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert((format!("{name} {path}"), body));
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
+}
+
+/// Every blob of the container as text (gzip pages decompressed too), and the visible queue
+/// messages (received with a 1 s visibility timeout, so they come back at once).
+async fn snapshot_storage(
+    storage: &common::storage::Storage,
+    phase: &str,
+    out: &mut Vec<Artifact>,
+) -> anyhow::Result<Vec<String>> {
+    let names = support::blob_names(storage, "").await;
+    for name in &names {
+        let Some(blob) = storage.blobs.read(name).await? else {
+            continue;
+        };
+        let bytes = blob.bytes.to_vec();
+        if bytes.starts_with(&[0x1f, 0x8b]) {
+            let mut text = String::new();
+            let mut dec = flate2::read::MultiGzDecoder::new(&bytes[..]).take(256 << 20);
+            let mut raw = Vec::new();
+            dec.read_to_end(&mut raw)?;
+            text.push_str(&String::from_utf8_lossy(&raw));
+            out.push(Artifact {
+                source: format!("{phase} blob {name} (decompressed)"),
+                text,
+            });
+        }
+        out.push(Artifact {
+            source: format!("{phase} blob {name}"),
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        });
+    }
+    for m in storage.queue.receive(32, Duration::from_secs(1)).await? {
+        out.push(Artifact {
+            source: format!("{phase} queue message {}", m.id),
+            text: m.text,
+        });
+    }
+    Ok(names)
+}
+
+fn read_logs(dir: &std::path::Path, out: &mut Vec<Artifact>) -> anyhow::Result<usize> {
+    let mut lines = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let text = String::from_utf8_lossy(&std::fs::read(&path)?).into_owned();
+        lines += text.lines().count();
+        out.push(Artifact {
+            source: format!("log {}", path.display()),
+            text,
+        });
+    }
+    Ok(lines)
+}
+
+async fn scenario(from_vault: bool) -> anyhow::Result<()> {
+    let mode = if from_vault {
+        "key vault"
+    } else {
+        "environment"
+    };
+    let secrets = Secrets::new();
+    let world = LocalWorld::start(WorldOptions {
+        okta: OktaFakeConfig {
+            seed: 61,
+            initial_events: 1_500,
+            ssws_tokens: vec![secrets.ssws.clone()],
+            ..OktaFakeConfig::default()
+        },
+        la: LogAnalyticsFakeConfig {
+            workspace_key_b64: secrets.workspace_key_b64.clone(),
+            ..LogAnalyticsFakeConfig::default()
+        },
+        sink: SinkKind::DataCollector,
+        secrets_in_vault: from_vault,
+        ..WorldOptions::default()
+    })
+    .await?;
+    let logs = world.log_dir.display().to_string();
+    let storage = support::storage(&world);
+    storage.ensure_created().await?;
+
+    // Error paths: 401s (the credential is re-read), a next link to another origin, 403s from
+    // the sink, and an envelope whose page blob does not exist (poison after 2 failures).
+    let trap = Trap::start().await?;
+    world.okta.inject(OktaFault::Unauthorized { count: 3 });
+    world.okta.inject(OktaFault::ForeignNextLink {
+        count: 1,
+        url: trap.url.clone(),
+    });
+    world.la.inject(LaFault::Status {
+        status: 403,
+        count: 3,
+        retry_after_secs: None,
+    });
+    let org = OrgKey::from_origin(&url::Url::parse(&world.okta.base_url())?)?;
+    let missing = Envelope {
+        v: 1,
+        org,
+        epoch: 1,
+        seq: 1_000_000,
+        sha256: hex::encode(Sha256::digest(b"a page that was never stored")),
+        events: 10,
+        bytes: 100,
+        newest_published: None,
+        created: Utc::now(),
+    };
+    storage.queue.send(&missing.encode(), None).await?;
+
+    let env_token = [("OKTA_API_TOKEN", secrets.ssws.as_str())];
+    let collector_extra: &[(&str, &str)] = if from_vault { &[] } else { &env_token };
+    let mut collector = world.start_collector("collector", collector_extra)?;
+    let seen = Arc::new(Mutex::new(BTreeSet::new()));
+    let c_addr = support::health_addr(&collector).await;
+    let c_poll = poll_health("collector".into(), c_addr, seen.clone());
+
+    // The collector refuses the foreign link, then stores pages; nothing is shipped yet, so
+    // the pages and their envelopes can be read.
+    eventually(
+        Duration::from_secs(150),
+        "the collector to refuse the foreign next link",
+        || async {
+            collector
+                .log_text()
+                .contains("another origin")
+                .then_some(())
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{mode}: {e}\n{}", collector.log_text()))?;
+    eventually(
+        Duration::from_secs(90),
+        "pages to be stored and enqueued",
+        || async {
+            let n = storage.queue.approximate_count().await.ok()?;
+            (n >= 2).then_some(())
+        },
+    )
+    .await?;
+    let mut artifacts = Vec::new();
+    let early = snapshot_storage(&storage, "early", &mut artifacts).await?;
+    assert!(
+        early.iter().any(|n| n.starts_with("pages/")),
+        "{mode}: no page stored yet: {early:?}"
+    );
+
+    let mut shipper = world.start_shipper("shipper", &[("SHIPPER_MAX_DEQUEUE", "2")])?;
+    let s_addr = support::health_addr(&shipper).await;
+    let s_poll = poll_health("shipper".into(), s_addr.clone(), seen.clone());
+    world
+        .wait_all_landed(Duration::from_secs(150))
+        .await
+        .map_err(|e| anyhow::anyhow!("{mode}: {e}"))?;
+    eventually(
+        Duration::from_secs(90),
+        "the poison record of the missing page",
+        || async {
+            let p = support::blob_names(&storage, "poison/").await;
+            (!p.is_empty()).then_some(())
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{mode}: {e}\n{}", shipper.log_text()))?;
+    // Let a stats line or two be written after the error paths.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    c_poll.abort();
+    s_poll.abort();
+
+    // The error paths really ran.
+    let okta = world.okta.stats();
+    assert!(
+        okta.by_status.get(&401).copied().unwrap_or(0) >= 3,
+        "{mode}: {okta:?}"
+    );
+    let la = world.la.stats();
+    assert_eq!(
+        la.requests_by_status.get(&403).copied(),
+        Some(3),
+        "{mode}: {la:?}"
+    );
+    if let Some(v) = &world.vault {
+        let name = world::local::okta_secret_name(&world.okta.domain());
+        assert!(
+            v.reads(&name) >= 2,
+            "{mode}: the 401 did not re-read the Okta token"
+        );
+        assert!(v.reads("workspace-key") >= 1);
+    }
+    // The credential never went to the other origin: not a single connection.
+    let sent = trap.bytes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert_eq!(
+        trap.connections.load(Ordering::SeqCst),
+        0,
+        "{mode}: the collector connected to the foreign origin and sent {} bytes (token inside: {})",
+        sent.len(),
+        String::from_utf8_lossy(&sent).contains(&secrets.ssws)
+    );
+
+    let c_stop = collector.terminate(Duration::from_secs(30))?;
+    let s_stop = shipper.terminate(Duration::from_secs(30))?;
+    assert!(
+        c_stop.is_some_and(|s| s.success()),
+        "{mode}: collector exit {c_stop:?}"
+    );
+    assert!(
+        s_stop.is_some_and(|s| s.success()),
+        "{mode}: shipper exit {s_stop:?}"
+    );
+
+    let late = snapshot_storage(&storage, "final", &mut artifacts).await?;
+    for prefix in ["checkpoints/", "leader/", "done/", "poison/", "state/"] {
+        assert!(
+            late.iter().any(|n| n.starts_with(prefix))
+                || early.iter().any(|n| n.starts_with(prefix)),
+            "{mode}: nothing under {prefix} was scanned: {late:?}"
+        );
+    }
+    let log_lines = read_logs(&world.log_dir, &mut artifacts)?;
+    let stats_lines = artifacts
+        .iter()
+        .filter(|a| a.source.starts_with("log "))
+        .map(|a| a.text.lines().filter(|l| l.contains("stats")).count())
+        .sum::<usize>();
+    let health: Vec<(String, String)> = seen
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .cloned()
+        .collect();
+    assert!(
+        health.iter().any(|(s, _)| s == "collector /metrics"),
+        "{mode}: no collector metrics"
+    );
+    assert!(
+        health.iter().any(|(s, _)| s == "shipper /metrics"),
+        "{mode}: no shipper metrics"
+    );
+    for (source, body) in health.iter() {
+        artifacts.push(Artifact {
+            source: source.clone(),
+            text: body.clone(),
+        });
+    }
+    // The secrets really were in use: a scan that finds nothing because nothing was
+    // configured would prove nothing.
+    let identity_header = world.identity.header_secret();
+    let needles = needles(&secrets, &identity_header);
+    let findings = scan(&artifacts, &needles);
+    println!(
+        "{mode}: scanned {} artifacts ({} log lines, {stats_lines} stats lines, {} health answers, {} + {} blobs) for {} secret forms: {} findings",
+        artifacts.len(),
+        log_lines,
+        health.len(),
+        early.len(),
+        late.len(),
+        needles.len(),
+        findings.len()
+    );
+    assert!(
+        findings.is_empty(),
+        "{mode}: secrets leaked (logs in {logs}):\n{}",
+        findings.join("\n")
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_from_the_environment_appears_anywhere() -> anyhow::Result<()> {
+    scenario(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_from_key_vault_appears_anywhere() -> anyhow::Result<()> {
+    scenario(true).await
+}
+
+/// The scanner itself finds each form of a secret (so a clean scan means something).
+#[test]
+fn the_scanner_finds_every_form_of_a_secret() {
+    let s = Secrets::new();
+    let n = needles(&s, "fake-identity-header-0123456789abcdef");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let planted = [
+        format!("Authorization: SSWS {}", s.ssws),
+        format!("x={}", b64.encode(format!("ab{}cd", s.ssws))),
+        format!("x={}", b64.encode(format!("a{}", s.ssws))),
+        format!("a truncated token …{}", &s.ssws[4..]),
+        format!("key={}", url_encoded(&s.workspace_key_b64)),
+        format!("key={}", s.workspace_key_b64),
+        format!("raw={}", String::from_utf8_lossy(&s.workspace_key_bytes)),
+        format!("hex={}", hex::encode(&s.workspace_key_bytes)),
+        "Bearer eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJhdWQiOiJodHRwczovL21vbml0b3IifQ.sig"
+            .to_string(),
+        "GET http://127.0.0.1:1/q?sv=2021&sig=abcDEF123%2B456%3D&se=1".to_string(),
+    ];
+    for p in &planted {
+        let found = scan(
+            &[Artifact {
+                source: "planted".into(),
+                text: p.clone(),
+            }],
+            &n,
+        );
+        assert!(
+            !found.is_empty(),
+            "not found: {}",
+            p.replace(&s.ssws, "<ssws>")
+        );
+        assert!(found
+            .iter()
+            .all(|f| !f.contains(&s.ssws) && !f.contains(&s.workspace_key_b64)));
+    }
+    let clean = "sig=REDACTED&se=1 eyJ.eyJ sekret-ssws- workspace";
+    assert!(scan(
+        &[Artifact {
+            source: "clean".into(),
+            text: clean.into()
+        }],
+        &n
+    )
+    .is_empty());
+}
+
+/// Plain http for a non-loopback endpoint stops the binary at once (exit 2) naming the
+/// variable, without printing the secrets it was given.
+#[test]
+fn http_is_refused_for_non_loopback_endpoints() {
+    let secret = "sekret-ssws-config-0123456789";
+    let key =
+        base64::engine::general_purpose::STANDARD.encode(b"sekret-workspace-key-config-0123456789");
+    let base = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        let mut env = BTreeMap::new();
+        env.insert(
+            "AZURE_STORAGE_CONNECTION_STRING".into(),
+            "UseDevelopmentStorage=true".into(),
+        );
+        env.insert("HTTP_ADDR".into(), "127.0.0.1:0".into());
+        for (k, v) in pairs {
+            env.insert(k.to_string(), v.to_string());
+        }
+        env
+    };
+    let collector = |extra: &[(&str, &str)]| {
+        let mut e = base(&[("OKTA_DOMAIN", "acme.okta.com"), ("OKTA_API_TOKEN", secret)]);
+        e.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        e
+    };
+    let li = |extra: &[(&str, &str)]| {
+        let mut e = base(&[
+            ("SINK", "logs-ingestion"),
+            (
+                "LOGS_INGESTION_ENDPOINT",
+                "https://dce-1.westeurope-1.ingest.monitor.azure.com",
+            ),
+            ("DCR_IMMUTABLE_ID", "dcr-00000000000000000000000000000000"),
+        ]);
+        e.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        e
+    };
+    let dc = |extra: &[(&str, &str)]| {
+        let mut e = base(&[
+            ("SINK", "data-collector"),
+            ("WORKSPACE_ID", "00000000-0000-0000-0000-0000000000aa"),
+            ("WORKSPACE_KEY", key.as_str()),
+        ]);
+        e.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        e
+    };
+    let cases: Vec<(&str, &str, BTreeMap<String, String>)> = vec![
+        (
+            "collector",
+            "OKTA_DOMAIN",
+            collector(&[("OKTA_DOMAIN", "http://acme.okta.com")]),
+        ),
+        (
+            "collector",
+            "KEY_VAULT_URL",
+            collector(&[("KEY_VAULT_URL", "http://my-vault.vault.azure.net/")]),
+        ),
+        (
+            "shipper",
+            "LOGS_INGESTION_ENDPOINT",
+            li(&[(
+                "LOGS_INGESTION_ENDPOINT",
+                "http://dce-1.westeurope-1.ingest.monitor.azure.com",
+            )]),
+        ),
+        (
+            "shipper",
+            "KEY_VAULT_URL",
+            li(&[("KEY_VAULT_URL", "http://my-vault.vault.azure.net/")]),
+        ),
+        (
+            "shipper",
+            "LOG_ANALYTICS_URI",
+            dc(&[(
+                "LOG_ANALYTICS_URI",
+                "http://00000000-0000-0000-0000-0000000000aa.ods.opinsights.azure.com",
+            )]),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (bin, var, env) in cases {
+        let (status, stdout, stderr) = run_bounded(bin, &env);
+        let out = format!("{stdout}{stderr}");
+        if status != Some(2) || !stderr.contains(var) {
+            failures.push(format!(
+                "{bin} with http {var}: exit {status:?}, stderr: {stderr}"
+            ));
+        }
+        if out.contains(secret) || out.contains(&key) {
+            failures.push(format!("{bin} with http {var}: a secret is in the output"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Runs `binary` with exactly `env`; a binary that accepted the configuration would go on to
+/// run (and wait for storage forever), so it is killed after a while and reported as such:
+/// `None` exit code.
+fn run_bounded(binary: &str, env: &BTreeMap<String, String>) -> (Option<i32>, String, String) {
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new(world::procs::binary(binary).expect("binary built"));
+    cmd.env_clear()
+        .envs(env)
+        .env("LOG_FORMAT", "text")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        match child.try_wait().expect("wait") {
+            Some(st) => break st.code(),
+            None if std::time::Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        let _ = o.read_to_string(&mut out);
+    }
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    (code, out, err)
+}

@@ -1,0 +1,260 @@
+//! The shipper's fault matrix (issue #6): the real collector and shipper against the fake Okta
+//! org, Azurite and a fake Log Analytics that fails on purpose. Each cell asserts no loss, the
+//! right retry / breaker / poison outcome, and what an operator sees (`/readyz`, metrics).
+//!
+//! | fault | expected |
+//! |---|---|
+//! | 10 % 429/500/503 | retried; nothing lost, nothing twice |
+//! | 403 / 401 for a while | breaker open, not ready (reason names the fix), no poison, resumes by itself |
+//! | accepted, then the answer lost | re-posted: duplicates == exactly the dropped request's rows |
+//! | sink unreachable | breaker, no poison, resumes |
+//! | 413 | chunk split and shipped |
+//! | identity endpoint down at start-up | retried until it answers, then ships |
+//!
+//! Assertions are on counts and states, never on durations.
+
+mod support;
+
+use std::time::Duration;
+
+use common::page_state::PageState;
+use common::storage::Storage;
+use world::fakes::log_analytics::LaFault;
+use world::fakes::okta::OktaFakeConfig;
+use world::local::{Delivery, LocalWorld, WorldOptions};
+use world::procs::{eventually, Service};
+
+const LANDING: Duration = Duration::from_secs(120);
+
+async fn world(seed: u64, events: usize) -> anyhow::Result<LocalWorld> {
+    LocalWorld::start(WorldOptions {
+        okta: OktaFakeConfig {
+            seed,
+            initial_events: events,
+            ..OktaFakeConfig::default()
+        },
+        ..WorldOptions::default()
+    })
+    .await
+}
+
+/// The health address a service logged (`HTTP_ADDR=127.0.0.1:0`), wherever the JSON layer put
+/// the field.
+async fn addr_of(svc: &Service) -> anyhow::Result<String> {
+    eventually(Duration::from_secs(30), "the health address in the log", || async {
+        svc.log_text().lines().find_map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).ok()?;
+            v.pointer("/fields/addr")
+                .or_else(|| v.pointer("/addr"))
+                .and_then(|a| a.as_str())
+                .map(str::to_string)
+        })
+    })
+    .await
+}
+
+/// Value of a metric without labels other than `service` (e.g. a gauge).
+async fn metric(addr: &str, name: &str) -> Option<f64> {
+    let (_, body) = support::http_get(addr, "/metrics").await;
+    body.lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with(['{', ' '])))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .next()
+}
+
+async fn poison_records(storage: &Storage) -> Vec<String> {
+    support::blob_names(storage, "poison/").await
+}
+
+/// Page states present now, with their failure counts.
+async fn state_failures(storage: &Storage) -> anyhow::Result<Vec<(String, u32)>> {
+    let mut out = Vec::new();
+    for name in support::blob_names(storage, "state/").await {
+        if let Some(c) = storage.blobs.read(&name).await? {
+            let st = PageState::from_bytes(&c.bytes).map_err(anyhow::Error::msg)?;
+            out.push((name, st.failures));
+        }
+    }
+    Ok(out)
+}
+
+fn assert_no_duplicates(world: &LocalWorld, d: &Delivery) {
+    assert_eq!(d.duplicates, 0, "{d:?}");
+    assert_eq!(world.la.stats().duplicate_rows, 0, "{:?}", world.la.stats());
+}
+
+fn status_count(world: &LocalWorld, status: u16) -> u64 {
+    world.la.stats().requests_by_status.get(&status).copied().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_percent_throttling_and_server_errors_lose_nothing_and_duplicate_nothing() -> anyhow::Result<()> {
+    let world = world(61, 3_000).await?;
+    world.la.set_fault_rate(0.1, vec![429, 500, 503], 61);
+    let _collector = world.start_collector("collector", &[])?;
+    let shipper = world.start_shipper("shipper", &[])?;
+    let d = world.wait_all_landed(LANDING).await?;
+    assert_eq!(d.released, 3_000);
+    assert_no_duplicates(&world, &d);
+    let injected: u64 = [429, 500, 503].iter().map(|s| status_count(&world, *s)).sum();
+    assert!(injected > 0, "no fault was injected: {:?}", world.la.stats());
+    let addr = addr_of(&shipper).await?;
+    assert!(metric(&addr, "okta_sentinel_retries_total").await.unwrap_or(0.0) >= injected as f64);
+    assert!(poison_records(&support::storage(&world)).await.is_empty());
+    Ok(())
+}
+
+/// The sink refuses every request with `status` for `duration` (credentials, RBAC still
+/// propagating): the breaker opens, readiness drops naming `hint`, nothing is poisoned and
+/// shipping resumes by itself.
+async fn auth_outage(status: u16, hint: &str, seed: u64) -> anyhow::Result<()> {
+    let world = world(seed, 1_500).await?;
+    let storage = support::storage(&world);
+    world.la.inject(LaFault::StatusFor {
+        status,
+        duration: Duration::from_secs(20),
+    });
+    let _collector = world.start_collector("collector", &[])?;
+    let shipper = world.start_shipper("shipper", &[("SHIPPER_MAX_DEQUEUE", "2")])?;
+    let addr = addr_of(&shipper).await?;
+
+    // While it lasts: not ready, with the reason; the breaker is open.
+    let body = eventually(Duration::from_secs(60), "/readyz to report the sink", || async {
+        let (code, body) = support::http_get(&addr, "/readyz").await;
+        (code == 503 && body.contains("\"sink\"")).then_some(body)
+    })
+    .await?;
+    assert!(body.contains(hint), "/readyz does not say what to fix: {body}");
+    eventually(Duration::from_secs(30), "the breaker gauge", || async {
+        (metric(&addr, "okta_sentinel_breaker_open").await == Some(1.0)).then_some(())
+    })
+    .await?;
+    // Several probes failed by now, more than SHIPPER_MAX_DEQUEUE: none counted toward poison.
+    eventually(Duration::from_secs(60), "repeated probes", || async {
+        (status_count(&world, status) > 3).then_some(())
+    })
+    .await?;
+    assert!(poison_records(&storage).await.is_empty(), "a sink-wide failure poisoned a page");
+    for (name, failures) in state_failures(&storage).await? {
+        assert_eq!(failures, 0, "{name}: a sink-wide failure was counted against the page");
+    }
+    assert_eq!(world.la.stats().accepted_rows, 0);
+
+    // It clears by itself: everything lands once, readiness and the breaker recover.
+    let d = world.wait_all_landed(LANDING).await?;
+    assert_no_duplicates(&world, &d);
+    assert!(poison_records(&storage).await.is_empty());
+    eventually(Duration::from_secs(30), "/readyz to recover", || async {
+        (support::http_get(&addr, "/readyz").await.0 == 200).then_some(())
+    })
+    .await?;
+    assert_eq!(metric(&addr, "okta_sentinel_breaker_open").await, Some(0.0));
+    assert!(shipper.log_text().contains("breaker open"), "no log line for the operator");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_403_opens_the_breaker_poisons_nothing_and_resumes() -> anyhow::Result<()> {
+    auth_outage(403, "Monitoring Metrics Publisher", 62).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_opens_the_breaker_poisons_nothing_and_resumes() -> anyhow::Result<()> {
+    auth_outage(401, "401", 63).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_then_answer_lost_duplicates_exactly_that_request() -> anyhow::Result<()> {
+    let world = world(64, 2_000).await?;
+    world.la.inject(LaFault::AcceptThenDrop { count: 1 });
+    let _collector = world.start_collector("collector", &[])?;
+    let _shipper = world.start_shipper("shipper", &[])?;
+    let d = world.wait_all_landed(LANDING).await?;
+    let s = world.la.stats();
+    assert_eq!(s.accepted_then_dropped_requests, 1, "{s:?}");
+    assert!(s.accepted_then_dropped_rows > 0);
+    assert_eq!(d.duplicates as u64, s.accepted_then_dropped_rows, "{d:?} {s:?}");
+    assert_eq!(s.duplicate_rows, s.accepted_then_dropped_rows, "{s:?}");
+    assert!(poison_records(&support::storage(&world)).await.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_unreachable_opens_the_breaker_and_resumes() -> anyhow::Result<()> {
+    let world = world(65, 1_200).await?;
+    let storage = support::storage(&world);
+    world.la.inject(LaFault::Down {
+        duration: Duration::from_secs(10),
+    });
+    let _collector = world.start_collector("collector", &[])?;
+    let shipper = world.start_shipper("shipper", &[("SHIPPER_MAX_DEQUEUE", "2")])?;
+    let addr = addr_of(&shipper).await?;
+    let body = eventually(Duration::from_secs(60), "/readyz to report the sink", || async {
+        let (code, body) = support::http_get(&addr, "/readyz").await;
+        (code == 503 && body.contains("\"sink\"")).then_some(body)
+    })
+    .await?;
+    assert!(body.contains("cannot connect"), "{body}");
+    let d = world.wait_all_landed(LANDING).await?;
+    assert_no_duplicates(&world, &d);
+    assert!(poison_records(&storage).await.is_empty());
+
+    // Again mid-run, with new events arriving.
+    world.la.inject(LaFault::Down {
+        duration: Duration::from_secs(6),
+    });
+    world.okta.release(800);
+    let d = world.wait_all_landed(LANDING).await?;
+    assert_eq!(d.released, 2_000);
+    assert_no_duplicates(&world, &d);
+    assert!(poison_records(&storage).await.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_413_splits_the_chunk_and_ships_it() -> anyhow::Result<()> {
+    let world = world(66, 1_500).await?;
+    world.la.inject(LaFault::Status {
+        status: 413,
+        count: 1,
+        retry_after_secs: None,
+    });
+    let _collector = world.start_collector("collector", &[])?;
+    let shipper = world.start_shipper("shipper", &[])?;
+    let d = world.wait_all_landed(LANDING).await?;
+    assert_no_duplicates(&world, &d);
+    assert_eq!(status_count(&world, 413), 1);
+    assert!(shipper.log_text().contains("413"), "the split is not logged");
+    assert!(poison_records(&support::storage(&world)).await.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_endpoint_down_at_start_up_is_retried_then_ships() -> anyhow::Result<()> {
+    let world = world(67, 1_200).await?;
+    world.identity.set_down(true);
+    let _collector = world.start_collector("collector", &[])?;
+    let mut shipper = world.start_shipper("shipper", &[])?;
+    // The shipper asks for a token, reports why it cannot ship, and keeps asking; it does not
+    // give up or post without a token.
+    let addr = addr_of(&shipper).await?;
+    let body = eventually(Duration::from_secs(60), "/readyz to report the sink", || async {
+        let (code, body) = support::http_get(&addr, "/readyz").await;
+        (code == 503 && body.contains("\"sink\"")).then_some(body)
+    })
+    .await?;
+    assert!(body.contains("managed identity") || body.contains("token"), "{body}");
+    let asked = world.identity.requests();
+    eventually(Duration::from_secs(60), "more token requests", || async {
+        (world.identity.requests() > asked).then_some(())
+    })
+    .await?;
+    assert!(shipper.is_running(), "the shipper exited:\n{}", shipper.log_text());
+    assert_eq!(world.la.stats().accepted_rows, 0);
+
+    world.identity.set_down(false);
+    let d = world.wait_all_landed(LANDING).await?;
+    assert_no_duplicates(&world, &d);
+    assert!(poison_records(&support::storage(&world)).await.is_empty());
+    Ok(())
+}

@@ -1,0 +1,461 @@
+//! Poison records, end to end with the real `shipper` binary and its `poison` commands:
+//!
+//! - messages that are not envelopes (garbage, path characters in the org, sha or seq) end as
+//!   `poison/_undecodable/{message id}.json` after `SHIPPER_MAX_DEQUEUE` deliveries, and
+//!   nothing outside that prefix is touched;
+//! - a missing page blob, a sha256 mismatch and a 400 from the sink end as
+//!   `poison/{org}/{epoch}/{seq}.json` with the reason; after the cause is fixed `poison
+//!   requeue` ships the page, resuming its progress (no row posted twice);
+//! - hostile pages (a gzip bomb, 1,000-deep nesting, truncated gzip, non-UTF-8) are parked with
+//!   a clear reason and the shipper survives to ship the next page;
+//! - `poison list`, `show`, `purge` (refused without `--yes`).
+//!
+//! Assertions are on counts and contents, never on durations.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::Utc;
+use common::envelope::Envelope;
+use common::org::{names, OrgKey};
+use common::page_state::PageState;
+use common::storage::Storage;
+use sha2::{Digest, Sha256};
+use world::fakes::log_analytics::LaFault;
+use world::local::{LocalWorld, WorldOptions};
+use world::procs::{eventually, run_command, Service};
+
+const ORG: &str = "acme.okta.com";
+const WAIT: Duration = Duration::from_secs(90);
+
+/// A page written by the test: its envelope, stored bytes and event uuids.
+struct TestPage {
+    env: Envelope,
+    gz: Vec<u8>,
+    uuids: Vec<String>,
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(data).expect("gzip");
+    enc.finish().expect("gzip")
+}
+
+fn envelope_for(seq: u64, gz: &[u8], events: u64) -> Envelope {
+    Envelope {
+        v: 1,
+        org: OrgKey::parse(ORG).expect("org"),
+        epoch: 1,
+        seq,
+        sha256: hex::encode(Sha256::digest(gz)),
+        events,
+        bytes: gz.len() as u64,
+        newest_published: None,
+        created: Utc::now(),
+    }
+}
+
+/// `n` realistic events from `seed`, stored as page `seq` of epoch 1.
+fn make_page(seq: u64, seed: u64, n: usize) -> TestPage {
+    let from = Utc::now() - chrono::Duration::minutes(30);
+    let events = world::fakes::okta_events::generate(seed, n, from, chrono::Duration::milliseconds(7));
+    let uuids = events
+        .iter()
+        .map(|e| e["uuid"].as_str().expect("uuid").to_ascii_lowercase())
+        .collect();
+    let gz = gzip(&serde_json::to_vec(&events).expect("json"));
+    TestPage {
+        env: envelope_for(seq, &gz, n as u64),
+        gz,
+        uuids,
+    }
+}
+
+/// A page whose stored bytes are `gz` as given (hostile content).
+fn raw_page(seq: u64, gz: Vec<u8>) -> TestPage {
+    TestPage {
+        env: envelope_for(seq, &gz, 1),
+        gz,
+        uuids: Vec::new(),
+    }
+}
+
+async fn put_page(storage: &Storage, page: &TestPage) -> anyhow::Result<()> {
+    storage
+        .blobs
+        .write(&page.env.page_blob(), Bytes::from(page.gz.clone()), None)
+        .await?;
+    Ok(())
+}
+
+async fn world() -> anyhow::Result<(LocalWorld, Storage)> {
+    let world = LocalWorld::start(WorldOptions::default()).await?;
+    let storage = support::storage(&world);
+    storage.ensure_created().await?;
+    Ok((world, storage))
+}
+
+fn landed(world: &LocalWorld, pages: &[&TestPage]) -> HashMap<String, usize> {
+    let counts = world.landed_counts();
+    pages
+        .iter()
+        .flat_map(|p| p.uuids.iter())
+        .map(|u| (u.clone(), counts.get(u).copied().unwrap_or(0)))
+        .collect()
+}
+
+async fn wait_landed(world: &LocalWorld, pages: &[&TestPage], timeout: Duration) -> anyhow::Result<()> {
+    eventually(timeout, "every event of the pages to land", || async {
+        landed(world, pages).values().all(|n| *n >= 1).then_some(())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; logs in {}", world.log_dir.display()))
+}
+
+/// Every event of `pages` landed exactly once, and the sink saw no duplicate at all.
+fn assert_once(world: &LocalWorld, pages: &[&TestPage]) {
+    let counts = landed(world, pages);
+    assert_eq!(counts.values().filter(|n| **n == 0).count(), 0, "events missing");
+    let twice = counts.values().filter(|n| **n > 1).count();
+    assert_eq!(twice, 0, "{twice} events landed more than once");
+    assert_eq!(world.la.stats().duplicate_rows, 0, "{:?}", world.la.stats());
+}
+
+/// Reads a poison record (or any JSON blob).
+async fn json_blob(storage: &Storage, name: &str) -> anyhow::Result<Option<serde_json::Value>> {
+    match storage.blobs.read(name).await? {
+        Some(c) => Ok(Some(serde_json::from_slice(&c.bytes)?)),
+        None => Ok(None),
+    }
+}
+
+/// Waits for the poison record `name` and returns it.
+async fn wait_record(storage: &Storage, svc: &Service, name: &str) -> anyhow::Result<serde_json::Value> {
+    eventually(WAIT, &format!("poison record {name}"), || async {
+        json_blob(storage, name).await.ok().flatten()
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n--- {} ---\n{}", svc.name, svc.log_text()))
+}
+
+fn page_record_name(env: &Envelope) -> String {
+    names::poison(&env.org, env.epoch, env.seq)
+}
+
+fn page_id(env: &Envelope) -> String {
+    format!("{}/{}/{}", env.org, env.epoch, env.seq)
+}
+
+async fn page_state(storage: &Storage, env: &Envelope) -> anyhow::Result<Option<PageState>> {
+    let name = names::state(&env.org, env.epoch, env.seq);
+    match storage.blobs.read(&name).await? {
+        Some(c) => Ok(Some(PageState::from_bytes(&c.bytes).map_err(anyhow::Error::msg)?)),
+        None => Ok(None),
+    }
+}
+
+/// Runs `shipper poison …` with the shipper's environment; (success, stdout, stderr).
+fn poison_cmd(world: &LocalWorld, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
+    let mut full = vec!["poison"];
+    full.extend_from_slice(args);
+    let (st, out, err) = run_command("shipper", &full, &world.shipper_env())?;
+    Ok((st.success(), out, err))
+}
+
+/// Every blob's bytes, by name.
+async fn snapshot(storage: &Storage) -> anyhow::Result<BTreeMap<String, Bytes>> {
+    let mut out = BTreeMap::new();
+    for item in storage.blobs.list("").await? {
+        let bytes = storage.blobs.read(&item.name).await?.map(|c| c.bytes).unwrap_or_default();
+        out.insert(item.name, bytes);
+    }
+    Ok(out)
+}
+
+async fn queue_empty(storage: &Storage) -> anyhow::Result<()> {
+    eventually(Duration::from_secs(60), "the queue to drain", || async {
+        matches!(storage.queue.approximate_count().await, Ok(0)).then_some(())
+    })
+    .await
+}
+
+fn reason(rec: &serde_json::Value) -> String {
+    rec["reason"].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_messages_are_parked_in_their_prefix_and_nothing_else_is_touched() -> anyhow::Result<()> {
+    let (world, storage) = world().await?;
+    // What a running pipeline has in storage: none of it may change.
+    let org = OrgKey::parse(ORG)?;
+    let bystander = make_page(5, 55, 10);
+    put_page(&storage, &bystander).await?;
+    storage.blobs.write(&names::checkpoint(&org), Bytes::from_static(b"{\"checkpoint\":1}"), None).await?;
+    storage.blobs.write(&names::state(&org, 1, 5), Bytes::from(PageState::new().to_bytes()), None).await?;
+    storage.blobs.write(&names::done(&org, 1, 4), Bytes::new(), None).await?;
+    storage.blobs.write("checkpoints/x.json", Bytes::from_static(b"precious"), None).await?;
+
+    let valid = serde_json::to_value(&bystander.env)?;
+    let with = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut v = valid.clone();
+        f(&mut v);
+        v.to_string()
+    };
+    let texts = vec![
+        ("garbage", "this is not an envelope <&>".to_string()),
+        ("org", with(&|v| v["org"] = "../checkpoints".into())),
+        ("sha", with(&|v| v["sha256"] = "../../checkpoints/x.json".into())),
+        ("seq", with(&|v| v["seq"] = "1/../../checkpoints/x".into())),
+        ("no version", with(&|v| v["v"] = serde_json::Value::Null)),
+    ];
+    let before = snapshot(&storage).await?;
+    let mut sent = Vec::new();
+    for (what, text) in &texts {
+        let m = storage.queue.send(text, None).await?;
+        sent.push((*what, text.clone(), m.id));
+    }
+
+    let s = world.start_shipper("shipper", &[("SHIPPER_MAX_DEQUEUE", "2")])?;
+    for (what, text, id) in &sent {
+        let name = names::undecodable(id);
+        assert!(name.starts_with(names::UNDECODABLE_PREFIX));
+        let rec = wait_record(&storage, &s, &name).await?;
+        assert_eq!(rec["raw"].as_str(), Some(text.as_str()), "{what}: raw text");
+        assert_eq!(rec["attempts"], 2, "{what}: parked after SHIPPER_MAX_DEQUEUE deliveries");
+        assert!(!reason(&rec).is_empty(), "{what}: no reason");
+        assert!(rec.get("envelope").is_none_or(|e| e.is_null()), "{what}: {rec}");
+    }
+    let org_rec = json_blob(&storage, &names::undecodable(&sent[1].2)).await?.unwrap_or_default();
+    assert!(reason(&org_rec).contains("org key"), "{}", reason(&org_rec));
+    queue_empty(&storage).await?;
+
+    // Nothing outside poison/_undecodable/ changed, and nothing was posted.
+    let after = snapshot(&storage).await?;
+    let outside = |m: &BTreeMap<String, Bytes>| -> BTreeMap<String, Bytes> {
+        m.iter()
+            .filter(|(k, _)| !k.starts_with(names::UNDECODABLE_PREFIX))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    assert_eq!(outside(&after), outside(&before), "blobs outside poison/_undecodable/ changed");
+    assert_eq!(after.len(), before.len() + texts.len());
+    assert!(world.la.stats().requests_by_status.is_empty());
+
+    // The operator's view.
+    let (ok, out, err) = poison_cmd(&world, &["list"])?;
+    assert!(ok, "poison list failed: {err}");
+    for (_, _, id) in &sent {
+        assert!(out.contains(&format!("_undecodable/{id}")), "list lacks {id}:\n{out}");
+    }
+    let (ok, out, err) = poison_cmd(&world, &["show", &format!("_undecodable/{}", sent[0].2)])?;
+    assert!(ok, "poison show failed: {err}");
+    assert!(out.contains("this is not an envelope"), "{out}");
+    // An id with path characters is refused, not followed.
+    let (ok, _, _) = poison_cmd(&world, &["show", "../checkpoints/x"])?;
+    assert!(!ok, "poison show followed a path out of its prefix");
+
+    // Purge: refused without --yes, then removes every record and nothing else.
+    let (ok, _, _) = poison_cmd(&world, &["purge"])?;
+    assert!(!ok, "purge without --yes must refuse");
+    assert_eq!(support::blob_names(&storage, names::UNDECODABLE_PREFIX).await.len(), texts.len());
+    let (ok, _, err) = poison_cmd(&world, &["purge", "--yes"])?;
+    assert!(ok, "purge --yes failed: {err}");
+    assert!(support::blob_names(&storage, "poison/").await.is_empty());
+    assert_eq!(snapshot(&storage).await?, outside(&before));
+    let (ok, out, _) = poison_cmd(&world, &["list"])?;
+    assert!(ok && out.contains("no poison records"), "{out}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_page_and_sha_mismatch_are_parked_then_requeued_after_the_fix() -> anyhow::Result<()> {
+    let (world, storage) = world().await?;
+    let missing = make_page(1, 11, 200);
+    let tampered = make_page(2, 12, 200);
+    // The tampered page's blob holds other bytes than the envelope's sha256.
+    let other = make_page(2, 99, 200);
+    storage
+        .blobs
+        .write(&tampered.env.page_blob(), Bytes::from(other.gz.clone()), None)
+        .await?;
+    storage.queue.send(&missing.env.encode(), None).await?;
+    storage.queue.send(&tampered.env.encode(), None).await?;
+
+    let s = world.start_shipper("shipper", &[("SHIPPER_MAX_DEQUEUE", "2")])?;
+    let rec_missing = wait_record(&storage, &s, &page_record_name(&missing.env)).await?;
+    let rec_tampered = wait_record(&storage, &s, &page_record_name(&tampered.env)).await?;
+    assert!(reason(&rec_missing).contains("missing"), "{rec_missing}");
+    assert!(reason(&rec_tampered).contains("sha256"), "{rec_tampered}");
+    for (rec, page) in [(&rec_missing, &missing), (&rec_tampered, &tampered)] {
+        assert_eq!(rec["attempts"], 2, "{rec}");
+        assert_eq!(rec["posted_upto"], 0, "{rec}");
+        assert_eq!(rec["envelope"], serde_json::to_value(&page.env)?, "{rec}");
+        // The state stays for the operator, with the count of page-caused failures.
+        let st = page_state(&storage, &page.env).await?.expect("state kept");
+        assert_eq!(st.failures, 2);
+    }
+    queue_empty(&storage).await?;
+    assert!(world.la.stats().requests_by_status.is_empty(), "a broken page was posted");
+
+    let (ok, out, err) = poison_cmd(&world, &["list"])?;
+    assert!(ok, "{err}");
+    assert!(out.contains(&page_id(&missing.env)) && out.contains("missing"), "{out}");
+    assert!(out.contains(&page_id(&tampered.env)) && out.contains("sha256"), "{out}");
+    let (ok, out, err) = poison_cmd(&world, &["show", &page_id(&tampered.env)])?;
+    assert!(ok, "{err}");
+    assert!(out.contains("sha256 mismatch"), "{out}");
+
+    // Fix the causes: the page is restored, the tampered blob rewritten with the right bytes.
+    put_page(&storage, &missing).await?;
+    put_page(&storage, &tampered).await?;
+    let (ok, _, err) = poison_cmd(&world, &["requeue", &page_id(&missing.env)])?;
+    assert!(ok, "requeue by id: {err}");
+    let (ok, _, err) = poison_cmd(&world, &["requeue", "--all"])?;
+    assert!(ok, "requeue --all: {err}");
+    wait_landed(&world, &[&missing, &tampered], WAIT).await?;
+    queue_empty(&storage).await?;
+    assert_once(&world, &[&missing, &tampered]);
+    assert!(support::blob_names(&storage, "poison/").await.is_empty());
+    for p in [&missing, &tampered] {
+        let e = &p.env;
+        assert!(storage.blobs.exists(&names::done(&e.org, e.epoch, e.seq)).await?);
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_400_after_progress_is_parked_and_requeue_resumes_without_reposting() -> anyhow::Result<()> {
+    let (world, storage) = world().await?;
+    // ~3 KB per row: 900 events make several 1 MB chunks.
+    let page = make_page(3, 33, 900);
+    put_page(&storage, &page).await?;
+    storage.queue.send(&page.env.encode(), None).await?;
+    let knobs = [("VISIBILITY_TIMEOUT", "5s"), ("SHIPPER_MAX_DEQUEUE", "2")];
+
+    // First shipper: dies right after recording the first accepted chunk.
+    let mut first = world.start_shipper(
+        "shipper-1",
+        &[knobs[0], knobs[1], ("OKTA_SENTINEL_FAILPOINTS", "shipper.after_progress@1")],
+    )?;
+    let st = first.wait_exit(WAIT).await?;
+    assert_eq!(st.code(), Some(common::failpoint::EXIT_CODE), "{}", first.log_text());
+    let posted = world.la.stats().accepted_rows;
+    assert!(posted > 0 && posted < 900, "first chunk: {posted} rows");
+    let state = page_state(&storage, &page.env).await?.expect("state");
+    assert_eq!(state.posted_upto, posted);
+
+    // The service now refuses this data (400), exactly SHIPPER_MAX_DEQUEUE times.
+    world.la.inject(LaFault::Status {
+        status: 400,
+        count: 2,
+        retry_after_secs: None,
+    });
+    let second = world.start_shipper("shipper-2", &knobs)?;
+    let rec = wait_record(&storage, &second, &page_record_name(&page.env)).await?;
+    let r = reason(&rec);
+    assert!(r.contains("400") && r.contains("Injected by the fake Log Analytics"), "service text missing: {r}");
+    assert_eq!(rec["attempts"], 2, "{rec}");
+    assert_eq!(rec["posted_upto"], posted, "{rec}");
+    assert_eq!(world.la.stats().requests_by_status.get(&400).copied(), Some(2), "a 400 was retried in place");
+    queue_empty(&storage).await?;
+
+    // The cause is gone (the fault ran out): requeue resumes after the first chunk.
+    let (ok, out, err) = poison_cmd(&world, &["requeue", "--all"])?;
+    assert!(ok, "requeue: {out}{err}");
+    wait_landed(&world, &[&page], WAIT).await?;
+    queue_empty(&storage).await?;
+    assert_once(&world, &[&page]);
+    assert_eq!(world.la.stats().accepted_rows, 900, "rows posted before the failure were posted again");
+    assert!(support::blob_names(&storage, "poison/").await.is_empty());
+    Ok(())
+}
+
+/// A gzip stream of `n` zero bytes (about 1 KB per MB).
+fn zeros_gzip(n: usize) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let block = vec![0u8; 1 << 20];
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(block.len());
+        enc.write_all(&block[..k]).expect("gzip");
+        left -= k;
+    }
+    enc.finish().expect("gzip")
+}
+
+/// Peak resident set of a process, in bytes (Linux `VmHWM`).
+fn peak_rss(svc: &Service) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", svc.pid()?)).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_pages_get_clear_reasons_and_the_shipper_survives() -> anyhow::Result<()> {
+    let (world, storage) = world().await?;
+    // 1 GiB of zeros from ~1 MB stored: four times what the shipper may inflate (256 MiB).
+    let bomb = raw_page(20, zeros_gzip(1 << 30));
+    assert!(bomb.gz.len() < 2 << 20, "bomb is {} bytes", bomb.gz.len());
+    let deep = {
+        let nested = format!("{}{}", "[".repeat(1000), "]".repeat(1000));
+        let text = format!(
+            r#"[{{"uuid":"{}","published":"2026-01-01T00:00:00.000Z","eventType":"x","deep":{nested}}}]"#,
+            uuid::Uuid::new_v4()
+        );
+        raw_page(21, gzip(text.as_bytes()))
+    };
+    let truncated = {
+        let good = make_page(22, 222, 50).gz;
+        raw_page(22, good[..good.len() / 2].to_vec())
+    };
+    let not_utf8 = raw_page(23, gzip(b"[{\"uuid\":\"\xff\xfe\xfd\"}]"));
+    let hostile = [
+        (&bomb, "inflates beyond"),
+        (&deep, "deeper than"),
+        (&truncated, "gzip"),
+        (&not_utf8, "UTF-8"),
+    ];
+    for (p, _) in &hostile {
+        put_page(&storage, p).await?;
+        storage.queue.send(&p.env.encode(), None).await?;
+    }
+    let s = world.start_shipper("shipper", &[("SHIPPER_MAX_DEQUEUE", "2"), ("SHIPPER_CONCURRENCY", "2")])?;
+    for (p, expect) in &hostile {
+        let rec = wait_record(&storage, &s, &page_record_name(&p.env)).await?;
+        assert!(reason(&rec).contains(expect), "seq {}: reason {:?} lacks {expect:?}", p.env.seq, reason(&rec));
+        assert_eq!(rec["attempts"], 2);
+    }
+    let mut s = s;
+    assert!(s.is_running(), "the shipper died:\n{}", s.log_text());
+    let peak = peak_rss(&s).unwrap_or(0);
+    println!("shipper peak RSS after the gzip bomb: {} MiB", peak >> 20);
+    assert!(!s.log_text().contains("panicked"), "{}", s.log_text());
+    assert!(world.la.stats().requests_by_status.is_empty(), "a hostile page was posted");
+
+    // The same replica still ships an ordinary page.
+    let good = make_page(24, 244, 100);
+    put_page(&storage, &good).await?;
+    storage.queue.send(&good.env.encode(), None).await?;
+    wait_landed(&world, &[&good], WAIT).await?;
+    assert_once(&world, &[&good]);
+    // Memory stays bounded by the inflate limit (256 MiB), not by the bomb's 1 GiB.
+    assert!(peak < 512 << 20, "peak RSS {} MiB", peak >> 20);
+
+    // Purge gives the pages up for good: records, page blobs and states go, done markers
+    // absorb any late twin.
+    let (ok, out, err) = poison_cmd(&world, &["purge", "--yes"])?;
+    assert!(ok, "purge: {out}{err}");
+    assert!(support::blob_names(&storage, "poison/").await.is_empty());
+    for (p, _) in &hostile {
+        let e = &p.env;
+        assert!(storage.blobs.exists(&names::done(&e.org, e.epoch, e.seq)).await?);
+        assert!(!storage.blobs.exists(&e.page_blob()).await?);
+        assert!(!storage.blobs.exists(&names::state(&e.org, e.epoch, e.seq)).await?);
+    }
+    Ok(())
+}
