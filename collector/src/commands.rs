@@ -43,7 +43,16 @@ async fn highest_epoch(blobs: &Blobs, org: &OrgKey) -> Result<u64, StorageError>
 
 /// `collector status`: leader, epoch, checkpoint, newest published, lag, last poll, queue depth.
 pub async fn status(cfg: &CollectorConfig, storage: &Storage, json: bool) -> anyhow::Result<()> {
-    let cp = checkpoint::read(&storage.blobs, &cfg.org).await?;
+    let cp = match checkpoint::read(&storage.blobs, &cfg.org).await {
+        Err(checkpoint::CheckpointError::Storage(e)) if e.code() == Some("ContainerNotFound") => {
+            println!(
+                "org {}: nothing collected yet (container {} does not exist)",
+                cfg.org, cfg.storage.container_name
+            );
+            return Ok(());
+        }
+        other => other?,
+    };
     let hb = leader::read_heartbeat(&storage.blobs, &cfg.org).await?;
     let depth = storage.queue.approximate_count().await.ok();
     let cp = cp.map(|v| Checkpoint {
@@ -160,6 +169,8 @@ pub async fn reset(
             next.epoch = epoch;
             next.seq = 0;
             next.next_url = url.to_string();
+            // A new run: the old uuid window would drop every re-collected event as a repeat.
+            next.recent = None;
             next.updated = Utc::now();
             checkpoint::replace(blobs, &v, next).await?;
         } else {

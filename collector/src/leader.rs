@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 /// What the leader publishes about itself in `leader/{org}`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Heartbeat {
     pub holder: String,
     pub since: Option<DateTime<Utc>>,
@@ -74,6 +75,13 @@ pub async fn acquire(
                     since: Some(Utc::now()),
                     ..Heartbeat::default()
                 }));
+                // Publish the new leader at once (status), not only at the first renewal.
+                let body =
+                    serde_json::to_vec(&*heartbeat.lock().unwrap_or_else(|p| p.into_inner()))
+                        .unwrap_or_default();
+                if let Err(e) = blobs.write(&name, Bytes::from(body), Some(&lease_id)).await {
+                    tracing::debug!(error = %e, "first heartbeat write failed");
+                }
                 let lost = CancellationToken::new();
                 let renewer = tokio::spawn(renew_loop(
                     blobs.clone(),

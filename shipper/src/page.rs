@@ -34,8 +34,9 @@ use crate::stats::ShipperMetrics;
 
 /// Largest stored page we read (a page of 1,000 events is a few hundred KB gzipped).
 pub const MAX_PAGE_BLOB: u64 = 64 * 1024 * 1024;
-/// Largest decompressed page we accept (gzip bombs stop here).
-pub const MAX_PAGE_JSON: u64 = 256 * 1024 * 1024;
+/// Largest decompressed page we accept (gzip bombs stop here). A page of 1,000 events is
+/// a few MB; the cap bounds memory at `SHIPPER_CONCURRENCY` × this.
+pub const MAX_PAGE_JSON: u64 = 64 * 1024 * 1024;
 
 /// Readiness condition of the sink.
 pub const READY_SINK: &str = "sink";
@@ -239,6 +240,7 @@ async fn ship_leased(
     let Some(content) = blobs.read_limited(state_name, 64 * 1024).await? else {
         return Err(Stop::Abandon("page state vanished"));
     };
+    let mut etag = content.etag.clone();
     let mut state = match PageState::from_bytes(&content.bytes) {
         Ok(s) => s,
         Err(e) => {
@@ -256,6 +258,8 @@ async fn ship_leased(
         .exists(&names::done(&env.org, env.epoch, env.seq))
         .await?
     {
+        // Shipped by another replica meanwhile; a state recreated by a late twin goes too.
+        let _ = blobs.delete(state_name, Some(lease_id)).await;
         delete_message(ctx, &msg.id, &keeper.pop_receipt()).await;
         return Ok(Disposition::Twin);
     }
@@ -278,7 +282,10 @@ async fn ship_leased(
         Ok(r) => r,
         Err(LoadError::Storage(e)) => return Err(Stop::Storage(e)),
         Err(LoadError::Page(reason)) => {
-            return page_fault(ctx, msg, env, keeper, state_name, lease_id, state, &reason).await
+            return page_fault(
+                ctx, msg, env, keeper, state_name, lease_id, &mut etag, state, &reason,
+            )
+            .await
         }
     };
     ctx.metrics.truncations.inc_by(rows.truncations);
@@ -302,6 +309,15 @@ async fn ship_leased(
             hand_back(ctx, &msg.id, &keeper.pop_receipt(), ctx.breaker.open_for()).await;
             return Ok(Disposition::SinkDown);
         }
+        // Prove ownership right before posting: the background keeper may not have noticed
+        // yet that this replica was paused past its lease and another one took the page.
+        match blobs.renew_lease(state_name, lease_id).await {
+            Ok(()) => {}
+            Err(e) if e.is_lease_lost() || e.is_not_found() || e.status() == Some(409) => {
+                return Err(Stop::Abandon("page-state lease lost"))
+            }
+            Err(e) => return Err(e.into()),
+        }
         let outcome = ctx.sink.post(&c).await;
         ctx.metrics.requests.inc(outcome_label(&outcome));
         match outcome {
@@ -314,7 +330,7 @@ async fn ship_leased(
                 failpoint::hit("shipper.after_chunk_accepted");
                 state.posted_upto = c.end_event as u64;
                 state.updated = Utc::now();
-                write_state(blobs, state_name, &state, lease_id).await?;
+                write_state(blobs, state_name, &state, lease_id, &mut etag).await?;
                 failpoint::hit("shipper.after_progress");
             }
             Outcome::Transient {
@@ -336,8 +352,10 @@ async fn ship_leased(
             }
             Outcome::SinkWide { reason } => return sink_down(ctx, msg, keeper, &reason).await,
             Outcome::PageFault { reason } => {
-                return page_fault(ctx, msg, env, keeper, state_name, lease_id, state, &reason)
-                    .await
+                return page_fault(
+                    ctx, msg, env, keeper, state_name, lease_id, &mut etag, state, &reason,
+                )
+                .await
             }
             Outcome::TooLarge => {
                 tracing::error!(
@@ -353,7 +371,7 @@ async fn ship_leased(
                     None => {
                         let reason = "a single row was refused as too large (413)".to_string();
                         return page_fault(
-                            ctx, msg, env, keeper, state_name, lease_id, state, &reason,
+                            ctx, msg, env, keeper, state_name, lease_id, &mut etag, state, &reason,
                         )
                         .await;
                     }
@@ -407,13 +425,14 @@ async fn page_fault(
     keeper: &Keeper,
     state_name: &str,
     lease_id: &str,
+    etag: &mut String,
     mut state: PageState,
     reason: &str,
 ) -> Result<Disposition, Stop> {
     state.failures += 1;
     state.last_error = Some(reason.chars().take(2000).collect());
     state.updated = Utc::now();
-    write_state(&ctx.blobs, state_name, &state, lease_id).await?;
+    write_state(&ctx.blobs, state_name, &state, lease_id, etag).await?;
     tracing::warn!(page = %env.page_id(), failures = state.failures, max = ctx.max_dequeue, reason, "page failed");
     if state.failures >= ctx.max_dequeue {
         poison::park_page(&ctx.blobs, env, &state, reason, &msg.id).await?;
@@ -444,25 +463,31 @@ async fn sink_down(
     Ok(Disposition::SinkDown)
 }
 
+/// Records the state under the lease and If-Match on the ETag we last wrote: a state that
+/// another replica deleted (page shipped) or rewrote can never be recreated or overwritten by
+/// a replica that lost it. The write runs without SDK retries; an unknown outcome abandons the
+/// page (handed back, resumed from what is recorded), which is always safe.
 async fn write_state(
     blobs: &Blobs,
     name: &str,
     state: &PageState,
     lease_id: &str,
+    etag: &mut String,
 ) -> Result<(), Stop> {
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
-    for _ in 0..5 {
-        match blobs
-            .write(name, Bytes::from(state.to_bytes()), Some(lease_id))
-            .await
-        {
-            Ok(_) => return Ok(()),
-            Err(e) if e.is_lease_lost() => return Err(Stop::Abandon("page-state lease lost")),
-            Err(e) if e.is_transient() => tokio::time::sleep(backoff.next_delay()).await,
-            Err(e) => return Err(e.into()),
+    match blobs
+        .write_if_match(name, Bytes::from(state.to_bytes()), etag, Some(lease_id))
+        .await
+    {
+        Ok(new) => {
+            *etag = new;
+            Ok(())
         }
+        Err(e) if e.is_lease_lost() || e.is_condition_not_met() || e.is_not_found() => {
+            Err(Stop::Abandon("page-state lease lost"))
+        }
+        Err(e) if e.is_transient() => Err(Stop::Abandon("cannot record progress")),
+        Err(e) => Err(e.into()),
     }
-    Err(Stop::Abandon("cannot record progress"))
 }
 
 enum LoadError {

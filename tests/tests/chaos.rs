@@ -145,6 +145,25 @@ fn schedule(rng: &mut StdRng) -> Vec<(Duration, Action)> {
     plan
 }
 
+/// Page states whose page has no done marker: pages not finished yet.
+async fn unfinished_states(storage: &common::storage::Storage) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for b in storage.blobs.list("state/").await? {
+        if !storage.blobs.exists(&done_of_state(&b.name)).await? {
+            out.push(b.name);
+        }
+    }
+    Ok(out)
+}
+
+/// `state/{org}/{epoch}/{seq}.json` → `done/{org}/{epoch}/{seq}`.
+fn done_of_state(state: &str) -> String {
+    state
+        .replacen("state/", "done/", 1)
+        .trim_end_matches(".json")
+        .to_string()
+}
+
 /// The fake's accepted-row count at the last sample taken at or before `t` (0 before any).
 fn rows_at_or_before(samples: &[Sample], t: Instant) -> u64 {
     samples
@@ -195,6 +214,9 @@ async fn chaos_kills_restarts_and_outages_lose_nothing_and_duplicate_only_lost_a
     }
 
     let disk = tempfile::Builder::new().prefix("chaos-azurite").tempdir()?;
+    // Logs outlive a failed run (the world's temp dir does not); removed when the test passes.
+    let log_dir = std::env::temp_dir().join(format!("okta-sentinel-chaos-{seed}"));
+    let _ = std::fs::remove_dir_all(&log_dir);
     let mut world = LocalWorld::start(WorldOptions {
         okta: OktaFakeConfig {
             seed,
@@ -209,13 +231,14 @@ async fn chaos_kills_restarts_and_outages_lose_nothing_and_duplicate_only_lost_a
             persistence: Persistence::OnDisk(disk.path().to_path_buf()),
             ..AzuriteOptions::default()
         },
+        log_dir: Some(log_dir.clone()),
         ..WorldOptions::default()
     })
     .await?;
     let logs = world.log_dir.display().to_string();
     println!("chaos logs: {logs}");
 
-    let mut procs = vec![
+    let mut procs = [
         Proc {
             label: "collector",
             kind: Kind::Collector,
@@ -381,19 +404,47 @@ async fn chaos_kills_restarts_and_outages_lose_nothing_and_duplicate_only_lost_a
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     // Every page finished (a resumed page may still re-post a chunk): the queue is empty and
-    // no page state is left.
+    // every page state left belongs to a page with a done marker.
     let storage = support::storage(&world);
     let settled = eventually(
         Duration::from_secs(90),
         "every page to be finished",
         || async {
             let q = storage.queue.approximate_count().await.ok()?;
-            let states = storage.blobs.list("state/").await.ok()?;
-            (q == 0 && states.is_empty()).then_some(())
+            (q == 0 && unfinished_states(&storage).await.ok()?.is_empty()).then_some(())
         },
     )
     .await;
     sample(&world, &mut samples);
+    // States of finished pages that nobody deleted (see the module docs).
+    let leaked_states = support::blob_names(&storage, "state/").await;
+    // What is left when pages did not finish: the evidence for the report.
+    let mut leftover = String::new();
+    if settled.is_err() {
+        let q = storage.queue.approximate_count().await;
+        leftover.push_str(&format!("queue approximate count {q:?}\n"));
+        for name in support::blob_names(&storage, "state/").await {
+            let body = storage.blobs.read(&name).await.ok().flatten();
+            let text = body.map(|b| String::from_utf8_lossy(&b.bytes).into_owned());
+            let done = done_of_state(&name);
+            let is_done = storage.blobs.exists(&done).await;
+            leftover.push_str(&format!(
+                "{name} (done marker exists: {is_done:?}): {text:?}\n"
+            ));
+        }
+        for m in storage
+            .queue
+            .receive(32, Duration::from_secs(1))
+            .await
+            .unwrap_or_default()
+        {
+            leftover.push_str(&format!(
+                "message {} dequeued {}×: {}\n",
+                m.id, m.dequeue_count, m.text
+            ));
+        }
+        println!("  LEFT OVER:\n{leftover}");
+    }
 
     // Graceful stop: each exits 0.
     let mut stop_failures = Vec::new();
@@ -482,6 +533,10 @@ async fn chaos_kills_restarts_and_outages_lose_nothing_and_duplicate_only_lost_a
     );
     println!("  bound: dropped rows + shipper kills × {CONCURRENCY} pages × {MAX_ROWS_PER_CHUNK} rows = {bound}");
     println!("  requests by status {:?}", stats.requests_by_status);
+    println!(
+        "  page states of finished pages left behind: {} {leaked_states:?}",
+        leaked_states.len()
+    );
     for u in &unexpected {
         println!(
             "  UNEXPECTED EXIT {} at {:.1}s: {}\n{}",
@@ -495,7 +550,7 @@ async fn chaos_kills_restarts_and_outages_lose_nothing_and_duplicate_only_lost_a
         d.missing.len(),
         d.missing.first()
     );
-    settled.map_err(|e| anyhow::anyhow!("seed {seed}: {e}; logs in {logs}"))?;
+    settled.map_err(|e| anyhow::anyhow!("seed {seed}: {e}; logs in {logs}\n{leftover}"))?;
     let poison = support::blob_names(&storage, "poison/").await;
     assert!(
         poison.is_empty(),
@@ -546,5 +601,7 @@ async fn chaos_kills_restarts_and_outages_lose_nothing_and_duplicate_only_lost_a
         stop_failures.is_empty(),
         "seed {seed}: graceful stop failed: {stop_failures:#?}"
     );
+    drop(world);
+    let _ = std::fs::remove_dir_all(&log_dir);
     Ok(())
 }

@@ -36,6 +36,8 @@ struct Enqueued {
     pages: BTreeMap<String, Envelope>,
     /// uuid → number of distinct enqueued pages holding it.
     uuids: HashMap<String, usize>,
+    /// uuid → org key of the envelope that carried it.
+    org_of: HashMap<String, String>,
     twins: usize,
 }
 
@@ -58,6 +60,7 @@ impl Enqueued {
                 let uuids = read_page(storage, &env).await?;
                 assert_eq!(uuids.len() as u64, env.events, "{}", env.page_id());
                 for u in uuids {
+                    self.org_of.insert(u.clone(), env.org.to_string());
                     *self.uuids.entry(u).or_insert(0) += 1;
                 }
                 self.pages.insert(env.page_id(), env);
@@ -133,7 +136,11 @@ async fn read_page(storage: &Storage, env: &Envelope) -> anyhow::Result<Vec<Stri
         .read(&name)
         .await?
         .with_context(|| format!("enqueued page {name} does not exist"))?;
-    assert_eq!(hex::encode(Sha256::digest(&blob.bytes)), env.sha256, "{name}");
+    assert_eq!(
+        hex::encode(Sha256::digest(&blob.bytes)),
+        env.sha256,
+        "{name}"
+    );
     let mut json = Vec::new();
     flate2::read::GzDecoder::new(&blob.bytes[..]).read_to_end(&mut json)?;
     let events: Vec<serde_json::Value> = serde_json::from_slice(&json)?;
@@ -195,11 +202,15 @@ async fn gauge(addr: &str, name: &str) -> f64 {
 }
 
 async fn wait_metric_at_least(addr: &str, name: &str, filter: &str, at_least: f64) -> f64 {
-    eventually(WAIT, &format!("{name}{{{filter}}} >= {at_least}"), || async {
-        metric_sum(addr, name, filter)
-            .await
-            .filter(|v| *v >= at_least)
-    })
+    eventually(
+        WAIT,
+        &format!("{name}{{{filter}}} >= {at_least}"),
+        || async {
+            metric_sum(addr, name, filter)
+                .await
+                .filter(|v| *v >= at_least)
+        },
+    )
     .await
     .expect("metric")
 }
@@ -253,7 +264,9 @@ async fn world_with(okta: OktaFakeConfig) -> anyhow::Result<(LocalWorld, Storage
 
 /// Starts two collectors; returns (leader, standby) with their health addresses, after the
 /// standby has seen the lease held.
-async fn leader_and_standby(world: &LocalWorld) -> anyhow::Result<((Service, String), (Service, String))> {
+async fn leader_and_standby(
+    world: &LocalWorld,
+) -> anyhow::Result<((Service, String), (Service, String))> {
     let a = world.start_collector("collector-a", &[])?;
     let a_addr = health_addr(&a).await;
     eventually(WAIT, "collector-a leads", || async {
@@ -272,7 +285,11 @@ async fn leader_and_standby(world: &LocalWorld) -> anyhow::Result<((Service, Str
 /// While one collector leads, the other collects nothing and is ready.
 /// `earlier` is what the org counted before these two collectors started.
 async fn assert_standby_idle(world: &LocalWorld, a_addr: &str, b_addr: &str, earlier: u64) {
-    assert_eq!(gauge(b_addr, LEADER).await, 0.0, "the standby claims to lead");
+    assert_eq!(
+        gauge(b_addr, LEADER).await,
+        0.0,
+        "the standby claims to lead"
+    );
     let (s, body) = support::http_get(b_addr, "/readyz").await;
     assert_eq!(s, 200, "a standby is ready: {body}");
     let b_requests = metric_sum(b_addr, REQUESTS, "").await.unwrap_or(-1.0);
@@ -325,7 +342,11 @@ async fn sigterm_releases_the_lease_and_the_standby_takes_over() -> anyhow::Resu
     enq.wait_all(&world, &storage, WAIT).await?;
     assert_eq!(gauge(&solo_addr, LEADER).await, 1.0);
     let st = solo.terminate(Duration::from_secs(30))?;
-    assert!(st.is_some_and(|s| s.success()), "exit {st:?}\n{}", solo.log_text());
+    assert!(
+        st.is_some_and(|s| s.success()),
+        "exit {st:?}\n{}",
+        solo.log_text()
+    );
     let leader_blob = format!("leader/{}", org_key(&world));
     let lease = storage
         .blobs
@@ -341,7 +362,11 @@ async fn sigterm_releases_the_lease_and_the_standby_takes_over() -> anyhow::Resu
     enq.wait_all(&world, &storage, WAIT).await?;
     assert_standby_idle(&world, &a_addr, &b_addr, earlier).await;
     let st = a.terminate(Duration::from_secs(30))?;
-    assert!(st.is_some_and(|s| s.success()), "exit {st:?}\n{}", a.log_text());
+    assert!(
+        st.is_some_and(|s| s.success()),
+        "exit {st:?}\n{}",
+        a.log_text()
+    );
     assert!(
         !a.log_text().contains("could not release the leader lease"),
         "{}",
@@ -390,9 +415,14 @@ async fn a_deposed_leaders_late_writes_change_nothing() -> anyhow::Result<()> {
         (gauge(&a_addr, LEADER).await == 0.0).then_some(())
     })
     .await?;
+    assert!(a.log_text().contains("leadership lost"), "{}", a.log_text());
     world.okta.release(600);
     enq.wait_all(&world, &storage, WAIT).await?;
-    assert_eq!(gauge(&b_addr, LEADER).await, 1.0, "the new leader was disturbed");
+    assert_eq!(
+        gauge(&b_addr, LEADER).await,
+        1.0,
+        "the new leader was disturbed"
+    );
 
     // Nothing changed: every event enqueued once (twins of one page are folded), and the
     // checkpoint counts exactly the pages that were enqueued.
@@ -404,6 +434,96 @@ async fn a_deposed_leaders_late_writes_change_nothing() -> anyhow::Result<()> {
     .await?;
     enq.drain(&storage).await?;
     assert_eq!(cp["seq"].as_u64(), Some(enq.pages.len() as u64), "{cp}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_orgs_share_the_queue_without_interfering() -> anyhow::Result<()> {
+    let (world, storage) = world_with(okta(35, 1_800)).await?;
+    let other = world::fakes::okta::OktaFake::start(okta(36, 1_300)).await?;
+    let a = world.start_collector("org-a", &[])?;
+    let b = world.start_collector("org-b", &[("OKTA_DOMAIN", other.base_url().as_str())])?;
+    let (a_addr, b_addr) = (health_addr(&a).await, health_addr(&b).await);
+    let mut enq = Enqueued::default();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        enq.drain(&storage).await?;
+        let mut released = world.okta.released_uuids();
+        released.extend(other.released_uuids());
+        if enq.missing(&released).is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every event of both orgs was enqueued"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Each org has its own leader and its own state; every event travels under its own org.
+    assert_eq!(gauge(&a_addr, LEADER).await, 1.0);
+    assert_eq!(gauge(&b_addr, LEADER).await, 1.0);
+    let (key_a, key_b) = (org_key(&world), other.domain().replace(':', "-"));
+    for (uuids, key) in [
+        (world.okta.released_uuids(), &key_a),
+        (other.released_uuids(), &key_b),
+    ] {
+        for u in uuids {
+            assert_eq!(enq.org_of.get(&u), Some(key), "{u}");
+        }
+    }
+    assert!(enq.duplicated().is_empty());
+    assert_eq!(enq.uuids.len(), 1_800 + 1_300);
+    for key in [&key_a, &key_b] {
+        let names = support::blob_names(&storage, &format!("checkpoints/{key}.json")).await;
+        assert_eq!(names.len(), 1, "{key}");
+        assert!(!support::blob_names(&storage, &format!("pages/{key}/"))
+            .await
+            .is_empty());
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_token_in_key_vault_is_picked_up_without_a_restart() -> anyhow::Result<()> {
+    const NEW_TOKEN: &str = "rotated-ssws-token";
+    let world = LocalWorld::start(WorldOptions {
+        okta: OktaFakeConfig {
+            ssws_tokens: vec![NEW_TOKEN.into()],
+            ..okta(37, 1_200)
+        },
+        secrets_in_vault: true,
+        ..WorldOptions::default()
+    })
+    .await?;
+    let storage = support::storage(&world);
+    let vault = world.vault.as_ref().context("vault")?;
+    let secret = world::local::okta_secret_name(&world.okta.domain());
+    // The vault still holds the old (expired) token.
+    vault.set_secret(&secret, "expired-ssws-token");
+    let mut c = world.start_collector("collector", &[])?;
+    let addr = health_addr(&c).await;
+    let body = wait_ready(&addr, 503, &["credential"]).await;
+    assert!(
+        body.contains("30 days"),
+        "the hint should name the usual causes: {body}"
+    );
+    // Refused, re-read once, refused again: then slow retries, no exit.
+    assert!(
+        vault.reads(&secret) >= 2,
+        "{} vault reads",
+        vault.reads(&secret)
+    );
+    assert!(c.is_running());
+
+    // The operator rotates the secret; the collector picks it up on its next attempt.
+    vault.set_secret(&secret, NEW_TOKEN);
+    let mut enq = Enqueued::default();
+    enq.wait_all(&world, &storage, WAIT).await?;
+    wait_ready(&addr, 200, &[]).await;
+    enq.assert_exactly_once(&world);
+    assert!(c.is_running());
+    let log = c.log_text();
+    assert!(!log.contains(NEW_TOKEN) && !log.contains("expired-ssws-token"));
     Ok(())
 }
 
@@ -436,11 +556,19 @@ async fn pacing_keeps_the_reserve_and_waits_for_the_reset_after_a_429() -> anyho
     .await?;
     let s = world.okta.stats();
     assert_eq!(s.rate_limited, 0, "{s:?}");
-    let max = s.max_requests_per_window.values().copied().max().unwrap_or(0);
+    let max = s
+        .max_requests_per_window
+        .values()
+        .copied()
+        .max()
+        .unwrap_or(0);
     assert!(max <= BUDGET, "{max} requests in one window: {s:?}");
     // Backlogged, it spends the budget instead of trickling (the last spare request is
     // spaced up to the reset, so it may land in the next window: not asserted as = 14).
-    assert!(max >= BUDGET / 2, "only {max} requests in the busiest window: {s:?}");
+    assert!(
+        max >= BUDGET / 2,
+        "only {max} requests in the busiest window: {s:?}"
+    );
 
     // One 429 (e.g. another integration drained the bucket): wait for the reset, no more 429s.
     world.okta.inject(OktaFault::Status429 { count: 1 });
@@ -460,15 +588,26 @@ async fn pacing_keeps_the_reserve_and_waits_for_the_reset_after_a_429() -> anyho
     .await?;
     let s = world.okta.stats();
     assert!(s.logs_requests > requests_at_429);
-    assert_eq!(s.rate_limited, 1, "the collector hit the limit again after a 429: {s:?}");
-    let max = s.max_requests_per_window.values().copied().max().unwrap_or(0);
+    assert_eq!(
+        s.rate_limited, 1,
+        "the collector hit the limit again after a 429: {s:?}"
+    );
+    let max = s
+        .max_requests_per_window
+        .values()
+        .copied()
+        .max()
+        .unwrap_or(0);
     assert!(max <= BUDGET, "{max} requests in one window: {s:?}");
 
     eprintln!("pacing: {s:?}");
     let mut enq = Enqueued::default();
     enq.drain(&storage).await?;
     assert!(enq.duplicated().is_empty());
-    assert_eq!(enq.pages.len() as f64, metric_sum(&addr, PAGES, "").await.unwrap_or(-1.0));
+    assert_eq!(
+        enq.pages.len() as f64,
+        metric_sum(&addr, PAGES, "").await.unwrap_or(-1.0)
+    );
     Ok(())
 }
 
@@ -499,7 +638,10 @@ async fn disorder(seed: u64, mode: EmptyPageMode) -> anyhow::Result<()> {
     // The org did serve repeats, and the collector dropped them (not the shipper).
     let served = world.okta.stats().events_served;
     let released = world.okta.released_count() as u64;
-    assert!(served > released, "{mode:?}: the fake served no repeat ({served} served)");
+    assert!(
+        served > released,
+        "{mode:?}: the fake served no repeat ({served} served)"
+    );
     let dropped = metric_sum(&addr, DUPLICATES, "").await.unwrap_or(0.0);
     assert!(dropped >= 1.0, "{mode:?}: no duplicate dropped");
     assert_eq!(metric_sum(&addr, MALFORMED, "").await, Some(0.0));
@@ -567,7 +709,8 @@ impl Drop for Trap {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_foreign_next_link_is_refused_and_the_credential_never_goes_there() -> anyhow::Result<()> {
+async fn a_foreign_next_link_is_refused_and_the_credential_never_goes_there() -> anyhow::Result<()>
+{
     let (world, storage) = world_with(okta(61, 1_500)).await?;
     let trap = Trap::start().await?;
     let foreign = format!("http://127.0.0.1:{}/api/v1/logs?after=x", trap.port);
@@ -589,10 +732,17 @@ async fn a_foreign_next_link_is_refused_and_the_credential_never_goes_there() ->
     let cp = checkpoint(&world, &storage).await;
     let next = cp["next_url"].as_str().unwrap_or_default();
     assert!(!next.contains(&trap.port.to_string()), "{cp}");
-    assert!(next.contains("since="), "the first URL should still be the next one: {cp}");
+    assert!(
+        next.contains("since="),
+        "the first URL should still be the next one: {cp}"
+    );
     assert_eq!(cp["seq"], 0, "{cp}");
     assert!(support::blob_names(&storage, "pages/").await.is_empty());
-    assert!(storage.queue.receive(32, Duration::from_secs(1)).await?.is_empty());
+    assert!(storage
+        .queue
+        .receive(32, Duration::from_secs(1))
+        .await?
+        .is_empty());
     // The refusal is logged, the credential is not.
     let log = c.log_text();
     assert!(log.contains(&origin), "{log}");
@@ -615,7 +765,9 @@ async fn malformed_responses_are_retried_reported_and_never_skipped() -> anyhow:
     ];
     for fault in faults {
         let malformed_before = metric_sum(&addr, MALFORMED, "").await.unwrap_or(0.0);
-        let server_before = metric_sum(&addr, REQUESTS, "status=\"5xx\"").await.unwrap_or(0.0);
+        let server_before = metric_sum(&addr, REQUESTS, "status=\"5xx\"")
+            .await
+            .unwrap_or(0.0);
         // Events first, so the faulty answers stand for a non-empty page (for the truncated
         // page, the `next` link still advances: following it would skip events).
         world.okta.release(700);
@@ -629,14 +781,20 @@ async fn malformed_responses_are_retried_reported_and_never_skipped() -> anyhow:
         wait_metric_at_least(&addr, metric, filter, before + 2.0).await;
         enq.wait_all(&world, &storage, WAIT).await?;
         let malformed = metric_sum(&addr, MALFORMED, "").await.unwrap_or(0.0) - malformed_before;
-        let server = metric_sum(&addr, REQUESTS, "status=\"5xx\"").await.unwrap_or(0.0) - server_before;
+        let server = metric_sum(&addr, REQUESTS, "status=\"5xx\"")
+            .await
+            .unwrap_or(0.0)
+            - server_before;
         match fault {
             // A gateway's HTML error page comes with a 502: reported as a server error.
             OktaFault::HtmlErrorPage { .. } => assert!(
                 server >= 2.0 || malformed >= 2.0,
                 "{fault:?}: {server} 5xx, {malformed} malformed"
             ),
-            _ => assert!(malformed >= 2.0, "{fault:?}: {malformed} malformed reported"),
+            _ => assert!(
+                malformed >= 2.0,
+                "{fault:?}: {malformed} malformed reported"
+            ),
         }
     }
     enq.assert_exactly_once(&world);
@@ -664,7 +822,9 @@ async fn a_refused_credential_reports_not_ready_then_recovers() -> anyhow::Resul
     wait_ready(&addr, 200, &[]).await;
     assert!(c.is_running());
     enq.assert_exactly_once(&world);
-    let refused = metric_sum(&addr, REQUESTS, "status=\"401\"").await.unwrap_or(0.0);
+    let refused = metric_sum(&addr, REQUESTS, "status=\"401\"")
+        .await
+        .unwrap_or(0.0);
     assert!(refused >= 1.0);
     // Three refusals, each answered: the collector retried slowly, it did not spin.
     assert_eq!(world.okta.stats().by_status.get(&401).copied(), Some(3));
@@ -701,7 +861,11 @@ async fn oauth_end_to_end(private_pem: String, public_pem: String) -> anyhow::Re
     enq.wait_all(&world, &storage, WAIT).await?;
 
     let s = world.okta.stats();
-    let logs = s.auth_schemes_by_path.get("/api/v1/logs").cloned().unwrap_or_default();
+    let logs = s
+        .auth_schemes_by_path
+        .get("/api/v1/logs")
+        .cloned()
+        .unwrap_or_default();
     assert!(logs.get("DPoP").copied().unwrap_or(0) >= 2, "{s:?}");
     for scheme in ["SSWS", "Bearer", "none", "other"] {
         assert_eq!(logs.get(scheme), None, "{scheme} at /api/v1/logs: {s:?}");
@@ -721,7 +885,10 @@ async fn oauth_end_to_end(private_pem: String, public_pem: String) -> anyhow::Re
     let (status, _) = support::http_get(&addr, "/readyz").await;
     assert_eq!(status, 200);
     let log = c.log_text();
-    assert!(!log.contains(private_pem.lines().nth(1).unwrap_or("-----")), "key material in the log");
+    assert!(
+        !log.contains(private_pem.lines().nth(1).unwrap_or("-----")),
+        "key material in the log"
+    );
     Ok(())
 }
 

@@ -88,7 +88,13 @@ async fn status_shows_the_checkpoint_and_reset_bumps_the_epoch() -> anyhow::Resu
     assert_eq!(doc["checkpoint"]["seq"], 3, "{doc}");
     let shown = doc["checkpoint"]["next_url"].as_str().unwrap_or_default();
     assert!(shown.contains("/api/v1/logs"), "{doc}");
-    assert!(!doc["leader"]["holder"].as_str().unwrap_or_default().is_empty(), "{doc}");
+    assert!(
+        !doc["leader"]["holder"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty(),
+        "{doc}"
+    );
     assert!(doc["checkpoint"]["newest_published"].is_string(), "{doc}");
     // The text form.
     let (st, out, err) = collector(&world, &["status"])?;
@@ -97,7 +103,10 @@ async fn status_shows_the_checkpoint_and_reset_bumps_the_epoch() -> anyhow::Resu
     assert!(out.contains("epoch / seq:    1 / 3"), "{out}");
     assert!(out.contains("next URL:"), "{out}");
     assert!(out.contains("/api/v1/logs"), "{out}");
-    assert!(!out.contains(world::local::TEST_SSWS_TOKEN) && !err.contains(world::local::TEST_SSWS_TOKEN));
+    assert!(
+        !out.contains(world::local::TEST_SSWS_TOKEN)
+            && !err.contains(world::local::TEST_SSWS_TOKEN)
+    );
 
     // reset is refused while a collector leads; nothing changes.
     let (st, out, err) = collector(&world, &["reset", "--start", "10m", "--yes"])?;
@@ -119,7 +128,12 @@ async fn status_shows_the_checkpoint_and_reset_bumps_the_epoch() -> anyhow::Resu
     // A next link on another origin is refused, nothing changes.
     let (st, out, err) = collector(
         &world,
-        &["reset", "--next-url", "https://evil.example/api/v1/logs?after=x", "--yes"],
+        &[
+            "reset",
+            "--next-url",
+            "https://evil.example/api/v1/logs?after=x",
+            "--yes",
+        ],
     )?;
     assert_eq!(st.code(), Some(1), "{out}\n{err}");
     assert!(err.contains("--next-url"), "{err}");
@@ -143,7 +157,10 @@ async fn status_shows_the_checkpoint_and_reset_bumps_the_epoch() -> anyhow::Resu
     assert!(url.contains("since=") && url != next_url, "{cp}");
 
     // --next-url on the org itself (a link kept by Microsoft's Function connector).
-    let imported = format!("{}/api/v1/logs?limit=1000&after=1700000000000_1", world.okta.base_url());
+    let imported = format!(
+        "{}/api/v1/logs?limit=1000&after=1700000000000_1",
+        world.okta.base_url()
+    );
     let (st, out, err) = collector(&world, &["reset", "--next-url", &imported, "--yes"])?;
     assert!(st.success(), "{out}\n{err}");
     let cp = checkpoint(&world, &storage).await.expect("cp");
@@ -192,7 +209,11 @@ async fn a_lost_checkpoint_next_to_pages_is_refused_until_reset() -> anyhow::Res
     let mut again = world.start_collector("collector-2", &[])?;
     let status = again.wait_exit(WAIT).await?;
     assert_eq!(status.code(), Some(1), "{}", again.log_text());
-    assert!(again.log_text().contains("collector reset"), "{}", again.log_text());
+    assert!(
+        again.log_text().contains("collector reset"),
+        "{}",
+        again.log_text()
+    );
     // It refused before fetching anything: no checkpoint was created.
     assert!(checkpoint(&world, &storage).await.is_none());
 
@@ -200,7 +221,10 @@ async fn a_lost_checkpoint_next_to_pages_is_refused_until_reset() -> anyhow::Res
     let (st, out, err) = collector(&world, &["reset", "--start", "1h", "--yes"])?;
     assert!(st.success(), "{out}\n{err}");
     let cp = checkpoint(&world, &storage).await.expect("cp");
-    assert_eq!(cp["epoch"], 2, "the epoch must not reuse the pages' epoch 1: {cp}");
+    assert_eq!(
+        cp["epoch"], 2,
+        "the epoch must not reuse the pages' epoch 1: {cp}"
+    );
     let mut third = world.start_collector("collector-3", &[])?;
     let prefix = format!("pages/{}/2/", org_key(&world));
     eventually(WAIT, "pages of epoch 2", || async {

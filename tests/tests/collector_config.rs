@@ -75,7 +75,11 @@ fn missing_okta_domain() {
 
 #[test]
 fn plain_http_on_a_non_loopback_host() {
-    let env = with(collector_env(), &[("OKTA_DOMAIN", "http://acme.okta.com")], &[]);
+    let env = with(
+        collector_env(),
+        &[("OKTA_DOMAIN", "http://acme.okta.com")],
+        &[],
+    );
     let err = assert_config_error("collector", &env, "OKTA_DOMAIN");
     assert!(
         err.contains("must use https unless the host is loopback"),
@@ -124,8 +128,7 @@ async fn start_older_than_48h_is_accepted_with_the_restamp_flag() -> anyhow::Res
     let (status, stdout, stderr) = run_command("collector", &["status"], &env)?;
     assert_eq!(code(&status), Some(0), "{stdout}\n{stderr}");
     let env = with(base.clone(), &[("OKTA_START", "3d")], &[]);
-    let (status, stdout, stderr) =
-        run_command("collector", &["--allow-restamp", "status"], &env)?;
+    let (status, stdout, stderr) = run_command("collector", &["--allow-restamp", "status"], &env)?;
     assert_eq!(code(&status), Some(0), "{stdout}\n{stderr}");
     // The same command without the flag is refused, so the flag is what made the difference.
     let (status, _, stderr) = run_command("collector", &["status"], &env)?;
@@ -177,11 +180,18 @@ fn the_secret_never_appears_in_any_refusal() {
         assert_config_error("collector", &env, k);
     }
     // The secret passed as a flag instead of the environment.
-    let env = with(collector_env(), &[("OKTA_POLL_INTERVAL", "x")], &["OKTA_API_TOKEN"]);
+    let env = with(
+        collector_env(),
+        &[("OKTA_POLL_INTERVAL", "x")],
+        &["OKTA_API_TOKEN"],
+    );
     let (status, stdout, stderr) =
         run_command("collector", &["--okta-api-token", SECRET], &env).expect("run");
     assert_eq!(status.code(), Some(2), "{stderr}");
-    assert!(!stderr.contains(SECRET) && !stdout.contains(SECRET), "{stderr}");
+    assert!(
+        !stderr.contains(SECRET) && !stdout.contains(SECRET),
+        "{stderr}"
+    );
 }
 
 // ---- shipper ----

@@ -39,6 +39,12 @@ fn okta(seed: u64, initial: usize) -> OktaFakeConfig {
     }
 }
 
+/// Where a test's service logs go: `$FAULT_MATRIX_LOGS/{test}` when set (to read them after
+/// the run), else the world's temporary directory.
+fn log_dir(test: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("FAULT_MATRIX_LOGS").map(|d| std::path::PathBuf::from(d).join(test))
+}
+
 /// WARN and ERROR lines of a service's JSON log: what an operator's alert rule would see.
 fn operator_lines(svc: &Service) -> Vec<String> {
     svc.log_text()
@@ -203,6 +209,7 @@ async fn key_vault_down_at_start_up_then_mid_run() -> anyhow::Result<()> {
         okta: okta(61, 1_200),
         sink: SinkKind::DataCollector,
         secrets_in_vault: true,
+        log_dir: log_dir("key_vault_down_at_start_up_then_mid_run"),
         ..WorldOptions::default()
     })
     .await?;
@@ -274,5 +281,262 @@ async fn key_vault_down_at_start_up_then_mid_run() -> anyhow::Result<()> {
         &[&collector, &shipper],
         &[world::local::TEST_SSWS_TOKEN, &world.la.config().workspace_key_b64],
     );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Managed identity and credential rotation
+// ---------------------------------------------------------------------------------------
+
+/// The managed-identity endpoint down when a collector (Okta token in Key Vault) starts; an
+/// Okta token rotated in the vault while Okta refuses the old one; the identity endpoint down
+/// mid-run while the Logs Ingestion shipper and the collector live on cached tokens.
+///
+/// The fake org's tokens are fixed at start ([old, new]) and it cannot revoke one at run
+/// time, so the refusal of the old token is simulated with one injected 401 right after the
+/// rotation: the collector must re-read the vault exactly once and go on with the new token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_identity_down_and_okta_credential_rotation() -> anyhow::Result<()> {
+    const OLD: &str = "fault-matrix-old-ssws-token";
+    const NEW: &str = "fault-matrix-new-ssws-token";
+    let world = LocalWorld::start(WorldOptions {
+        okta: OktaFakeConfig {
+            ssws_tokens: vec![OLD.into(), NEW.into()],
+            ..okta(62, 800)
+        },
+        secrets_in_vault: true,
+        log_dir: log_dir("managed_identity_down_and_okta_credential_rotation"),
+        ..WorldOptions::default()
+    })
+    .await?;
+    let storage = support::storage(&world);
+    let vault = world.vault.as_ref().context("the world has a vault")?;
+    let okta_secret = okta_secret_name(&world.okta.domain());
+    let t = Phases::new();
+
+    // 1. Identity endpoint down at collector start-up: no token for Key Vault, so no Okta
+    //    credential. The collector keeps running, says why, sends nothing to Okta.
+    world.identity.set_down(true);
+    let mut collector = world.start_collector("collector", &[])?;
+    let c_addr = health_addr(&collector).await?;
+    let line = wait_operator_line(&collector, &["managed-identity", "Key Vault", &okta_secret]).await?;
+    println!("collector, identity down at start-up: {line}");
+    let body = wait_not_ready(&c_addr, &["managed-identity", &okta_secret]).await?;
+    println!("collector /readyz: {body}");
+    assert_running(&mut collector);
+    assert_eq!(world.okta.stats().logs_requests, 0);
+    assert!(world.identity.requests() > 0, "the collector asked for a token");
+    t.say("collector: complained and not ready; identity back up");
+    world.identity.set_down(false);
+
+    let mut shipper = world.start_shipper("shipper", &[])?;
+    let s_addr = health_addr(&shipper).await?;
+    assert_all_landed_once(&world, "after the identity endpoint came back").await?;
+    wait_ready(&c_addr).await?;
+    t.say("all landed");
+
+    // 2. Rotation: the new token goes into the vault and Okta refuses the old one (once).
+    let reads_before = vault.reads(&okta_secret);
+    assert_eq!(reads_before, 1, "the token is read once and cached");
+    vault.set_secret(&okta_secret, NEW);
+    world.okta.inject(OktaFault::Unauthorized { count: 1 });
+    world.okta.release(500);
+    assert_all_landed_once(&world, "after the rotation").await?;
+    assert_eq!(
+        vault.reads(&okta_secret),
+        reads_before + 1,
+        "one refusal, one re-read of the vault"
+    );
+    let line = wait_operator_line(&collector, &["Okta refused the credential", "re-reading", "401"]).await?;
+    println!("collector, rotation: {line}");
+    let buckets = world.okta.stats().max_requests_per_window;
+    assert!(
+        buckets.contains_key("ssws#1"),
+        "the new token (ssws#1) was never used: {buckets:?}"
+    );
+    assert_eq!(support::http_get(&c_addr, "/readyz").await.0, 200);
+    t.say("rotation: all landed with the new token");
+
+    // 3. Identity endpoint down mid-run: the shipper's monitor token and the collector's
+    //    cached Okta token keep working (the fake's tokens live an hour).
+    let monitor_tokens = world.identity.tokens_issued_for(MONITOR);
+    assert!(monitor_tokens >= 1);
+    world.identity.set_down(true);
+    world.okta.release(600);
+    assert_all_landed_once(&world, "identity down mid-run").await?;
+    assert_eq!(world.identity.tokens_issued_for(MONITOR), monitor_tokens);
+    assert_eq!(support::http_get(&s_addr, "/readyz").await.0, 200);
+    assert_eq!(support::metric(&s_addr, "okta_sentinel_breaker_open").await, Some(0.0));
+    world.identity.set_down(false);
+    t.say("identity down mid-run: all landed");
+
+    assert_nothing_counts_toward_poison(&storage, "end").await?;
+    assert_no_secret_in_logs(&[&collector, &shipper], &[OLD, NEW]);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Okta
+// ---------------------------------------------------------------------------------------
+
+/// Okta slow answers, 500 E0000009 (Okta's own query timeout) and 403 E0000006.
+///
+/// The collector's Okta client timeout is fixed at 45 s (`okta::client::REQUEST_TIMEOUT`, not
+/// a knob), so a delay beyond it is too slow for the suite: slow answers below it must cause
+/// no loss, and Okta's own timeout answer (500 E0000009) is retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn okta_slow_answers_500_and_403() -> anyhow::Result<()> {
+    let world = LocalWorld::start(WorldOptions {
+        okta: okta(63, 600),
+        log_dir: log_dir("okta_slow_answers_500_and_403"),
+        ..WorldOptions::default()
+    })
+    .await?;
+    let storage = support::storage(&world);
+    let mut collector = world.start_collector("collector", &[])?;
+    let c_addr = health_addr(&collector).await?;
+    let mut shipper = world.start_shipper("shipper", &[])?;
+    assert_all_landed_once(&world, "start").await?;
+    let t = Phases::new();
+
+    // Slow answers (below the client timeout).
+    world.okta.inject(OktaFault::Delay {
+        count: 2,
+        delay: Duration::from_secs(3),
+    });
+    world.okta.release(400);
+    assert_all_landed_once(&world, "slow answers").await?;
+    t.say("slow answers: all landed");
+
+    // 500 E0000009: retried with backoff.
+    // (A poll already past the fault check could carry events released now, so the faults
+    // are met first and the events released after: they land only if the collector retried.)
+    world.okta.inject(OktaFault::Status500 { count: 3 });
+    eventually(SIGNAL, "three 500 answers from Okta", || async {
+        (world.okta.stats().by_status.get(&500).copied() == Some(3)).then_some(())
+    })
+    .await?;
+    world.okta.release(400);
+    assert_all_landed_once(&world, "500 E0000009").await?;
+    let line = wait_operator_line(&collector, &["fetching from Okta failed; retrying", "500", "E0000009"]).await?;
+    println!("collector, Okta 500: {line}");
+    t.say("500: all landed");
+
+    // 403 E0000006: not ready with a message naming the scope and the role, then recovery.
+    world.okta.inject(OktaFault::Forbidden { count: 3 });
+    world.okta.release(400);
+    let body = wait_not_ready(&c_addr, &["403", "E0000006", "okta.logs.read", "role"]).await?;
+    println!("collector /readyz, Okta 403: {body}");
+    let line = wait_operator_line(&collector, &["Okta refused the credential", "403", "okta.logs.read"]).await?;
+    println!("collector, Okta 403: {line}");
+    assert_eq!(
+        support::metric(&c_addr, "okta_sentinel_okta_auth_failing").await,
+        Some(1.0)
+    );
+    wait_ready(&c_addr).await?;
+    assert_all_landed_once(&world, "after 403").await?;
+    assert_eq!(world.okta.stats().by_status.get(&403).copied(), Some(3));
+    assert_eq!(
+        support::metric(&c_addr, "okta_sentinel_okta_auth_failing").await,
+        Some(0.0)
+    );
+    t.say("403: not ready, then recovered, all landed");
+
+    assert_running(&mut collector);
+    assert_running(&mut shipper);
+    assert_nothing_counts_toward_poison(&storage, "end").await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Log Analytics
+// ---------------------------------------------------------------------------------------
+
+/// A wrong DCR: a shipper started with a valid-looking but unknown `DCR_IMMUTABLE_ID` reports
+/// not-ready naming the DCR and never poisons anything; then injected 404s (the DCR or stream
+/// vanishing mid-run) open the breaker without poison, and a burst of 500s is retried until
+/// everything lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_analytics_wrong_dcr_404_and_500_burst() -> anyhow::Result<()> {
+    const WRONG_DCR: &str = "dcr-0123456789abcdef0123456789abcdef";
+    let world = LocalWorld::start(WorldOptions {
+        okta: okta(64, 2_500),
+        log_dir: log_dir("log_analytics_wrong_dcr_404_and_500_burst"),
+        ..WorldOptions::default()
+    })
+    .await?;
+    let storage = support::storage(&world);
+    let mut collector = world.start_collector("collector", &[])?;
+    let t = Phases::new();
+
+    // 1. Wrong DCR immutable id from the start; a low poison threshold would show any miscount.
+    let started = Instant::now();
+    let mut wrong = world.start_shipper(
+        "shipper-wrong-dcr",
+        &[("DCR_IMMUTABLE_ID", WRONG_DCR), ("SHIPPER_MAX_DEQUEUE", "2")],
+    )?;
+    let w_addr = health_addr(&wrong).await?;
+    let body = wait_not_ready(&w_addr, &[WRONG_DCR, "404", "DCR_IMMUTABLE_ID"]).await?;
+    println!("wrong-DCR shipper /readyz: {body}");
+    let line = wait_operator_line(&wrong, &["breaker open", WRONG_DCR, "404"]).await?;
+    println!("wrong-DCR shipper: {line}");
+    wait_metric(&w_addr, "okta_sentinel_breaker_open", 1.0).await?;
+    let soak = Duration::from_secs(20).saturating_sub(started.elapsed());
+    tokio::time::sleep(soak).await;
+    let refused = world.la.stats().requests_by_status.get(&404).copied().unwrap_or(0);
+    assert!(refused >= 3, "the shipper probed the wrong DCR only {refused} times");
+    assert!(world.landed_rows().is_empty());
+    assert_nothing_counts_toward_poison(&storage, "wrong DCR").await?;
+    assert_running(&mut wrong);
+    let exit = wrong.terminate(Duration::from_secs(30))?;
+    assert!(exit.is_some_and(|s| s.success()), "wrong-DCR shipper exit: {exit:?}");
+    t.say("wrong DCR: not ready, breaker open, no poison over 20 s");
+
+    // The right DCR: everything lands.
+    let mut shipper = world.start_shipper("shipper", &[])?;
+    let s_addr = health_addr(&shipper).await?;
+    assert_all_landed_once(&world, "right DCR").await?;
+    t.say("right DCR: all landed");
+
+    // 2. 404 mid-run (DCR or stream removed, then restored): breaker, no poison, recovery.
+    let before_404 = world.la.stats().requests_by_status.get(&404).copied().unwrap_or(0);
+    world.la.inject(LaFault::Status {
+        status: 404,
+        count: 5,
+        retry_after_secs: None,
+    });
+    world.okta.release(400);
+    wait_metric(&s_addr, "okta_sentinel_breaker_open", 1.0).await?;
+    let body = wait_not_ready(&s_addr, &["404", "DCR_IMMUTABLE_ID"]).await?;
+    println!("shipper /readyz, 404: {body}");
+    let line = wait_operator_line(&shipper, &["breaker open", "404", "DCR_IMMUTABLE_ID"]).await?;
+    println!("shipper, 404: {line}");
+    assert_nothing_counts_toward_poison(&storage, "404 burst").await?;
+    assert_all_landed_once(&world, "after the 404s").await?;
+    wait_metric(&s_addr, "okta_sentinel_breaker_open", 0.0).await?;
+    wait_ready(&s_addr).await?;
+    let after_404 = world.la.stats().requests_by_status.get(&404).copied().unwrap_or(0);
+    assert_eq!(after_404 - before_404, 5, "every injected 404 was met");
+    t.say("404: breaker, recovery, all landed");
+
+    // 3. A burst of 500s: transient retries (a storm may open the breaker), no poison.
+    world.la.inject(LaFault::Status {
+        status: 500,
+        count: 20,
+        retry_after_secs: None,
+    });
+    world.okta.release(400);
+    assert_all_landed_once(&world, "after the 500 burst").await?;
+    let served_500 = world.la.stats().requests_by_status.get(&500).copied().unwrap_or(0);
+    assert_eq!(served_500, 20, "every injected 500 was met (and retried)");
+    let line = wait_operator_line(&shipper, &["500"]).await?;
+    println!("shipper, 500 burst: {line}");
+    wait_ready(&s_addr).await?;
+    t.say("500 burst: all landed");
+
+    assert_eq!(world.la.stats().duplicate_rows, 0);
+    assert_nothing_counts_toward_poison(&storage, "end").await?;
+    assert_running(&mut collector);
+    assert_running(&mut shipper);
     Ok(())
 }

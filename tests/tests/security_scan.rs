@@ -346,6 +346,25 @@ async fn snapshot_storage(
     Ok(names)
 }
 
+/// The health address a service logged (`HTTP_ADDR=127.0.0.1:0`); the log on failure.
+async fn addr_of(svc: &world::procs::Service) -> anyhow::Result<String> {
+    eventually(
+        Duration::from_secs(60),
+        "the health address in the log",
+        || async {
+            svc.log_text().lines().find_map(|line| {
+                let v: serde_json::Value = serde_json::from_str(line).ok()?;
+                v.pointer("/fields/addr")
+                    .or_else(|| v.pointer("/addr"))
+                    .and_then(|a| a.as_str())
+                    .map(str::to_string)
+            })
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{}: {e}\n{}", svc.name, svc.log_text()))
+}
+
 fn read_logs(dir: &std::path::Path, out: &mut Vec<Artifact>) -> anyhow::Result<usize> {
     let mut lines = 0;
     for entry in std::fs::read_dir(dir)? {
@@ -418,7 +437,7 @@ async fn scenario(from_vault: bool) -> anyhow::Result<()> {
     let collector_extra: &[(&str, &str)] = if from_vault { &[] } else { &env_token };
     let mut collector = world.start_collector("collector", collector_extra)?;
     let seen = Arc::new(Mutex::new(BTreeSet::new()));
-    let c_addr = support::health_addr(&collector).await;
+    let c_addr = addr_of(&collector).await?;
     let c_poll = poll_health("collector".into(), c_addr, seen.clone());
 
     // The collector refuses the foreign link, then stores pages; nothing is shipped yet, so
@@ -452,7 +471,7 @@ async fn scenario(from_vault: bool) -> anyhow::Result<()> {
     );
 
     let mut shipper = world.start_shipper("shipper", &[("SHIPPER_MAX_DEQUEUE", "2")])?;
-    let s_addr = support::health_addr(&shipper).await;
+    let s_addr = addr_of(&shipper).await?;
     let s_poll = poll_health("shipper".into(), s_addr.clone(), seen.clone());
     world
         .wait_all_landed(Duration::from_secs(150))
@@ -479,6 +498,14 @@ async fn scenario(from_vault: bool) -> anyhow::Result<()> {
         okta.by_status.get(&401).copied().unwrap_or(0) >= 3,
         "{mode}: {okta:?}"
     );
+    // The token was really in use (a scan of a run without it would prove nothing).
+    let ssws_used = okta
+        .auth_schemes_by_path
+        .get("/api/v1/logs")
+        .and_then(|m| m.get("SSWS"))
+        .copied()
+        .unwrap_or(0);
+    assert!(ssws_used > 3, "{mode}: {okta:?}");
     let la = world.la.stats();
     assert_eq!(
         la.requests_by_status.get(&403).copied(),

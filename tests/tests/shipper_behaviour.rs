@@ -47,7 +47,8 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 /// `n` realistic events from `seed`, stored as page `seq` of epoch 1.
 fn make_page(seq: u64, seed: u64, n: usize) -> TestPage {
     let from = Utc::now() - chrono::Duration::minutes(30);
-    let events = world::fakes::okta_events::generate(seed, n, from, chrono::Duration::milliseconds(7));
+    let events =
+        world::fakes::okta_events::generate(seed, n, from, chrono::Duration::milliseconds(7));
     let uuids = events
         .iter()
         .map(|e| e["uuid"].as_str().expect("uuid").to_ascii_lowercase())
@@ -92,7 +93,11 @@ fn landed(world: &LocalWorld, pages: &[&TestPage]) -> HashMap<String, usize> {
         .collect()
 }
 
-async fn wait_landed(world: &LocalWorld, pages: &[&TestPage], timeout: Duration) -> anyhow::Result<()> {
+async fn wait_landed(
+    world: &LocalWorld,
+    pages: &[&TestPage],
+    timeout: Duration,
+) -> anyhow::Result<()> {
     eventually(timeout, "every event of the pages to land", || async {
         landed(world, pages).values().all(|n| *n >= 1).then_some(())
     })
@@ -104,23 +109,37 @@ fn assert_once(world: &LocalWorld, pages: &[&TestPage]) {
     let counts = landed(world, pages);
     let missing = counts.values().filter(|n| **n == 0).count();
     let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
-    assert_eq!(missing, 0, "events missing; logs in {}", world.log_dir.display());
-    assert!(twice.is_empty(), "{} events landed more than once (e.g. {:?})", twice.len(), twice.first());
+    assert_eq!(
+        missing,
+        0,
+        "events missing; logs in {}",
+        world.log_dir.display()
+    );
+    assert!(
+        twice.is_empty(),
+        "{} events landed more than once (e.g. {:?})",
+        twice.len(),
+        twice.first()
+    );
     assert_eq!(world.la.stats().duplicate_rows, 0, "{:?}", world.la.stats());
 }
 
 /// The health address a service logged (`HTTP_ADDR=127.0.0.1:0`), wherever the JSON layer put
 /// the field.
 async fn addr_of(svc: &Service) -> anyhow::Result<String> {
-    eventually(Duration::from_secs(30), "the health address in the log", || async {
-        svc.log_text().lines().find_map(|line| {
-            let v: serde_json::Value = serde_json::from_str(line).ok()?;
-            v.pointer("/fields/addr")
-                .or_else(|| v.pointer("/addr"))
-                .and_then(|a| a.as_str())
-                .map(str::to_string)
-        })
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the health address in the log",
+        || async {
+            svc.log_text().lines().find_map(|line| {
+                let v: serde_json::Value = serde_json::from_str(line).ok()?;
+                v.pointer("/fields/addr")
+                    .or_else(|| v.pointer("/addr"))
+                    .and_then(|a| a.as_str())
+                    .map(str::to_string)
+            })
+        },
+    )
     .await
 }
 
@@ -129,7 +148,8 @@ async fn metric_sum(addr: &str, name: &str, labels: &[&str]) -> f64 {
     let (_, body) = support::http_get(addr, "/metrics").await;
     body.lines()
         .filter(|l| {
-            l.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' ']))
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(['{', ' ']))
                 && labels.iter().all(|x| l.contains(x))
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -137,11 +157,18 @@ async fn metric_sum(addr: &str, name: &str, labels: &[&str]) -> f64 {
 }
 
 async fn pages_by(addr: &str, outcome: &str) -> f64 {
-    metric_sum(addr, "okta_sentinel_pages_total", &[&format!("outcome=\"{outcome}\"")]).await
+    metric_sum(
+        addr,
+        "okta_sentinel_pages_total",
+        &[&format!("outcome=\"{outcome}\"")],
+    )
+    .await
 }
 
 fn signal(svc: &Service, sig: Signal) -> anyhow::Result<()> {
-    let pid = svc.pid().ok_or_else(|| anyhow::anyhow!("{} is not running", svc.name))?;
+    let pid = svc
+        .pid()
+        .ok_or_else(|| anyhow::anyhow!("{} is not running", svc.name))?;
     kill(Pid::from_raw(pid as i32), sig)?;
     Ok(())
 }
@@ -179,7 +206,12 @@ async fn twin_envelopes_with_two_replicas_are_posted_once() -> anyhow::Result<()
     assert_once(&world, &all);
     for p in &pages {
         let e = &p.env;
-        assert!(storage.blobs.exists(&names::done(&e.org, e.epoch, e.seq)).await?);
+        assert!(
+            storage
+                .blobs
+                .exists(&names::done(&e.org, e.epoch, e.seq))
+                .await?
+        );
     }
     assert!(support::blob_names(&storage, "pages/").await.is_empty());
     assert!(support::blob_names(&storage, "poison/").await.is_empty());
@@ -191,7 +223,10 @@ async fn twin_envelopes_with_two_replicas_are_posted_once() -> anyhow::Result<()
     assert_eq!(twins, 3.0, "twin envelopes absorbed");
     // A twin must not leave a page state behind (it would sit there forever).
     let states = support::blob_names(&storage, "state/").await;
-    assert!(states.is_empty(), "page states left behind by twins: {states:?}");
+    assert!(
+        states.is_empty(),
+        "page states left behind by twins: {states:?}"
+    );
     Ok(())
 }
 
@@ -214,10 +249,14 @@ async fn frozen_replica_setup(
     });
     let knobs = [("VISIBILITY_TIMEOUT", "5s"), ("SHIPPER_CONCURRENCY", "1")];
     let a = world.start_shipper("shipper-a", &knobs)?;
-    eventually(Duration::from_secs(60), "replica A to meet the 503s", || async {
-        let s = world.la.stats();
-        (s.requests_by_status.get(&503).copied().unwrap_or(0) >= 2).then_some(())
-    })
+    eventually(
+        Duration::from_secs(60),
+        "replica A to meet the 503s",
+        || async {
+            let s = world.la.stats();
+            (s.requests_by_status.get(&503).copied().unwrap_or(0) >= 2).then_some(())
+        },
+    )
     .await?;
     signal(&a, Signal::SIGSTOP)?;
     let b = world.start_shipper("shipper-b", &knobs)?;
@@ -230,9 +269,11 @@ async fn two_replicas_holding_one_message_within_the_lease_post_it_once() -> any
     let (page, a, b) = frozen_replica_setup(&world, &storage).await?;
     // B receives the message after its visibility timeout and finds the page's lease held.
     let b_addr = addr_of(&b).await?;
-    let held = eventually(Duration::from_secs(60), "replica B to meet the held lease", || async {
-        (pages_by(&b_addr, "handed_back").await >= 1.0).then_some(())
-    })
+    let held = eventually(
+        Duration::from_secs(60),
+        "replica B to meet the held lease",
+        || async { (pages_by(&b_addr, "handed_back").await >= 1.0).then_some(()) },
+    )
     .await;
     signal(&a, Signal::SIGCONT)?;
     held?;
@@ -240,8 +281,15 @@ async fn two_replicas_holding_one_message_within_the_lease_post_it_once() -> any
     wait_landed(&world, &[&page], Duration::from_secs(90)).await?;
     queue_empty(&storage, Duration::from_secs(60)).await?;
     assert_once(&world, &[&page]);
-    assert!(pages_by(&b_addr, "twin").await >= 1.0, "B did not recognise the finished page");
+    // A shipped it; whichever replica received the message next found the done marker.
+    let a_addr = addr_of(&a).await?;
+    assert_eq!(pages_by(&a_addr, "shipped").await, 1.0);
     assert_eq!(pages_by(&b_addr, "shipped").await, 0.0);
+    let twins = pages_by(&a_addr, "twin").await + pages_by(&b_addr, "twin").await;
+    assert_eq!(
+        twins, 1.0,
+        "the second holder's copy was not recognised as done"
+    );
     assert!(support::blob_names(&storage, "state/").await.is_empty());
     assert!(support::blob_names(&storage, "poison/").await.is_empty());
     Ok(())
@@ -254,9 +302,11 @@ async fn a_replica_frozen_past_its_lease_does_not_post_the_page_again() -> anyho
     // A's lease lapses while it is frozen; B takes over and ships the whole page.
     let e = &page.env;
     let done = names::done(&e.org, e.epoch, e.seq);
-    let shipped = eventually(Duration::from_secs(120), "replica B to ship the page", || async {
-        matches!(storage.blobs.exists(&done).await, Ok(true)).then_some(())
-    })
+    let shipped = eventually(
+        Duration::from_secs(120),
+        "replica B to ship the page",
+        || async { matches!(storage.blobs.exists(&done).await, Ok(true)).then_some(()) },
+    )
     .await;
     if shipped.is_err() {
         signal(&a, Signal::SIGCONT)?;
@@ -270,9 +320,13 @@ async fn a_replica_frozen_past_its_lease_does_not_post_the_page_again() -> anyho
     // A wakes up with a stale claim. It must find out it lost the page before posting again.
     let a_addr = addr_of(&a).await?;
     signal(&a, Signal::SIGCONT)?;
-    eventually(Duration::from_secs(60), "replica A to finish with its message", || async {
-        (metric_sum(&a_addr, "okta_sentinel_pages_total", &[]).await >= 1.0).then_some(())
-    })
+    eventually(
+        Duration::from_secs(60),
+        "replica A to finish with its message",
+        || async {
+            (metric_sum(&a_addr, "okta_sentinel_pages_total", &[]).await >= 1.0).then_some(())
+        },
+    )
     .await
     .map_err(|e| anyhow::anyhow!("{e}\n--- replica A ---\n{}", a.log_text()))?;
     let after = world.la.stats();
@@ -300,28 +354,54 @@ async fn a_newer_envelope_version_is_handed_back_not_poisoned() -> anyhow::Resul
     let max_dequeue = 2;
     let mut s = world.start_shipper("shipper", &[("SHIPPER_MAX_DEQUEUE", "2")])?;
     // More deliveries than SHIPPER_MAX_DEQUEUE.
-    eventually(Duration::from_secs(60), "repeated deliveries of the newer envelope", || async {
-        (s.log_text().matches("envelope from a newer collector").count() > max_dequeue + 1).then_some(())
-    })
+    eventually(
+        Duration::from_secs(60),
+        "repeated deliveries of the newer envelope",
+        || async {
+            (s.log_text()
+                .matches("envelope from a newer collector")
+                .count()
+                > max_dequeue + 1)
+                .then_some(())
+        },
+    )
     .await?;
     let st = s.terminate(Duration::from_secs(30))?;
     assert!(st.is_some_and(|st| st.success()), "exit: {st:?}");
 
-    assert!(support::blob_names(&storage, "poison/").await.is_empty(), "a newer envelope was poisoned");
-    assert_eq!(support::blob_names(&storage, "").await, before, "the shipper touched storage");
-    assert!(world.la.stats().requests_by_status.is_empty(), "it posted a page it cannot read");
+    assert!(
+        support::blob_names(&storage, "poison/").await.is_empty(),
+        "a newer envelope was poisoned"
+    );
+    assert_eq!(
+        support::blob_names(&storage, "").await,
+        before,
+        "the shipper touched storage"
+    );
+    assert!(
+        world.la.stats().requests_by_status.is_empty(),
+        "it posted a page it cannot read"
+    );
     // The message is still in the queue, unchanged, for a newer shipper.
-    let msg = eventually(Duration::from_secs(30), "the message to be visible again", || async {
-        storage
-            .queue
-            .receive(1, Duration::from_secs(30))
-            .await
-            .ok()
-            .and_then(|m| m.into_iter().next())
-    })
+    let msg = eventually(
+        Duration::from_secs(30),
+        "the message to be visible again",
+        || async {
+            storage
+                .queue
+                .receive(1, Duration::from_secs(30))
+                .await
+                .ok()
+                .and_then(|m| m.into_iter().next())
+        },
+    )
     .await?;
     assert_eq!(msg.text, text);
-    assert!(msg.dequeue_count > max_dequeue as u64 + 1, "dequeue count {}", msg.dequeue_count);
+    assert!(
+        msg.dequeue_count > max_dequeue as u64 + 1,
+        "dequeue count {}",
+        msg.dequeue_count
+    );
     Ok(())
 }
 
@@ -337,15 +417,24 @@ async fn sigterm_with_pages_in_flight_exits_zero_and_nothing_is_lost() -> anyhow
     // A slow, flaky sink keeps pages in flight.
     world.la.set_fault_rate(0.5, vec![503], 5);
     let mut first = world.start_shipper("shipper-1", &[("SHUTDOWN_GRACE", "2s")])?;
-    eventually(Duration::from_secs(60), "some chunks to be accepted", || async {
-        (world.la.stats().accepted_requests >= 2).then_some(())
-    })
+    eventually(
+        Duration::from_secs(60),
+        "some chunks to be accepted",
+        || async { (world.la.stats().accepted_requests >= 2).then_some(()) },
+    )
     .await?;
     let all: Vec<&TestPage> = pages.iter().collect();
     let before = landed(&world, &all).values().filter(|n| **n > 0).count();
-    assert!(before < all.iter().map(|p| p.uuids.len()).sum::<usize>(), "everything shipped before SIGTERM");
+    assert!(
+        before < all.iter().map(|p| p.uuids.len()).sum::<usize>(),
+        "everything shipped before SIGTERM"
+    );
     let st = first.terminate(Duration::from_secs(30))?;
-    assert!(st.is_some_and(|st| st.success()), "exit: {st:?}\n{}", first.log_text());
+    assert!(
+        st.is_some_and(|st| st.success()),
+        "exit: {st:?}\n{}",
+        first.log_text()
+    );
     assert!(
         first.log_text().contains("finishing in-flight pages"),
         "no page was in flight at SIGTERM"

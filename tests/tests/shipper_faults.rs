@@ -41,15 +41,19 @@ async fn world(seed: u64, events: usize) -> anyhow::Result<LocalWorld> {
 /// The health address a service logged (`HTTP_ADDR=127.0.0.1:0`), wherever the JSON layer put
 /// the field.
 async fn addr_of(svc: &Service) -> anyhow::Result<String> {
-    eventually(Duration::from_secs(30), "the health address in the log", || async {
-        svc.log_text().lines().find_map(|line| {
-            let v: serde_json::Value = serde_json::from_str(line).ok()?;
-            v.pointer("/fields/addr")
-                .or_else(|| v.pointer("/addr"))
-                .and_then(|a| a.as_str())
-                .map(str::to_string)
-        })
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the health address in the log",
+        || async {
+            svc.log_text().lines().find_map(|line| {
+                let v: serde_json::Value = serde_json::from_str(line).ok()?;
+                v.pointer("/fields/addr")
+                    .or_else(|| v.pointer("/addr"))
+                    .and_then(|a| a.as_str())
+                    .map(str::to_string)
+            })
+        },
+    )
     .await
 }
 
@@ -57,7 +61,10 @@ async fn addr_of(svc: &Service) -> anyhow::Result<String> {
 async fn metric(addr: &str, name: &str) -> Option<f64> {
     let (_, body) = support::http_get(addr, "/metrics").await;
     body.lines()
-        .filter(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with(['{', ' '])))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with(['{', ' ']))
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .next()
 }
@@ -84,11 +91,18 @@ fn assert_no_duplicates(world: &LocalWorld, d: &Delivery) {
 }
 
 fn status_count(world: &LocalWorld, status: u16) -> u64 {
-    world.la.stats().requests_by_status.get(&status).copied().unwrap_or(0)
+    world
+        .la
+        .stats()
+        .requests_by_status
+        .get(&status)
+        .copied()
+        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_percent_throttling_and_server_errors_lose_nothing_and_duplicate_nothing() -> anyhow::Result<()> {
+async fn ten_percent_throttling_and_server_errors_lose_nothing_and_duplicate_nothing(
+) -> anyhow::Result<()> {
     let world = world(61, 3_000).await?;
     world.la.set_fault_rate(0.1, vec![429, 500, 503], 61);
     let _collector = world.start_collector("collector", &[])?;
@@ -96,10 +110,22 @@ async fn ten_percent_throttling_and_server_errors_lose_nothing_and_duplicate_not
     let d = world.wait_all_landed(LANDING).await?;
     assert_eq!(d.released, 3_000);
     assert_no_duplicates(&world, &d);
-    let injected: u64 = [429, 500, 503].iter().map(|s| status_count(&world, *s)).sum();
-    assert!(injected > 0, "no fault was injected: {:?}", world.la.stats());
+    let injected: u64 = [429, 500, 503]
+        .iter()
+        .map(|s| status_count(&world, *s))
+        .sum();
+    assert!(
+        injected > 0,
+        "no fault was injected: {:?}",
+        world.la.stats()
+    );
     let addr = addr_of(&shipper).await?;
-    assert!(metric(&addr, "okta_sentinel_retries_total").await.unwrap_or(0.0) >= injected as f64);
+    assert!(
+        metric(&addr, "okta_sentinel_retries_total")
+            .await
+            .unwrap_or(0.0)
+            >= injected as f64
+    );
     assert!(poison_records(&support::storage(&world)).await.is_empty());
     Ok(())
 }
@@ -119,12 +145,19 @@ async fn auth_outage(status: u16, hint: &str, seed: u64) -> anyhow::Result<()> {
     let addr = addr_of(&shipper).await?;
 
     // While it lasts: not ready, with the reason; the breaker is open.
-    let body = eventually(Duration::from_secs(60), "/readyz to report the sink", || async {
-        let (code, body) = support::http_get(&addr, "/readyz").await;
-        (code == 503 && body.contains("\"sink\"")).then_some(body)
-    })
+    let body = eventually(
+        Duration::from_secs(60),
+        "/readyz to report the sink",
+        || async {
+            let (code, body) = support::http_get(&addr, "/readyz").await;
+            (code == 503 && body.contains("\"sink\"")).then_some(body)
+        },
+    )
     .await?;
-    assert!(body.contains(hint), "/readyz does not say what to fix: {body}");
+    assert!(
+        body.contains(hint),
+        "/readyz does not say what to fix: {body}"
+    );
     eventually(Duration::from_secs(30), "the breaker gauge", || async {
         (metric(&addr, "okta_sentinel_breaker_open").await == Some(1.0)).then_some(())
     })
@@ -134,9 +167,15 @@ async fn auth_outage(status: u16, hint: &str, seed: u64) -> anyhow::Result<()> {
         (status_count(&world, status) > 3).then_some(())
     })
     .await?;
-    assert!(poison_records(&storage).await.is_empty(), "a sink-wide failure poisoned a page");
+    assert!(
+        poison_records(&storage).await.is_empty(),
+        "a sink-wide failure poisoned a page"
+    );
     for (name, failures) in state_failures(&storage).await? {
-        assert_eq!(failures, 0, "{name}: a sink-wide failure was counted against the page");
+        assert_eq!(
+            failures, 0,
+            "{name}: a sink-wide failure was counted against the page"
+        );
     }
     assert_eq!(world.la.stats().accepted_rows, 0);
 
@@ -149,7 +188,10 @@ async fn auth_outage(status: u16, hint: &str, seed: u64) -> anyhow::Result<()> {
     })
     .await?;
     assert_eq!(metric(&addr, "okta_sentinel_breaker_open").await, Some(0.0));
-    assert!(shipper.log_text().contains("breaker open"), "no log line for the operator");
+    assert!(
+        shipper.log_text().contains("breaker open"),
+        "no log line for the operator"
+    );
     Ok(())
 }
 
@@ -173,7 +215,10 @@ async fn accepted_then_answer_lost_duplicates_exactly_that_request() -> anyhow::
     let s = world.la.stats();
     assert_eq!(s.accepted_then_dropped_requests, 1, "{s:?}");
     assert!(s.accepted_then_dropped_rows > 0);
-    assert_eq!(d.duplicates as u64, s.accepted_then_dropped_rows, "{d:?} {s:?}");
+    assert_eq!(
+        d.duplicates as u64, s.accepted_then_dropped_rows,
+        "{d:?} {s:?}"
+    );
     assert_eq!(s.duplicate_rows, s.accepted_then_dropped_rows, "{s:?}");
     assert!(poison_records(&support::storage(&world)).await.is_empty());
     Ok(())
@@ -189,10 +234,14 @@ async fn sink_unreachable_opens_the_breaker_and_resumes() -> anyhow::Result<()> 
     let _collector = world.start_collector("collector", &[])?;
     let shipper = world.start_shipper("shipper", &[("SHIPPER_MAX_DEQUEUE", "2")])?;
     let addr = addr_of(&shipper).await?;
-    let body = eventually(Duration::from_secs(60), "/readyz to report the sink", || async {
-        let (code, body) = support::http_get(&addr, "/readyz").await;
-        (code == 503 && body.contains("\"sink\"")).then_some(body)
-    })
+    let body = eventually(
+        Duration::from_secs(60),
+        "/readyz to report the sink",
+        || async {
+            let (code, body) = support::http_get(&addr, "/readyz").await;
+            (code == 503 && body.contains("\"sink\"")).then_some(body)
+        },
+    )
     .await?;
     assert!(body.contains("cannot connect"), "{body}");
     let d = world.wait_all_landed(LANDING).await?;
@@ -224,7 +273,10 @@ async fn a_413_splits_the_chunk_and_ships_it() -> anyhow::Result<()> {
     let d = world.wait_all_landed(LANDING).await?;
     assert_no_duplicates(&world, &d);
     assert_eq!(status_count(&world, 413), 1);
-    assert!(shipper.log_text().contains("413"), "the split is not logged");
+    assert!(
+        shipper.log_text().contains("413"),
+        "the split is not logged"
+    );
     assert!(poison_records(&support::storage(&world)).await.is_empty());
     Ok(())
 }
@@ -238,18 +290,29 @@ async fn identity_endpoint_down_at_start_up_is_retried_then_ships() -> anyhow::R
     // The shipper asks for a token, reports why it cannot ship, and keeps asking; it does not
     // give up or post without a token.
     let addr = addr_of(&shipper).await?;
-    let body = eventually(Duration::from_secs(60), "/readyz to report the sink", || async {
-        let (code, body) = support::http_get(&addr, "/readyz").await;
-        (code == 503 && body.contains("\"sink\"")).then_some(body)
-    })
+    let body = eventually(
+        Duration::from_secs(60),
+        "/readyz to report the sink",
+        || async {
+            let (code, body) = support::http_get(&addr, "/readyz").await;
+            (code == 503 && body.contains("\"sink\"")).then_some(body)
+        },
+    )
     .await?;
-    assert!(body.contains("managed identity") || body.contains("token"), "{body}");
+    assert!(
+        body.contains("managed identity") || body.contains("token"),
+        "{body}"
+    );
     let asked = world.identity.requests();
     eventually(Duration::from_secs(60), "more token requests", || async {
         (world.identity.requests() > asked).then_some(())
     })
     .await?;
-    assert!(shipper.is_running(), "the shipper exited:\n{}", shipper.log_text());
+    assert!(
+        shipper.is_running(),
+        "the shipper exited:\n{}",
+        shipper.log_text()
+    );
     assert_eq!(world.la.stats().accepted_rows, 0);
 
     world.identity.set_down(false);

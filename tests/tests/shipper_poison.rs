@@ -62,7 +62,8 @@ fn envelope_for(seq: u64, gz: &[u8], events: u64) -> Envelope {
 /// `n` realistic events from `seed`, stored as page `seq` of epoch 1.
 fn make_page(seq: u64, seed: u64, n: usize) -> TestPage {
     let from = Utc::now() - chrono::Duration::minutes(30);
-    let events = world::fakes::okta_events::generate(seed, n, from, chrono::Duration::milliseconds(7));
+    let events =
+        world::fakes::okta_events::generate(seed, n, from, chrono::Duration::milliseconds(7));
     let uuids = events
         .iter()
         .map(|e| e["uuid"].as_str().expect("uuid").to_ascii_lowercase())
@@ -108,7 +109,11 @@ fn landed(world: &LocalWorld, pages: &[&TestPage]) -> HashMap<String, usize> {
         .collect()
 }
 
-async fn wait_landed(world: &LocalWorld, pages: &[&TestPage], timeout: Duration) -> anyhow::Result<()> {
+async fn wait_landed(
+    world: &LocalWorld,
+    pages: &[&TestPage],
+    timeout: Duration,
+) -> anyhow::Result<()> {
     eventually(timeout, "every event of the pages to land", || async {
         landed(world, pages).values().all(|n| *n >= 1).then_some(())
     })
@@ -119,7 +124,11 @@ async fn wait_landed(world: &LocalWorld, pages: &[&TestPage], timeout: Duration)
 /// Every event of `pages` landed exactly once, and the sink saw no duplicate at all.
 fn assert_once(world: &LocalWorld, pages: &[&TestPage]) {
     let counts = landed(world, pages);
-    assert_eq!(counts.values().filter(|n| **n == 0).count(), 0, "events missing");
+    assert_eq!(
+        counts.values().filter(|n| **n == 0).count(),
+        0,
+        "events missing"
+    );
     let twice = counts.values().filter(|n| **n > 1).count();
     assert_eq!(twice, 0, "{twice} events landed more than once");
     assert_eq!(world.la.stats().duplicate_rows, 0, "{:?}", world.la.stats());
@@ -134,7 +143,11 @@ async fn json_blob(storage: &Storage, name: &str) -> anyhow::Result<Option<serde
 }
 
 /// Waits for the poison record `name` and returns it.
-async fn wait_record(storage: &Storage, svc: &Service, name: &str) -> anyhow::Result<serde_json::Value> {
+async fn wait_record(
+    storage: &Storage,
+    svc: &Service,
+    name: &str,
+) -> anyhow::Result<serde_json::Value> {
     eventually(WAIT, &format!("poison record {name}"), || async {
         json_blob(storage, name).await.ok().flatten()
     })
@@ -153,7 +166,9 @@ fn page_id(env: &Envelope) -> String {
 async fn page_state(storage: &Storage, env: &Envelope) -> anyhow::Result<Option<PageState>> {
     let name = names::state(&env.org, env.epoch, env.seq);
     match storage.blobs.read(&name).await? {
-        Some(c) => Ok(Some(PageState::from_bytes(&c.bytes).map_err(anyhow::Error::msg)?)),
+        Some(c) => Ok(Some(
+            PageState::from_bytes(&c.bytes).map_err(anyhow::Error::msg)?,
+        )),
         None => Ok(None),
     }
 }
@@ -170,7 +185,12 @@ fn poison_cmd(world: &LocalWorld, args: &[&str]) -> anyhow::Result<(bool, String
 async fn snapshot(storage: &Storage) -> anyhow::Result<BTreeMap<String, Bytes>> {
     let mut out = BTreeMap::new();
     for item in storage.blobs.list("").await? {
-        let bytes = storage.blobs.read(&item.name).await?.map(|c| c.bytes).unwrap_or_default();
+        let bytes = storage
+            .blobs
+            .read(&item.name)
+            .await?
+            .map(|c| c.bytes)
+            .unwrap_or_default();
         out.insert(item.name, bytes);
     }
     Ok(out)
@@ -188,16 +208,37 @@ fn reason(rec: &serde_json::Value) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn undecodable_messages_are_parked_in_their_prefix_and_nothing_else_is_touched() -> anyhow::Result<()> {
+async fn undecodable_messages_are_parked_in_their_prefix_and_nothing_else_is_touched(
+) -> anyhow::Result<()> {
     let (world, storage) = world().await?;
     // What a running pipeline has in storage: none of it may change.
     let org = OrgKey::parse(ORG)?;
     let bystander = make_page(5, 55, 10);
     put_page(&storage, &bystander).await?;
-    storage.blobs.write(&names::checkpoint(&org), Bytes::from_static(b"{\"checkpoint\":1}"), None).await?;
-    storage.blobs.write(&names::state(&org, 1, 5), Bytes::from(PageState::new().to_bytes()), None).await?;
-    storage.blobs.write(&names::done(&org, 1, 4), Bytes::new(), None).await?;
-    storage.blobs.write("checkpoints/x.json", Bytes::from_static(b"precious"), None).await?;
+    storage
+        .blobs
+        .write(
+            &names::checkpoint(&org),
+            Bytes::from_static(b"{\"checkpoint\":1}"),
+            None,
+        )
+        .await?;
+    storage
+        .blobs
+        .write(
+            &names::state(&org, 1, 5),
+            Bytes::from(PageState::new().to_bytes()),
+            None,
+        )
+        .await?;
+    storage
+        .blobs
+        .write(&names::done(&org, 1, 4), Bytes::new(), None)
+        .await?;
+    storage
+        .blobs
+        .write("checkpoints/x.json", Bytes::from_static(b"precious"), None)
+        .await?;
 
     let valid = serde_json::to_value(&bystander.env)?;
     let with = |f: &dyn Fn(&mut serde_json::Value)| {
@@ -208,7 +249,10 @@ async fn undecodable_messages_are_parked_in_their_prefix_and_nothing_else_is_tou
     let texts = vec![
         ("garbage", "this is not an envelope <&>".to_string()),
         ("org", with(&|v| v["org"] = "../checkpoints".into())),
-        ("sha", with(&|v| v["sha256"] = "../../checkpoints/x.json".into())),
+        (
+            "sha",
+            with(&|v| v["sha256"] = "../../checkpoints/x.json".into()),
+        ),
         ("seq", with(&|v| v["seq"] = "1/../../checkpoints/x".into())),
         ("no version", with(&|v| v["v"] = serde_json::Value::Null)),
     ];
@@ -225,11 +269,19 @@ async fn undecodable_messages_are_parked_in_their_prefix_and_nothing_else_is_tou
         assert!(name.starts_with(names::UNDECODABLE_PREFIX));
         let rec = wait_record(&storage, &s, &name).await?;
         assert_eq!(rec["raw"].as_str(), Some(text.as_str()), "{what}: raw text");
-        assert_eq!(rec["attempts"], 2, "{what}: parked after SHIPPER_MAX_DEQUEUE deliveries");
+        assert_eq!(
+            rec["attempts"], 2,
+            "{what}: parked after SHIPPER_MAX_DEQUEUE deliveries"
+        );
         assert!(!reason(&rec).is_empty(), "{what}: no reason");
-        assert!(rec.get("envelope").is_none_or(|e| e.is_null()), "{what}: {rec}");
+        assert!(
+            rec.get("envelope").is_none_or(|e| e.is_null()),
+            "{what}: {rec}"
+        );
     }
-    let org_rec = json_blob(&storage, &names::undecodable(&sent[1].2)).await?.unwrap_or_default();
+    let org_rec = json_blob(&storage, &names::undecodable(&sent[1].2))
+        .await?
+        .unwrap_or_default();
     assert!(reason(&org_rec).contains("org key"), "{}", reason(&org_rec));
     queue_empty(&storage).await?;
 
@@ -241,7 +293,11 @@ async fn undecodable_messages_are_parked_in_their_prefix_and_nothing_else_is_tou
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     };
-    assert_eq!(outside(&after), outside(&before), "blobs outside poison/_undecodable/ changed");
+    assert_eq!(
+        outside(&after),
+        outside(&before),
+        "blobs outside poison/_undecodable/ changed"
+    );
     assert_eq!(after.len(), before.len() + texts.len());
     assert!(world.la.stats().requests_by_status.is_empty());
 
@@ -249,7 +305,10 @@ async fn undecodable_messages_are_parked_in_their_prefix_and_nothing_else_is_tou
     let (ok, out, err) = poison_cmd(&world, &["list"])?;
     assert!(ok, "poison list failed: {err}");
     for (_, _, id) in &sent {
-        assert!(out.contains(&format!("_undecodable/{id}")), "list lacks {id}:\n{out}");
+        assert!(
+            out.contains(&format!("_undecodable/{id}")),
+            "list lacks {id}:\n{out}"
+        );
     }
     let (ok, out, err) = poison_cmd(&world, &["show", &format!("_undecodable/{}", sent[0].2)])?;
     assert!(ok, "poison show failed: {err}");
@@ -261,7 +320,12 @@ async fn undecodable_messages_are_parked_in_their_prefix_and_nothing_else_is_tou
     // Purge: refused without --yes, then removes every record and nothing else.
     let (ok, _, _) = poison_cmd(&world, &["purge"])?;
     assert!(!ok, "purge without --yes must refuse");
-    assert_eq!(support::blob_names(&storage, names::UNDECODABLE_PREFIX).await.len(), texts.len());
+    assert_eq!(
+        support::blob_names(&storage, names::UNDECODABLE_PREFIX)
+            .await
+            .len(),
+        texts.len()
+    );
     let (ok, _, err) = poison_cmd(&world, &["purge", "--yes"])?;
     assert!(ok, "purge --yes failed: {err}");
     assert!(support::blob_names(&storage, "poison/").await.is_empty());
@@ -272,7 +336,8 @@ async fn undecodable_messages_are_parked_in_their_prefix_and_nothing_else_is_tou
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn missing_page_and_sha_mismatch_are_parked_then_requeued_after_the_fix() -> anyhow::Result<()> {
+async fn missing_page_and_sha_mismatch_are_parked_then_requeued_after_the_fix() -> anyhow::Result<()>
+{
     let (world, storage) = world().await?;
     let missing = make_page(1, 11, 200);
     let tampered = make_page(2, 12, 200);
@@ -280,7 +345,11 @@ async fn missing_page_and_sha_mismatch_are_parked_then_requeued_after_the_fix() 
     let other = make_page(2, 99, 200);
     storage
         .blobs
-        .write(&tampered.env.page_blob(), Bytes::from(other.gz.clone()), None)
+        .write(
+            &tampered.env.page_blob(),
+            Bytes::from(other.gz.clone()),
+            None,
+        )
         .await?;
     storage.queue.send(&missing.env.encode(), None).await?;
     storage.queue.send(&tampered.env.encode(), None).await?;
@@ -299,12 +368,21 @@ async fn missing_page_and_sha_mismatch_are_parked_then_requeued_after_the_fix() 
         assert_eq!(st.failures, 2);
     }
     queue_empty(&storage).await?;
-    assert!(world.la.stats().requests_by_status.is_empty(), "a broken page was posted");
+    assert!(
+        world.la.stats().requests_by_status.is_empty(),
+        "a broken page was posted"
+    );
 
     let (ok, out, err) = poison_cmd(&world, &["list"])?;
     assert!(ok, "{err}");
-    assert!(out.contains(&page_id(&missing.env)) && out.contains("missing"), "{out}");
-    assert!(out.contains(&page_id(&tampered.env)) && out.contains("sha256"), "{out}");
+    assert!(
+        out.contains(&page_id(&missing.env)) && out.contains("missing"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&page_id(&tampered.env)) && out.contains("sha256"),
+        "{out}"
+    );
     let (ok, out, err) = poison_cmd(&world, &["show", &page_id(&tampered.env)])?;
     assert!(ok, "{err}");
     assert!(out.contains("sha256 mismatch"), "{out}");
@@ -322,13 +400,19 @@ async fn missing_page_and_sha_mismatch_are_parked_then_requeued_after_the_fix() 
     assert!(support::blob_names(&storage, "poison/").await.is_empty());
     for p in [&missing, &tampered] {
         let e = &p.env;
-        assert!(storage.blobs.exists(&names::done(&e.org, e.epoch, e.seq)).await?);
+        assert!(
+            storage
+                .blobs
+                .exists(&names::done(&e.org, e.epoch, e.seq))
+                .await?
+        );
     }
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_400_after_progress_is_parked_and_requeue_resumes_without_reposting() -> anyhow::Result<()> {
+async fn a_400_after_progress_is_parked_and_requeue_resumes_without_reposting() -> anyhow::Result<()>
+{
     let (world, storage) = world().await?;
     // ~3 KB per row: 900 events make several 1 MB chunks.
     let page = make_page(3, 33, 900);
@@ -339,10 +423,19 @@ async fn a_400_after_progress_is_parked_and_requeue_resumes_without_reposting() 
     // First shipper: dies right after recording the first accepted chunk.
     let mut first = world.start_shipper(
         "shipper-1",
-        &[knobs[0], knobs[1], ("OKTA_SENTINEL_FAILPOINTS", "shipper.after_progress@1")],
+        &[
+            knobs[0],
+            knobs[1],
+            ("OKTA_SENTINEL_FAILPOINTS", "shipper.after_progress@1"),
+        ],
     )?;
     let st = first.wait_exit(WAIT).await?;
-    assert_eq!(st.code(), Some(common::failpoint::EXIT_CODE), "{}", first.log_text());
+    assert_eq!(
+        st.code(),
+        Some(common::failpoint::EXIT_CODE),
+        "{}",
+        first.log_text()
+    );
     let posted = world.la.stats().accepted_rows;
     assert!(posted > 0 && posted < 900, "first chunk: {posted} rows");
     let state = page_state(&storage, &page.env).await?.expect("state");
@@ -357,10 +450,17 @@ async fn a_400_after_progress_is_parked_and_requeue_resumes_without_reposting() 
     let second = world.start_shipper("shipper-2", &knobs)?;
     let rec = wait_record(&storage, &second, &page_record_name(&page.env)).await?;
     let r = reason(&rec);
-    assert!(r.contains("400") && r.contains("Injected by the fake Log Analytics"), "service text missing: {r}");
+    assert!(
+        r.contains("400") && r.contains("Injected by the fake Log Analytics"),
+        "service text missing: {r}"
+    );
     assert_eq!(rec["attempts"], 2, "{rec}");
     assert_eq!(rec["posted_upto"], posted, "{rec}");
-    assert_eq!(world.la.stats().requests_by_status.get(&400).copied(), Some(2), "a 400 was retried in place");
+    assert_eq!(
+        world.la.stats().requests_by_status.get(&400).copied(),
+        Some(2),
+        "a 400 was retried in place"
+    );
     queue_empty(&storage).await?;
 
     // The cause is gone (the fault ran out): requeue resumes after the first chunk.
@@ -369,7 +469,11 @@ async fn a_400_after_progress_is_parked_and_requeue_resumes_without_reposting() 
     wait_landed(&world, &[&page], WAIT).await?;
     queue_empty(&storage).await?;
     assert_once(&world, &[&page]);
-    assert_eq!(world.la.stats().accepted_rows, 900, "rows posted before the failure were posted again");
+    assert_eq!(
+        world.la.stats().accepted_rows,
+        900,
+        "rows posted before the failure were posted again"
+    );
     assert!(support::blob_names(&storage, "poison/").await.is_empty());
     Ok(())
 }
@@ -424,10 +528,18 @@ async fn hostile_pages_get_clear_reasons_and_the_shipper_survives() -> anyhow::R
         put_page(&storage, p).await?;
         storage.queue.send(&p.env.encode(), None).await?;
     }
-    let s = world.start_shipper("shipper", &[("SHIPPER_MAX_DEQUEUE", "2"), ("SHIPPER_CONCURRENCY", "2")])?;
+    let s = world.start_shipper(
+        "shipper",
+        &[("SHIPPER_MAX_DEQUEUE", "2"), ("SHIPPER_CONCURRENCY", "2")],
+    )?;
     for (p, expect) in &hostile {
         let rec = wait_record(&storage, &s, &page_record_name(&p.env)).await?;
-        assert!(reason(&rec).contains(expect), "seq {}: reason {:?} lacks {expect:?}", p.env.seq, reason(&rec));
+        assert!(
+            reason(&rec).contains(expect),
+            "seq {}: reason {:?} lacks {expect:?}",
+            p.env.seq,
+            reason(&rec)
+        );
         assert_eq!(rec["attempts"], 2);
     }
     let mut s = s;
@@ -435,7 +547,10 @@ async fn hostile_pages_get_clear_reasons_and_the_shipper_survives() -> anyhow::R
     let peak = peak_rss(&s).unwrap_or(0);
     println!("shipper peak RSS after the gzip bomb: {} MiB", peak >> 20);
     assert!(!s.log_text().contains("panicked"), "{}", s.log_text());
-    assert!(world.la.stats().requests_by_status.is_empty(), "a hostile page was posted");
+    assert!(
+        world.la.stats().requests_by_status.is_empty(),
+        "a hostile page was posted"
+    );
 
     // The same replica still ships an ordinary page.
     let good = make_page(24, 244, 100);
@@ -453,9 +568,19 @@ async fn hostile_pages_get_clear_reasons_and_the_shipper_survives() -> anyhow::R
     assert!(support::blob_names(&storage, "poison/").await.is_empty());
     for (p, _) in &hostile {
         let e = &p.env;
-        assert!(storage.blobs.exists(&names::done(&e.org, e.epoch, e.seq)).await?);
+        assert!(
+            storage
+                .blobs
+                .exists(&names::done(&e.org, e.epoch, e.seq))
+                .await?
+        );
         assert!(!storage.blobs.exists(&e.page_blob()).await?);
-        assert!(!storage.blobs.exists(&names::state(&e.org, e.epoch, e.seq)).await?);
+        assert!(
+            !storage
+                .blobs
+                .exists(&names::state(&e.org, e.epoch, e.seq))
+                .await?
+        );
     }
     Ok(())
 }

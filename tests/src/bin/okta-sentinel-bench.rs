@@ -72,6 +72,27 @@ struct Args {
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Extra environment of the collector, `KEY=VALUE` (repeatable; experiments such as
+    /// `MALLOC_ARENA_MAX=2`).
+    #[arg(long = "collector-env", value_parser = key_value)]
+    collector_env: Vec<(String, String)>,
+    /// Extra environment of the shipper, `KEY=VALUE` (repeatable).
+    #[arg(long = "shipper-env", value_parser = key_value)]
+    shipper_env: Vec<(String, String)>,
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
+}
+
+/// `(KEY, VALUE)` pairs as the borrowed form `start_collector`/`start_shipper` take.
+fn env_refs(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
 }
 
 /// Figures of one measured process.
@@ -173,6 +194,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if !bins.ends_with("release") {
         println!("WARNING: not measuring release binaries (run from target/release or set OKTA_SENTINEL_BIN_DIR)");
     }
+    if std::env::var_os("RUST_BACKTRACE").is_some() {
+        // The harness passes it on to the binaries, and then every error value the Azure SDK
+        // builds internally (e.g. for an absent optional header) captures a backtrace.
+        println!("WARNING: RUST_BACKTRACE is set and is passed to the binaries; production does not set it (scripts/bench.sh unsets it)");
+    }
     let ticks = procstat::clock_ticks();
 
     let seeding = Instant::now();
@@ -210,13 +236,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let conn = c_proxies.connection_string(&world);
     let n0 = NeighbourCpu::now(&world, ticks);
     let started = Instant::now();
-    let mut collector = world.start_collector(
-        "collector",
-        &[
-            ("OKTA_POLL_INTERVAL", "200ms"),
-            ("AZURE_STORAGE_CONNECTION_STRING", conn.as_str()),
-        ],
-    )?;
+    let mut env = vec![
+        ("OKTA_POLL_INTERVAL", "200ms"),
+        ("AZURE_STORAGE_CONNECTION_STRING", conn.as_str()),
+    ];
+    env.extend(env_refs(&args.collector_env));
+    let mut collector = world.start_collector("collector", &env)?;
     let pid = collector.pid().context("collector pid")?;
     let sampler = RssSampler::start(pid, Duration::from_millis(100));
     loop {
@@ -264,13 +289,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let before = world.la.stats();
     let n0 = NeighbourCpu::now(&world, ticks);
     let started = Instant::now();
-    let mut shipper = world.start_shipper(
-        "shipper",
-        &[
-            ("SHIPPER_CONCURRENCY", concurrency.as_str()),
-            ("AZURE_STORAGE_CONNECTION_STRING", conn.as_str()),
-        ],
-    )?;
+    let mut env = vec![
+        ("SHIPPER_CONCURRENCY", concurrency.as_str()),
+        ("AZURE_STORAGE_CONNECTION_STRING", conn.as_str()),
+    ];
+    env.extend(env_refs(&args.shipper_env));
+    let mut shipper = world.start_shipper("shipper", &env)?;
     let pid = shipper.pid().context("shipper pid")?;
     let sampler = RssSampler::start(pid, Duration::from_millis(100));
     let landed_at = loop {
@@ -334,6 +358,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "events": n,
             "concurrency": args.concurrency,
             "proxy": !args.no_proxy,
+            "collector_env": args.collector_env,
+            "shipper_env": args.shipper_env,
             "collector": c.to_json(),
             "shipper": s.to_json(),
             "sink": sink.to_json(),

@@ -65,7 +65,11 @@ pub async fn health_addr(svc: &world::procs::Service) -> String {
             let log = svc.log_text();
             for line in log.lines() {
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-                    if let Some(a) = v.pointer("/fields/addr").and_then(|a| a.as_str()) {
+                    if let Some(a) = v
+                        .get("addr")
+                        .or_else(|| v.pointer("/fields/addr"))
+                        .and_then(|a| a.as_str())
+                    {
                         return Some(a.to_string());
                     }
                 }

@@ -1,0 +1,307 @@
+//! Property tests of `prepare_page`, the one place where the collector rewrites bytes Okta
+//! sent: arbitrary events never panic; the result is an error, or a valid JSON array in which
+//! every kept event is the original, byte for byte, with `"domain"` added (and no duplicate
+//! keys, which Log Analytics would read ambiguously).
+//!
+//! `PROPTEST_CASES=N` raises the case count (see FUZZING.md); failure persistence is off.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use collector::dedupe::RecentUuids;
+use collector::okta::{prepare_page, OktaError};
+use proptest::prelude::*;
+use proptest::test_runner::Config;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+fn cases(default: u32) -> Config {
+    let mut c = Config::default();
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        c.cases = default;
+    }
+    c.failure_persistence = None;
+    c
+}
+
+/// Strict parse: duplicate keys are errors (serde_json's `Value` keeps the last silently).
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        let mut seen = HashSet::new();
+        while let Some(k) = map.next_key::<String>()? {
+            if !seen.insert(k.clone()) {
+                return Err(de::Error::custom(format!("duplicate key {k:?}")));
+            }
+            let Strict(v) = map.next_value()?;
+            out.insert(k, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+/// JSON equality with floats compared to 1e-12 relative (serde_json's default float parser may
+/// differ in the last digit; that is not `prepare_page`'s doing).
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
+            let (x, y) = (
+                x.as_f64().unwrap_or(f64::NAN),
+                y.as_f64().unwrap_or(f64::NAN),
+            );
+            x == y || (x - y).abs() <= 1e-12 * x.abs().max(y.abs())
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+fn arb_string() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => prop::collection::vec(any::<char>(), 0..16).prop_map(String::from_iter),
+        1 => prop::sample::select(vec!["", " ", "2024-08-13T15:58:20.353Z", "not a time", "}", "\"", "\\"])
+            .prop_map(str::to_string),
+    ]
+}
+
+fn arb_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter_map("finite", serde_json::Number::from_f64)
+            .prop_map(Value::Number),
+        arb_string().prop_map(Value::String),
+    ];
+    leaf.prop_recursive(5, 40, 5, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+            prop::collection::vec(
+                (
+                    prop_oneof![
+                        Just("domain".to_string()),
+                        Just("uuid".to_string()),
+                        arb_string()
+                    ],
+                    inner
+                ),
+                0..5
+            )
+            .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    })
+}
+
+/// Mostly Okta-like objects (a uuid from a small pool so repeats happen, sometimes a
+/// `published`, sometimes a `domain` already), sometimes anything at all.
+fn arb_event() -> impl Strategy<Value = Value> {
+    let uuid = prop_oneof![
+        4 => (0u8..12).prop_map(|i| Value::String(format!("uuid-{i}"))),
+        1 => arb_json(),
+    ];
+    let published = prop_oneof![
+        Just(None),
+        Just(Some(Value::String("2024-08-13T15:58:20.353Z".into()))),
+        arb_json().prop_map(Some),
+    ];
+    // `domain: null` is excluded here: see `a_null_domain_is_not_duplicated` (known bug).
+    let domain = prop_oneof![
+        3 => Just(None),
+        1 => arb_json().prop_filter("null domain: known bug", |v| !v.is_null()).prop_map(Some),
+    ];
+    prop_oneof![
+        8 => (uuid, published, domain, prop::collection::vec((arb_string(), arb_json()), 0..5)).prop_map(
+            |(u, p, d, rest)| {
+                let mut m: Map<String, Value> = rest.into_iter().collect();
+                m.remove("domain"); // only the `domain` strategy decides it
+                m.insert("uuid".into(), u);
+                if let Some(p) = p {
+                    m.insert("published".into(), p);
+                }
+                if let Some(d) = d {
+                    m.insert("domain".into(), d);
+                }
+                Value::Object(m)
+            }
+        ),
+        1 => arb_json(),
+    ]
+}
+
+/// Serialises `v` compactly or pretty, with odd whitespace inside, as Okta might.
+fn text_of(v: &Value, pretty: bool) -> String {
+    if pretty {
+        serde_json::to_string_pretty(v).unwrap_or_default()
+    } else {
+        serde_json::to_string(v).unwrap_or_default()
+    }
+}
+
+fn raws(texts: &[String]) -> Result<Vec<Box<RawValue>>, TestCaseError> {
+    texts
+        .iter()
+        .map(|t| RawValue::from_string(t.clone()).map_err(|e| TestCaseError::fail(e.to_string())))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(cases(192))]
+
+    /// Arbitrary events: an error, or exactly the kept events with `domain` added.
+    #[test]
+    fn prepared_pages_are_the_events_plus_domain(
+        events in prop::collection::vec(arb_event(), 0..8),
+        pretty in prop::collection::vec(any::<bool>(), 8),
+        domain in prop_oneof![Just("acme.okta.com".to_string()), "[a-z0-9.\\-]{1,20}", arb_string()],
+    ) {
+        // KNOWN BUG (`a_null_domain_is_not_duplicated`): `"domain":null` is left out until fixed.
+        prop_assume!(!events.iter().any(|e| e.get("domain").is_some_and(Value::is_null)));
+        let texts: Vec<String> = events.iter().zip(&pretty).map(|(e, p)| text_of(e, *p)).collect();
+        // A window larger than the page, so "seen before" is exactly "earlier in this page".
+        let mut dedupe = RecentUuids::new(64);
+        let before = dedupe.len();
+        match prepare_page(&raws(&texts)?, &domain, &mut dedupe) {
+            Err(OktaError::Malformed(reason)) => {
+                prop_assert!(!reason.is_empty());
+                prop_assert_eq!(dedupe.len(), before, "a refused page touched the uuid window");
+                // Refused only for a reason the docs give: not an object, or no usable uuid.
+                let bad = events.iter().any(|e| match e {
+                    Value::Object(m) => !matches!(m.get("uuid"), Some(Value::String(s)) if !s.trim().is_empty())
+                        || m.get("published").is_some_and(|p| !p.is_string() && !p.is_null()),
+                    _ => true,
+                });
+                prop_assert!(bad, "refused a page of good events: {reason}");
+            }
+            Err(e) => prop_assert!(false, "unexpected error {e}"),
+            Ok(page) => {
+                let out: Value = serde_json::from_slice::<Strict>(&page.json)
+                    .map(|s| s.0)
+                    .map_err(|e| TestCaseError::fail(format!("{e}: {}", String::from_utf8_lossy(&page.json))))?;
+                let out = out.as_array().cloned().unwrap_or_default();
+                prop_assert_eq!(out.len(), page.count);
+                prop_assert_eq!(page.count + page.dropped_duplicates, events.len());
+                prop_assert_eq!(page.kept_uuids.len(), page.count);
+                // Kept events in order, each the original plus domain (unless it had one).
+                let mut seen = HashSet::new();
+                let mut k = 0;
+                for (ev, text) in events.iter().zip(&texts) {
+                    let uuid = ev["uuid"].as_str().unwrap_or_default().to_string();
+                    if !seen.insert(uuid.clone()) {
+                        continue; // a repeat within the page (or window) is dropped
+                    }
+                    if k >= out.len() {
+                        break;
+                    }
+                    let mut want = ev.clone();
+                    if let Some(m) = want.as_object_mut() {
+                        m.entry("domain").or_insert_with(|| Value::String(domain.clone()));
+                    }
+                    prop_assert!(same(&out[k], &want), "{} != {}", out[k], want);
+                    prop_assert_eq!(&page.kept_uuids[k], &uuid);
+                    // Byte for byte: the original text is a prefix of the stored event, up to its
+                    // closing brace.
+                    let page_text = String::from_utf8_lossy(&page.json);
+                    let body = text.trim_end().strip_suffix('}').unwrap_or(text);
+                    prop_assert!(page_text.contains(body), "event text not copied verbatim");
+                    k += 1;
+                }
+                prop_assert_eq!(k, page.count);
+            }
+        }
+    }
+
+    /// Any JSON value at all as an event (numbers, arrays, strings, nested garbage): no panic.
+    #[test]
+    fn arbitrary_values_never_panic(events in prop::collection::vec(arb_json(), 0..6), domain in arb_string()) {
+        let texts: Vec<String> = events.iter().map(|e| text_of(e, false)).collect();
+        let mut dedupe = RecentUuids::new(8);
+        // KNOWN BUG (`a_null_domain_is_not_duplicated`): skip the strict check for it.
+        let null_domain = events.iter().any(|e| e.get("domain").is_some_and(Value::is_null));
+        if let (Ok(page), false) = (prepare_page(&raws(&texts)?, &domain, &mut dedupe), null_domain) {
+            serde_json::from_slice::<Strict>(&page.json).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        }
+    }
+
+    /// Raw event texts Value cannot produce: numbers out of f64 range, escapes, odd spacing.
+    #[test]
+    fn raw_event_texts_are_copied(
+        lit in prop::sample::select(vec!["1e999", "-0", "1.50", "123456789012345678901234567890", "\"\\u0000\"", "\"\\ud83d\\ude00\"", "[ ]", "{ }"]),
+        ws in "[ \t\r\n]{0,3}",
+    ) {
+        let text = format!("{{{ws}\"uuid\"{ws}:{ws}\"u\"{ws},\"x\":{ws}{lit}{ws}}}");
+        let mut dedupe = RecentUuids::new(8);
+        let page = prepare_page(&raws(std::slice::from_ref(&text))?, "o", &mut dedupe)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let body = text.trim_end().strip_suffix('}').unwrap_or(&text);
+        let got = String::from_utf8_lossy(&page.json).into_owned();
+        prop_assert!(got.starts_with(&format!("[{body}")), "{got}");
+        prop_assert!(got.ends_with(",\"domain\":\"o\"}]"), "{got}");
+    }
+}
+
+/// An event whose `domain` is JSON `null` already *has* a top-level `domain` member; adding a
+/// second one makes the event ambiguous JSON (duplicate key), which the code promises never to
+/// emit ("a second key of the same name would make the JSON ambiguous").
+///
+/// FAILS today: `collector/src/okta/page.rs`, `EventHead::domain` is `Option<&RawValue>`, and
+/// serde maps `null` to `None`, so `has_domain` is false. Fix: record presence, not value —
+/// `#[serde(default, deserialize_with = "present")] domain: bool` with
+/// `fn present<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+///     serde::de::IgnoredAny::deserialize(d).map(|_| true) }`
+/// (and `head.domain` instead of `head.domain.is_some()` in `prepare_page`).
+#[test]
+#[ignore = "bug: `\"domain\":null` gets a second domain key (see FUZZING.md, findings)"]
+fn a_null_domain_is_not_duplicated() {
+    let events: Vec<Box<RawValue>> =
+        serde_json::from_str(r#"[{"uuid":"a","domain":null}]"#).unwrap();
+    let mut dedupe = RecentUuids::new(8);
+    let page = prepare_page(&events, "acme.okta.com", &mut dedupe).unwrap();
+    let parsed = serde_json::from_slice::<Strict>(&page.json);
+    assert!(parsed.is_ok(), "{}", String::from_utf8_lossy(&page.json));
+}
