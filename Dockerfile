@@ -5,7 +5,7 @@
 #   az acr build --registry <acr> --image okta-sentinel:<tag> .
 # See infra/README.md.
 
-ARG RUST_VERSION=1.88
+ARG RUST_VERSION=1.90
 
 FROM rust:${RUST_VERSION}-slim-bookworm AS build
 # aws-lc-rs (TLS) builds C code; cmake/perl cover its fallback build paths.
