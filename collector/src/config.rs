@@ -10,11 +10,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
-use common::config::{self, ConfigError};
+use common::config::{self, ConfigError, ServiceArgs};
 use common::org::OrgKey;
 use common::secrets::SecretString;
 use common::storage::{StorageArgs, StorageSettings};
-use common::telemetry::LogFormat;
 use url::Url;
 
 /// Okta keeps the System Log for 90 days.
@@ -107,23 +106,8 @@ pub struct CollectorArgs {
         global = true
     )]
     pub okta_rate_limit_reserve: String,
-    /// Key Vault to read secrets from (rotation needs no restart).
-    #[arg(long, env = "KEY_VAULT_URL", global = true)]
-    pub key_vault_url: Option<String>,
-    /// Client id of the user-assigned managed identity.
-    #[arg(long, env = "AZURE_CLIENT_ID", global = true)]
-    pub azure_client_id: Option<String>,
-    /// `/healthz`, `/readyz`, `/metrics`.
-    #[arg(
-        long,
-        env = "HTTP_ADDR",
-        default_value = "127.0.0.1:9464",
-        global = true
-    )]
-    pub http_addr: String,
-    /// `json` or `text` (default: text on a terminal, json otherwise).
-    #[arg(long, env = "LOG_FORMAT", value_enum, global = true)]
-    pub log_format: Option<LogFormat>,
+    #[command(flatten)]
+    pub service: ServiceArgs,
 }
 
 /// Where the Okta credential comes from.
@@ -203,16 +187,9 @@ impl CollectorArgs {
         let poll_interval = config::parse_duration("OKTA_POLL_INTERVAL", &self.okta_poll_interval)?;
         let reserve =
             config::parse_fraction("OKTA_RATE_LIMIT_RESERVE", &self.okta_rate_limit_reserve)?;
-        let key_vault_url = match self
-            .key_vault_url
-            .as_deref()
-            .filter(|s| !s.trim().is_empty())
-        {
-            Some(v) => Some(config::parse_origin("KEY_VAULT_URL", v, false)?),
-            None => None,
-        };
+        let service = self.service.validate("127.0.0.1:9464")?;
+        let key_vault_url = service.key_vault_url.clone();
         let credential = self.credential(&org, key_vault_url.is_some())?;
-        let http_addr = config::parse_socket_addr("HTTP_ADDR", &self.http_addr)?;
         let lease = config::env_duration("LEADER_LEASE_DURATION", Duration::from_secs(60))?;
         if !(15..=60).contains(&lease.as_secs()) {
             return Err(ConfigError::new(
@@ -233,11 +210,8 @@ impl CollectorArgs {
             poll_interval,
             reserve,
             key_vault_url,
-            azure_client_id: self
-                .azure_client_id
-                .clone()
-                .filter(|s| !s.trim().is_empty()),
-            http_addr,
+            azure_client_id: service.azure_client_id,
+            http_addr: service.http_addr,
             lease,
             stats_interval: config::env_duration("STATS_INTERVAL", Duration::from_secs(60))?,
             stale_after: config::env_duration("READY_STALE_AFTER", Duration::from_secs(300))?,

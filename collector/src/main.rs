@@ -8,7 +8,7 @@ use common::storage::Storage;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    common::telemetry::init(cli.args.log_format, "collector");
+    common::telemetry::init(cli.args.service.log_format, "collector");
     if let Err(e) = common::failpoint::validate_env() {
         eprintln!("collector: {e}");
         return ExitCode::from(2);

@@ -200,8 +200,6 @@ proptest! {
         pretty in prop::collection::vec(any::<bool>(), 8),
         domain in prop_oneof![Just("acme.okta.com".to_string()), "[a-z0-9.\\-]{1,20}", arb_string()],
     ) {
-        // KNOWN BUG (`a_null_domain_is_not_duplicated`): `"domain":null` is left out until fixed.
-        prop_assume!(!events.iter().any(|e| e.get("domain").is_some_and(Value::is_null)));
         let texts: Vec<String> = events.iter().zip(&pretty).map(|(e, p)| text_of(e, *p)).collect();
         // A window larger than the page, so "seen before" is exactly "earlier in this page".
         let mut dedupe = RecentUuids::new(64);
@@ -261,9 +259,7 @@ proptest! {
     fn arbitrary_values_never_panic(events in prop::collection::vec(arb_json(), 0..6), domain in arb_string()) {
         let texts: Vec<String> = events.iter().map(|e| text_of(e, false)).collect();
         let mut dedupe = RecentUuids::new(8);
-        // KNOWN BUG (`a_null_domain_is_not_duplicated`): skip the strict check for it.
-        let null_domain = events.iter().any(|e| e.get("domain").is_some_and(Value::is_null));
-        if let (Ok(page), false) = (prepare_page(&raws(&texts)?, &domain, &mut dedupe), null_domain) {
+        if let Ok(page) = prepare_page(&raws(&texts)?, &domain, &mut dedupe) {
             serde_json::from_slice::<Strict>(&page.json).map_err(|e| TestCaseError::fail(e.to_string()))?;
         }
     }
@@ -296,7 +292,6 @@ proptest! {
 ///     serde::de::IgnoredAny::deserialize(d).map(|_| true) }`
 /// (and `head.domain` instead of `head.domain.is_some()` in `prepare_page`).
 #[test]
-#[ignore = "bug: `\"domain\":null` gets a second domain key (see FUZZING.md, findings)"]
 fn a_null_domain_is_not_duplicated() {
     let events: Vec<Box<RawValue>> =
         serde_json::from_str(r#"[{"uuid":"a","domain":null}]"#).unwrap();

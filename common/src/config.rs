@@ -176,6 +176,59 @@ pub fn env_duration(var: &'static str, default: Duration) -> Result<Duration, Co
     }
 }
 
+/// Settings every service binary has: Key Vault, managed identity, the health/metrics
+/// address and the log format (DESIGN.md §3).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ServiceArgs {
+    /// Key Vault to read secrets from (rotation needs no restart).
+    #[arg(long, env = "KEY_VAULT_URL", global = true)]
+    pub key_vault_url: Option<String>,
+    /// Client id of the user-assigned managed identity.
+    #[arg(long, env = "AZURE_CLIENT_ID", global = true)]
+    pub azure_client_id: Option<String>,
+    /// `/healthz`, `/readyz`, `/metrics` (default 127.0.0.1:9464 collector, 127.0.0.1:9465 shipper).
+    #[arg(long, env = "HTTP_ADDR", global = true)]
+    pub http_addr: Option<String>,
+    /// `json` or `text` (default: text on a terminal, json otherwise).
+    #[arg(long, env = "LOG_FORMAT", value_enum, global = true)]
+    pub log_format: Option<crate::telemetry::LogFormat>,
+}
+
+/// Validated [`ServiceArgs`].
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    pub key_vault_url: Option<Url>,
+    pub azure_client_id: Option<String>,
+    pub http_addr: SocketAddr,
+}
+
+impl ServiceArgs {
+    /// Validates; `default_addr` is the binary's own health port.
+    pub fn validate(&self, default_addr: &str) -> Result<ServiceSettings, ConfigError> {
+        let key_vault_url = match self
+            .key_vault_url
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+        {
+            Some(v) => Some(parse_origin("KEY_VAULT_URL", v, false)?),
+            None => None,
+        };
+        let addr = self
+            .http_addr
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or(default_addr);
+        Ok(ServiceSettings {
+            key_vault_url,
+            azure_client_id: self
+                .azure_client_id
+                .clone()
+                .filter(|s| !s.trim().is_empty()),
+            http_addr: parse_socket_addr("HTTP_ADDR", addr)?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -83,7 +83,7 @@ impl Envelope {
             v: Option<serde_json::Value>,
         }
         let version: Version = serde_json::from_str(text)
-            .map_err(|e| DecodeError::Invalid(format!("not a JSON object: {e}")))?;
+            .map_err(|e| DecodeError::Invalid(short(&format!("not a JSON object: {e}"))))?;
         match version.v.as_ref().and_then(|v| v.as_u64()) {
             Some(1) => {}
             Some(v) if v > 1 => {
@@ -96,7 +96,7 @@ impl Envelope {
             }
         }
         let env: Envelope =
-            serde_json::from_str(text).map_err(|e| DecodeError::Invalid(e.to_string()))?;
+            serde_json::from_str(text).map_err(|e| DecodeError::Invalid(short(&e.to_string())))?;
         if env.sha256.len() != 64
             || !env
                 .sha256
@@ -109,6 +109,20 @@ impl Envelope {
         }
         Ok(env)
     }
+}
+
+/// Error reasons are logged at every delivery and kept in poison records: quote at most a
+/// few hundred characters of a hostile value.
+fn short(reason: &str) -> String {
+    const MAX: usize = 300;
+    if reason.len() <= MAX {
+        return reason.to_string();
+    }
+    let mut end = MAX;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &reason[..end])
 }
 
 #[cfg(test)]

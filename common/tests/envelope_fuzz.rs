@@ -569,7 +569,6 @@ fn length_cap() {
 /// `org::truncate_for_message` does for names), e.g.
 /// `.map_err(|e| DecodeError::Invalid(e.to_string().chars().take(300).collect()))`.
 #[test]
-#[ignore = "finding: decode reasons echo hostile values of up to 16 KiB (see FUZZING.md)"]
 fn invalid_reasons_are_short() {
     for field in ["epoch", "seq", "sha256", "created", "org", "v"] {
         let mut v = sample_envelope();

@@ -5,10 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use common::config::{self, ConfigError};
+use common::config::{self, ConfigError, ServiceArgs};
 use common::secrets::SecretString;
 use common::storage::{StorageArgs, StorageSettings};
-use common::telemetry::LogFormat;
 use url::Url;
 
 #[derive(Parser, Debug)]
@@ -119,19 +118,8 @@ pub struct ShipperArgs {
     pub concurrency: usize,
     #[arg(long, env = "SHIPPER_MAX_DEQUEUE", default_value_t = 5, global = true)]
     pub max_dequeue: u32,
-    #[arg(long, env = "KEY_VAULT_URL", global = true)]
-    pub key_vault_url: Option<String>,
-    #[arg(long, env = "AZURE_CLIENT_ID", global = true)]
-    pub azure_client_id: Option<String>,
-    #[arg(
-        long,
-        env = "HTTP_ADDR",
-        default_value = "127.0.0.1:9465",
-        global = true
-    )]
-    pub http_addr: String,
-    #[arg(long, env = "LOG_FORMAT", value_enum, global = true)]
-    pub log_format: Option<LogFormat>,
+    #[command(flatten)]
+    pub service: ServiceArgs,
 }
 
 /// Where the shipper posts.
@@ -194,14 +182,8 @@ impl ShipperArgs {
             .storage
             .validate()
             .map_err(|e| ConfigError::named_in_message(e.to_string()))?;
-        let key_vault_url = match self
-            .key_vault_url
-            .as_deref()
-            .filter(|s| !s.trim().is_empty())
-        {
-            Some(v) => Some(config::parse_origin("KEY_VAULT_URL", v, false)?),
-            None => None,
-        };
+        let service = self.service.validate("127.0.0.1:9465")?;
+        let key_vault_url = service.key_vault_url.clone();
         let sink = if with_sink {
             self.sink_settings(key_vault_url.is_some())?
         } else {
@@ -246,11 +228,8 @@ impl ShipperArgs {
             concurrency: self.concurrency,
             max_dequeue: self.max_dequeue,
             key_vault_url,
-            azure_client_id: self
-                .azure_client_id
-                .clone()
-                .filter(|s| !s.trim().is_empty()),
-            http_addr: config::parse_socket_addr("HTTP_ADDR", &self.http_addr)?,
+            azure_client_id: service.azure_client_id,
+            http_addr: service.http_addr,
             knobs: Knobs {
                 visibility,
                 state_lease,

@@ -8,7 +8,7 @@ use shipper::config::{Cli, Command, PoisonAction};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    common::telemetry::init(cli.args.log_format, "shipper");
+    common::telemetry::init(cli.args.service.log_format, "shipper");
     if let Err(e) = common::failpoint::validate_env() {
         eprintln!("shipper: {e}");
         return ExitCode::from(2);

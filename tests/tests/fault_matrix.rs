@@ -519,17 +519,18 @@ async fn log_analytics_wrong_dcr_404_and_500_burst() -> anyhow::Result<()> {
     assert_eq!(after_404 - before_404, 5, "every injected 404 was met");
     t.say("404: breaker, recovery, all landed");
 
-    // 3. A burst of 500s: transient retries (a storm may open the breaker), no poison.
+    // 3. A burst of 500s on a backlog of several pages (one page alone backs off to a
+    //    minute between tries): transient retries, a storm opens the breaker, no poison.
     world.la.inject(LaFault::Status {
         status: 500,
         count: 20,
         retry_after_secs: None,
     });
-    world.okta.release(400);
+    world.okta.release(4_000);
     assert_all_landed_once(&world, "after the 500 burst").await?;
     let served_500 = world.la.stats().requests_by_status.get(&500).copied().unwrap_or(0);
     assert_eq!(served_500, 20, "every injected 500 was met (and retried)");
-    let line = wait_operator_line(&shipper, &["500"]).await?;
+    let line = wait_operator_line(&shipper, &["storm of transient failures", "500"]).await?;
     println!("shipper, 500 burst: {line}");
     wait_ready(&s_addr).await?;
     t.say("500 burst: all landed");

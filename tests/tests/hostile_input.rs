@@ -539,7 +539,6 @@ async fn hostile_pages_and_envelopes_are_shipped_or_parked_and_touch_nothing_els
 /// `SHIPPER_MAX_DEQUEUE` attempts all 50 events of the page are parked as poison. See
 /// FUZZING.md, findings, and `rows_fuzz.rs::out_of_range_numbers_do_not_reach_real_columns`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: an out-of-range number poisons its page (see FUZZING.md, findings)"]
 async fn an_out_of_range_number_does_not_poison_its_page() -> anyhow::Result<()> {
     let world = LocalWorld::start(WorldOptions {
         la: LogAnalyticsFakeConfig {

@@ -39,8 +39,14 @@ struct EventHead<'a> {
     uuid: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     published: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    domain: Option<&'a RawValue>,
+    /// Whether the event has a top-level `domain` at all (even `null`, which `Option` would
+    /// read as absent and so produce a second `domain` key).
+    #[serde(default, deserialize_with = "present")]
+    domain: bool,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
 }
 
 /// Prepares the events of one page for storage.
@@ -71,7 +77,7 @@ pub fn prepare_page(
                 )))
             }
         };
-        heads.push((uuid, head.published, head.domain.is_some()));
+        heads.push((uuid, head.published, head.domain));
     }
 
     // A host name needs no escaping, but the value comes from configuration: quote it properly.

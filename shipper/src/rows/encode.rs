@@ -123,7 +123,9 @@ fn write_value(
                 Some(f) => write_number(f, out),
                 None => Written::Omitted,
             },
-            b'-' | b'0'..=b'9' => {
+            // JSON allows 1e999; a real column does not: such a value is left out, not
+            // allowed to get the whole request refused.
+            b'-' | b'0'..=b'9' if text.parse::<f64>().is_ok_and(f64::is_finite) => {
                 out.extend_from_slice(text.as_bytes());
                 Written::Whole
             }

@@ -19,7 +19,7 @@ pub(crate) fn depth_exceeds(json: &[u8], limit: usize) -> bool {
                 // Skip the string: find its closing quote, stepping over escapes.
                 i += 1;
                 loop {
-                    match memchr2(b'"', b'\\', &json[i..]) {
+                    match memchr2(b'"', b'\\', json.get(i..).unwrap_or_default()) {
                         Some(off) if json[i + off] == b'\\' => i += off + 2,
                         Some(off) => {
                             i += off + 1;
@@ -55,7 +55,7 @@ pub(crate) fn push_compact(raw: &str, out: &mut Vec<u8>) {
                 let start = i;
                 i += 1;
                 loop {
-                    match memchr2(b'"', b'\\', &b[i..]) {
+                    match memchr2(b'"', b'\\', b.get(i..).unwrap_or_default()) {
                         Some(off) if b[i + off] == b'\\' => i += off + 2,
                         Some(off) => {
                             i += off + 1;
@@ -96,7 +96,7 @@ fn escape_into(b: &[u8], compact: bool, out: &mut Vec<u8>) {
     let mut i = 0;
     while i < b.len() {
         if in_str {
-            match memchr2(b'"', b'\\', &b[i..]) {
+            match memchr2(b'"', b'\\', b.get(i..).unwrap_or_default()) {
                 Some(off) => {
                     out.extend_from_slice(&b[i..i + off]);
                     let j = i + off;
