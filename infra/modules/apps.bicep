@@ -291,6 +291,11 @@ resource shipperApp 'Microsoft.App/containerApps@2025-01-01' = {
                 value: string(shipperMaxDequeue)
               }
               {
+                // Finish or hand back in-flight pages before Container Apps kills the replica.
+                name: 'SHUTDOWN_GRACE'
+                value: '${terminationGracePeriodSeconds - 15}s'
+              }
+              {
                 name: 'HTTP_ADDR'
                 value: '0.0.0.0:${shipperPort}'
               }
