@@ -7,6 +7,7 @@ use collector::config::{Cli, Command};
 use common::storage::Storage;
 
 fn main() -> ExitCode {
+    common::memory::limit_malloc_arenas();
     let cli = Cli::parse();
     common::telemetry::init(cli.args.service.log_format, "collector");
     if let Err(e) = common::failpoint::validate_env() {

@@ -10,6 +10,7 @@ pub mod failpoint;
 pub mod health;
 pub mod http;
 pub mod identity;
+pub mod memory;
 pub mod metrics;
 pub mod org;
 pub mod page_state;

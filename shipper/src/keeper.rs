@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 use common::storage::{Blobs, Queue};
 use tokio_util::sync::CancellationToken;
 
-#[derive(Default)]
 struct Claim {
     pop_receipt: String,
     lease: Option<(String, String)>,
+    /// When the lease was last acquired or renewed (monotonic: a paused process sees the
+    /// pause here).
+    lease_ok_at: Instant,
 }
 
 pub struct Keeper {
@@ -34,6 +36,7 @@ impl Keeper {
         let claim = Arc::new(Mutex::new(Claim {
             pop_receipt,
             lease: None,
+            lease_ok_at: Instant::now(),
         }));
         let lost = CancellationToken::new();
         let every = (visibility / 3)
@@ -70,7 +73,11 @@ impl Keeper {
                     }
                     if let Some((name, id)) = held {
                         match blobs.renew_lease(&name, &id).await {
-                            Ok(()) => last_lease_ok = Instant::now(),
+                            Ok(()) => {
+                                last_lease_ok = Instant::now();
+                                claim.lock().unwrap_or_else(|p| p.into_inner()).lease_ok_at =
+                                    last_lease_ok;
+                            }
                             Err(e) if e.is_lease_lost() || e.status() == Some(409) => {
                                 tracing::warn!(state = %name, error = %e, "page-state lease lost; abandoning the page");
                                 lost.cancel();
@@ -92,7 +99,26 @@ impl Keeper {
     }
 
     pub fn set_lease(&self, blob: String, lease_id: String) {
-        self.claim.lock().unwrap_or_else(|p| p.into_inner()).lease = Some((blob, lease_id));
+        let mut c = self.claim.lock().unwrap_or_else(|p| p.into_inner());
+        c.lease = Some((blob, lease_id));
+        c.lease_ok_at = Instant::now();
+    }
+
+    /// Time since the lease was last known to be held.
+    pub fn lease_age(&self) -> Duration {
+        self.claim
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .lease_ok_at
+            .elapsed()
+    }
+
+    /// Records a renewal done outside the keeper.
+    pub fn lease_renewed(&self) {
+        self.claim
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .lease_ok_at = Instant::now();
     }
 
     /// The newest pop receipt (empty when it was lost).

@@ -7,6 +7,7 @@ use common::storage::Storage;
 use shipper::config::{Cli, Command, PoisonAction};
 
 fn main() -> ExitCode {
+    common::memory::limit_malloc_arenas();
     let cli = Cli::parse();
     common::telemetry::init(cli.args.service.log_format, "shipper");
     if let Err(e) = common::failpoint::validate_env() {

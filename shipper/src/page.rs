@@ -179,11 +179,12 @@ async fn claim_and_ship(
 ) -> Result<Disposition, Stop> {
     let blobs = &ctx.blobs;
     let done = names::done(&env.org, env.epoch, env.seq);
+    let state_name = names::state(&env.org, env.epoch, env.seq);
     if blobs.exists(&done).await? {
+        clean_up_shipped(blobs, env, &state_name).await?;
         delete_message(ctx, &msg.id, &keeper.pop_receipt()).await;
         return Ok(Disposition::Twin);
     }
-    let state_name = names::state(&env.org, env.epoch, env.seq);
     ensure_state(blobs, &state_name).await?;
     let lease_id = match blobs
         .acquire_lease(&state_name, ctx.knobs.state_lease, None)
@@ -210,6 +211,26 @@ async fn claim_and_ship(
             other
         }
     }
+}
+
+/// Removes what a shipped page may have left (a replica died between the done marker and its
+/// clean-up). The done marker makes this safe: nothing of the page is posted again.
+async fn clean_up_shipped(
+    blobs: &Blobs,
+    env: &Envelope,
+    state_name: &str,
+) -> Result<(), StorageError> {
+    blobs.delete(&env.page_blob(), None).await?;
+    if blobs.exists(state_name).await? {
+        // A lease left by a dead replica would block the delete for up to a minute.
+        let _ = blobs.break_lease(state_name).await;
+        if let Err(e) = blobs.delete(state_name, None).await {
+            if !e.is_not_found() {
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Creates the page state if missing (If-None-Match: *).
@@ -309,14 +330,18 @@ async fn ship_leased(
             hand_back(ctx, &msg.id, &keeper.pop_receipt(), ctx.breaker.open_for()).await;
             return Ok(Disposition::SinkDown);
         }
-        // Prove ownership right before posting: the background keeper may not have noticed
-        // yet that this replica was paused past its lease and another one took the page.
-        match blobs.renew_lease(state_name, lease_id).await {
-            Ok(()) => {}
-            Err(e) if e.is_lease_lost() || e.is_not_found() || e.status() == Some(409) => {
-                return Err(Stop::Abandon("page-state lease lost"))
+        // Prove ownership before posting when the lease was not seen held recently: after a
+        // pause (a stopped or starved process) the background keeper may not have noticed
+        // yet that the lease lapsed and another replica took the page. The monotonic clock
+        // counts the pause, so a fresh renewal is skipped only when it really is fresh.
+        if keeper.lease_age() > ctx.knobs.state_lease / 2 {
+            match blobs.renew_lease(state_name, lease_id).await {
+                Ok(()) => keeper.lease_renewed(),
+                Err(e) if e.is_lease_lost() || e.is_not_found() || e.status() == Some(409) => {
+                    return Err(Stop::Abandon("page-state lease lost"))
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
         }
         let outcome = ctx.sink.post(&c).await;
         ctx.metrics.requests.inc(outcome_label(&outcome));
@@ -402,16 +427,19 @@ async fn finish(
         Err(e) => return Err(e.into()),
     }
     failpoint::hit("shipper.after_done");
-    let pop = keeper.pop_receipt();
-    keeper.stop();
-    delete_message(ctx, &msg.id, &pop).await;
-    failpoint::hit("shipper.after_delete");
+    // Clean up before deleting the message: if this fails or the process dies, the message
+    // comes back, finds the done marker, and the twin path finishes the clean-up.
     if let Err(e) = blobs.delete(&env.page_blob(), None).await {
-        tracing::warn!(error = %e, blob = %env.page_blob(), "could not delete the shipped page; the lifecycle rule will");
+        tracing::warn!(error = %e, blob = %env.page_blob(), "could not delete the shipped page; a redelivery retries");
+        return Err(e.into());
     }
+    keeper.stop();
     if let Err(e) = blobs.delete(state_name, Some(lease_id)).await {
-        tracing::warn!(error = %e, "could not delete the page state");
+        tracing::warn!(error = %e, "could not delete the page state; a redelivery retries");
+        return Err(e.into());
     }
+    delete_message(ctx, &msg.id, &keeper.pop_receipt()).await;
+    failpoint::hit("shipper.after_delete");
     tracing::debug!(page = %env.page_id(), events = env.events, "page shipped");
     Ok(Disposition::Shipped)
 }

@@ -16,7 +16,12 @@
 //! accepted; a duplicate accepted outside every such window is a pipeline bug and fails the
 //! test. Per-kill repost volume is also bounded (≤ one chunk per page in flight).
 //!
-//! The seed is printed; set `CHAOS_SEED` to replay a schedule (timing still varies).
+//! Page states of *finished* pages (done marker present) that nobody deleted are printed, not
+//! asserted: a kill between the done marker and the state delete leaves one behind for good
+//! (reported as a shipper bug; turn the print into an assertion once it is fixed).
+//!
+//! The seed is printed; set `CHAOS_SEED` to replay a schedule (timing still varies). Logs are
+//! kept in `$TMPDIR/okta-sentinel-chaos-{seed}/` when the test fails.
 //! Assertions are on counts only, never on durations.
 
 mod support;
@@ -411,7 +416,11 @@ async fn chaos_kills_restarts_and_outages_lose_nothing_and_duplicate_only_lost_a
         "every page to be finished",
         || async {
             let q = storage.queue.approximate_count().await.ok()?;
-            (q == 0 && unfinished_states(&storage).await.ok()?.is_empty()).then_some(())
+            let unfinished = unfinished_states(&storage).await.ok()?;
+            let states = support::blob_names(&storage, "state/").await;
+            // Finished pages leave nothing behind either (a crash between the done marker and
+            // the clean-up is finished by the message's redelivery).
+            (q == 0 && unfinished.is_empty() && states.is_empty()).then_some(())
         },
     )
     .await;
@@ -544,6 +553,10 @@ async fn chaos_kills_restarts_and_outages_lose_nothing_and_duplicate_only_lost_a
         );
     }
 
+    assert!(
+        leaked_states.is_empty(),
+        "page states of finished pages left behind: {leaked_states:?}"
+    );
     assert!(
         d.missing.is_empty(),
         "seed {seed}: {} events lost (first {:?}); logs in {logs}",

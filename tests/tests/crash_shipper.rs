@@ -42,6 +42,17 @@ async fn crash_at(point: &str) -> anyhow::Result<usize> {
     let d = world.wait_all_landed(Duration::from_secs(150)).await?;
     let storage = support::storage(&world);
     assert!(support::blob_names(&storage, "poison/").await.is_empty());
+    // Nothing of a shipped page is left behind, whatever the kill interrupted.
+    world::procs::eventually(
+        Duration::from_secs(60),
+        "pages and states cleaned up",
+        || async {
+            let left = support::blob_names(&storage, "state/").await.len()
+                + support::blob_names(&storage, "pages/").await.len();
+            (left == 0).then_some(())
+        },
+    )
+    .await?;
     Ok(d.duplicates)
 }
 
