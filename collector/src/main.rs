@@ -7,30 +7,14 @@ use collector::config::{Cli, Command};
 use common::storage::Storage;
 
 fn main() -> ExitCode {
-    common::memory::limit_malloc_arenas();
     let cli = Cli::parse();
-    common::telemetry::init(cli.args.service.log_format, "collector");
-    if let Err(e) = common::failpoint::validate_env() {
-        eprintln!("collector: {e}");
-        return ExitCode::from(2);
-    }
+    let rt = match common::service::boot("collector", cli.args.service.log_format) {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
     let cfg = match cli.args.validate(chrono::Utc::now()) {
         Ok(c) => c,
-        Err(e) => {
-            tracing::error!("configuration error: {e}");
-            eprintln!("collector: configuration error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("collector: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return common::service::config_failed("collector", &e),
     };
     let result = rt.block_on(async move {
         match cli.command.unwrap_or(Command::Run) {
@@ -56,14 +40,7 @@ fn main() -> ExitCode {
             }
         }
     });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("collector: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    common::service::finish("collector", result)
 }
 
 async fn connect(cfg: &collector::config::CollectorConfig) -> anyhow::Result<Storage> {

@@ -8,6 +8,7 @@ use anyhow::Context;
 use azure_core::credentials::TokenCredential;
 use common::http::{build_client, extra_roots_from_env, HttpOptions};
 use common::secrets::{KeyVault, SecretSource};
+use common::service::AzureClients;
 use common::storage::StorageAuth;
 
 use crate::config::{CollectorConfig, CredentialSpec};
@@ -24,38 +25,22 @@ pub struct Wiring {
 
 impl Wiring {
     pub async fn new(cfg: &CollectorConfig) -> anyhow::Result<Wiring> {
-        let azure_http = common::http::azure_client().map_err(anyhow::Error::msg)?;
         let okta_http = build_client(&HttpOptions {
             extra_roots_pem: extra_roots_from_env().context("OKTA_SENTINEL_EXTRA_CA")?,
             timeout: Some(Duration::from_secs(45)),
             gzip: true,
         })
         .context("building the Okta HTTP client")?;
-        let needs_identity =
-            matches!(cfg.storage.auth, StorageAuth::ManagedIdentity) || cfg.key_vault_url.is_some();
-        let credential = if needs_identity {
-            Some(
-                common::identity::managed_identity(
-                    cfg.azure_client_id.as_deref(),
-                    azure_http.clone(),
-                )
-                .context("AZURE_CLIENT_ID: cannot build the managed identity credential")?,
-            )
-        } else {
-            None
-        };
-        let vault = match (&cfg.key_vault_url, &credential) {
-            (Some(url), Some(cred)) => Some(
-                KeyVault::new(url.as_str(), cred.clone(), azure_http.clone())
-                    .context("KEY_VAULT_URL")?,
-            ),
-            _ => None,
-        };
+        let azure = AzureClients::build(
+            matches!(cfg.storage.auth, StorageAuth::ManagedIdentity),
+            cfg.azure_client_id.as_deref(),
+            cfg.key_vault_url.as_ref(),
+        )?;
         Ok(Wiring {
-            azure_http,
+            azure_http: azure.http,
             okta_http,
-            credential,
-            vault,
+            credential: azure.credential,
+            vault: azure.vault,
         })
     }
 

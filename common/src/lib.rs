@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod org;
 pub mod page_state;
 pub mod secrets;
+pub mod service;
 pub mod shutdown;
 pub mod storage;
 pub mod telemetry;

@@ -7,32 +7,16 @@ use common::storage::Storage;
 use shipper::config::{Cli, Command, PoisonAction};
 
 fn main() -> ExitCode {
-    common::memory::limit_malloc_arenas();
     let cli = Cli::parse();
-    common::telemetry::init(cli.args.service.log_format, "shipper");
-    if let Err(e) = common::failpoint::validate_env() {
-        eprintln!("shipper: {e}");
-        return ExitCode::from(2);
-    }
+    let rt = match common::service::boot("shipper", cli.args.service.log_format) {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
     let command = cli.command.unwrap_or(Command::Run);
     let is_run = matches!(command, Command::Run);
     let cfg = match cli.args.validate(is_run) {
         Ok(c) => c,
-        Err(e) => {
-            tracing::error!("configuration error: {e}");
-            eprintln!("shipper: configuration error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("shipper: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return common::service::config_failed("shipper", &e),
     };
     let result = rt.block_on(async move {
         match command {
@@ -58,12 +42,5 @@ fn main() -> ExitCode {
             }
         }
     });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("shipper: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    common::service::finish("shipper", result)
 }

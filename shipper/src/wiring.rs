@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use azure_core::credentials::TokenCredential;
-use common::secrets::{KeyVault, SecretSource};
+use common::secrets::SecretSource;
+use common::service::AzureClients;
 use common::storage::StorageAuth;
 
 use crate::config::{ShipperConfig, SinkSettings, WorkspaceKey};
@@ -21,28 +22,17 @@ pub struct Wiring {
 impl Wiring {
     /// `with_sink = false` for the poison commands, which never post.
     pub async fn new(cfg: &ShipperConfig, with_sink: bool) -> anyhow::Result<Wiring> {
-        let azure_http = common::http::azure_client().map_err(anyhow::Error::msg)?;
-        let needs_identity = matches!(cfg.storage.auth, StorageAuth::ManagedIdentity)
-            || cfg.key_vault_url.is_some()
-            || (with_sink && matches!(cfg.sink, SinkSettings::LogsIngestion { .. }));
-        let credential = if needs_identity {
-            Some(
-                common::identity::managed_identity(
-                    cfg.azure_client_id.as_deref(),
-                    azure_http.clone(),
-                )
-                .context("AZURE_CLIENT_ID: cannot build the managed identity credential")?,
-            )
-        } else {
-            None
-        };
-        let vault = match (&cfg.key_vault_url, &credential) {
-            (Some(url), Some(cred)) => Some(
-                KeyVault::new(url.as_str(), cred.clone(), azure_http.clone())
-                    .context("KEY_VAULT_URL")?,
-            ),
-            _ => None,
-        };
+        let azure = AzureClients::build(
+            matches!(cfg.storage.auth, StorageAuth::ManagedIdentity)
+                || (with_sink && matches!(cfg.sink, SinkSettings::LogsIngestion { .. })),
+            cfg.azure_client_id.as_deref(),
+            cfg.key_vault_url.as_ref(),
+        )?;
+        let AzureClients {
+            http: azure_http,
+            credential,
+            vault,
+        } = azure;
         if !with_sink {
             return Ok(Wiring {
                 azure_http,

@@ -198,6 +198,19 @@ impl LocalWorld {
         Service::start("shipper", name, &[], &env, &self.log_dir)
     }
 
+    /// A storage client straight to this world's Azurite (the binaries' queue and container).
+    pub fn storage(&self) -> anyhow::Result<common::storage::Storage> {
+        let args = common::storage::StorageArgs {
+            connection_string: Some(common::secrets::SecretString::new(
+                self.azurite.connection_string(),
+            )),
+            ..Default::default()
+        };
+        let settings = args.validate()?;
+        let http = common::http::azure_client().map_err(anyhow::Error::msg)?;
+        Ok(common::storage::Storage::connect(&settings, http, None)?)
+    }
+
     /// Rows that landed through the configured sink.
     pub fn landed_rows(&self) -> Vec<Row> {
         match self.sink {

@@ -4,6 +4,8 @@
 //! them; string values are copied from the page verbatim whenever possible (a JSON string
 //! literal is already a valid JSON string literal).
 
+use std::io::Write as _;
+
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 
@@ -12,57 +14,116 @@ use super::jsontext::push_compact;
 use super::manifest::{ColumnKind, ColumnType, Manifest, Slot};
 use super::truncate::{push_json_text_limited, push_object_text_limited, push_string_limited};
 
-/// Writes the row for `cap` into `out` (cleared first), capping each value at `field_cap`
-/// bytes; `sizes` receives the byte size of each written value. Returns the number of values
-/// truncated.
-pub(crate) fn write_row(
-    m: &Manifest,
-    cap: &Captured<'_>,
-    field_cap: usize,
-    out: &mut Vec<u8>,
-    sizes: &mut Vec<usize>,
-) -> u64 {
-    out.clear();
-    sizes.clear();
-    out.push(b'{');
-    let mut truncations = 0;
-    for (i, col) in m.columns().iter().enumerate() {
-        let mark = out.len();
-        if mark > 1 {
-            out.push(b',');
-        }
-        out.extend_from_slice(&m.prefixes[i]);
-        let value_start = out.len();
-        let written = match m.slots[i] {
-            Slot::Leaf(id) => match cap.leaves[id] {
-                Some(raw) => write_value(raw, col.ty, col.kind, field_cap, out),
-                None => Written::Omitted,
-            },
-            Slot::Rest(id) => {
-                let pairs = &cap.rests[id];
-                if pairs.is_empty() {
-                    Written::Omitted
-                } else {
-                    let it = pairs.iter().map(|(k, v)| (k.as_ref(), *v));
-                    if push_object_text_limited(it, field_cap, out) {
-                        Written::Truncated
-                    } else {
-                        Written::Whole
-                    }
-                }
-            }
-        };
-        match written {
-            Written::Omitted => out.truncate(mark),
-            Written::Truncated => {
-                truncations += 1;
-                sizes.push(out.len() - value_start);
-            }
-            Written::Whole => sizes.push(out.len() - value_start),
+/// Writes rows, keeping its buffers from one row to the next so that a row costs no
+/// allocation beyond its own bytes.
+pub(crate) struct RowWriter {
+    /// Byte size of each value written by the last [`RowWriter::write`] (for shrinking).
+    sizes: Vec<usize>,
+    /// Scratch for one member of a `rest` column.
+    member: Vec<u8>,
+    /// Leaves a `datetime` column or [`super::Row::published`] reads: parsed once per event
+    /// by [`RowWriter::load_times`] (`published` feeds three places; RFC 3339 parsing is not
+    /// free, and shrinking rewrites the row).
+    time_leaves: Vec<usize>,
+    /// Per leaf id, the parsed time of the current event (only `time_leaves` are filled).
+    times: Vec<Option<DateTime<Utc>>>,
+}
+
+impl RowWriter {
+    pub(crate) fn new(m: &Manifest) -> Self {
+        let mut time_leaves: Vec<usize> = m
+            .columns()
+            .iter()
+            .zip(&m.slots)
+            .filter_map(|(col, slot)| match slot {
+                Slot::Leaf(id) if col.ty == ColumnType::Datetime => Some(*id),
+                _ => None,
+            })
+            .chain(m.published_leaf)
+            .collect();
+        time_leaves.sort_unstable();
+        time_leaves.dedup();
+        RowWriter {
+            sizes: Vec::with_capacity(m.columns().len()),
+            member: Vec::new(),
+            time_leaves,
+            times: vec![None; m.leaf_count],
         }
     }
-    out.push(b'}');
-    truncations
+
+    /// Parses the time values of the event in `cap`; call before writing its row.
+    pub(crate) fn load_times(&mut self, cap: &Captured<'_>) {
+        for &id in &self.time_leaves {
+            self.times[id] = cap.leaves[id].and_then(|raw| parse_time(raw.get()));
+        }
+    }
+
+    /// The parsed time of leaf `id` of the loaded event.
+    pub(crate) fn time(&self, id: usize) -> Option<DateTime<Utc>> {
+        self.times.get(id).copied().flatten()
+    }
+
+    /// Byte size of each value of the last row written.
+    pub(crate) fn sizes(&self) -> &[usize] {
+        &self.sizes
+    }
+
+    /// Writes the row for `cap` (times loaded) into `out` (cleared first), capping each value
+    /// at `field_cap` bytes. Returns the number of values truncated.
+    pub(crate) fn write(
+        &mut self,
+        m: &Manifest,
+        cap: &Captured<'_>,
+        field_cap: usize,
+        out: &mut Vec<u8>,
+    ) -> u64 {
+        out.clear();
+        self.sizes.clear();
+        out.push(b'{');
+        let mut truncations = 0;
+        for ((col, slot), prefix) in m.columns().iter().zip(&m.slots).zip(&m.prefixes) {
+            let mark = out.len();
+            if mark > 1 {
+                out.push(b',');
+            }
+            out.extend_from_slice(prefix);
+            let value_start = out.len();
+            let written = match *slot {
+                Slot::Leaf(id) => match cap.leaves[id] {
+                    // A time column: valid iff it parsed (a string literal, never `null`).
+                    Some(raw) if col.ty == ColumnType::Datetime => {
+                        if self.time(id).is_some() {
+                            out.extend_from_slice(raw.get().as_bytes());
+                            Written::Whole
+                        } else {
+                            Written::Omitted
+                        }
+                    }
+                    Some(raw) => write_value(raw, col.ty, col.kind, field_cap, out),
+                    None => Written::Omitted,
+                },
+                Slot::Rest(id) => {
+                    let pairs = &cap.rests[id];
+                    if pairs.is_empty() {
+                        Written::Omitted
+                    } else {
+                        let it = pairs.iter().map(|(k, v)| (k.as_ref(), *v));
+                        push_object_text_limited(it, field_cap, out, &mut self.member).into()
+                    }
+                }
+            };
+            match written {
+                Written::Omitted => out.truncate(mark),
+                Written::Truncated => {
+                    truncations += 1;
+                    self.sizes.push(out.len() - value_start);
+                }
+                Written::Whole => self.sizes.push(out.len() - value_start),
+            }
+        }
+        out.push(b'}');
+        truncations
+    }
 }
 
 enum Written {
@@ -139,9 +200,12 @@ fn write_value(
             };
             match parsed {
                 Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
-                    // Exactly representable integer: print without a fraction.
-                    out.extend_from_slice(format!("{}", f as i64).as_bytes());
-                    Written::Whole
+                    // Exactly representable integer: print without a fraction. Writing into a
+                    // `Vec` cannot fail; if it did, the caller drops the partial value.
+                    match write!(out, "{}", f as i64) {
+                        Ok(()) => Written::Whole,
+                        Err(_) => Written::Omitted,
+                    }
                 }
                 _ => Written::Omitted,
             }
@@ -183,12 +247,10 @@ fn write_value(
     }
 }
 
+/// Appends `f` as serde_json prints it (finite: never fails; a failure drops the value).
 fn write_number(f: f64, out: &mut Vec<u8>) -> Written {
-    match serde_json::to_vec(&f) {
-        Ok(bytes) => {
-            out.extend_from_slice(&bytes);
-            Written::Whole
-        }
+    match serde_json::to_writer(&mut *out, &f) {
+        Ok(()) => Written::Whole,
         Err(_) => Written::Omitted,
     }
 }
@@ -222,27 +284,25 @@ fn guid(text: &str) -> Option<[u8; 36]> {
         .and_then(|x| x.strip_suffix('}'))
         .unwrap_or(s);
     let b = s.as_bytes();
-    let hex: Vec<u8> = match b.len() {
-        32 => b.to_vec(),
-        36 => {
-            if [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
-                return None;
-            }
-            b.iter().copied().filter(|&c| c != b'-').collect()
-        }
+    let dashed = match b.len() {
+        32 => false,
+        36 if [8, 13, 18, 23].iter().all(|&i| b[i] == b'-') => true,
         _ => return None,
     };
-    if hex.len() != 32 || !hex.iter().all(u8::is_ascii_hexdigit) {
-        return None;
-    }
     let mut outb = [b'-'; 36];
-    let mut j = 0;
+    let mut digits = b
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| !dashed || !matches!(i, 8 | 13 | 18 | 23))
+        .map(|(_, &c)| c);
     for (i, slot) in outb.iter_mut().enumerate() {
         if matches!(i, 8 | 13 | 18 | 23) {
             continue;
         }
-        *slot = hex[j].to_ascii_lowercase();
-        j += 1;
+        match digits.next() {
+            Some(c) if c.is_ascii_hexdigit() => *slot = c.to_ascii_lowercase(),
+            _ => return None,
+        }
     }
     Some(outb)
 }

@@ -36,6 +36,9 @@ impl<'de> Captured<'de> {
 }
 
 /// Walks `event` (a JSON object) along `tree`, filling `cap`.
+///
+/// The page-at-once path is [`super::stream::for_each_event`]; this one serves the two-pass
+/// reading that names a broken page's error precisely.
 pub(crate) fn capture<'de>(
     event: &'de str,
     tree: &Node,
@@ -46,9 +49,17 @@ pub(crate) fn capture<'de>(
     de.end()
 }
 
-struct ObjectSeed<'a, 'c, 'de> {
+/// Captures the members of the object it is given along `node`; where the manifest expects an
+/// object but the event has another kind of value, that value is skipped (it has no column).
+pub(crate) struct ObjectSeed<'a, 'c, 'de> {
     node: &'a Node,
     cap: &'c mut Captured<'de>,
+}
+
+impl<'a, 'c, 'de> ObjectSeed<'a, 'c, 'de> {
+    pub(crate) fn new(node: &'a Node, cap: &'c mut Captured<'de>) -> Self {
+        ObjectSeed { node, cap }
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for ObjectSeed<'_, '_, 'de> {

@@ -10,14 +10,21 @@
 //!   Collector sink (the service flattens them itself; flattening twice would produce
 //!   `client_ipAddress_s_s`).
 //!
-//! The page is parsed once into borrowed slices of itself (`&RawValue`); values are copied,
-//! not re-serialised, except where a value must change (truncation, type conversion, GUID
-//! normalisation, JSON text embedded in a string column).
+//! The page is parsed once, streaming ([`stream`]): each event's values are captured as
+//! borrowed slices of the page (`&RawValue`) while the parser walks it, and copied, not
+//! re-serialised, except where a value must change (truncation, type conversion, GUID
+//! normalisation, JSON text embedded in a string column). Rows are written into one reused
+//! buffer and copied out at their exact size.
+//!
+//! A broken page is read a second time, the simple two-pass way ([`events`] then
+//! [`flatten::capture`] per event), only to name its error precisely: errors are rare (the
+//! page is then poisoned) and their kind and event index must not depend on the fast path.
 
 mod encode;
 mod flatten;
 mod jsontext;
 pub mod manifest;
+mod stream;
 mod truncate;
 
 use chrono::{DateTime, Utc};
@@ -86,8 +93,9 @@ pub enum PageError {
     BadEvent { index: usize, message: String },
 }
 
-/// Splits a page into its events (borrowed), after the UTF-8 and nesting checks.
-fn events(page: &[u8]) -> Result<Vec<&RawValue>, PageError> {
+/// The page as text, after the checks that come before any parsing: UTF-8, nesting depth,
+/// and an array at the top.
+fn page_text(page: &[u8]) -> Result<&str, PageError> {
     let text = std::str::from_utf8(page).map_err(|e| PageError::InvalidUtf8 {
         valid_up_to: e.valid_up_to(),
     })?;
@@ -97,6 +105,12 @@ fn events(page: &[u8]) -> Result<Vec<&RawValue>, PageError> {
     if !text.trim_start().starts_with('[') {
         return Err(PageError::NotAnArray);
     }
+    Ok(text)
+}
+
+/// Splits a page into its events (borrowed), after the UTF-8 and nesting checks.
+fn events(page: &[u8]) -> Result<Vec<&RawValue>, PageError> {
+    let text = page_text(page)?;
     let events: Vec<&RawValue> =
         serde_json::from_str(text).map_err(|e| PageError::Json(e.to_string()))?;
     for (index, ev) in events.iter().enumerate() {
@@ -117,38 +131,81 @@ pub fn build_rows(
     from_event: usize,
     limits: &RowLimits,
 ) -> Result<RowBatch, PageError> {
-    let events = events(page)?;
+    let text = page_text(page)?;
     let m = manifest();
     let mut cap = flatten::Captured::new(m.leaf_count, m.rest_count);
-    let mut sizes = Vec::with_capacity(m.columns().len());
-    let mut batch = RowBatch {
-        rows: Vec::with_capacity(events.len().saturating_sub(from_event)),
-        truncations: 0,
+    let mut builder = RowBuilder::new(m, limits);
+    let streamed = stream::for_each_event(text, &m.tree, from_event, &mut cap, |index, cap| {
+        builder.push(index, cap)
+    });
+    match streamed {
+        Ok(()) => Ok(builder.batch),
+        Err(e) => Err(diagnose(page, from_event, e)),
+    }
+}
+
+/// Names the error of a page the streaming pass refused, exactly as reading it in two passes
+/// does: a syntax error anywhere is [`PageError::Json`], then the first event that is not an
+/// object, then the first wanted event the capture refuses ([`PageError::BadEvent`]).
+fn diagnose(page: &[u8], from_event: usize, streamed: serde_json::Error) -> PageError {
+    let events = match events(page) {
+        Ok(events) => events,
+        Err(e) => return e,
     };
+    let m = manifest();
+    let mut cap = flatten::Captured::new(m.leaf_count, m.rest_count);
     for (index, ev) in events.iter().enumerate().skip(from_event) {
         cap.clear();
-        flatten::capture(ev.get(), &m.tree, &mut cap).map_err(|e| PageError::BadEvent {
-            index,
-            message: e.to_string(),
-        })?;
-        let mut json = Vec::with_capacity(ev.get().len() + 512);
-        let mut truncations =
-            encode::write_row(m, &cap, limits.max_field_bytes, &mut json, &mut sizes);
-        if json.len() > limits.max_row_bytes {
-            truncations = shrink(m, &cap, limits, &mut json, &mut sizes);
+        if let Err(e) = flatten::capture(ev.get(), &m.tree, &mut cap) {
+            return PageError::BadEvent {
+                index,
+                message: e.to_string(),
+            };
         }
-        batch.truncations += truncations;
-        let published = m
-            .published_leaf
-            .and_then(|id| cap.leaves[id])
-            .and_then(|raw| encode::parse_time(raw.get()));
-        batch.rows.push(Row {
+    }
+    // The streaming pass refuses exactly what the two passes refuse (`stream`'s contract), so
+    // this is not reached; if it were, the page is still refused, with the parser's reason.
+    PageError::Json(streamed.to_string())
+}
+
+/// Accumulates the rows of a page, one event at a time, reusing its buffers.
+struct RowBuilder<'m> {
+    m: &'m Manifest,
+    limits: RowLimits,
+    writer: encode::RowWriter,
+    /// The row being written; copied into its [`Row`] at its final size.
+    buf: Vec<u8>,
+    batch: RowBatch,
+}
+
+impl<'m> RowBuilder<'m> {
+    fn new(m: &'m Manifest, limits: &RowLimits) -> Self {
+        RowBuilder {
+            m,
+            limits: *limits,
+            writer: encode::RowWriter::new(m),
+            buf: Vec::new(),
+            batch: RowBatch::default(),
+        }
+    }
+
+    /// Writes the row of event `index`, whose values are in `cap`.
+    fn push(&mut self, index: usize, cap: &flatten::Captured<'_>) {
+        let (m, limits) = (self.m, &self.limits);
+        self.writer.load_times(cap);
+        let mut truncations = self
+            .writer
+            .write(m, cap, limits.max_field_bytes, &mut self.buf);
+        if self.buf.len() > limits.max_row_bytes {
+            truncations = shrink(m, cap, limits, &mut self.writer, &mut self.buf);
+        }
+        self.batch.truncations += truncations;
+        self.batch.rows.push(Row {
             event_index: index,
-            json,
-            published,
+            json: self.buf.as_slice().to_vec(),
+            published: m.published_leaf.and_then(|id| self.writer.time(id)),
         });
     }
-    Ok(batch)
 }
 
 /// Rewrites a row that is above the request limit with a smaller per-value cap, chosen so that
@@ -157,20 +214,20 @@ fn shrink(
     m: &Manifest,
     cap: &flatten::Captured<'_>,
     limits: &RowLimits,
+    writer: &mut encode::RowWriter,
     json: &mut Vec<u8>,
-    sizes: &mut Vec<usize>,
 ) -> u64 {
-    let mut field_cap = truncate::cap_for_excess(sizes, json.len() - limits.max_row_bytes)
+    let mut field_cap = truncate::cap_for_excess(writer.sizes(), json.len() - limits.max_row_bytes)
         .min(limits.max_field_bytes);
     loop {
-        let truncations = encode::write_row(m, cap, field_cap, json, sizes);
+        let truncations = writer.write(m, cap, field_cap, json);
         if json.len() <= limits.max_row_bytes || field_cap == 0 {
             return truncations;
         }
         // Escapes can make a value longer than its cap in bytes: tighten and try again.
         let excess = json.len() - limits.max_row_bytes;
-        field_cap =
-            truncate::cap_for_excess(sizes, excess).min(field_cap.saturating_sub(1) * 9 / 10);
+        field_cap = truncate::cap_for_excess(writer.sizes(), excess)
+            .min(field_cap.saturating_sub(1) * 9 / 10);
     }
 }
 

@@ -11,7 +11,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::jsontext::{push_as_string, push_compact, push_str_literal};
+use super::jsontext::{escape_json_text, push_as_string, push_compact, push_str_literal};
 
 /// The largest index `<= max` that is a char boundary of `s`.
 pub(crate) fn floor_char_boundary(s: &str, max: usize) -> usize {
@@ -74,10 +74,12 @@ pub(crate) fn push_json_text_limited(raw: &str, limit: usize, out: &mut Vec<u8>)
         },
         Some(b'{') => {
             let mut de = serde_json::Deserializer::from_str(raw);
-            match PairsSeed.deserialize(&mut de) {
-                Ok(pairs) => trim_object(pairs.iter().map(|(k, v)| (k.as_ref(), *v)), limit),
-                Err(_) => Vec::new(),
+            if let Ok(pairs) = PairsSeed.deserialize(&mut de) {
+                let pairs = pairs.iter().map(|(k, v)| (k.as_ref(), *v));
+                push_object_text_limited(pairs, limit, out, &mut Vec::new());
+                return true;
             }
+            Vec::new()
         }
         _ => Vec::new(),
     };
@@ -86,17 +88,40 @@ pub(crate) fn push_json_text_limited(raw: &str, limit: usize, out: &mut Vec<u8>)
 }
 
 /// Appends the compact JSON object made of `pairs` as a string literal, dropping trailing
-/// members above `limit` bytes. Returns whether it dropped anything.
+/// members above `limit` bytes (of the compact text). Returns whether it dropped anything.
+///
+/// Each member is compacted into `member` (scratch, reused across rows) to learn its size, then
+/// escaped straight into `out`: escaping members one by one gives the same bytes as escaping
+/// the whole text, since no string spans two members.
 pub(crate) fn push_object_text_limited<'a>(
-    pairs: impl Iterator<Item = (&'a str, &'a RawValue)> + Clone,
+    pairs: impl Iterator<Item = (&'a str, &'a RawValue)>,
     limit: usize,
     out: &mut Vec<u8>,
+    member: &mut Vec<u8>,
 ) -> bool {
-    let count = pairs.clone().count();
-    let text = trim_object(pairs, limit);
-    let truncated = count_members(&text) < count;
-    push_text(&text, out);
-    truncated
+    out.extend_from_slice(b"\"{");
+    // Length of the compact (unescaped) text so far, closing `}` not included.
+    let mut len = 1;
+    let mut first = true;
+    for (k, v) in pairs {
+        member.clear();
+        push_str_literal(k, member);
+        member.push(b':');
+        push_compact(v.get(), member);
+        let sep = usize::from(!first);
+        if len + sep + member.len() + 1 > limit {
+            out.extend_from_slice(b"}\"");
+            return true;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        len += sep + member.len();
+        escape_json_text(member, out);
+    }
+    out.extend_from_slice(b"}\"");
+    false
 }
 
 fn push_text(text: &[u8], out: &mut Vec<u8>) {
@@ -125,36 +150,6 @@ fn trim_array(items: &[&RawValue], limit: usize) -> Vec<u8> {
     }
     text.push(b']');
     text
-}
-
-/// Compact `{"k":v,…}` keeping as many leading members as fit in `limit` bytes.
-fn trim_object<'a>(pairs: impl Iterator<Item = (&'a str, &'a RawValue)>, limit: usize) -> Vec<u8> {
-    let mut text = vec![b'{'];
-    let mut member = Vec::new();
-    let mut first = true;
-    for (k, v) in pairs {
-        member.clear();
-        push_str_literal(k, &mut member);
-        member.push(b':');
-        push_compact(v.get(), &mut member);
-        let sep = usize::from(!first);
-        if text.len() + sep + member.len() + 1 > limit {
-            break;
-        }
-        if !first {
-            text.push(b',');
-        }
-        first = false;
-        text.extend_from_slice(&member);
-    }
-    text.push(b'}');
-    text
-}
-
-fn count_members(text: &[u8]) -> usize {
-    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(text)
-        .map(|m| m.len())
-        .unwrap_or(0)
 }
 
 /// The largest per-field cap `c` such that capping every field of `sizes` at `c` removes at

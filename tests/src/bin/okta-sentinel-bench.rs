@@ -29,7 +29,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use common::storage::{Storage, StorageArgs};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use world::fakes::log_analytics::{LaStats, LogAnalyticsFakeConfig};
@@ -223,7 +222,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         seeding.elapsed().as_secs_f64(),
         world.log_dir.display()
     );
-    let storage = direct_storage(&world)?;
+    let storage = world.storage()?;
     storage
         .ensure_created()
         .await
@@ -369,23 +368,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         println!("figures written to {}", path.display());
     }
     Ok(())
-}
-
-/// A storage client straight to Azurite, for the bench's own polling (never counted).
-fn direct_storage(world: &LocalWorld) -> anyhow::Result<Storage> {
-    let args = StorageArgs {
-        connection_string: Some(common::secrets::SecretString::new(
-            world.azurite.connection_string(),
-        )),
-        account: None,
-        queue_endpoint: None,
-        blob_endpoint: None,
-        queue: "okta-pages".into(),
-        container: "okta-sentinel".into(),
-    };
-    let settings = args.validate()?;
-    let http = common::http::azure_client().map_err(anyhow::Error::msg)?;
-    Ok(Storage::connect(&settings, http, None)?)
 }
 
 /// One process's blob and queue proxies (absent with `--no-proxy`).

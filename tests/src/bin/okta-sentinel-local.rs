@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use common::storage::{Storage, StorageArgs};
 use world::fakes::log_analytics::LogAnalyticsFakeConfig;
 use world::fakes::okta::OktaFakeConfig;
 use world::local::{LocalWorld, SinkKind, WorldOptions};
@@ -113,7 +112,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     println!("press Ctrl-C to stop\n");
 
-    let storage = local_storage(&world)?;
+    let storage = world.storage()?;
     let started = Instant::now();
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -178,22 +177,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
     c.context("stopping the collector")?;
     s.context("stopping the shipper")?;
     Ok(())
-}
-
-fn local_storage(world: &LocalWorld) -> anyhow::Result<Storage> {
-    let args = StorageArgs {
-        connection_string: Some(common::secrets::SecretString::new(
-            world.azurite.connection_string(),
-        )),
-        account: None,
-        queue_endpoint: None,
-        blob_endpoint: None,
-        queue: "okta-pages".into(),
-        container: "okta-sentinel".into(),
-    };
-    let settings = args.validate()?;
-    let http = common::http::azure_client().map_err(anyhow::Error::msg)?;
-    Ok(Storage::connect(&settings, http, None)?)
 }
 
 /// Prints what landed and the connector's two sample queries.

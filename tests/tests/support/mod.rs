@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use common::storage::{Storage, StorageArgs};
+use common::storage::Storage;
 use world::local::LocalWorld;
 
 /// The shipper's column manifest as `(name, type)` pairs: the DCR stream the fake enforces.
@@ -29,19 +29,7 @@ pub fn manifest_columns() -> Vec<(String, String)> {
 
 /// A storage client on the world's Azurite, as the binaries see it.
 pub fn storage(world: &LocalWorld) -> Storage {
-    let args = StorageArgs {
-        connection_string: Some(common::secrets::SecretString::new(
-            world.azurite.connection_string(),
-        )),
-        account: None,
-        queue_endpoint: None,
-        blob_endpoint: None,
-        queue: "okta-pages".into(),
-        container: "okta-sentinel".into(),
-    };
-    let settings = args.validate().expect("storage settings");
-    let http = common::http::azure_client().expect("http client");
-    Storage::connect(&settings, http, None).expect("storage")
+    world.storage().expect("storage")
 }
 
 /// Names of the blobs under `prefix`.
@@ -59,7 +47,7 @@ pub async fn blob_names(storage: &Storage, prefix: &str) -> Vec<String> {
 /// The `addr` the service logged for its health endpoints (HTTP_ADDR=127.0.0.1:0).
 pub async fn health_addr(svc: &world::procs::Service) -> String {
     world::procs::eventually(
-        Duration::from_secs(30),
+        Duration::from_secs(90),
         "the health address in the log",
         || async {
             let log = svc.log_text();
