@@ -32,6 +32,7 @@ const READY_POLL: &str = "okta_poll";
 const READY_AUTH: &str = "okta_auth";
 const READY_PAGE: &str = "okta_page";
 const READY_STORAGE: &str = "storage";
+const READY_SECRETS: &str = "secrets";
 
 /// Capacity of the recent-uuid filter (Okta can repeat an event on a later page).
 const DEDUPE_CAPACITY: usize = 10_000;
@@ -112,6 +113,7 @@ impl Collector {
             // A standby is healthy, just not leading: the previous term's alarms end with it.
             self.health.set_ready(READY_AUTH, true, "");
             self.health.set_ready(READY_PAGE, true, "");
+            self.health.set_ready(READY_SECRETS, true, "");
             self.metrics.okta_auth_failing.set(0);
             self.metrics.leader.set(0);
             let org = self.cfg.org.clone();
@@ -225,6 +227,7 @@ impl Collector {
                             self.metrics.last_success.set(Utc::now().timestamp());
                             self.health.set_ready(READY_POLL, true, "");
                             self.health.set_ready(READY_AUTH, true, "");
+                            self.health.set_ready(READY_SECRETS, true, "");
                             self.metrics.okta_auth_failing.set(0);
                             self.health.set_ready(READY_PAGE, true, "");
                             self.health.set_ready(READY_STORAGE, true, "");
@@ -349,8 +352,22 @@ impl Collector {
                 tracing::warn!("Okta answered 429: waiting for the rate-limit reset");
                 pacer.delay_after_429(rate.as_ref(), *date)
             }
+            OktaError::SecretUnavailable(m) => {
+                tracing::warn!(error = %m, hint = e.operator_hint(), "cannot read the Okta credential from Key Vault; retrying");
+                self.health.set_ready(
+                    READY_SECRETS,
+                    false,
+                    format!("cannot read the Okta credential: {m}"),
+                );
+                backoff.next_delay()
+            }
             e if e.is_auth() => {
-                self.metrics.request(401);
+                match e {
+                    OktaError::Unauthorized { .. } => self.metrics.request(401),
+                    OktaError::Forbidden { .. } => self.metrics.request(403),
+                    // Nothing was sent to Okta.
+                    _ => {}
+                }
                 let msg = format!("{e}: {}", e.operator_hint());
                 tracing::error!(error = %e, hint = e.operator_hint(), "Okta refused the credential");
                 self.health.set_ready(READY_AUTH, false, msg);

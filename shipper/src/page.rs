@@ -364,10 +364,22 @@ async fn ship_leased(
             } => {
                 ctx.metrics.retries.inc();
                 if ctx.breaker.transient(&reason) {
-                    return sink_down(ctx, msg, keeper, &reason).await;
+                    let storm = format!("storm of transient failures, last: {reason}");
+                    tracing::error!(reason = %storm, "the sink keeps failing: pausing (breaker open)");
+                    return sink_down(ctx, msg, keeper, &storm).await;
+                }
+                if ctx.breaker.is_open() {
+                    // Another worker found the sink down: hand back now rather than keep
+                    // retrying on this page's own backoff while nothing else is received.
+                    hand_back(ctx, &msg.id, &keeper.pop_receipt(), ctx.breaker.open_for()).await;
+                    return Ok(Disposition::SinkDown);
                 }
                 let wait = backoff.next_delay_with_hint(retry_after);
-                tracing::debug!(reason = %reason, wait_ms = wait.as_millis() as u64, "transient sink failure; retrying");
+                if backoff.attempt() == 1 {
+                    tracing::warn!(page = %env.page_id(), reason = %reason, "transient sink failure; retrying with backoff");
+                } else {
+                    tracing::debug!(reason = %reason, wait_ms = wait.as_millis() as u64, "transient sink failure; retrying");
+                }
                 work.push_front(c);
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}

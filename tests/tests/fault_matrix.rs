@@ -659,8 +659,7 @@ async fn log_analytics_wrong_dcr_404_and_500_burst() -> anyhow::Result<()> {
 /// An Okta 403 is a 403 in `okta_sentinel_okta_requests_total`, not a 401: an operator's
 /// dashboard must tell "token refused" (rotate it) from "role or scope missing" (grant it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: collector/src/run.rs fetch_failed counts every auth error as request(401)"]
-async fn bug_okta_403_is_counted_as_status_403() -> anyhow::Result<()> {
+async fn okta_403_is_counted_as_status_403() -> anyhow::Result<()> {
     let world = LocalWorld::start(WorldOptions {
         okta: okta(65, 300),
         log_dir: log_dir("bug_okta_403_is_counted_as_status_403"),
@@ -686,8 +685,7 @@ async fn bug_okta_403_is_counted_as_status_403() -> anyhow::Result<()> {
 /// token may be fine, and the alert on `okta_auth_failing` would send the operator to rotate
 /// a good token. The outage is transient and is retried with the normal backoff.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a transient Key Vault outage is classified as an Okta auth failure (collector/src/okta/auth.rs secret_current, run.rs fetch_failed)"]
-async fn bug_key_vault_outage_is_not_an_okta_auth_failure() -> anyhow::Result<()> {
+async fn key_vault_outage_is_not_an_okta_auth_failure() -> anyhow::Result<()> {
     let world = LocalWorld::start(WorldOptions {
         okta: okta(66, 300),
         secrets_in_vault: true,
@@ -728,8 +726,7 @@ async fn bug_key_vault_outage_is_not_an_okta_auth_failure() -> anyhow::Result<()
 /// A storm of transient sink failures opens the breaker: that must be an ERROR line naming
 /// the storm (as every other breaker trip is), not only a WARN readiness change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: shipper/src/page.rs sink_down skips its ERROR line when Breaker::transient already tripped"]
-async fn bug_a_storm_of_sink_5xx_logs_an_error_naming_the_storm() -> anyhow::Result<()> {
+async fn a_storm_of_sink_5xx_logs_an_error_naming_the_storm() -> anyhow::Result<()> {
     let world = LocalWorld::start(WorldOptions {
         okta: okta(67, 4_000),
         log_dir: log_dir("bug_a_storm_of_sink_5xx_logs_an_error_naming_the_storm"),

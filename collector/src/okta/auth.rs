@@ -450,7 +450,7 @@ async fn secret_current(source: &SecretSource) -> Result<SecretString, OktaError
     source
         .get()
         .await
-        .map_err(|e| OktaError::Credential(format!("credential unavailable: {e}")))
+        .map_err(|e| secret_error("credential unavailable", e))
 }
 
 async fn secret_refresh(source: &SecretSource) -> Result<(), OktaError> {
@@ -458,5 +458,15 @@ async fn secret_refresh(source: &SecretSource) -> Result<(), OktaError> {
         .refresh()
         .await
         .map(|_| ())
-        .map_err(|e| OktaError::Credential(format!("credential refresh failed: {e}")))
+        .map_err(|e| secret_error("credential refresh failed", e))
+}
+
+/// A store that cannot be reached is transient; a missing or forbidden secret needs the
+/// operator (reported as a credential problem).
+fn secret_error(what: &str, e: common::secrets::SecretError) -> OktaError {
+    if e.is_transient() {
+        OktaError::SecretUnavailable(format!("{what}: {e}"))
+    } else {
+        OktaError::Credential(format!("{what}: {e}"))
+    }
 }

@@ -111,9 +111,13 @@ pub enum OktaError {
     /// A 3xx: Okta's API does not redirect, and following one could leak the credential.
     #[error("Okta answered with a redirect ({status}); not followed")]
     Redirect { status: u16 },
-    /// The configured credential cannot be used (unreadable key, secret unavailable).
+    /// The configured credential cannot be used (unreadable key, missing or forbidden secret).
     #[error("Okta credential problem: {0}")]
     Credential(String),
+    /// The secret store could not be reached (Key Vault or the managed identity is down):
+    /// nothing was sent to Okta, and nothing is wrong with the credential itself.
+    #[error("cannot read the Okta credential: {0}")]
+    SecretUnavailable(String),
     /// `OKTA_DOMAIN` does not give a usable origin.
     #[error("invalid Okta origin: {0}")]
     InvalidOrigin(String),
@@ -142,6 +146,7 @@ impl OktaError {
                 | OktaError::Malformed(_)
                 | OktaError::Transport(_)
                 | OktaError::Timeout
+                | OktaError::SecretUnavailable(_)
         )
     }
 
@@ -161,6 +166,11 @@ impl OktaError {
                  app, grant the okta.logs.read scope and assign an admin role that can read the \
                  System Log (e.g. Read-only Administrator). For an API token, the admin who \
                  created it needs such a role."
+            }
+            OktaError::SecretUnavailable(_) => {
+                "Key Vault or the managed-identity endpoint cannot be reached; the collector \
+                 retries with backoff. Check KEY_VAULT_URL, the vault's network rules and the \
+                 identity (AZURE_CLIENT_ID)."
             }
             OktaError::Credential(_) => {
                 "The configured Okta credential cannot be used: check that OKTA_API_TOKEN or \

@@ -123,10 +123,17 @@ pub(crate) enum Child {
 }
 
 impl Node {
+    /// Looked up for every key of every event on a manifest path (26 names under
+    /// `debugData`): names of another length or last byte are rejected before comparing
+    /// bytes, which would otherwise call `memcmp` for each same-length name.
     pub(crate) fn child(&self, key: &str) -> Option<&Child> {
+        let key = key.as_bytes();
         self.children
             .iter()
-            .find(|(k, _)| k.as_ref() == key)
+            .find(|(name, _)| {
+                let name = name.as_bytes();
+                name.len() == key.len() && name.last() == key.last() && name == key
+            })
             .map(|(_, c)| c)
     }
 }
