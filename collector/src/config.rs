@@ -152,6 +152,8 @@ pub struct CollectorConfig {
     pub lease: Duration,
     pub stats_interval: Duration,
     pub stale_after: Duration,
+    /// Whole-request timeout towards Okta (above Okta's own 30 s query timeout).
+    pub request_timeout: Duration,
 }
 
 impl CollectorArgs {
@@ -215,6 +217,7 @@ impl CollectorArgs {
             lease,
             stats_interval: config::env_duration("STATS_INTERVAL", Duration::from_secs(60))?,
             stale_after: config::env_duration("READY_STALE_AFTER", Duration::from_secs(300))?,
+            request_timeout: config::env_duration("OKTA_REQUEST_TIMEOUT", Duration::from_secs(45))?,
         })
     }
 

@@ -2,11 +2,10 @@
 //! managed identity (only when something needs it), Key Vault, and the Okta credential.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use azure_core::credentials::TokenCredential;
-use common::http::{build_client, extra_roots_from_env, HttpOptions};
+use common::http::extra_roots_from_env;
 use common::secrets::{KeyVault, SecretSource};
 use common::service::AzureClients;
 use common::storage::StorageAuth;
@@ -25,11 +24,11 @@ pub struct Wiring {
 
 impl Wiring {
     pub async fn new(cfg: &CollectorConfig) -> anyhow::Result<Wiring> {
-        let okta_http = build_client(&HttpOptions {
-            extra_roots_pem: extra_roots_from_env().context("OKTA_SENTINEL_EXTRA_CA")?,
-            timeout: Some(Duration::from_secs(45)),
-            gzip: true,
-        })
+        // Redirects off: a redirect must never carry the credential anywhere.
+        let okta_http = crate::okta::build_http_client_with_timeout(
+            &extra_roots_from_env().context("OKTA_SENTINEL_EXTRA_CA")?,
+            cfg.request_timeout,
+        )
         .context("building the Okta HTTP client")?;
         let azure = AzureClients::build(
             matches!(cfg.storage.auth, StorageAuth::ManagedIdentity),

@@ -747,3 +747,31 @@ async fn a_storm_of_sink_5xx_logs_an_error_naming_the_storm() -> anyhow::Result<
     assert!(line.contains("\"level\":\"ERROR\""), "{line}");
     Ok(())
 }
+
+/// Okta answers slower than the client's timeout (`OKTA_REQUEST_TIMEOUT`, 45 s in production,
+/// 2 s here): the request is abandoned, retried with backoff, and nothing is lost or skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn okta_answers_slower_than_the_client_timeout_are_retried() -> anyhow::Result<()> {
+    let world = LocalWorld::start(WorldOptions {
+        okta: okta(64, 300),
+        log_dir: log_dir("okta_answers_slower_than_the_client_timeout_are_retried"),
+        ..WorldOptions::default()
+    })
+    .await?;
+    let collector = world.start_collector("collector", &[("OKTA_REQUEST_TIMEOUT", "2s")])?;
+    let _shipper = world.start_shipper("shipper", &[])?;
+    assert_all_landed_once(&world, "start").await?;
+    world.okta.inject(OktaFault::Delay {
+        count: 2,
+        delay: Duration::from_secs(5),
+    });
+    world.okta.release(300);
+    assert_all_landed_once(&world, "after two timed-out requests").await?;
+    let line = wait_operator_line(
+        &collector,
+        &["fetching from Okta failed; retrying", "timed out"],
+    )
+    .await?;
+    println!("collector, Okta timeout: {line}");
+    Ok(())
+}

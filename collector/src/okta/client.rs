@@ -224,11 +224,19 @@ impl std::fmt::Debug for OktaClient {
 /// A `reqwest` client fit for Okta: gzip on, redirects off (a redirect must never carry the
 /// credential anywhere), a timeout above Okta's own 30 s query timeout.
 pub fn build_http_client(extra_roots_pem: &[Vec<u8>]) -> Result<reqwest::Client, OktaError> {
+    build_http_client_with_timeout(extra_roots_pem, REQUEST_TIMEOUT)
+}
+
+/// [`build_http_client`] with another whole-request timeout (`OKTA_REQUEST_TIMEOUT`).
+pub fn build_http_client_with_timeout(
+    extra_roots_pem: &[Vec<u8>],
+    timeout: Duration,
+) -> Result<reqwest::Client, OktaError> {
     let mut b = reqwest::Client::builder()
         .gzip(true)
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
-        .timeout(REQUEST_TIMEOUT)
+        .timeout(timeout)
         .pool_idle_timeout(Duration::from_secs(50))
         .user_agent(concat!("okta-sentinel/", env!("CARGO_PKG_VERSION")));
     for pem in extra_roots_pem {

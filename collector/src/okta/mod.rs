@@ -13,5 +13,7 @@ pub mod links;
 pub mod page;
 
 pub use auth::{Credential, LOGS_READ_SCOPE};
-pub use client::{build_http_client, OktaClient, OktaError, OktaPage, RateLimit};
+pub use client::{
+    build_http_client, build_http_client_with_timeout, OktaClient, OktaError, OktaPage, RateLimit,
+};
 pub use page::{prepare_page, PreparedPage};
