@@ -232,6 +232,8 @@ fn write_value(
             }
             Written::Whole
         }
+        // `RowWriter::write` answers time columns from its parsed times; this is the same
+        // rule, for a value written on its own.
         ColumnType::Datetime => {
             if first == b'"' && parse_time(text).is_some() {
                 out.extend_from_slice(text.as_bytes());

@@ -1,10 +1,30 @@
 //! Helpers shared by the end-to-end suites (each suite includes this with `mod support;`).
+//!
+//! Every suite compiles its own copy of this module and uses only part of it, hence the
+//! `dead_code` allowance. One concept per file:
+//!
+//! - [`health`]: the health address a service logged, `/readyz` waits;
+//! - [`metrics`]: reading samples from `/metrics`;
+//! - [`logs`]: searching a service's JSON log the way an operator's alert would;
+//! - [`blobs`]: listing, reading and snapshotting storage;
+//! - [`pages`]: pages and envelopes a test writes itself, and checking they landed;
+//! - [`worlds`]: starting a world, the fake org's configuration and checkpoint;
+//! - [`trap`]: a listener standing in for a foreign origin.
 #![allow(dead_code)]
 
-use std::time::Duration;
+pub mod blobs;
+pub mod health;
+pub mod logs;
+pub mod metrics;
+pub mod pages;
+pub mod trap;
+pub mod worlds;
 
-use common::storage::Storage;
-use world::local::LocalWorld;
+pub use blobs::{blob_names, storage};
+pub use health::{
+    health_addr, health_addr_within, http_get, wait_not_ready, wait_ready, wait_readyz,
+};
+pub use metrics::{metric, metric_sum};
 
 /// The shipper's column manifest as `(name, type)` pairs: the DCR stream the fake enforces.
 pub fn manifest_columns() -> Vec<(String, String)> {
@@ -25,66 +45,4 @@ pub fn manifest_columns() -> Vec<(String, String)> {
             )
         })
         .collect()
-}
-
-/// A storage client on the world's Azurite, as the binaries see it.
-pub fn storage(world: &LocalWorld) -> Storage {
-    world.storage().expect("storage")
-}
-
-/// Names of the blobs under `prefix`.
-pub async fn blob_names(storage: &Storage, prefix: &str) -> Vec<String> {
-    storage
-        .blobs
-        .list(prefix)
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|b| b.name)
-        .collect()
-}
-
-/// The `addr` the service logged for its health endpoints (HTTP_ADDR=127.0.0.1:0).
-pub async fn health_addr(svc: &world::procs::Service) -> String {
-    world::procs::eventually(
-        Duration::from_secs(90),
-        "the health address in the log",
-        || async {
-            let log = svc.log_text();
-            for line in log.lines() {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-                    if let Some(a) = v
-                        .get("addr")
-                        .or_else(|| v.pointer("/fields/addr"))
-                        .and_then(|a| a.as_str())
-                    {
-                        return Some(a.to_string());
-                    }
-                }
-            }
-            None
-        },
-    )
-    .await
-    .expect("health addr")
-}
-
-/// GET a path on a service's health server; returns (status, body).
-pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
-    match reqwest::get(format!("http://{addr}{path}")).await {
-        Ok(r) => {
-            let s = r.status().as_u16();
-            (s, r.text().await.unwrap_or_default())
-        }
-        Err(_) => (0, String::new()),
-    }
-}
-
-/// Value of a metric (first sample line starting with `name`) on `/metrics`.
-pub async fn metric(addr: &str, name: &str) -> Option<f64> {
-    let (_, body) = http_get(addr, "/metrics").await;
-    body.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .next()
 }
