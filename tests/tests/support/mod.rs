@@ -1,7 +1,8 @@
 //! Helpers shared by the end-to-end suites (each suite includes this with `mod support;`).
 //!
 //! Every suite compiles its own copy of this module and uses only part of it, hence the
-//! `dead_code` allowance. One concept per file:
+//! `dead_code` allowance (and `unused_imports` for the re-exports below, which keep the
+//! short `support::name` paths every suite uses). One concept per file:
 //!
 //! - [`health`]: the health address a service logged, `/readyz` waits;
 //! - [`metrics`]: reading samples from `/metrics`;
@@ -10,7 +11,7 @@
 //! - [`pages`]: pages and envelopes a test writes itself, and checking they landed;
 //! - [`worlds`]: starting a world, the fake org's configuration and checkpoint;
 //! - [`trap`]: a listener standing in for a foreign origin.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod blobs;
 pub mod health;
