@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use support::logs::tail;
 use world::azurite::{AzuriteOptions, Persistence};
 use world::fakes::log_analytics::LaFault;
 use world::fakes::okta::OktaFakeConfig;
@@ -111,11 +112,6 @@ struct UnexpectedExit {
     status: String,
     at_s: f64,
     log_tail: String,
-}
-
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// The schedule: each process killed once inside each of `KILLS_PER_PROCESS` equal slots (so

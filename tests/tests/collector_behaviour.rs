@@ -10,14 +10,16 @@ mod support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use common::envelope::Envelope;
 use common::storage::Storage;
 use sha2::{Digest, Sha256};
+use support::metric_sum;
+use support::procs::terminate_cleanly;
+use support::trap::Trap;
+use support::worlds::{okta, org_key};
 use world::fakes::okta::{EmptyPageMode, OAuthAppConfig, OktaFakeConfig, OktaFault};
 use world::local::{LocalWorld, WorldOptions};
 use world::procs::{eventually, Service};
@@ -155,58 +157,24 @@ async fn read_page(storage: &Storage, env: &Envelope) -> anyhow::Result<Vec<Stri
         .collect()
 }
 
-/// The health address a service logged (`HTTP_ADDR=127.0.0.1:0`). The JSON log flattens
-/// event fields to the top level; nested `fields` is accepted too.
-async fn health_addr(svc: &Service) -> String {
-    eventually(WAIT, "the health address in the log", || async {
-        svc.log_text().lines().find_map(|line| {
-            let v: serde_json::Value = serde_json::from_str(line).ok()?;
-            v.get("addr")
-                .or_else(|| v.pointer("/fields/addr"))
-                .and_then(|a| a.as_str())
-                .map(str::to_string)
-        })
-    })
-    .await
-    .expect("health addr")
-}
-
-/// Sum of the samples of metric `name` (exact name) whose line contains `filter`.
-async fn metric_sum(addr: &str, name: &str, filter: &str) -> Option<f64> {
-    let (status, body) = support::http_get(addr, "/metrics").await;
-    if status != 200 {
-        return None;
-    }
-    let mut sum = 0.0;
-    for line in body.lines().filter(|l| !l.starts_with('#')) {
-        let metric = line.split(['{', ' ']).next().unwrap_or_default();
-        if metric == name && line.contains(filter) {
-            sum += line
-                .rsplit(' ')
-                .next()
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0);
-        }
-    }
-    Some(sum)
-}
-
 const LEADER: &str = "okta_sentinel_leader";
 const REQUESTS: &str = "okta_sentinel_okta_requests_total";
 const MALFORMED: &str = "okta_sentinel_malformed_pages_total";
 const PAGES: &str = "okta_sentinel_pages_collected_total";
 const DUPLICATES: &str = "okta_sentinel_duplicates_dropped_total";
 
+/// Value of a gauge (summed over its series); -1 when `/metrics` does not answer.
 async fn gauge(addr: &str, name: &str) -> f64 {
-    metric_sum(addr, name, "").await.unwrap_or(-1.0)
+    metric_sum(addr, name, &[]).await.unwrap_or(-1.0)
 }
 
+/// Waits until the samples of `name` whose line contains `filter` add up to `at_least`.
 async fn wait_metric_at_least(addr: &str, name: &str, filter: &str, at_least: f64) -> f64 {
     eventually(
         WAIT,
         &format!("{name}{{{filter}}} >= {at_least}"),
         || async {
-            metric_sum(addr, name, filter)
+            metric_sum(addr, name, &[filter])
                 .await
                 .filter(|v| *v >= at_least)
         },
@@ -217,35 +185,16 @@ async fn wait_metric_at_least(addr: &str, name: &str, filter: &str, at_least: f6
 
 /// `/readyz` until it answers `status` with a body containing every one of `words`.
 async fn wait_ready(addr: &str, status: u16, words: &[&str]) -> String {
-    eventually(WAIT, &format!("readyz {status} with {words:?}"), || async {
-        let (s, body) = support::http_get(addr, "/readyz").await;
-        (s == status && words.iter().all(|w| body.contains(w))).then_some(body)
-    })
-    .await
-    .expect("readyz")
-}
-
-fn org_key(world: &LocalWorld) -> String {
-    world.okta.domain().replace(':', "-")
-}
-
-async fn checkpoint(world: &LocalWorld, storage: &Storage) -> serde_json::Value {
-    let name = format!("checkpoints/{}.json", org_key(world));
-    let blob = storage
-        .blobs
-        .read(&name)
+    support::wait_readyz(addr, status, words, WAIT)
         .await
-        .expect("read checkpoint")
-        .expect("checkpoint exists");
-    serde_json::from_slice(&blob.bytes).expect("checkpoint JSON")
+        .expect("readyz")
 }
 
-fn okta(seed: u64, initial: usize) -> OktaFakeConfig {
-    OktaFakeConfig {
-        seed,
-        initial_events: initial,
-        ..OktaFakeConfig::default()
-    }
+/// The fake org's checkpoint, which the test expects to exist.
+async fn checkpoint(world: &LocalWorld, storage: &Storage) -> serde_json::Value {
+    support::worlds::checkpoint(world, storage)
+        .await
+        .expect("checkpoint exists")
 }
 
 async fn world_with(okta: OktaFakeConfig) -> anyhow::Result<(LocalWorld, Storage)> {
@@ -268,13 +217,13 @@ async fn leader_and_standby(
     world: &LocalWorld,
 ) -> anyhow::Result<((Service, String), (Service, String))> {
     let a = world.start_collector("collector-a", &[])?;
-    let a_addr = health_addr(&a).await;
+    let a_addr = support::health_addr(&a).await;
     eventually(WAIT, "collector-a leads", || async {
         (gauge(&a_addr, LEADER).await == 1.0).then_some(())
     })
     .await?;
     let b = world.start_collector("collector-b", &[])?;
-    let b_addr = health_addr(&b).await;
+    let b_addr = support::health_addr(&b).await;
     eventually(WAIT, "collector-b stands by", || async {
         b.log_text().contains("standing by").then_some(())
     })
@@ -292,14 +241,14 @@ async fn assert_standby_idle(world: &LocalWorld, a_addr: &str, b_addr: &str, ear
     );
     let (s, body) = support::http_get(b_addr, "/readyz").await;
     assert_eq!(s, 200, "a standby is ready: {body}");
-    let b_requests = metric_sum(b_addr, REQUESTS, "").await.unwrap_or(-1.0);
+    let b_requests = metric_sum(b_addr, REQUESTS, &[]).await.unwrap_or(-1.0);
     assert_eq!(b_requests, 0.0, "the standby sent requests to Okta");
     // Every request the org saw came from the leader. The fake counts a request before the
     // leader counts its answer (at most one in flight), so reading the leader before and
     // after the fake brackets it: before ≤ fake ≤ after + 1.
-    let before = metric_sum(a_addr, REQUESTS, "").await.unwrap_or(-1.0);
+    let before = metric_sum(a_addr, REQUESTS, &[]).await.unwrap_or(-1.0);
     let fake = (world.okta.stats().logs_requests - earlier) as f64;
-    let after = metric_sum(a_addr, REQUESTS, "").await.unwrap_or(-1.0);
+    let after = metric_sum(a_addr, REQUESTS, &[]).await.unwrap_or(-1.0);
     assert!(
         before >= 1.0 && fake >= before && fake <= after + 1.0,
         "org saw {fake} requests, the leader made {before}..{after}"
@@ -325,7 +274,7 @@ async fn standby_takes_over_after_the_leader_is_killed() -> anyhow::Result<()> {
     })
     .await?;
     enq.wait_all(&world, &storage, WAIT).await?;
-    assert!(metric_sum(&b_addr, PAGES, "").await.unwrap_or(0.0) >= 1.0);
+    assert!(metric_sum(&b_addr, PAGES, &[]).await.unwrap_or(0.0) >= 1.0);
     enq.assert_exactly_once(&world);
     assert_eq!(world.okta.released_count(), 4_500);
     Ok(())
@@ -338,15 +287,10 @@ async fn sigterm_releases_the_lease_and_the_standby_takes_over() -> anyhow::Resu
 
     // Alone: after SIGTERM the lease is free at once (not left to lapse), exit code 0.
     let mut solo = world.start_collector("collector-solo", &[])?;
-    let solo_addr = health_addr(&solo).await;
+    let solo_addr = support::health_addr(&solo).await;
     enq.wait_all(&world, &storage, WAIT).await?;
     assert_eq!(gauge(&solo_addr, LEADER).await, 1.0);
-    let st = solo.terminate(Duration::from_secs(30))?;
-    assert!(
-        st.is_some_and(|s| s.success()),
-        "exit {st:?}\n{}",
-        solo.log_text()
-    );
+    terminate_cleanly(&mut solo, "the solo leader")?;
     let leader_blob = format!("leader/{}", org_key(&world));
     let lease = storage
         .blobs
@@ -361,12 +305,7 @@ async fn sigterm_releases_the_lease_and_the_standby_takes_over() -> anyhow::Resu
     world.okta.release(500);
     enq.wait_all(&world, &storage, WAIT).await?;
     assert_standby_idle(&world, &a_addr, &b_addr, earlier).await;
-    let st = a.terminate(Duration::from_secs(30))?;
-    assert!(
-        st.is_some_and(|s| s.success()),
-        "exit {st:?}\n{}",
-        a.log_text()
-    );
+    terminate_cleanly(&mut a, "the leader")?;
     assert!(
         !a.log_text().contains("could not release the leader lease"),
         "{}",
@@ -378,7 +317,7 @@ async fn sigterm_releases_the_lease_and_the_standby_takes_over() -> anyhow::Resu
     .await?;
     world.okta.release(800);
     enq.wait_all(&world, &storage, WAIT).await?;
-    assert!(metric_sum(&b_addr, PAGES, "").await.unwrap_or(0.0) >= 1.0);
+    assert!(metric_sum(&b_addr, PAGES, &[]).await.unwrap_or(0.0) >= 1.0);
     enq.assert_exactly_once(&world);
     assert_eq!(enq.twins, 0, "a clean stop re-sent a page");
     Ok(())
@@ -443,7 +382,10 @@ async fn two_orgs_share_the_queue_without_interfering() -> anyhow::Result<()> {
     let other = world::fakes::okta::OktaFake::start(okta(36, 1_300)).await?;
     let a = world.start_collector("org-a", &[])?;
     let b = world.start_collector("org-b", &[("OKTA_DOMAIN", other.base_url().as_str())])?;
-    let (a_addr, b_addr) = (health_addr(&a).await, health_addr(&b).await);
+    let (a_addr, b_addr) = (
+        support::health_addr(&a).await,
+        support::health_addr(&b).await,
+    );
     let mut enq = Enqueued::default();
     let deadline = Instant::now() + WAIT;
     loop {
@@ -501,7 +443,7 @@ async fn a_rotated_token_in_key_vault_is_picked_up_without_a_restart() -> anyhow
     // The vault still holds the old (expired) token.
     vault.set_secret(&secret, "expired-ssws-token");
     let mut c = world.start_collector("collector", &[])?;
-    let addr = health_addr(&c).await;
+    let addr = support::health_addr(&c).await;
     let body = wait_ready(&addr, 503, &["credential"]).await;
     assert!(
         body.contains("30 days"),
@@ -542,7 +484,7 @@ async fn pacing_keeps_the_reserve_and_waits_for_the_reset_after_a_429() -> anyho
     })
     .await?;
     let c = world.start_collector("collector", &[("OKTA_RATE_LIMIT_RESERVE", "0.3")])?;
-    let addr = health_addr(&c).await;
+    let addr = support::health_addr(&c).await;
     // Budget per window: 20 − ceil(0.3 × 20) = 14. The fake's window opens with the first
     // request after the previous one expired and every response reports that window's own
     // remaining count, so the collector tracks exactly the fake's bucket; it sleeps until the
@@ -576,13 +518,13 @@ async fn pacing_keeps_the_reserve_and_waits_for_the_reset_after_a_429() -> anyho
         (world.okta.stats().rate_limited == 1).then_some(())
     })
     .await?;
-    let pages_at_429 = metric_sum(&addr, PAGES, "").await.unwrap_or(0.0);
+    let pages_at_429 = metric_sum(&addr, PAGES, &[]).await.unwrap_or(0.0);
     let requests_at_429 = world.okta.stats().logs_requests;
     // The initial backlog may be drained by now: more events, so pages keep coming.
     world.okta.release(4_000);
     wait_metric_at_least(&addr, REQUESTS, "status=\"429\"", 1.0).await;
     eventually(WAIT, "pages after the 429", || async {
-        let p = metric_sum(&addr, PAGES, "").await.unwrap_or(0.0);
+        let p = metric_sum(&addr, PAGES, &[]).await.unwrap_or(0.0);
         (p >= pages_at_429 + 3.0).then_some(())
     })
     .await?;
@@ -606,7 +548,7 @@ async fn pacing_keeps_the_reserve_and_waits_for_the_reset_after_a_429() -> anyho
     assert!(enq.duplicated().is_empty());
     assert_eq!(
         enq.pages.len() as f64,
-        metric_sum(&addr, PAGES, "").await.unwrap_or(-1.0)
+        metric_sum(&addr, PAGES, &[]).await.unwrap_or(-1.0)
     );
     Ok(())
 }
@@ -626,7 +568,7 @@ async fn disorder(seed: u64, mode: EmptyPageMode) -> anyhow::Result<()> {
     })
     .await?;
     let c = world.start_collector("collector", &[])?;
-    let addr = health_addr(&c).await;
+    let addr = support::health_addr(&c).await;
     let mut enq = Enqueued::default();
     enq.wait_all(&world, &storage, WAIT).await?;
     // Live batches, some smaller than a page, with empty polls between them.
@@ -642,9 +584,9 @@ async fn disorder(seed: u64, mode: EmptyPageMode) -> anyhow::Result<()> {
         served > released,
         "{mode:?}: the fake served no repeat ({served} served)"
     );
-    let dropped = metric_sum(&addr, DUPLICATES, "").await.unwrap_or(0.0);
+    let dropped = metric_sum(&addr, DUPLICATES, &[]).await.unwrap_or(0.0);
     assert!(dropped >= 1.0, "{mode:?}: no duplicate dropped");
-    assert_eq!(metric_sum(&addr, MALFORMED, "").await, Some(0.0));
+    assert_eq!(metric_sum(&addr, MALFORMED, &[]).await, Some(0.0));
     Ok(())
 }
 
@@ -662,52 +604,6 @@ async fn late_out_of_order_and_repeated_events_with_the_advancing_cursor() -> an
 // Refusals and malformed answers
 // ---------------------------------------------------------------------------------------
 
-/// A raw TCP listener that only counts what reaches it.
-struct Trap {
-    port: u16,
-    connections: Arc<AtomicU64>,
-    bytes: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Trap {
-    async fn start() -> anyhow::Result<Trap> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let port = listener.local_addr()?.port();
-        let connections = Arc::new(AtomicU64::new(0));
-        let bytes = Arc::new(AtomicU64::new(0));
-        let (c, b) = (connections.clone(), bytes.clone());
-        let task = tokio::spawn(async move {
-            while let Ok((mut sock, _)) = listener.accept().await {
-                c.fetch_add(1, Ordering::SeqCst);
-                let b = b.clone();
-                tokio::spawn(async move {
-                    use tokio::io::AsyncReadExt;
-                    let mut buf = [0u8; 4096];
-                    while let Ok(n) = sock.read(&mut buf).await {
-                        if n == 0 {
-                            break;
-                        }
-                        b.fetch_add(n as u64, Ordering::SeqCst);
-                    }
-                });
-            }
-        });
-        Ok(Trap {
-            port,
-            connections,
-            bytes,
-            task,
-        })
-    }
-}
-
-impl Drop for Trap {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_next_link_is_refused_and_the_credential_never_goes_there() -> anyhow::Result<()>
 {
@@ -720,14 +616,14 @@ async fn a_foreign_next_link_is_refused_and_the_credential_never_goes_there() ->
         url: foreign.clone(),
     });
     let c = world.start_collector("collector", &[])?;
-    let addr = health_addr(&c).await;
+    let addr = support::health_addr(&c).await;
     let origin = format!("127.0.0.1:{}", trap.port);
     let body = wait_ready(&addr, 503, &[&origin]).await;
     assert!(body.contains("another origin"), "{body}");
 
     // Nothing reached the trap: no connection, not one byte (so no credential either).
-    assert_eq!(trap.connections.load(Ordering::SeqCst), 0);
-    assert_eq!(trap.bytes.load(Ordering::SeqCst), 0);
+    assert_eq!(trap.connections(), 0);
+    assert_eq!(trap.received().len(), 0);
     // The checkpoint did not move past the refused page, and the page was not stored.
     let cp = checkpoint(&world, &storage).await;
     let next = cp["next_url"].as_str().unwrap_or_default();
@@ -754,7 +650,7 @@ async fn a_foreign_next_link_is_refused_and_the_credential_never_goes_there() ->
 async fn malformed_responses_are_retried_reported_and_never_skipped() -> anyhow::Result<()> {
     let (world, storage) = world_with(okta(71, 1_200)).await?;
     let c = world.start_collector("collector", &[])?;
-    let addr = health_addr(&c).await;
+    let addr = support::health_addr(&c).await;
     let mut enq = Enqueued::default();
     enq.wait_all(&world, &storage, WAIT).await?;
     let faults = [
@@ -764,8 +660,8 @@ async fn malformed_responses_are_retried_reported_and_never_skipped() -> anyhow:
         OktaFault::HtmlErrorPage { count: 2 },
     ];
     for fault in faults {
-        let malformed_before = metric_sum(&addr, MALFORMED, "").await.unwrap_or(0.0);
-        let server_before = metric_sum(&addr, REQUESTS, "status=\"5xx\"")
+        let malformed_before = metric_sum(&addr, MALFORMED, &[]).await.unwrap_or(0.0);
+        let server_before = metric_sum(&addr, REQUESTS, &["status=\"5xx\""])
             .await
             .unwrap_or(0.0);
         // Events first, so the faulty answers stand for a non-empty page (for the truncated
@@ -780,8 +676,8 @@ async fn malformed_responses_are_retried_reported_and_never_skipped() -> anyhow:
         };
         wait_metric_at_least(&addr, metric, filter, before + 2.0).await;
         enq.wait_all(&world, &storage, WAIT).await?;
-        let malformed = metric_sum(&addr, MALFORMED, "").await.unwrap_or(0.0) - malformed_before;
-        let server = metric_sum(&addr, REQUESTS, "status=\"5xx\"")
+        let malformed = metric_sum(&addr, MALFORMED, &[]).await.unwrap_or(0.0) - malformed_before;
+        let server = metric_sum(&addr, REQUESTS, &["status=\"5xx\""])
             .await
             .unwrap_or(0.0)
             - server_before;
@@ -810,7 +706,7 @@ async fn malformed_responses_are_retried_reported_and_never_skipped() -> anyhow:
 async fn a_refused_credential_reports_not_ready_then_recovers() -> anyhow::Result<()> {
     let (world, storage) = world_with(okta(81, 1_000)).await?;
     let mut c = world.start_collector("collector", &[])?;
-    let addr = health_addr(&c).await;
+    let addr = support::health_addr(&c).await;
     let mut enq = Enqueued::default();
     enq.wait_all(&world, &storage, WAIT).await?;
     world.okta.inject(OktaFault::Unauthorized { count: 3 });
@@ -822,7 +718,7 @@ async fn a_refused_credential_reports_not_ready_then_recovers() -> anyhow::Resul
     wait_ready(&addr, 200, &[]).await;
     assert!(c.is_running());
     enq.assert_exactly_once(&world);
-    let refused = metric_sum(&addr, REQUESTS, "status=\"401\"")
+    let refused = metric_sum(&addr, REQUESTS, &["status=\"401\""])
         .await
         .unwrap_or(0.0);
     assert!(refused >= 1.0);
@@ -856,7 +752,7 @@ async fn oauth_end_to_end(private_pem: String, public_pem: String) -> anyhow::Re
     env.insert("OKTA_CLIENT_ID".into(), CLIENT_ID.into());
     env.insert("OKTA_PRIVATE_KEY".into(), private_pem.clone());
     let c = Service::start("collector", "collector", &[], &env, &world.log_dir)?;
-    let addr = health_addr(&c).await;
+    let addr = support::health_addr(&c).await;
     let mut enq = Enqueued::default();
     enq.wait_all(&world, &storage, WAIT).await?;
 

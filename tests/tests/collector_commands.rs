@@ -9,28 +9,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::storage::Storage;
-use world::fakes::okta::OktaFakeConfig;
+use support::procs::terminate_cleanly;
+use support::worlds::{checkpoint, checkpoint_name, okta, org_key, start_with_storage};
 use world::local::{LocalWorld, WorldOptions};
 use world::procs::{eventually, run_command};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn org_key(world: &LocalWorld) -> String {
-    world.okta.domain().replace(':', "-")
-}
-
-fn checkpoint_name(world: &LocalWorld) -> String {
-    format!("checkpoints/{}.json", org_key(world))
-}
-
-async fn checkpoint(world: &LocalWorld, storage: &Storage) -> Option<serde_json::Value> {
-    let blob = storage
-        .blobs
-        .read(&checkpoint_name(world))
-        .await
-        .expect("read checkpoint")?;
-    Some(serde_json::from_slice(&blob.bytes).expect("checkpoint JSON"))
-}
 
 /// Waits until the checkpoint records `pages` pages with nothing pending.
 async fn wait_pages(world: &LocalWorld, storage: &Storage, pages: u64) -> serde_json::Value {
@@ -52,19 +36,12 @@ fn collector(
 }
 
 async fn world_with(initial: usize, seed: u64) -> anyhow::Result<(LocalWorld, Storage)> {
-    let world = LocalWorld::start(WorldOptions {
-        okta: OktaFakeConfig {
-            seed,
-            initial_events: initial,
-            ..OktaFakeConfig::default()
-        },
+    // Reads below may run before the collector created the container.
+    start_with_storage(WorldOptions {
+        okta: okta(seed, initial),
         ..WorldOptions::default()
     })
-    .await?;
-    let storage = support::storage(&world);
-    // Reads below may run before the collector created the container.
-    storage.ensure_created().await?;
-    Ok((world, storage))
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,8 +93,7 @@ async fn status_shows_the_checkpoint_and_reset_bumps_the_epoch() -> anyhow::Resu
     assert_eq!(cp["epoch"], 1);
     assert_eq!(cp["next_url"], next_url.as_str());
 
-    let st = c.terminate(Duration::from_secs(30))?;
-    assert!(st.is_some_and(|s| s.success()), "{}", c.log_text());
+    terminate_cleanly(&mut c, "the collector")?;
 
     // Without --yes and without a terminal to ask on: refused, nothing changes.
     let (st, out, err) = collector(&world, &["reset", "--start", "10m"])?;
@@ -200,8 +176,7 @@ async fn a_lost_checkpoint_next_to_pages_is_refused_until_reset() -> anyhow::Res
     let (world, storage) = world_with(1_500, 103).await?;
     let mut c = world.start_collector("collector-1", &[])?;
     wait_pages(&world, &storage, 2).await;
-    let st = c.terminate(Duration::from_secs(30))?;
-    assert!(st.is_some_and(|s| s.success()), "{}", c.log_text());
+    terminate_cleanly(&mut c, "the collector")?;
     // No shipper ran: the pages are still there. Lose the checkpoint.
     assert!(!support::blob_names(&storage, "pages/").await.is_empty());
     assert!(storage.blobs.delete(&checkpoint_name(&world), None).await?);

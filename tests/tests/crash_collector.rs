@@ -8,6 +8,7 @@ mod support;
 
 use std::time::Duration;
 
+use support::procs::wait_failpoint_exit;
 use world::fakes::okta::OktaFakeConfig;
 use world::local::{LocalWorld, WorldOptions};
 
@@ -25,13 +26,7 @@ async fn crash_at(point: &str) -> anyhow::Result<()> {
     // Fire on the second page, so a first page was fully handed off before.
     let spec = format!("{point}@2");
     let mut first = world.start_collector("collector-1", &[("OKTA_SENTINEL_FAILPOINTS", &spec)])?;
-    let status = first.wait_exit(Duration::from_secs(60)).await?;
-    assert_eq!(
-        status.code(),
-        Some(common::failpoint::EXIT_CODE),
-        "{point}: {}",
-        first.log_text()
-    );
+    wait_failpoint_exit(&mut first, point, Duration::from_secs(60)).await?;
     assert!(first
         .log_text()
         .contains(&format!("failpoint {point} fired")));

@@ -7,6 +7,7 @@ mod support;
 
 use std::time::Duration;
 
+use support::procs::wait_failpoint_exit;
 use world::fakes::okta::OktaFakeConfig;
 use world::local::{LocalWorld, WorldOptions};
 
@@ -29,13 +30,7 @@ async fn crash_at(point: &str) -> anyhow::Result<usize> {
             ("SHIPPER_CONCURRENCY", "1"),
         ],
     )?;
-    let status = first.wait_exit(Duration::from_secs(90)).await?;
-    assert_eq!(
-        status.code(),
-        Some(common::failpoint::EXIT_CODE),
-        "{point}: {}",
-        first.log_text()
-    );
+    wait_failpoint_exit(&mut first, point, Duration::from_secs(90)).await?;
 
     // The state lease of the killed shipper lapses (15 s), then the page is resumed.
     let _second = world.start_shipper("shipper-2", &[])?;

@@ -5,7 +5,8 @@ mod support;
 
 use std::time::Duration;
 
-use world::fakes::log_analytics::LogAnalyticsFakeConfig;
+use support::procs::terminate_cleanly;
+use support::worlds::strict_la;
 use world::fakes::okta::{EmptyPageMode, OktaFakeConfig};
 use world::local::{LocalWorld, SinkKind, WorldOptions};
 
@@ -26,11 +27,7 @@ fn okta(seed: u64, initial: usize, mode: EmptyPageMode) -> OktaFakeConfig {
 async fn logs_ingestion_every_event_lands_once_with_the_legacy_columns() -> anyhow::Result<()> {
     let world = LocalWorld::start(WorldOptions {
         okta: okta(11, 2_500, EmptyPageMode::RepeatUrl),
-        la: LogAnalyticsFakeConfig {
-            declared_columns: Some(support::manifest_columns()),
-            strict_decompressed_limit: true,
-            ..LogAnalyticsFakeConfig::default()
-        },
+        la: strict_la(),
         ..WorldOptions::default()
     })
     .await?;
@@ -64,18 +61,8 @@ async fn logs_ingestion_every_event_lands_once_with_the_legacy_columns() -> anyh
     }
 
     // SIGTERM: both stop cleanly.
-    let c = collector.terminate(Duration::from_secs(30))?;
-    let s = shipper.terminate(Duration::from_secs(30))?;
-    assert!(
-        c.is_some_and(|s| s.success()),
-        "collector exit: {c:?}\n{}",
-        collector.log_text()
-    );
-    assert!(
-        s.is_some_and(|s| s.success()),
-        "shipper exit: {s:?}\n{}",
-        shipper.log_text()
-    );
+    terminate_cleanly(&mut collector, "SIGTERM")?;
+    terminate_cleanly(&mut shipper, "SIGTERM")?;
 
     // Nothing is left behind: pages and states of shipped pages are deleted, done markers stay.
     let storage = support::storage(&world);

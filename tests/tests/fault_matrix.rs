@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use common::page_state::PageState;
 use common::storage::Storage;
+use support::logs::{self, count_lines, operator_lines};
+use support::metric_sum;
+use support::procs::terminate_cleanly;
+use support::worlds::{la_status, okta};
 use world::fakes::log_analytics::LaFault;
 use world::fakes::okta::{OktaFakeConfig, OktaFault};
 use world::local::{okta_secret_name, LocalWorld, SinkKind, WorldOptions};
@@ -31,77 +35,25 @@ const MONITOR: &str = "https://monitor.azure.com";
 // Helpers
 // ---------------------------------------------------------------------------------------
 
-fn okta(seed: u64, initial: usize) -> OktaFakeConfig {
-    OktaFakeConfig {
-        seed,
-        initial_events: initial,
-        ..OktaFakeConfig::default()
-    }
-}
-
 /// Where a test's service logs go: `$FAULT_MATRIX_LOGS/{test}` when set (to read them after
 /// the run), else the world's temporary directory.
 fn log_dir(test: &str) -> Option<std::path::PathBuf> {
     std::env::var_os("FAULT_MATRIX_LOGS").map(|d| std::path::PathBuf::from(d).join(test))
 }
 
-/// WARN and ERROR lines of a service's JSON log: what an operator's alert rule would see.
-fn operator_lines(svc: &Service) -> Vec<String> {
-    svc.log_text()
-        .lines()
-        .filter(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .ok()
-                .and_then(|v| v.get("level").and_then(|x| x.as_str()).map(str::to_string))
-                .is_some_and(|lvl| lvl == "WARN" || lvl == "ERROR")
-        })
-        .map(str::to_string)
-        .collect()
-}
-
-/// Waits for a WARN/ERROR line containing every needle; returns it.
+/// Waits within [`SIGNAL`] for a WARN/ERROR line containing every needle; returns it.
 async fn wait_operator_line(svc: &Service, needles: &[&str]) -> anyhow::Result<String> {
-    wait_operator_line_within(svc, needles, SIGNAL).await
+    logs::wait_operator_line(svc, needles, SIGNAL).await
 }
 
-/// [`wait_operator_line`] with its own bound.
-async fn wait_operator_line_within(
-    svc: &Service,
-    needles: &[&str],
-    timeout: Duration,
-) -> anyhow::Result<String> {
-    let what = format!("a WARN/ERROR line of {} naming {needles:?}", svc.name);
-    let found = eventually(timeout, &what, || async {
-        operator_lines(svc)
-            .into_iter()
-            .find(|l| needles.iter().all(|n| l.contains(n)))
-    })
-    .await;
-    found.with_context(|| format!("log of {}:\n{}", svc.name, tail(&svc.log_text())))
-}
-
-fn tail(log: &str) -> String {
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
-/// Waits until `/readyz` answers 503 with a body containing every needle; returns the body.
+/// Waits within [`SIGNAL`] until `/readyz` answers 503 naming every needle; returns the body.
 async fn wait_not_ready(addr: &str, needles: &[&str]) -> anyhow::Result<String> {
-    let what = format!("/readyz on {addr} to be 503 naming {needles:?}");
-    eventually(SIGNAL, &what, || async {
-        let (status, body) = support::http_get(addr, "/readyz").await;
-        (status == 503 && needles.iter().all(|n| body.contains(n))).then_some(body)
-    })
-    .await
+    support::wait_not_ready(addr, needles, SIGNAL).await
 }
 
-/// Waits until `/readyz` answers 200.
+/// Waits within [`SIGNAL`] until `/readyz` answers 200.
 async fn wait_ready(addr: &str) -> anyhow::Result<()> {
-    let what = format!("/readyz on {addr} to be 200");
-    eventually(SIGNAL, &what, || async {
-        (support::http_get(addr, "/readyz").await.0 == 200).then_some(())
-    })
-    .await
+    support::wait_ready(addr, SIGNAL).await
 }
 
 /// Waits until a gauge has `value`.
@@ -124,35 +76,6 @@ async fn wait_enqueued(storage: &Storage) -> anyhow::Result<u64> {
             .filter(|n| *n > 0)
     })
     .await
-}
-
-/// Sum of the samples of counter `name` (full exposed name) whose labels contain `label`
-/// (e.g. `status="403"`); 0 when there is none.
-async fn labelled_metric(addr: &str, name: &str, label: &str) -> f64 {
-    let (_, body) = support::http_get(addr, "/metrics").await;
-    body.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// Lines of a service's log containing `needle`.
-fn count_lines(svc: &Service, needle: &str) -> usize {
-    svc.log_text()
-        .lines()
-        .filter(|l| l.contains(needle))
-        .count()
-}
-
-/// Responses the fake Log Analytics sent with `status`.
-fn la_status(world: &LocalWorld, status: u16) -> u64 {
-    world
-        .la
-        .stats()
-        .requests_by_status
-        .get(&status)
-        .copied()
-        .unwrap_or(0)
 }
 
 /// Waits for a `stats` log record whose JSON has at least `min` at `pointer`; returns it.
@@ -229,7 +152,7 @@ fn assert_running(svc: &mut Service) {
         svc.is_running(),
         "{} exited; log:\n{}",
         svc.name,
-        tail(&svc.log_text())
+        logs::tail(&svc.log_text(), 40)
     );
 }
 
@@ -289,8 +212,7 @@ async fn key_vault_down_at_start_up_then_mid_run() -> anyhow::Result<()> {
     t.say("shipper started with the vault down");
     // A vault outage is a transient sink failure: retried (logged at DEBUG) until a storm of
     // them opens the breaker, which is the first WARN/ERROR line (≈ 12 failed reads).
-    let line =
-        wait_operator_line_within(&shipper, &["Key Vault", "workspace-key"], LANDING).await?;
+    let line = logs::wait_operator_line(&shipper, &["Key Vault", "workspace-key"], LANDING).await?;
     println!("shipper, vault down at start-up: {line}");
     let body = wait_not_ready(&s_addr, &["Key Vault", "workspace-key"]).await?;
     println!("shipper /readyz: {body}");
@@ -569,11 +491,7 @@ async fn log_analytics_wrong_dcr_404_and_500_burst() -> anyhow::Result<()> {
     assert!(world.landed_rows().is_empty());
     assert_nothing_counts_toward_poison(&storage, "wrong DCR").await?;
     assert_running(&mut wrong);
-    let exit = wrong.terminate(Duration::from_secs(30))?;
-    assert!(
-        exit.is_some_and(|s| s.success()),
-        "wrong-DCR shipper exit: {exit:?}"
-    );
+    terminate_cleanly(&mut wrong, "wrong DCR")?;
     t.say("wrong DCR: not ready, breaker open, no poison over 20 s");
 
     // The right DCR: everything lands.
@@ -676,8 +594,18 @@ async fn okta_403_is_counted_as_status_403() -> anyhow::Result<()> {
         None,
         "Okta sent no 401"
     );
-    assert_eq!(labelled_metric(&addr, name, "status=\"401\"").await, 0.0);
-    assert!(labelled_metric(&addr, name, "status=\"403\"").await >= 1.0);
+    assert_eq!(
+        metric_sum(&addr, name, &["status=\"401\""])
+            .await
+            .unwrap_or(0.0),
+        0.0
+    );
+    assert!(
+        metric_sum(&addr, name, &["status=\"403\""])
+            .await
+            .unwrap_or(0.0)
+            >= 1.0
+    );
     Ok(())
 }
 
@@ -711,7 +639,9 @@ async fn key_vault_outage_is_not_an_okta_auth_failure() -> anyhow::Result<()> {
     );
     let name = "okta_sentinel_okta_requests_total";
     assert_eq!(
-        labelled_metric(&addr, name, "status=\"401\"").await,
+        metric_sum(&addr, name, &["status=\"401\""])
+            .await
+            .unwrap_or(0.0),
         0.0,
         "a 401 from Okta was counted, but Okta was never asked"
     );

@@ -26,59 +26,35 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
 use common::envelope::Envelope;
-use common::org::{names, OrgKey};
+use common::org::names;
 use common::storage::Storage;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
+use support::blobs::{blob_hashes, read_json, sha256_hex};
+use support::pages::{envelope, gzip, uuid_of, ORG};
+use support::procs::terminate_cleanly;
+use support::worlds::strict_la;
+use support::{health_addr_within, metric_sum};
 use world::fakes::log_analytics::LogAnalyticsFakeConfig;
 use world::local::{LocalWorld, WorldOptions};
-use world::procs::{eventually, Service};
+use world::procs::eventually;
 
-const ORG: &str = "acme.okta.com";
 /// A generous bound on the shipper's peak RSS: the largest input is a 10 MB field (about 7 MB
 /// gzipped), held at most a few times over (gzip bytes, JSON, rows, one request body).
 const MAX_HWM_BYTES: u64 = 512 * 1024 * 1024;
 const OUTCOMES: Duration = Duration::from_secs(180);
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    enc.write_all(data).expect("gzip");
-    enc.finish().expect("gzip")
-}
-
-fn sha(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-fn envelope(org: &str, seq: u64, stored: &[u8], events: usize) -> Envelope {
-    Envelope {
-        v: 1,
-        org: OrgKey::parse(org).expect("org"),
-        epoch: 1,
-        seq,
-        sha256: sha(stored),
-        events: events as u64,
-        bytes: stored.len() as u64,
-        newest_published: None,
-        created: Utc::now(),
-    }
-}
+/// Bound of the wait for the shipper's health address in its log.
+const ADDR: Duration = Duration::from_secs(30);
 
 /// `n` realistic events (unique uuids per `seed`).
 fn events(seed: u64, n: usize) -> Vec<Value> {
     let from = Utc::now() - chrono::Duration::minutes(20);
     world::fakes::okta_events::generate(seed, n, from, chrono::Duration::milliseconds(11))
-}
-
-fn uuid_of(ev: &Value) -> String {
-    ev["uuid"].as_str().expect("uuid").to_ascii_lowercase()
 }
 
 /// `n` bytes of pseudo-random letters (so the page does not gzip to nothing).
@@ -91,19 +67,6 @@ fn letters(n: usize, mut seed: u64) -> String {
             (b'a' + ((seed >> 33) % 26) as u8) as char
         })
         .collect()
-}
-
-/// Every blob of the container: name → sha256 of its content.
-async fn snapshot(storage: &Storage) -> anyhow::Result<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    for item in storage.blobs.list("").await? {
-        let content = storage.blobs.read(&item.name).await?;
-        let hash = content
-            .map(|c| sha(&c.bytes))
-            .unwrap_or_else(|| "gone".into());
-        out.insert(item.name, hash);
-    }
-    Ok(out)
 }
 
 /// Peak resident set of a process (VmHWM), in bytes.
@@ -121,39 +84,11 @@ fn vm_hwm(pid: u32) -> anyhow::Result<u64> {
     Ok(kb * 1024)
 }
 
-async fn addr_of(svc: &Service) -> anyhow::Result<String> {
-    eventually(
-        Duration::from_secs(30),
-        "the health address in the log",
-        || async {
-            svc.log_text().lines().find_map(|line| {
-                let v: Value = serde_json::from_str(line).ok()?;
-                v.pointer("/fields/addr")
-                    .or_else(|| v.pointer("/addr"))
-                    .and_then(|a| a.as_str())
-                    .map(str::to_string)
-            })
-        },
-    )
-    .await
-}
-
-async fn metric_sum(addr: &str, name: &str) -> f64 {
-    let (_, body) = support::http_get(addr, "/metrics").await;
-    body.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// A poison record, read back as JSON.
 async fn record(storage: &Storage, name: &str) -> anyhow::Result<Value> {
-    let c = storage
-        .blobs
-        .read(name)
+    read_json(storage, name)
         .await?
-        .ok_or_else(|| anyhow::anyhow!("no poison record {name}"))?;
-    Ok(serde_json::from_slice(&c.bytes)?)
+        .ok_or_else(|| anyhow::anyhow!("no poison record {name}"))
 }
 
 /// A page stored under its envelope's name.
@@ -180,11 +115,7 @@ async fn put(
 async fn hostile_pages_and_envelopes_are_shipped_or_parked_and_touch_nothing_else(
 ) -> anyhow::Result<()> {
     let world = LocalWorld::start(WorldOptions {
-        la: LogAnalyticsFakeConfig {
-            declared_columns: Some(support::manifest_columns()),
-            strict_decompressed_limit: true,
-            ..LogAnalyticsFakeConfig::default()
-        },
+        la: strict_la(),
         ..WorldOptions::default()
     })
     .await?;
@@ -196,7 +127,7 @@ async fn hostile_pages_and_envelopes_are_shipped_or_parked_and_touch_nothing_els
     // escaped its prefix, one of these would be read, shipped, overwritten or deleted.
     let decoy_events = events(90, 3);
     let decoy_page = gzip(&serde_json::to_vec(&decoy_events)?);
-    let decoy_sha = sha(&decoy_page);
+    let decoy_sha = sha256_hex(&decoy_page);
     for (name, body) in [
         (
             format!("checkpoints/{ORG}.json"),
@@ -294,7 +225,7 @@ async fn hostile_pages_and_envelopes_are_shipped_or_parked_and_touch_nothing_els
     // Wrong sha256: the blob sits where the envelope points, but its bytes hash differently.
     let bytes = gzip(&serde_json::to_vec(&events(6, 10))?);
     let mut env = envelope(ORG, 6, &bytes, 10);
-    env.sha256 = sha(b"something else");
+    env.sha256 = sha256_hex(b"something else");
     parked.push((
         put(&storage, "wrong sha256", env, bytes).await?,
         "sha256 mismatch",
@@ -334,7 +265,7 @@ async fn hostile_pages_and_envelopes_are_shipped_or_parked_and_touch_nothing_els
         (version0.id.clone(), "v0", "unknown version"),
     ];
 
-    let before = snapshot(&storage).await?;
+    let before = blob_hashes(&storage).await?;
 
     let mut shipper = world.start_shipper(
         "shipper",
@@ -344,7 +275,7 @@ async fn hostile_pages_and_envelopes_are_shipped_or_parked_and_touch_nothing_els
             ("HAND_BACK_DELAY", "1s"),
         ],
     )?;
-    let addr = addr_of(&shipper).await?;
+    let addr = health_addr_within(&shipper, ADDR).await?;
 
     // Wait for every outcome.
     let expected_done: Vec<String> = shipped
@@ -370,7 +301,7 @@ async fn hostile_pages_and_envelopes_are_shipped_or_parked_and_touch_nothing_els
     )
     .await;
     if let Err(e) = waited {
-        let now = snapshot(&storage).await.unwrap_or_default();
+        let now = blob_hashes(&storage).await.unwrap_or_default();
         anyhow::bail!(
             "{e}; blobs now: {:?}; log: {}",
             now.keys().collect::<Vec<_>>(),
@@ -482,7 +413,10 @@ async fn hostile_pages_and_envelopes_are_shipped_or_parked_and_touch_nothing_els
         "target_s lost more than trailing elements"
     );
     assert!(
-        metric_sum(&addr, "okta_sentinel_truncations").await >= 2.0,
+        metric_sum(&addr, "okta_sentinel_truncations_total", &[])
+            .await
+            .unwrap_or(0.0)
+            >= 2.0,
         "truncations not counted"
     );
     assert_eq!(
@@ -494,7 +428,7 @@ async fn hostile_pages_and_envelopes_are_shipped_or_parked_and_touch_nothing_els
     assert_eq!(world.la.stats().duplicate_rows, 0);
 
     // Storage: only the expected names changed; every other blob is byte for byte the same.
-    let after = snapshot(&storage).await?;
+    let after = blob_hashes(&storage).await?;
     let expected_removed: BTreeSet<String> = shipped.iter().map(|p| p.env.page_blob()).collect();
     let mut expected_added: BTreeSet<String> = expected_done.iter().cloned().collect();
     expected_added.extend(expected_poison.iter().cloned());
@@ -526,8 +460,7 @@ async fn hostile_pages_and_envelopes_are_shipped_or_parked_and_touch_nothing_els
     }
 
     // Still alive after all of it, and stops cleanly.
-    let st = shipper.terminate(Duration::from_secs(30))?;
-    assert!(st.is_some_and(|s| s.success()), "shipper exit {st:?}");
+    terminate_cleanly(&mut shipper, "after the hostile inputs")?;
     Ok(())
 }
 

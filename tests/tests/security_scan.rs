@@ -20,7 +20,6 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,7 +28,8 @@ use chrono::Utc;
 use common::envelope::Envelope;
 use common::org::OrgKey;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
+use support::procs::terminate_cleanly;
+use support::trap::Trap;
 use world::fakes::log_analytics::{LaFault, LogAnalyticsFakeConfig};
 use world::fakes::okta::{OktaFakeConfig, OktaFault};
 use world::local::{LocalWorld, SinkKind, WorldOptions};
@@ -237,55 +237,6 @@ fn scan(artifacts: &[Artifact], needles: &[Needle]) -> Vec<String> {
     findings
 }
 
-/// A listener standing in for another origin: records every connection and byte it gets.
-struct Trap {
-    url: String,
-    connections: Arc<AtomicUsize>,
-    bytes: Arc<Mutex<Vec<u8>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Trap {
-    async fn start() -> anyhow::Result<Trap> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let port = listener.local_addr()?.port();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let bytes = Arc::new(Mutex::new(Vec::new()));
-        let (c, b) = (connections.clone(), bytes.clone());
-        let task = tokio::spawn(async move {
-            while let Ok((mut sock, _)) = listener.accept().await {
-                c.fetch_add(1, Ordering::SeqCst);
-                let b = b.clone();
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 4096];
-                    while let Ok(Ok(n)) =
-                        tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf)).await
-                    {
-                        if n == 0 {
-                            break;
-                        }
-                        b.lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .extend_from_slice(&buf[..n]);
-                    }
-                });
-            }
-        });
-        Ok(Trap {
-            url: format!("http://127.0.0.1:{port}/api/v1/logs?after=stolen&limit=1000"),
-            connections,
-            bytes,
-            task,
-        })
-    }
-}
-
-impl Drop for Trap {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 /// Polls `/metrics`, `/readyz` and `/healthz` of a service every second while the run goes
 /// on, keeping every distinct answer (readiness reasons carry error texts).
 fn poll_health(
@@ -346,24 +297,8 @@ async fn snapshot_storage(
     Ok(names)
 }
 
-/// The health address a service logged (`HTTP_ADDR=127.0.0.1:0`); the log on failure.
-async fn addr_of(svc: &world::procs::Service) -> anyhow::Result<String> {
-    eventually(
-        Duration::from_secs(60),
-        "the health address in the log",
-        || async {
-            svc.log_text().lines().find_map(|line| {
-                let v: serde_json::Value = serde_json::from_str(line).ok()?;
-                v.pointer("/fields/addr")
-                    .or_else(|| v.pointer("/addr"))
-                    .and_then(|a| a.as_str())
-                    .map(str::to_string)
-            })
-        },
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{}: {e}\n{}", svc.name, svc.log_text()))
-}
+/// Bound of the wait for a service's health address in its log.
+const ADDR: Duration = Duration::from_secs(60);
 
 fn read_logs(dir: &std::path::Path, out: &mut Vec<Artifact>) -> anyhow::Result<usize> {
     let mut lines = 0;
@@ -412,7 +347,10 @@ async fn scenario(from_vault: bool) -> anyhow::Result<()> {
     world.okta.inject(OktaFault::Unauthorized { count: 3 });
     world.okta.inject(OktaFault::ForeignNextLink {
         count: 1,
-        url: trap.url.clone(),
+        url: format!(
+            "http://127.0.0.1:{}/api/v1/logs?after=stolen&limit=1000",
+            trap.port
+        ),
     });
     world.la.inject(LaFault::Status {
         status: 403,
@@ -437,7 +375,7 @@ async fn scenario(from_vault: bool) -> anyhow::Result<()> {
     let collector_extra: &[(&str, &str)] = if from_vault { &[] } else { &env_token };
     let mut collector = world.start_collector("collector", collector_extra)?;
     let seen = Arc::new(Mutex::new(BTreeSet::new()));
-    let c_addr = addr_of(&collector).await?;
+    let c_addr = support::health_addr_within(&collector, ADDR).await?;
     let c_poll = poll_health("collector".into(), c_addr, seen.clone());
 
     // The collector refuses the foreign link, then stores pages; nothing is shipped yet, so
@@ -471,7 +409,7 @@ async fn scenario(from_vault: bool) -> anyhow::Result<()> {
     );
 
     let mut shipper = world.start_shipper("shipper", &[("SHIPPER_MAX_DEQUEUE", "2")])?;
-    let s_addr = addr_of(&shipper).await?;
+    let s_addr = support::health_addr_within(&shipper, ADDR).await?;
     let s_poll = poll_health("shipper".into(), s_addr.clone(), seen.clone());
     world
         .wait_all_landed(Duration::from_secs(150))
@@ -521,25 +459,17 @@ async fn scenario(from_vault: bool) -> anyhow::Result<()> {
         assert!(v.reads("workspace-key") >= 1);
     }
     // The credential never went to the other origin: not a single connection.
-    let sent = trap.bytes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let sent = trap.received();
     assert_eq!(
-        trap.connections.load(Ordering::SeqCst),
+        trap.connections(),
         0,
         "{mode}: the collector connected to the foreign origin and sent {} bytes (token inside: {})",
         sent.len(),
         String::from_utf8_lossy(&sent).contains(&secrets.ssws)
     );
 
-    let c_stop = collector.terminate(Duration::from_secs(30))?;
-    let s_stop = shipper.terminate(Duration::from_secs(30))?;
-    assert!(
-        c_stop.is_some_and(|s| s.success()),
-        "{mode}: collector exit {c_stop:?}"
-    );
-    assert!(
-        s_stop.is_some_and(|s| s.success()),
-        "{mode}: shipper exit {s_stop:?}"
-    );
+    terminate_cleanly(&mut collector, mode)?;
+    terminate_cleanly(&mut shipper, mode)?;
 
     let late = snapshot_storage(&storage, "final", &mut artifacts).await?;
     for prefix in ["checkpoints/", "leader/", "done/", "poison/", "state/"] {

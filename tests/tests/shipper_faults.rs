@@ -17,56 +17,25 @@ mod support;
 
 use std::time::Duration;
 
-use common::page_state::PageState;
 use common::storage::Storage;
+use support::blobs::read_page_state;
+use support::worlds::{la_status, okta};
+use support::{health_addr_within, metric, wait_not_ready, wait_ready};
 use world::fakes::log_analytics::LaFault;
-use world::fakes::okta::OktaFakeConfig;
 use world::local::{Delivery, LocalWorld, WorldOptions};
-use world::procs::{eventually, Service};
+use world::procs::eventually;
 
 const LANDING: Duration = Duration::from_secs(120);
 
+/// Bound of the wait for a service's health address in its log.
+const ADDR: Duration = Duration::from_secs(30);
+
 async fn world(seed: u64, events: usize) -> anyhow::Result<LocalWorld> {
     LocalWorld::start(WorldOptions {
-        okta: OktaFakeConfig {
-            seed,
-            initial_events: events,
-            ..OktaFakeConfig::default()
-        },
+        okta: okta(seed, events),
         ..WorldOptions::default()
     })
     .await
-}
-
-/// The health address a service logged (`HTTP_ADDR=127.0.0.1:0`), wherever the JSON layer put
-/// the field.
-async fn addr_of(svc: &Service) -> anyhow::Result<String> {
-    eventually(
-        Duration::from_secs(30),
-        "the health address in the log",
-        || async {
-            svc.log_text().lines().find_map(|line| {
-                let v: serde_json::Value = serde_json::from_str(line).ok()?;
-                v.pointer("/fields/addr")
-                    .or_else(|| v.pointer("/addr"))
-                    .and_then(|a| a.as_str())
-                    .map(str::to_string)
-            })
-        },
-    )
-    .await
-}
-
-/// Value of a metric without labels other than `service` (e.g. a gauge).
-async fn metric(addr: &str, name: &str) -> Option<f64> {
-    let (_, body) = support::http_get(addr, "/metrics").await;
-    body.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|r| r.starts_with(['{', ' ']))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .next()
 }
 
 async fn poison_records(storage: &Storage) -> Vec<String> {
@@ -77,8 +46,7 @@ async fn poison_records(storage: &Storage) -> Vec<String> {
 async fn state_failures(storage: &Storage) -> anyhow::Result<Vec<(String, u32)>> {
     let mut out = Vec::new();
     for name in support::blob_names(storage, "state/").await {
-        if let Some(c) = storage.blobs.read(&name).await? {
-            let st = PageState::from_bytes(&c.bytes).map_err(anyhow::Error::msg)?;
+        if let Some(st) = read_page_state(storage, &name).await? {
             out.push((name, st.failures));
         }
     }
@@ -88,16 +56,6 @@ async fn state_failures(storage: &Storage) -> anyhow::Result<Vec<(String, u32)>>
 fn assert_no_duplicates(world: &LocalWorld, d: &Delivery) {
     assert_eq!(d.duplicates, 0, "{d:?}");
     assert_eq!(world.la.stats().duplicate_rows, 0, "{:?}", world.la.stats());
-}
-
-fn status_count(world: &LocalWorld, status: u16) -> u64 {
-    world
-        .la
-        .stats()
-        .requests_by_status
-        .get(&status)
-        .copied()
-        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,16 +68,13 @@ async fn ten_percent_throttling_and_server_errors_lose_nothing_and_duplicate_not
     let d = world.wait_all_landed(LANDING).await?;
     assert_eq!(d.released, 3_000);
     assert_no_duplicates(&world, &d);
-    let injected: u64 = [429, 500, 503]
-        .iter()
-        .map(|s| status_count(&world, *s))
-        .sum();
+    let injected: u64 = [429, 500, 503].iter().map(|s| la_status(&world, *s)).sum();
     assert!(
         injected > 0,
         "no fault was injected: {:?}",
         world.la.stats()
     );
-    let addr = addr_of(&shipper).await?;
+    let addr = health_addr_within(&shipper, ADDR).await?;
     assert!(
         metric(&addr, "okta_sentinel_retries_total")
             .await
@@ -142,18 +97,10 @@ async fn auth_outage(status: u16, hint: &str, seed: u64) -> anyhow::Result<()> {
     });
     let _collector = world.start_collector("collector", &[])?;
     let shipper = world.start_shipper("shipper", &[("SHIPPER_MAX_DEQUEUE", "2")])?;
-    let addr = addr_of(&shipper).await?;
+    let addr = health_addr_within(&shipper, ADDR).await?;
 
     // While it lasts: not ready, with the reason; the breaker is open.
-    let body = eventually(
-        Duration::from_secs(60),
-        "/readyz to report the sink",
-        || async {
-            let (code, body) = support::http_get(&addr, "/readyz").await;
-            (code == 503 && body.contains("\"sink\"")).then_some(body)
-        },
-    )
-    .await?;
+    let body = wait_not_ready(&addr, &["\"sink\""], Duration::from_secs(60)).await?;
     assert!(
         body.contains(hint),
         "/readyz does not say what to fix: {body}"
@@ -164,7 +111,7 @@ async fn auth_outage(status: u16, hint: &str, seed: u64) -> anyhow::Result<()> {
     .await?;
     // Several probes failed by now, more than SHIPPER_MAX_DEQUEUE: none counted toward poison.
     eventually(Duration::from_secs(60), "repeated probes", || async {
-        (status_count(&world, status) > 3).then_some(())
+        (la_status(&world, status) > 3).then_some(())
     })
     .await?;
     assert!(
@@ -183,10 +130,7 @@ async fn auth_outage(status: u16, hint: &str, seed: u64) -> anyhow::Result<()> {
     let d = world.wait_all_landed(LANDING).await?;
     assert_no_duplicates(&world, &d);
     assert!(poison_records(&storage).await.is_empty());
-    eventually(Duration::from_secs(30), "/readyz to recover", || async {
-        (support::http_get(&addr, "/readyz").await.0 == 200).then_some(())
-    })
-    .await?;
+    wait_ready(&addr, Duration::from_secs(30)).await?;
     assert_eq!(metric(&addr, "okta_sentinel_breaker_open").await, Some(0.0));
     assert!(
         shipper.log_text().contains("breaker open"),
@@ -233,16 +177,8 @@ async fn sink_unreachable_opens_the_breaker_and_resumes() -> anyhow::Result<()> 
     });
     let _collector = world.start_collector("collector", &[])?;
     let shipper = world.start_shipper("shipper", &[("SHIPPER_MAX_DEQUEUE", "2")])?;
-    let addr = addr_of(&shipper).await?;
-    let body = eventually(
-        Duration::from_secs(60),
-        "/readyz to report the sink",
-        || async {
-            let (code, body) = support::http_get(&addr, "/readyz").await;
-            (code == 503 && body.contains("\"sink\"")).then_some(body)
-        },
-    )
-    .await?;
+    let addr = health_addr_within(&shipper, ADDR).await?;
+    let body = wait_not_ready(&addr, &["\"sink\""], Duration::from_secs(60)).await?;
     assert!(body.contains("cannot connect"), "{body}");
     let d = world.wait_all_landed(LANDING).await?;
     assert_no_duplicates(&world, &d);
@@ -272,7 +208,7 @@ async fn a_413_splits_the_chunk_and_ships_it() -> anyhow::Result<()> {
     let shipper = world.start_shipper("shipper", &[])?;
     let d = world.wait_all_landed(LANDING).await?;
     assert_no_duplicates(&world, &d);
-    assert_eq!(status_count(&world, 413), 1);
+    assert_eq!(la_status(&world, 413), 1);
     assert!(
         shipper.log_text().contains("413"),
         "the split is not logged"
@@ -289,16 +225,8 @@ async fn identity_endpoint_down_at_start_up_is_retried_then_ships() -> anyhow::R
     let mut shipper = world.start_shipper("shipper", &[])?;
     // The shipper asks for a token, reports why it cannot ship, and keeps asking; it does not
     // give up or post without a token.
-    let addr = addr_of(&shipper).await?;
-    let body = eventually(
-        Duration::from_secs(60),
-        "/readyz to report the sink",
-        || async {
-            let (code, body) = support::http_get(&addr, "/readyz").await;
-            (code == 503 && body.contains("\"sink\"")).then_some(body)
-        },
-    )
-    .await?;
+    let addr = health_addr_within(&shipper, ADDR).await?;
+    let body = wait_not_ready(&addr, &["\"sink\""], Duration::from_secs(60)).await?;
     assert!(
         body.contains("managed identity") || body.contains("token"),
         "{body}"

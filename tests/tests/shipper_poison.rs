@@ -14,133 +14,25 @@
 
 mod support;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chrono::Utc;
 use common::envelope::Envelope;
 use common::org::{names, OrgKey};
 use common::page_state::PageState;
 use common::storage::Storage;
-use sha2::{Digest, Sha256};
+use support::blobs::{blob_hashes, read_json, read_page_state, wait_queue_empty};
+use support::pages::{
+    assert_done, assert_landed_once, gzip, make_page, put_page, raw_page, wait_landed, ORG,
+};
+use support::worlds::start_with_storage;
 use world::fakes::log_analytics::LaFault;
 use world::local::{LocalWorld, WorldOptions};
 use world::procs::{eventually, run_command, Service};
 
-const ORG: &str = "acme.okta.com";
 const WAIT: Duration = Duration::from_secs(90);
-
-/// A page written by the test: its envelope, stored bytes and event uuids.
-struct TestPage {
-    env: Envelope,
-    gz: Vec<u8>,
-    uuids: Vec<String>,
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    enc.write_all(data).expect("gzip");
-    enc.finish().expect("gzip")
-}
-
-fn envelope_for(seq: u64, gz: &[u8], events: u64) -> Envelope {
-    Envelope {
-        v: 1,
-        org: OrgKey::parse(ORG).expect("org"),
-        epoch: 1,
-        seq,
-        sha256: hex::encode(Sha256::digest(gz)),
-        events,
-        bytes: gz.len() as u64,
-        newest_published: None,
-        created: Utc::now(),
-    }
-}
-
-/// `n` realistic events from `seed`, stored as page `seq` of epoch 1.
-fn make_page(seq: u64, seed: u64, n: usize) -> TestPage {
-    let from = Utc::now() - chrono::Duration::minutes(30);
-    let events =
-        world::fakes::okta_events::generate(seed, n, from, chrono::Duration::milliseconds(7));
-    let uuids = events
-        .iter()
-        .map(|e| e["uuid"].as_str().expect("uuid").to_ascii_lowercase())
-        .collect();
-    let gz = gzip(&serde_json::to_vec(&events).expect("json"));
-    TestPage {
-        env: envelope_for(seq, &gz, n as u64),
-        gz,
-        uuids,
-    }
-}
-
-/// A page whose stored bytes are `gz` as given (hostile content).
-fn raw_page(seq: u64, gz: Vec<u8>) -> TestPage {
-    TestPage {
-        env: envelope_for(seq, &gz, 1),
-        gz,
-        uuids: Vec::new(),
-    }
-}
-
-async fn put_page(storage: &Storage, page: &TestPage) -> anyhow::Result<()> {
-    storage
-        .blobs
-        .write(&page.env.page_blob(), Bytes::from(page.gz.clone()), None)
-        .await?;
-    Ok(())
-}
-
-async fn world() -> anyhow::Result<(LocalWorld, Storage)> {
-    let world = LocalWorld::start(WorldOptions::default()).await?;
-    let storage = support::storage(&world);
-    storage.ensure_created().await?;
-    Ok((world, storage))
-}
-
-fn landed(world: &LocalWorld, pages: &[&TestPage]) -> HashMap<String, usize> {
-    let counts = world.landed_counts();
-    pages
-        .iter()
-        .flat_map(|p| p.uuids.iter())
-        .map(|u| (u.clone(), counts.get(u).copied().unwrap_or(0)))
-        .collect()
-}
-
-async fn wait_landed(
-    world: &LocalWorld,
-    pages: &[&TestPage],
-    timeout: Duration,
-) -> anyhow::Result<()> {
-    eventually(timeout, "every event of the pages to land", || async {
-        landed(world, pages).values().all(|n| *n >= 1).then_some(())
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}; logs in {}", world.log_dir.display()))
-}
-
-/// Every event of `pages` landed exactly once, and the sink saw no duplicate at all.
-fn assert_once(world: &LocalWorld, pages: &[&TestPage]) {
-    let counts = landed(world, pages);
-    assert_eq!(
-        counts.values().filter(|n| **n == 0).count(),
-        0,
-        "events missing"
-    );
-    let twice = counts.values().filter(|n| **n > 1).count();
-    assert_eq!(twice, 0, "{twice} events landed more than once");
-    assert_eq!(world.la.stats().duplicate_rows, 0, "{:?}", world.la.stats());
-}
-
-/// Reads a poison record (or any JSON blob).
-async fn json_blob(storage: &Storage, name: &str) -> anyhow::Result<Option<serde_json::Value>> {
-    match storage.blobs.read(name).await? {
-        Some(c) => Ok(Some(serde_json::from_slice(&c.bytes)?)),
-        None => Ok(None),
-    }
-}
 
 /// Waits for the poison record `name` and returns it.
 async fn wait_record(
@@ -149,7 +41,7 @@ async fn wait_record(
     name: &str,
 ) -> anyhow::Result<serde_json::Value> {
     eventually(WAIT, &format!("poison record {name}"), || async {
-        json_blob(storage, name).await.ok().flatten()
+        read_json(storage, name).await.ok().flatten()
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}\n--- {} ---\n{}", svc.name, svc.log_text()))
@@ -163,14 +55,9 @@ fn page_id(env: &Envelope) -> String {
     format!("{}/{}/{}", env.org, env.epoch, env.seq)
 }
 
+/// The page's state blob, `None` when there is none.
 async fn page_state(storage: &Storage, env: &Envelope) -> anyhow::Result<Option<PageState>> {
-    let name = names::state(&env.org, env.epoch, env.seq);
-    match storage.blobs.read(&name).await? {
-        Some(c) => Ok(Some(
-            PageState::from_bytes(&c.bytes).map_err(anyhow::Error::msg)?,
-        )),
-        None => Ok(None),
-    }
+    read_page_state(storage, &names::state(&env.org, env.epoch, env.seq)).await
 }
 
 /// Runs `shipper poison …` with the shipper's environment; (success, stdout, stderr).
@@ -181,26 +68,9 @@ fn poison_cmd(world: &LocalWorld, args: &[&str]) -> anyhow::Result<(bool, String
     Ok((st.success(), out, err))
 }
 
-/// Every blob's bytes, by name.
-async fn snapshot(storage: &Storage) -> anyhow::Result<BTreeMap<String, Bytes>> {
-    let mut out = BTreeMap::new();
-    for item in storage.blobs.list("").await? {
-        let bytes = storage
-            .blobs
-            .read(&item.name)
-            .await?
-            .map(|c| c.bytes)
-            .unwrap_or_default();
-        out.insert(item.name, bytes);
-    }
-    Ok(out)
-}
-
-async fn queue_empty(storage: &Storage) -> anyhow::Result<()> {
-    eventually(Duration::from_secs(60), "the queue to drain", || async {
-        matches!(storage.queue.approximate_count().await, Ok(0)).then_some(())
-    })
-    .await
+/// A world with its container created, and a storage client on it.
+async fn world() -> anyhow::Result<(LocalWorld, Storage)> {
+    start_with_storage(WorldOptions::default()).await
 }
 
 fn reason(rec: &serde_json::Value) -> String {
@@ -256,7 +126,7 @@ async fn undecodable_messages_are_parked_in_their_prefix_and_nothing_else_is_tou
         ("seq", with(&|v| v["seq"] = "1/../../checkpoints/x".into())),
         ("no version", with(&|v| v["v"] = serde_json::Value::Null)),
     ];
-    let before = snapshot(&storage).await?;
+    let before = blob_hashes(&storage).await?;
     let mut sent = Vec::new();
     for (what, text) in &texts {
         let m = storage.queue.send(text, None).await?;
@@ -279,15 +149,15 @@ async fn undecodable_messages_are_parked_in_their_prefix_and_nothing_else_is_tou
             "{what}: {rec}"
         );
     }
-    let org_rec = json_blob(&storage, &names::undecodable(&sent[1].2))
+    let org_rec = read_json(&storage, &names::undecodable(&sent[1].2))
         .await?
         .unwrap_or_default();
     assert!(reason(&org_rec).contains("org key"), "{}", reason(&org_rec));
-    queue_empty(&storage).await?;
+    wait_queue_empty(&storage, Duration::from_secs(60)).await?;
 
     // Nothing outside poison/_undecodable/ changed, and nothing was posted.
-    let after = snapshot(&storage).await?;
-    let outside = |m: &BTreeMap<String, Bytes>| -> BTreeMap<String, Bytes> {
+    let after = blob_hashes(&storage).await?;
+    let outside = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
         m.iter()
             .filter(|(k, _)| !k.starts_with(names::UNDECODABLE_PREFIX))
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -329,7 +199,7 @@ async fn undecodable_messages_are_parked_in_their_prefix_and_nothing_else_is_tou
     let (ok, _, err) = poison_cmd(&world, &["purge", "--yes"])?;
     assert!(ok, "purge --yes failed: {err}");
     assert!(support::blob_names(&storage, "poison/").await.is_empty());
-    assert_eq!(snapshot(&storage).await?, outside(&before));
+    assert_eq!(blob_hashes(&storage).await?, outside(&before));
     let (ok, out, _) = poison_cmd(&world, &["list"])?;
     assert!(ok && out.contains("no poison records"), "{out}");
     Ok(())
@@ -367,7 +237,7 @@ async fn missing_page_and_sha_mismatch_are_parked_then_requeued_after_the_fix() 
         let st = page_state(&storage, &page.env).await?.expect("state kept");
         assert_eq!(st.failures, 2);
     }
-    queue_empty(&storage).await?;
+    wait_queue_empty(&storage, Duration::from_secs(60)).await?;
     assert!(
         world.la.stats().requests_by_status.is_empty(),
         "a broken page was posted"
@@ -395,18 +265,10 @@ async fn missing_page_and_sha_mismatch_are_parked_then_requeued_after_the_fix() 
     let (ok, _, err) = poison_cmd(&world, &["requeue", "--all"])?;
     assert!(ok, "requeue --all: {err}");
     wait_landed(&world, &[&missing, &tampered], WAIT).await?;
-    queue_empty(&storage).await?;
-    assert_once(&world, &[&missing, &tampered]);
+    wait_queue_empty(&storage, Duration::from_secs(60)).await?;
+    assert_landed_once(&world, &[&missing, &tampered]);
     assert!(support::blob_names(&storage, "poison/").await.is_empty());
-    for p in [&missing, &tampered] {
-        let e = &p.env;
-        assert!(
-            storage
-                .blobs
-                .exists(&names::done(&e.org, e.epoch, e.seq))
-                .await?
-        );
-    }
+    assert_done(&storage, &[&missing, &tampered]).await?;
     Ok(())
 }
 
@@ -461,14 +323,14 @@ async fn a_400_after_progress_is_parked_and_requeue_resumes_without_reposting() 
         Some(2),
         "a 400 was retried in place"
     );
-    queue_empty(&storage).await?;
+    wait_queue_empty(&storage, Duration::from_secs(60)).await?;
 
     // The cause is gone (the fault ran out): requeue resumes after the first chunk.
     let (ok, out, err) = poison_cmd(&world, &["requeue", "--all"])?;
     assert!(ok, "requeue: {out}{err}");
     wait_landed(&world, &[&page], WAIT).await?;
-    queue_empty(&storage).await?;
-    assert_once(&world, &[&page]);
+    wait_queue_empty(&storage, Duration::from_secs(60)).await?;
+    assert_landed_once(&world, &[&page]);
     assert_eq!(
         world.la.stats().accepted_rows,
         900,
@@ -557,7 +419,7 @@ async fn hostile_pages_get_clear_reasons_and_the_shipper_survives() -> anyhow::R
     put_page(&storage, &good).await?;
     storage.queue.send(&good.env.encode(), None).await?;
     wait_landed(&world, &[&good], WAIT).await?;
-    assert_once(&world, &[&good]);
+    assert_landed_once(&world, &[&good]);
     // Memory stays bounded by the inflate limit (256 MiB), not by the bomb's 1 GiB.
     assert!(peak < 512 << 20, "peak RSS {} MiB", peak >> 20);
 

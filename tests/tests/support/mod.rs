@@ -10,6 +10,7 @@
 //! - [`blobs`]: listing, reading and snapshotting storage;
 //! - [`pages`]: pages and envelopes a test writes itself, and checking they landed;
 //! - [`worlds`]: starting a world, the fake org's configuration and checkpoint;
+//! - [`procs`]: stopping a service cleanly, or at a failpoint;
 //! - [`trap`]: a listener standing in for a foreign origin.
 #![allow(dead_code, unused_imports)]
 
@@ -18,6 +19,7 @@ pub mod health;
 pub mod logs;
 pub mod metrics;
 pub mod pages;
+pub mod procs;
 pub mod trap;
 pub mod worlds;
 

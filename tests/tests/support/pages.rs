@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::Utc;
 use common::envelope::Envelope;
-use common::org::OrgKey;
+use common::org::{names, OrgKey};
 use common::storage::Storage;
 use world::local::LocalWorld;
 use world::procs::eventually;
@@ -33,14 +33,14 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 }
 
 /// A version-1 envelope of page `seq` (epoch 1) of `org`, whose blob holds `stored`.
-pub fn envelope(org: &str, seq: u64, stored: &[u8], events: u64) -> Envelope {
+pub fn envelope(org: &str, seq: u64, stored: &[u8], events: usize) -> Envelope {
     Envelope {
         v: 1,
         org: OrgKey::parse(org).expect("org"),
         epoch: 1,
         seq,
         sha256: sha256_hex(stored),
-        events,
+        events: events as u64,
         bytes: stored.len() as u64,
         newest_published: None,
         created: Utc::now(),
@@ -60,7 +60,7 @@ pub fn make_page(seq: u64, seed: u64, n: usize) -> TestPage {
     let uuids = events.iter().map(uuid_of).collect();
     let gz = gzip(&serde_json::to_vec(&events).expect("json"));
     TestPage {
-        env: envelope(ORG, seq, &gz, n as u64),
+        env: envelope(ORG, seq, &gz, n),
         gz,
         uuids,
     }
@@ -91,6 +91,17 @@ pub async fn create_page(storage: &Storage, page: &TestPage) -> anyhow::Result<(
         .blobs
         .create_only(&page.env.page_blob(), Bytes::from(page.gz.clone()))
         .await?;
+    Ok(())
+}
+
+/// Every one of `pages` has its done marker: the shipper finished it and would absorb a late
+/// twin envelope.
+pub async fn assert_done(storage: &Storage, pages: &[&TestPage]) -> anyhow::Result<()> {
+    for p in pages {
+        let e = &p.env;
+        let done = names::done(&e.org, e.epoch, e.seq);
+        assert!(storage.blobs.exists(&done).await?, "no done marker {done}");
+    }
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! Starting a world, the fake Okta org's configuration, and what the collector records of it.
 
 use common::storage::Storage;
+use world::fakes::log_analytics::LogAnalyticsFakeConfig;
 use world::fakes::okta::OktaFakeConfig;
 use world::local::{LocalWorld, WorldOptions};
 
@@ -12,6 +13,16 @@ pub fn okta(seed: u64, initial: usize) -> OktaFakeConfig {
         seed,
         initial_events: initial,
         ..OktaFakeConfig::default()
+    }
+}
+
+/// A fake Log Analytics as strict as the real Logs Ingestion API: it refuses columns the
+/// shipper's DCR manifest does not declare, and bodies over the decompressed size limit.
+pub fn strict_la() -> LogAnalyticsFakeConfig {
+    LogAnalyticsFakeConfig {
+        declared_columns: Some(super::manifest_columns()),
+        strict_decompressed_limit: true,
+        ..LogAnalyticsFakeConfig::default()
     }
 }
 
