@@ -16,9 +16,8 @@
 //! accepted; a duplicate accepted outside every such window is a pipeline bug and fails the
 //! test. Per-kill repost volume is also bounded (≤ one chunk per page in flight).
 //!
-//! Page states of *finished* pages (done marker present) that nobody deleted are printed, not
-//! asserted: a kill between the done marker and the state delete leaves one behind for good
-//! (reported as a shipper bug; turn the print into an assertion once it is fixed).
+//! Nothing of a finished page may be left behind: a kill between the done marker and the
+//! clean-up is finished by the message's redelivery, so at the end `state/` must be empty.
 //!
 //! The seed is printed; set `CHAOS_SEED` to replay a schedule (timing still varies). Logs are
 //! kept in `$TMPDIR/okta-sentinel-chaos-{seed}/` when the test fails.
