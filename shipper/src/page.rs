@@ -350,6 +350,10 @@ async fn ship_leased(
                 backoff.reset();
                 ctx.metrics.rows.inc_by(c.len() as u64);
                 ctx.metrics.bytes_uncompressed.inc_by(c.body.len() as u64);
+                if ctx.data_collector {
+                    // The legacy API takes the body as it is.
+                    ctx.metrics.bytes_on_wire.inc_by(c.body.len() as u64);
+                }
                 failpoint::hit("shipper.after_chunk_accepted");
                 state.posted_upto = c.end_event as u64;
                 state.updated = Utc::now();

@@ -28,7 +28,8 @@ const READY_STORAGE: &str = "storage";
 
 pub async fn run(cfg: ShipperConfig) -> anyhow::Result<()> {
     let cancel = common::shutdown::install();
-    let w = Wiring::new(&cfg, true).await?;
+    let metrics = ShipperMetrics::new();
+    let w = Wiring::new(&cfg, true, Some(metrics.bytes_on_wire.clone())).await?;
     let storage = Storage::connect(&cfg.storage, w.azure_http.clone(), w.credential.clone())
         .context("connecting to Azure Storage")?;
     if matches!(cfg.storage.auth, StorageAuth::AccountKey { .. }) {
@@ -38,7 +39,6 @@ pub async fn run(cfg: ShipperConfig) -> anyhow::Result<()> {
             .context("creating the queue and container (local storage)")?;
     }
     let sink = w.sink.clone().context("no sink configured")?;
-    let metrics = ShipperMetrics::new();
     let health = Health::new();
     let (listener, addr) = common::health::bind(cfg.http_addr)
         .await

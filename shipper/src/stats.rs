@@ -12,6 +12,8 @@ pub struct ShipperMetrics {
     pub requests: CounterVec,
     pub rows: Counter,
     pub bytes_uncompressed: Counter,
+    /// Bytes of accepted requests as sent (gzip for the Logs Ingestion API).
+    pub bytes_on_wire: Counter,
     pub retries: Counter,
     pub poisoned: Counter,
     pub truncations: Counter,
@@ -38,6 +40,10 @@ impl ShipperMetrics {
             bytes_uncompressed: m.counter(
                 "bytes_shipped",
                 "Uncompressed bytes of accepted request bodies",
+            ),
+            bytes_on_wire: m.counter(
+                "bytes_on_wire",
+                "Bytes of accepted request bodies as sent (after gzip)",
             ),
             retries: m.counter("retries", "Requests retried after a transient failure"),
             poisoned: m.counter("poison_records", "Poison records written"),

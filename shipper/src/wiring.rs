@@ -21,7 +21,11 @@ pub struct Wiring {
 
 impl Wiring {
     /// `with_sink = false` for the poison commands, which never post.
-    pub async fn new(cfg: &ShipperConfig, with_sink: bool) -> anyhow::Result<Wiring> {
+    pub async fn new(
+        cfg: &ShipperConfig,
+        with_sink: bool,
+        wire_bytes: Option<common::metrics::Counter>,
+    ) -> anyhow::Result<Wiring> {
         let azure = AzureClients::build(
             matches!(cfg.storage.auth, StorageAuth::ManagedIdentity)
                 || (with_sink && matches!(cfg.sink, SinkSettings::LogsIngestion { .. })),
@@ -46,16 +50,19 @@ impl Wiring {
                 dcr_immutable_id,
                 stream,
                 audience,
-            } => Arc::new(LogsIngestionSink::try_new(
-                azure_http.clone(),
-                endpoint.clone(),
-                dcr_immutable_id.clone(),
-                stream.clone(),
-                credential
-                    .clone()
-                    .context("the Logs Ingestion sink needs a managed identity")?,
-                audience.clone(),
-            )?),
+            } => Arc::new(
+                LogsIngestionSink::try_new(
+                    azure_http.clone(),
+                    endpoint.clone(),
+                    dcr_immutable_id.clone(),
+                    stream.clone(),
+                    credential
+                        .clone()
+                        .context("the Logs Ingestion sink needs a managed identity")?,
+                    audience.clone(),
+                )?
+                .with_wire_bytes_counter(wire_bytes.unwrap_or_default()),
+            ),
             SinkSettings::DataCollector {
                 workspace_id,
                 key,

@@ -43,6 +43,27 @@ async fn logs_ingestion_every_event_lands_once_with_the_legacy_columns() -> anyh
     assert_eq!(d.duplicates, 0, "{d:?}");
     assert_eq!(world.la.stats().duplicate_rows, 0);
 
+    // The shipper's metrics agree with what the sink saw: rows, and bytes before/after gzip.
+    let addr = support::health_addr(&shipper).await;
+    // (The sink stores rows a moment before the shipper counts the accepted answer.)
+    world::procs::eventually(
+        Duration::from_secs(30),
+        "the shipper to count every row",
+        || async {
+            let rows = support::metric(&addr, "okta_sentinel_rows_shipped_total").await;
+            (rows == Some(3_200.0)).then_some(())
+        },
+    )
+    .await?;
+    let raw = support::metric(&addr, "okta_sentinel_bytes_shipped_total")
+        .await
+        .unwrap_or(0.0);
+    let wire = support::metric(&addr, "okta_sentinel_bytes_on_wire_total")
+        .await
+        .unwrap_or(0.0);
+    assert_eq!(wire as u64, world.la.stats().bytes_on_wire);
+    assert!(wire > 0.0 && wire < raw / 2.0, "gzip: {wire} of {raw}");
+
     // The rows carry what Sentinel's content reads.
     let rows = world.landed_rows();
     for row in rows.iter().take(50) {

@@ -30,6 +30,8 @@ pub struct LogsIngestionSink {
     audience: String,
     upload_url: Url,
     gzip_level: u32,
+    /// Counts the gzip bytes of accepted requests (the `bytes_on_wire` metric), when set.
+    wire_bytes: Option<common::metrics::Counter>,
 }
 
 impl std::fmt::Debug for LogsIngestionSink {
@@ -122,7 +124,14 @@ impl LogsIngestionSink {
             audience,
             upload_url,
             gzip_level: DEFAULT_GZIP_LEVEL,
+            wire_bytes: None,
         }
+    }
+
+    /// Counts the compressed bytes of every accepted request in `counter`.
+    pub fn with_wire_bytes_counter(mut self, counter: common::metrics::Counter) -> Self {
+        self.wire_bytes = Some(counter);
+        self
     }
 
     /// gzip level of request bodies (default [`DEFAULT_GZIP_LEVEL`]).
@@ -188,6 +197,7 @@ impl Sink for LogsIngestionSink {
             }
         };
         let body = gzip(&chunk.body, self.gzip_level);
+        let wire_len = body.len() as u64;
         let sent = self
             .http
             .post(self.upload_url.clone())
@@ -205,7 +215,11 @@ impl Sink for LogsIngestionSink {
         let headers = resp.headers().clone();
         // The status is known; a body lost afterwards only loses the message.
         let body = resp.bytes().await.unwrap_or_default();
-        self.classify(status, &headers, &body)
+        let outcome = self.classify(status, &headers, &body);
+        if let (Outcome::Accepted, Some(c)) = (&outcome, &self.wire_bytes) {
+            c.inc_by(wire_len);
+        }
+        outcome
     }
 
     fn name(&self) -> &'static str {
