@@ -166,7 +166,8 @@ pub struct Knobs {
 #[derive(Debug, Clone)]
 pub struct ShipperConfig {
     pub storage: StorageSettings,
-    pub sink: SinkSettings,
+    /// `None` for the poison commands, which never post.
+    pub sink: Option<SinkSettings>,
     pub concurrency: usize,
     pub max_dequeue: u32,
     pub key_vault_url: Option<Url>,
@@ -185,16 +186,9 @@ impl ShipperArgs {
         let service = self.service.validate("127.0.0.1:9465")?;
         let key_vault_url = service.key_vault_url.clone();
         let sink = if with_sink {
-            self.sink_settings(key_vault_url.is_some())?
+            Some(self.sink_settings(key_vault_url.is_some())?)
         } else {
-            // Poison commands never post; a placeholder keeps one config type.
-            SinkSettings::LogsIngestion {
-                endpoint: Url::parse("https://unused.invalid")
-                    .map_err(|e| ConfigError::new("LOGS_INGESTION_ENDPOINT", e.to_string()))?,
-                dcr_immutable_id: String::new(),
-                stream: self.dcr_stream.clone(),
-                audience: self.azure_monitor_audience.clone(),
-            }
+            None
         };
         if !(1..=64).contains(&self.concurrency) {
             return Err(ConfigError::new(

@@ -29,7 +29,7 @@ use crate::config::Knobs;
 use crate::keeper::Keeper;
 use crate::poison;
 use crate::rows::{self, RowLimits};
-use crate::sinks::{Outcome, Sink};
+use crate::sinks::{Outcome, Payload, Sink};
 use crate::stats::ShipperMetrics;
 
 /// Largest stored page we read (a page of 1,000 events is a few hundred KB gzipped).
@@ -77,7 +77,6 @@ pub struct Ctx {
     pub blobs: Blobs,
     pub queue: Queue,
     pub sink: Arc<dyn Sink>,
-    pub data_collector: bool,
     pub breaker: Breaker,
     pub health: Health,
     pub metrics: ShipperMetrics,
@@ -178,13 +177,9 @@ async fn claim_and_ship(
     keeper: &Keeper,
 ) -> Result<Disposition, Stop> {
     let blobs = &ctx.blobs;
-    let done = names::done(&env.org, env.epoch, env.seq);
+    // The done marker is checked once, under the state lease (`ship_leased`): checking it
+    // here as well would cost a request for every page to save a little work on rare twins.
     let state_name = names::state(&env.org, env.epoch, env.seq);
-    if blobs.exists(&done).await? {
-        clean_up_shipped(blobs, env, &state_name).await?;
-        delete_message(ctx, &msg.id, &keeper.pop_receipt()).await;
-        return Ok(Disposition::Twin);
-    }
     ensure_state(blobs, &state_name).await?;
     let lease_id = match blobs
         .acquire_lease(&state_name, ctx.knobs.state_lease, None)
@@ -277,8 +272,10 @@ async fn ship_leased(
         .exists(&names::done(&env.org, env.epoch, env.seq))
         .await?
     {
-        // Shipped by another replica meanwhile; a state recreated by a late twin goes too.
-        let _ = blobs.delete(state_name, Some(lease_id)).await;
+        // A twin of a shipped page (or a shipper died before its clean-up): remove what is
+        // left — the state this twin recreated, a page blob — then the message.
+        keeper.stop();
+        clean_up_shipped(blobs, env, state_name).await?;
         delete_message(ctx, &msg.id, &keeper.pop_receipt()).await;
         return Ok(Disposition::Twin);
     }
@@ -308,12 +305,7 @@ async fn ship_leased(
         }
     };
     ctx.metrics.truncations.inc_by(rows.truncations);
-    let max = if ctx.data_collector {
-        chunk::DATA_COLLECTOR_MAX
-    } else {
-        chunk::MAX_UNCOMPRESSED
-    };
-    let mut work: VecDeque<Chunk> = chunk::chunks(&rows.rows, max).into();
+    let mut work: VecDeque<Chunk> = chunk::chunks(&rows.rows, ctx.sink.max_body_bytes()).into();
     let newest = rows.rows.iter().filter_map(|r| r.published).max();
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
     while let Some(c) = work.pop_front() {
@@ -350,8 +342,8 @@ async fn ship_leased(
                 backoff.reset();
                 ctx.metrics.rows.inc_by(c.len() as u64);
                 ctx.metrics.bytes_uncompressed.inc_by(c.body.len() as u64);
-                if ctx.data_collector {
-                    // The legacy API takes the body as it is.
+                if ctx.sink.payload() == Payload::OriginalEvents {
+                    // The legacy API takes the body as it is (the gzip sink counts its own).
                     ctx.metrics.bytes_on_wire.inc_by(c.body.len() as u64);
                 }
                 failpoint::hit("shipper.after_chunk_accepted");
@@ -424,7 +416,7 @@ async fn ship_leased(
     finish(ctx, msg, env, keeper, state_name, lease_id).await
 }
 
-/// All rows posted: done marker, then delete the message, the page and the state.
+/// All rows posted: done marker, then delete the page and the state, then the message.
 async fn finish(
     ctx: &Ctx,
     msg: &ReceivedMessage,
@@ -550,7 +542,7 @@ async fn load_rows(ctx: &Ctx, env: &Envelope, from: usize) -> Result<rows::RowBa
         }
         Err(e) => return Err(LoadError::Storage(e)),
     };
-    let data_collector = ctx.data_collector;
+    let payload = ctx.sink.payload();
     let sha = env.sha256.clone();
     // Hashing, inflating and row building are CPU work: keep them off the async workers.
     let built = tokio::task::spawn_blocking(move || -> Result<rows::RowBatch, String> {
@@ -561,7 +553,7 @@ async fn load_rows(ctx: &Ctx, env: &Envelope, from: usize) -> Result<rows::RowBa
             ));
         }
         let json = gunzip_bounded(&content.bytes, MAX_PAGE_JSON)?;
-        if data_collector {
+        if payload == Payload::OriginalEvents {
             rows::build_dc_events(&json, from)
                 .map(|rows| rows::RowBatch {
                     rows,

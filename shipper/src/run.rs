@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::breaker::Breaker;
-use crate::config::{ShipperConfig, SinkSettings};
+use crate::config::ShipperConfig;
 use crate::page::{self, Ctx};
 use crate::stats::ShipperMetrics;
 use crate::wiring::Wiring;
@@ -29,7 +29,7 @@ const READY_STORAGE: &str = "storage";
 pub async fn run(cfg: ShipperConfig) -> anyhow::Result<()> {
     let cancel = common::shutdown::install();
     let metrics = ShipperMetrics::new();
-    let w = Wiring::new(&cfg, true, Some(metrics.bytes_on_wire.clone())).await?;
+    let w = Wiring::new(&cfg, Some(metrics.bytes_on_wire.clone())).await?;
     let storage = Storage::connect(&cfg.storage, w.azure_http.clone(), w.credential.clone())
         .context("connecting to Azure Storage")?;
     if matches!(cfg.storage.auth, StorageAuth::AccountKey { .. }) {
@@ -59,7 +59,6 @@ pub async fn run(cfg: ShipperConfig) -> anyhow::Result<()> {
         blobs: storage.blobs.clone(),
         queue: storage.queue.clone(),
         sink,
-        data_collector: matches!(cfg.sink, SinkSettings::DataCollector { .. }),
         breaker: Breaker::new(cfg.knobs.breaker_open),
         health,
         metrics,

@@ -20,15 +20,14 @@ pub struct Wiring {
 }
 
 impl Wiring {
-    /// `with_sink = false` for the poison commands, which never post.
+    /// Builds the sink when the configuration has one (not for the poison commands).
     pub async fn new(
         cfg: &ShipperConfig,
-        with_sink: bool,
         wire_bytes: Option<common::metrics::Counter>,
     ) -> anyhow::Result<Wiring> {
         let azure = AzureClients::build(
             matches!(cfg.storage.auth, StorageAuth::ManagedIdentity)
-                || (with_sink && matches!(cfg.sink, SinkSettings::LogsIngestion { .. })),
+                || matches!(cfg.sink, Some(SinkSettings::LogsIngestion { .. })),
             cfg.azure_client_id.as_deref(),
             cfg.key_vault_url.as_ref(),
         )?;
@@ -37,14 +36,14 @@ impl Wiring {
             credential,
             vault,
         } = azure;
-        if !with_sink {
+        let Some(settings) = &cfg.sink else {
             return Ok(Wiring {
                 azure_http,
                 credential,
                 sink: None,
             });
-        }
-        let sink: Arc<dyn Sink> = match &cfg.sink {
+        };
+        let sink: Arc<dyn Sink> = match settings {
             SinkSettings::LogsIngestion {
                 endpoint,
                 dcr_immutable_id,
