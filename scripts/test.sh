@@ -13,5 +13,7 @@ if [ ! -x tests/azurite/node_modules/.bin/azurite ]; then
 fi
 
 # The suites drive the real binaries: build them once, then run every test against them.
+# One-shot build: incremental caches would only take disk (CI's free disk is small).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo build --workspace --bins --locked
 cargo test --workspace --locked -- "$@"
