@@ -12,6 +12,12 @@ if [ ! -x tests/azurite/node_modules/.bin/azurite ]; then
   (cd tests/azurite && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+# The debug build and the test binaries take about 2 GiB; say so up front when the disk is short.
+avail_kib=$(df -Pk . | awk 'NR==2 {print $4}')
+if [ "${avail_kib:-0}" -lt $((3 * 1024 * 1024)) ]; then
+  echo "warning: only $((avail_kib / 1024)) MiB free here; the build and tests need about 2 GiB" >&2
+fi
+
 # The suites drive the real binaries: build them once, then run every test against them.
 # One-shot build: incremental caches would only take disk (CI's free disk is small).
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
