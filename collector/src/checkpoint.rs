@@ -125,6 +125,34 @@ pub async fn read(blobs: &Blobs, org: &OrgKey) -> Result<Option<Versioned>, Chec
     }
 }
 
+/// Replaces an unreadable checkpoint (an operator's `collector reset`): the ETag of the blob as it
+/// was read, so a concurrent change is refused rather than overwritten.
+pub async fn replace_unreadable(
+    blobs: &Blobs,
+    org: &OrgKey,
+    cp: Checkpoint,
+) -> Result<Versioned, CheckpointError> {
+    let name = names::checkpoint(org);
+    let Some(content) = blobs.read_limited(&name, 1024 * 1024).await? else {
+        return create(blobs, cp).await;
+    };
+    if Checkpoint::from_bytes(&name, &content.bytes, org).is_ok() {
+        // It became readable meanwhile (another writer): let the caller start over.
+        return Err(CheckpointError::LostRace);
+    }
+    match blobs
+        .write_if_match(&name, cp.to_bytes(), &content.etag, None)
+        .await
+    {
+        Ok(etag) => Ok(Versioned {
+            checkpoint: cp,
+            etag,
+        }),
+        Err(e) if e.is_condition_not_met() => Err(CheckpointError::LostRace),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Creates the first checkpoint of an org; fails with `LostRace` if one appeared meanwhile.
 pub async fn create(blobs: &Blobs, cp: Checkpoint) -> Result<Versioned, CheckpointError> {
     let name = names::checkpoint(&cp.org);

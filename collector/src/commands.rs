@@ -12,21 +12,34 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::config::{validate_start, CollectorConfig};
 use crate::leader;
 
-/// Returns the first of `pages/{org}/` and `state/{org}/` that holds any blob.
+/// Where an org's pipeline leaves traces: pages and page states while work is in flight, done
+/// markers (kept for weeks) and poison records after it. A missing checkpoint next to any of them
+/// means the checkpoint was lost, and reusing an epoch would let the shipper take new pages for
+/// twins of shipped ones.
+fn trace_prefixes(org: &OrgKey) -> [String; 4] {
+    [
+        names::pages_prefix(org),
+        names::state_prefix(org),
+        names::done_prefix(org),
+        names::poison_prefix(org),
+    ]
+}
+
+/// Returns the first prefix of [`trace_prefixes`] that holds any blob.
 pub async fn org_has_data(blobs: &Blobs, org: &OrgKey) -> Result<Option<String>, StorageError> {
-    for prefix in [names::pages_prefix(org), names::state_prefix(org)] {
-        if !blobs.list(&prefix).await?.is_empty() {
+    for prefix in trace_prefixes(org) {
+        if blobs.any_under(&prefix).await? {
             return Ok(Some(prefix));
         }
     }
     Ok(None)
 }
 
-/// Highest epoch found in the org's page and state names (so a reset after a lost
-/// checkpoint never reuses an epoch).
+/// Highest epoch named by any of the org's traces (so a reset after a lost checkpoint never
+/// reuses an epoch). Lists every trace: only needed when the checkpoint is missing or unreadable.
 async fn highest_epoch(blobs: &Blobs, org: &OrgKey) -> Result<u64, StorageError> {
     let mut max = 0;
-    for prefix in [names::pages_prefix(org), names::state_prefix(org)] {
+    for prefix in trace_prefixes(org) {
         for item in blobs.list(&prefix).await? {
             let rest = item.name.strip_prefix(&prefix).unwrap_or_default();
             if let Some(epoch) = rest
@@ -133,13 +146,23 @@ pub async fn reset(
         _ => bail!("give exactly one of --start and --next-url"),
     };
     let blobs = &storage.blobs;
-    let current = checkpoint::read(blobs, &cfg.org).await?;
-    let epoch = current
-        .as_ref()
-        .map(|c| c.checkpoint.epoch)
-        .unwrap_or(0)
-        .max(highest_epoch(blobs, &cfg.org).await?)
-        + 1;
+    let (current, unreadable) = match checkpoint::read(blobs, &cfg.org).await {
+        Ok(current) => (current, None),
+        Err(checkpoint::CheckpointError::Corrupt { name, reason }) => (None, Some((name, reason))),
+        Err(e) => return Err(e.into()),
+    };
+    // A readable checkpoint carries the highest epoch; without one, the org's traces tell.
+    let epoch = match &current {
+        Some(c) => c.checkpoint.epoch,
+        None => highest_epoch(blobs, &cfg.org).await?,
+    } + 1;
+    if let Some((name, reason)) = &unreadable {
+        println!(
+            "org {}: the checkpoint {name} is unreadable ({reason}); it will be replaced, and a page \
+             it recorded as pending is collected again from the new start.",
+            cfg.org
+        );
+    }
     println!(
         "org {}: collection will restart at\n  {url}\nunder epoch {epoch}.",
         cfg.org
@@ -160,7 +183,22 @@ pub async fn reset(
             cfg.org
         );
     };
+    let fresh = |epoch| Checkpoint {
+        v: checkpoint::CURRENT_VERSION,
+        org: cfg.org.clone(),
+        epoch,
+        seq: 0,
+        next_url: url.to_string(),
+        pending: None,
+        newest_published: None,
+        recent: None,
+        updated: Utc::now(),
+    };
     let result = async {
+        if unreadable.is_some() {
+            checkpoint::replace_unreadable(blobs, &cfg.org, fresh(epoch)).await?;
+            return anyhow::Ok(());
+        }
         let mut current = checkpoint::read(blobs, &cfg.org).await?;
         if let Some(v) = current.take() {
             // Never lose a recorded page: send its envelope before moving on.
@@ -174,21 +212,7 @@ pub async fn reset(
             next.updated = Utc::now();
             checkpoint::replace(blobs, &v, next).await?;
         } else {
-            checkpoint::create(
-                blobs,
-                Checkpoint {
-                    v: checkpoint::CURRENT_VERSION,
-                    org: cfg.org.clone(),
-                    epoch,
-                    seq: 0,
-                    next_url: url.to_string(),
-                    pending: None,
-                    newest_published: None,
-                    recent: None,
-                    updated: Utc::now(),
-                },
-            )
-            .await?;
+            checkpoint::create(blobs, fresh(epoch)).await?;
         }
         anyhow::Ok(())
     }

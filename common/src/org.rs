@@ -135,6 +135,14 @@ pub mod names {
     pub fn done(org: &OrgKey, epoch: u64, seq: u64) -> String {
         format!("done/{org}/{epoch}/{seq}")
     }
+    /// Prefix of every done marker of an org.
+    pub fn done_prefix(org: &OrgKey) -> String {
+        format!("done/{org}/")
+    }
+    /// Prefix of every poison record of an org's pages.
+    pub fn poison_prefix(org: &OrgKey) -> String {
+        format!("poison/{org}/")
+    }
     /// The poison record of a page.
     pub fn poison(org: &OrgKey, epoch: u64, seq: u64) -> String {
         format!("poison/{org}/{epoch}/{seq}.json")

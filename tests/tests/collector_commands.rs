@@ -1,7 +1,8 @@
 //! The collector's operator commands against a real run: `collector status` (text and
 //! JSON), `collector reset` (epoch bump, refused while a collector leads, refused without
-//! `--yes` when stdin is not a terminal, refused for a foreign `--next-url`), and the
-//! refusal to start when the checkpoint is lost next to existing pages (DESIGN.md §2, §3).
+//! `--yes` when stdin is not a terminal, refused for a foreign `--next-url`, replacing an
+//! unreadable checkpoint), and the refusal to start when the checkpoint is lost next to the
+//! org's pages, page states, done markers or poison records (DESIGN.md §2, §3).
 
 mod support;
 
@@ -207,5 +208,98 @@ async fn a_lost_checkpoint_next_to_pages_is_refused_until_reset() -> anyhow::Res
     })
     .await?;
     assert!(third.is_running());
+    Ok(())
+}
+
+/// After everything was shipped only `done/` markers are left. A checkpoint lost then must still
+/// be refused: starting over at epoch 1 would make the shipper take every new page for a twin of
+/// a shipped one (`done/{org}/1/{seq}` exists) and drop it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_checkpoint_after_everything_shipped_is_refused_and_reset_skips_used_epochs(
+) -> anyhow::Result<()> {
+    let (world, storage) = world_with(1_500, 104).await?;
+    let mut c = world.start_collector("collector-1", &[])?;
+    let _s = world.start_shipper("shipper", &[])?;
+    let first = world.wait_all_landed(WAIT).await?;
+    let org = org_key(&world);
+    eventually(WAIT, "only done markers left", || async {
+        let pages = support::blob_names(&storage, &format!("pages/{org}/")).await;
+        let states = support::blob_names(&storage, &format!("state/{org}/")).await;
+        let done = support::blob_names(&storage, &format!("done/{org}/1/")).await;
+        (pages.is_empty() && states.is_empty() && !done.is_empty()).then_some(())
+    })
+    .await?;
+    terminate_cleanly(&mut c, "the collector")?;
+    assert!(storage.blobs.delete(&checkpoint_name(&world), None).await?);
+
+    let mut again = world.start_collector("collector-2", &[])?;
+    let status = again.wait_exit(WAIT).await?;
+    let log = again.log_text();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("done/") && log.contains("collector reset"),
+        "{log}"
+    );
+    assert!(checkpoint(&world, &storage).await.is_none());
+
+    let (st, out, err) = collector(&world, &["reset", "--start", "2h", "--yes"])?;
+    assert!(st.success(), "{out}\n{err}");
+    let cp = checkpoint(&world, &storage).await.expect("cp");
+    assert_eq!(cp["epoch"], 2, "epoch 1 has done markers: {cp}");
+
+    // The re-collected pages are shipped, not dropped as twins of epoch 1's.
+    let _c3 = world.start_collector("collector-3", &[])?;
+    eventually(
+        Duration::from_secs(60),
+        "every event shipped again",
+        || async {
+            let counts = world.landed_counts();
+            (counts.len() >= first.released && counts.values().all(|n| *n >= 2)).then_some(())
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// An unreadable checkpoint stops the collector with advice to reset, and the reset replaces it
+/// (it used to fail on the same unreadable blob).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_replaces_an_unreadable_checkpoint() -> anyhow::Result<()> {
+    let (world, storage) = world_with(1_500, 105).await?;
+    let mut c = world.start_collector("collector-1", &[])?;
+    wait_pages(&world, &storage, 2).await;
+    terminate_cleanly(&mut c, "the collector")?;
+    storage
+        .blobs
+        .write(
+            &checkpoint_name(&world),
+            bytes::Bytes::from_static(b"{\"v\": 1, \"org"),
+            None,
+        )
+        .await?;
+
+    let mut again = world.start_collector("collector-2", &[])?;
+    let status = again.wait_exit(WAIT).await?;
+    let log = again.log_text();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("unreadable") && log.contains("collector reset"),
+        "{log}"
+    );
+
+    let (st, out, err) = collector(&world, &["reset", "--start", "1h", "--yes"])?;
+    assert!(st.success(), "{out}\n{err}");
+    assert!(out.contains("unreadable"), "{out}");
+    let cp = checkpoint(&world, &storage)
+        .await
+        .expect("a readable checkpoint");
+    assert_eq!(cp["epoch"], 2, "the pages of epoch 1 are still there: {cp}");
+
+    let _c3 = world.start_collector("collector-3", &[])?;
+    let prefix = format!("pages/{}/2/", org_key(&world));
+    eventually(WAIT, "pages of epoch 2", || async {
+        (!support::blob_names(&storage, &prefix).await.is_empty()).then_some(())
+    })
+    .await?;
     Ok(())
 }

@@ -257,6 +257,29 @@ impl Blobs {
         Ok(self.blob(name, false)?.exists().await?)
     }
 
+    /// Whether any blob's name starts with `prefix` (one request, however many there are).
+    pub async fn any_under(&self, prefix: &str) -> Result<bool, StorageError> {
+        let c = self.clients.get()?;
+        let options = BlobContainerClientListBlobsOptions {
+            prefix: (!prefix.is_empty()).then(|| prefix.to_owned()),
+            maxresults: Some(1),
+            ..Default::default()
+        };
+        let mut pages = c.retrying.list_blobs(Some(options))?.into_pages();
+        // A page may come back empty with a continuation marker: follow it.
+        while let Some(page) = pages.try_next().await? {
+            if page
+                .into_model()?
+                .blob_items
+                .iter()
+                .any(|i| i.name.is_some())
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Every blob whose name starts with `prefix`, all pages, in name order.
     pub async fn list(&self, prefix: &str) -> Result<Vec<BlobItem>, StorageError> {
         let c = self.clients.get()?;
