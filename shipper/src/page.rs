@@ -349,7 +349,15 @@ async fn ship_leased(
                 failpoint::hit("shipper.after_chunk_accepted");
                 state.posted_upto = c.end_event as u64;
                 state.updated = Utc::now();
-                write_state(blobs, state_name, &state, lease_id, &mut etag).await?;
+                write_state(
+                    blobs,
+                    state_name,
+                    &state,
+                    lease_id,
+                    &mut etag,
+                    ctx.knobs.state_lease * 2,
+                )
+                .await?;
                 failpoint::hit("shipper.after_progress");
             }
             Outcome::Transient {
@@ -466,7 +474,15 @@ async fn page_fault(
     state.failures += 1;
     state.last_error = Some(reason.chars().take(2000).collect());
     state.updated = Utc::now();
-    write_state(&ctx.blobs, state_name, &state, lease_id, etag).await?;
+    write_state(
+        &ctx.blobs,
+        state_name,
+        &state,
+        lease_id,
+        etag,
+        ctx.knobs.state_lease * 2,
+    )
+    .await?;
     tracing::warn!(page = %env.page_id(), failures = state.failures, max = ctx.max_dequeue, reason, "page failed");
     if state.failures >= ctx.max_dequeue {
         poison::park_page(&ctx.blobs, env, &state, reason, &msg.id).await?;
@@ -499,28 +515,69 @@ async fn sink_down(
 
 /// Records the state under the lease and If-Match on the ETag we last wrote: a state that
 /// another replica deleted (page shipped) or rewrote can never be recreated or overwritten by
-/// a replica that lost it. The write runs without SDK retries; an unknown outcome abandons the
-/// page (handed back, resumed from what is recorded), which is always safe.
+/// a replica that lost it.
+///
+/// The write runs without SDK retries; this loop decides, because giving up is not free: the
+/// progress after an accepted chunk that is never recorded makes the next holder post that
+/// chunk again. After an error whose outcome is unknown (a 5xx, a timeout, a broken
+/// connection) the state is read back: if it holds what we wrote, an earlier attempt landed and
+/// only its answer was lost; if it still has our last ETag, the write did not land and is tried
+/// again. Anything else, or a lease that is gone, means the page is no longer ours. While the
+/// lease is ours nobody else can write the state, so the loop only ends on success, on a lost
+/// lease (the keeper stops renewing when storage stays down), or after `patience`.
 async fn write_state(
     blobs: &Blobs,
     name: &str,
     state: &PageState,
     lease_id: &str,
     etag: &mut String,
+    patience: Duration,
 ) -> Result<(), Stop> {
-    match blobs
-        .write_if_match(name, Bytes::from(state.to_bytes()), etag, Some(lease_id))
-        .await
-    {
-        Ok(new) => {
-            *etag = new;
-            Ok(())
+    let give_up = tokio::time::Instant::now() + patience;
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    let mut uncertain = false;
+    loop {
+        let err = match blobs
+            .write_if_match(name, Bytes::from(state.to_bytes()), etag, Some(lease_id))
+            .await
+        {
+            Ok(new) => {
+                *etag = new;
+                return Ok(());
+            }
+            Err(e) if e.is_lease_lost() || e.is_not_found() => {
+                return Err(Stop::Abandon("page-state lease lost"))
+            }
+            // A 412 right away: someone else changed the state. After an unknown outcome it may
+            // be our own earlier attempt: the read-back below tells.
+            Err(e) if e.is_condition_not_met() && !uncertain => {
+                return Err(Stop::Abandon("page-state lease lost"))
+            }
+            Err(e) if e.is_transient() || e.is_condition_not_met() => e,
+            Err(e) => return Err(e.into()),
+        };
+        uncertain = true;
+        if tokio::time::Instant::now() >= give_up {
+            tracing::warn!(error = %err, state = name, "cannot record progress: giving the page back");
+            return Err(Stop::Abandon("cannot record progress"));
         }
-        Err(e) if e.is_lease_lost() || e.is_condition_not_met() || e.is_not_found() => {
-            Err(Stop::Abandon("page-state lease lost"))
+        tracing::debug!(error = %err, state = name, "recording progress failed; reading it back");
+        tokio::time::sleep(backoff.next_delay()).await;
+        match blobs.read_limited(name, 64 * 1024).await {
+            Ok(Some(found)) => {
+                if PageState::from_bytes(&found.bytes).is_ok_and(|s| s == *state) {
+                    *etag = found.etag;
+                    return Ok(());
+                }
+                if found.etag != *etag {
+                    return Err(Stop::Abandon("page-state lease lost"));
+                }
+            }
+            Ok(None) => return Err(Stop::Abandon("page state vanished")),
+            // Still down: the next write attempt waits and reads back again.
+            Err(e) if e.is_transient() => {}
+            Err(e) => return Err(e.into()),
         }
-        Err(e) if e.is_transient() => Err(Stop::Abandon("cannot record progress")),
-        Err(e) => Err(e.into()),
     }
 }
 

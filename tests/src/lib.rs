@@ -7,4 +7,5 @@ pub mod azurite;
 pub mod fakes;
 pub mod local;
 pub mod procs;
+pub mod storage_proxy;
 pub mod tls;

@@ -10,6 +10,7 @@
 //! | sink unreachable | breaker, no poison, resumes |
 //! | 413 | chunk split and shipped |
 //! | identity endpoint down at start-up | retried until it answers, then ships |
+//! | progress write lost (never arrived / answer lost) | read back and retried: nothing twice |
 //!
 //! Assertions are on counts and states, never on durations.
 
@@ -24,6 +25,7 @@ use support::{health_addr_within, metric, wait_not_ready, wait_ready};
 use world::fakes::log_analytics::LaFault;
 use world::local::{Delivery, LocalWorld, WorldOptions};
 use world::procs::eventually;
+use world::storage_proxy::{CountingProxy, FaultMode, FaultRule};
 
 const LANDING: Duration = Duration::from_secs(120);
 
@@ -247,5 +249,58 @@ async fn identity_endpoint_down_at_start_up_is_retried_then_ships() -> anyhow::R
     let d = world.wait_all_landed(LANDING).await?;
     assert_no_duplicates(&world, &d);
     assert!(poison_records(&support::storage(&world)).await.is_empty());
+    Ok(())
+}
+
+/// Recording `posted_upto` after an accepted chunk fails with an unknown outcome, once because
+/// the write never reached storage and once because its answer was lost after it landed. The
+/// shipper reads the state back and goes on; giving the page up instead would make the next
+/// holder post the accepted chunk again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_progress_write_with_an_unknown_outcome_posts_nothing_twice() -> anyhow::Result<()> {
+    let world = world(67, 3_000).await?;
+    let progress = |nth, mode| FaultRule::new("PUT", "/state/", Some("if-match"), nth, mode);
+    let blob: std::net::SocketAddr = ([127, 0, 0, 1], world.azurite.blob_port()).into();
+    let proxy = CountingProxy::with_faults(
+        blob,
+        "blob",
+        vec![
+            progress(2, FaultMode::DropRequest),
+            progress(5, FaultMode::LoseAnswer),
+        ],
+    )
+    .await?;
+    let conn = format!(
+        "DefaultEndpointsProtocol=http;AccountName={a};AccountKey={k};\
+         BlobEndpoint=http://{b}/{a};QueueEndpoint=http://127.0.0.1:{q}/{a};",
+        a = world::azurite::ACCOUNT,
+        k = world::azurite::ACCOUNT_KEY,
+        b = proxy.addr(),
+        q = world.azurite.queue_port(),
+    );
+    let _collector = world.start_collector("collector", &[])?;
+    let _shipper = world.start_shipper(
+        "shipper",
+        &[("AZURE_STORAGE_CONNECTION_STRING", conn.as_str())],
+    )?;
+    let d = world.wait_all_landed(LANDING).await?;
+    assert_eq!(
+        proxy.faults_fired(),
+        2,
+        "faults injected; {:?}",
+        proxy.counts()
+    );
+    assert_no_duplicates(&world, &d);
+    let storage = support::storage(&world);
+    support::blobs::wait_queue_empty(&storage, LANDING).await?;
+    eventually(LANDING, "no page state left", || async {
+        support::blob_names(&storage, "state/")
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await?;
+    assert_no_duplicates(&world, &world.delivery());
+    assert!(poison_records(&storage).await.is_empty());
     Ok(())
 }

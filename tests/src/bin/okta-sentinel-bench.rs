@@ -18,8 +18,6 @@
 
 #[path = "../bench/procstat.rs"]
 mod procstat;
-#[path = "../bench/proxy.rs"]
-mod proxy;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -36,7 +34,7 @@ use world::fakes::okta::OktaFakeConfig;
 use world::local::{LocalWorld, WorldOptions};
 
 use procstat::{ProcSample, RssSampler};
-use proxy::{CountingProxy, ProxyCounts};
+use world::storage_proxy::{CountingProxy, ProxyCounts};
 
 /// Okta's page size (`limit=1000`), which the collector always asks for.
 const PAGE_EVENTS: usize = 1000;

@@ -2,6 +2,11 @@
 //! Azurite and counts the requests it sees, by kind (`PUT blob`, `lease:renew`, `POST
 //! messages`, …), so the bench can report storage transactions per 1,000 events per process.
 //!
+//! It can also inject the two storage faults whose outcome a client cannot know
+//! ([`FaultRule`]): a request dropped before Azurite sees it, and a request Azurite carried out
+//! whose answer never arrives. Both look the same to the client (the connection breaks), which
+//! is exactly what a conditional write must survive.
+//!
 //! Why a proxy and not Azurite's debug log: the log mixes every client (the bench's own queue
 //! polling included) and its format is not a contract. Each measured process gets its own
 //! proxy pair (blob + queue), so attributing a request to a process is just "which port".
@@ -11,6 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,10 +39,80 @@ impl ProxyCounts {
     }
 }
 
+/// How an injected fault breaks a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultMode {
+    /// The connection breaks before any byte of the request reaches Azurite: it never happened.
+    DropRequest,
+    /// Azurite gets the whole request and carries it out; the connection breaks before the
+    /// answer reaches the client.
+    LoseAnswer,
+}
+
+/// Breaks the `nth` (1-based) request whose method is `method`, whose path contains
+/// `path_contains` and, when `header` is set, that carries that header (any value).
+#[derive(Debug)]
+pub struct FaultRule {
+    pub method: &'static str,
+    pub path_contains: String,
+    pub header: Option<&'static str>,
+    pub nth: u64,
+    pub mode: FaultMode,
+    seen: AtomicU64,
+    fired: AtomicBool,
+}
+
+impl FaultRule {
+    pub fn new(
+        method: &'static str,
+        path_contains: impl Into<String>,
+        header: Option<&'static str>,
+        nth: u64,
+        mode: FaultMode,
+    ) -> FaultRule {
+        FaultRule {
+            method,
+            path_contains: path_contains.into(),
+            header,
+            nth,
+            mode,
+            seen: AtomicU64::new(0),
+            fired: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the fault was injected.
+    pub fn fired(&self) -> bool {
+        self.fired.load(Ordering::SeqCst)
+    }
+
+    fn check(&self, head: &Head) -> Option<FaultMode> {
+        // Blob names may arrive percent-encoded (`state%2Forg%2F…`).
+        let path = head
+            .target
+            .split('?')
+            .next()
+            .unwrap_or("")
+            .replace("%2F", "/")
+            .replace("%2f", "/");
+        let matches = head.method == self.method
+            && path.contains(&self.path_contains)
+            && self
+                .header
+                .is_none_or(|h| head.headers.iter().any(|n| n == h));
+        if matches && self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.nth {
+            self.fired.store(true, Ordering::SeqCst);
+            return Some(self.mode);
+        }
+        None
+    }
+}
+
 /// A running proxy; stops accepting when dropped (open connections end with their peers).
 pub struct CountingProxy {
     addr: SocketAddr,
     counts: Arc<Mutex<ProxyCounts>>,
+    faults: Arc<Vec<FaultRule>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -44,23 +120,38 @@ impl CountingProxy {
     /// Listens on `127.0.0.1:0` and forwards every connection to `upstream`. `service`
     /// (`blob` or `queue`) prefixes the request kinds.
     pub async fn start(upstream: SocketAddr, service: &'static str) -> anyhow::Result<Self> {
+        Self::with_faults(upstream, service, Vec::new()).await
+    }
+
+    /// Like [`CountingProxy::start`], breaking the requests `faults` name.
+    pub async fn with_faults(
+        upstream: SocketAddr,
+        service: &'static str,
+        faults: Vec<FaultRule>,
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let counts = Arc::new(Mutex::new(ProxyCounts::default()));
-        let shared = counts.clone();
+        let faults = Arc::new(faults);
+        let (shared, rules) = (counts.clone(), faults.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let counts = shared.clone();
+                let (counts, rules) = (shared.clone(), rules.clone());
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(upstream).await {
                         let _ = client.set_nodelay(true);
                         let _ = server.set_nodelay(true);
-                        relay(client, server, service, counts).await;
+                        relay(client, server, service, counts, rules).await;
                     }
                 });
             }
         });
-        Ok(CountingProxy { addr, counts, task })
+        Ok(CountingProxy {
+            addr,
+            counts,
+            faults,
+            task,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -70,6 +161,11 @@ impl CountingProxy {
     /// A snapshot of the counters.
     pub fn counts(&self) -> ProxyCounts {
         lock(&self.counts).clone()
+    }
+
+    /// How many of the fault rules have fired.
+    pub fn faults_fired(&self) -> usize {
+        self.faults.iter().filter(|f| f.fired()).count()
     }
 }
 
@@ -89,10 +185,16 @@ async fn relay(
     server: TcpStream,
     service: &'static str,
     counts: Arc<Mutex<ProxyCounts>>,
+    faults: Arc<Vec<FaultRule>>,
 ) {
     let (mut cr, mut cw) = client.into_split();
     let (mut sr, mut sw) = server.into_split();
     let up_counts = counts.clone();
+    // Set once a LoseAnswer request went up: the next answer bytes are swallowed and both
+    // sides are closed. HTTP/1.1 without pipelining: the next answer is that request's.
+    let lose_answer = Arc::new(AtomicBool::new(false));
+    let lose = lose_answer.clone();
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let up = async move {
         let mut parser = RequestParser::new(service);
         let mut buf = vec![0u8; 64 * 1024];
@@ -102,12 +204,23 @@ async fn relay(
                 Ok(n) => n,
             };
             let seen = parser.feed(&buf[..n]);
+            let mut drop_request = false;
             {
                 let mut c = lock(&up_counts);
                 c.bytes_up += n as u64;
-                for kind in seen {
-                    *c.requests.entry(kind).or_default() += 1;
+                for head in &seen {
+                    *c.requests.entry(head.kind.clone()).or_default() += 1;
+                    match faults.iter().find_map(|f| f.check(head)) {
+                        Some(FaultMode::DropRequest) => drop_request = true,
+                        Some(FaultMode::LoseAnswer) => lose.store(true, Ordering::SeqCst),
+                        None => {}
+                    }
                 }
+            }
+            if drop_request {
+                // Without pipelining the buffer holding a request's head starts with it.
+                let _ = stop_tx.send(true);
+                return;
             }
             if sw.write_all(&buf[..n]).await.is_err() {
                 break;
@@ -118,10 +231,16 @@ async fn relay(
     let down = async move {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let n = match sr.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
+            let n = tokio::select! {
+                r = sr.read(&mut buf) => match r {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                },
+                _ = stop_rx.changed() => return,
             };
+            if lose_answer.load(Ordering::SeqCst) {
+                return;
+            }
             lock(&counts).bytes_down += n as u64;
             if cw.write_all(&buf[..n]).await.is_err() {
                 break;
@@ -129,7 +248,19 @@ async fn relay(
         }
         let _ = cw.shutdown().await;
     };
+    // A half that ends for a fault drops its sockets' halves, which closes the connections.
     tokio::join!(up, down);
+}
+
+/// A request head as the proxy saw it.
+#[derive(Debug, Clone)]
+pub struct Head {
+    /// See [`classify`].
+    pub kind: String,
+    pub method: String,
+    pub target: String,
+    /// Lower-case header names.
+    pub headers: Vec<String>,
 }
 
 /// Where the parser is in the client's byte stream.
@@ -166,8 +297,8 @@ impl RequestParser {
         }
     }
 
-    /// Consumes `data`; returns the kinds of the requests whose heads completed in it.
-    pub fn feed(&mut self, mut data: &[u8]) -> Vec<String> {
+    /// Consumes `data`; returns the requests whose heads completed in it.
+    pub fn feed(&mut self, mut data: &[u8]) -> Vec<Head> {
         let mut seen = Vec::new();
         while !data.is_empty() {
             match self.state {
@@ -196,8 +327,8 @@ impl RequestParser {
                     data = rest;
                     if done {
                         let head = std::mem::take(&mut self.line);
-                        let (kind, next) = self.parse_head(&head);
-                        seen.push(kind);
+                        let (parsed, next) = self.parse_head(&head);
+                        seen.push(parsed);
                         self.state = next;
                     }
                 }
@@ -255,7 +386,7 @@ impl RequestParser {
         (false, &[])
     }
 
-    fn parse_head(&self, head: &[u8]) -> (String, State) {
+    fn parse_head(&self, head: &[u8]) -> (Head, State) {
         let text = String::from_utf8_lossy(head);
         let mut lines = text.split("\r\n");
         let request_line = lines.next().unwrap_or("");
@@ -265,11 +396,13 @@ impl RequestParser {
         let mut content_length = 0u64;
         let mut chunked = false;
         let mut lease_action = None;
+        let mut headers = Vec::new();
         for line in lines {
             let Some((name, value)) = line.split_once(':') else {
                 continue;
             };
             let name = name.trim().to_ascii_lowercase();
+            headers.push(name.clone());
             let value = value.trim();
             match name.as_str() {
                 "content-length" => content_length = value.parse().unwrap_or(0),
@@ -286,7 +419,15 @@ impl RequestParser {
         } else {
             State::Head
         };
-        (kind, next)
+        (
+            Head {
+                kind,
+                method,
+                target,
+                headers,
+            },
+            next,
+        )
     }
 }
 
@@ -339,7 +480,7 @@ mod tests {
         // Fed one byte at a time, as a worst case of TCP segmentation.
         let mut seen = Vec::new();
         for b in &stream {
-            seen.extend(p.feed(std::slice::from_ref(b)));
+            seen.extend(p.feed(std::slice::from_ref(b)).into_iter().map(|h| h.kind));
         }
         assert_eq!(
             seen,
@@ -352,7 +493,10 @@ mod tests {
         let mut p = RequestParser::new("queue");
         let stream = b"POST /a/q/messages HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nGET /\r\n0\r\n\r\nDELETE /a/q/messages/id?popreceipt=x HTTP/1.1\r\n\r\n";
         assert_eq!(
-            p.feed(stream),
+            p.feed(stream)
+                .into_iter()
+                .map(|h| h.kind)
+                .collect::<Vec<_>>(),
             vec![
                 "queue POST messages".to_string(),
                 "queue DELETE message".to_string()
