@@ -220,7 +220,13 @@ impl Collector {
                         .handle_page(&cp, &url, next, &page.events, &mut dedupe)
                         .await;
                     match outcome {
-                        Ok((next_cp, empty)) => {
+                        Ok((_, Handled::Malformed)) => backoff.next_delay(),
+                        Ok((next_cp, Handled::Unsent(reason))) => {
+                            cp = next_cp;
+                            self.storage_trouble(&reason);
+                            backoff.next_delay()
+                        }
+                        Ok((next_cp, handled)) => {
                             cp = next_cp;
                             backoff.reset();
                             last_success.store(Utc::now().timestamp(), Ordering::Relaxed);
@@ -236,7 +242,7 @@ impl Collector {
                                 (Some(rate), None) => pacer.delay_after(rate, Utc::now()),
                                 _ => Duration::ZERO,
                             };
-                            if empty {
+                            if handled == Handled::Empty {
                                 pace.max(self.cfg.poll_interval)
                             } else {
                                 pace
@@ -265,7 +271,7 @@ impl Collector {
     }
 
     /// Stores a non-empty page or moves the next link of an empty one.
-    /// Returns the new checkpoint and whether the page was empty.
+    /// Returns the new checkpoint and what became of the page.
     async fn handle_page(
         &self,
         cp: &Versioned,
@@ -273,25 +279,23 @@ impl Collector {
         next: Url,
         events: &[Box<serde_json::value::RawValue>],
         dedupe: &mut RecentUuids,
-    ) -> Result<(Versioned, bool), HandoffError> {
+    ) -> Result<(Versioned, Handled), HandoffError> {
         if events.is_empty() {
-            return Ok((self.move_next_link(cp, url, &next).await?, true));
+            return Ok((self.move_next_link(cp, url, &next).await?, Handled::Empty));
         }
         let prepared = match okta::prepare_page(events, &self.cfg.domain, dedupe) {
             Ok(p) => p,
             Err(e) => {
+                // Not stored and the checkpoint unmoved: the page is fetched again.
                 self.alarm_page(&e.to_string());
-                return Err(HandoffError::Checkpoint(CheckpointError::Corrupt {
-                    name: "okta page".into(),
-                    reason: e.to_string(),
-                }));
+                return Ok((cp.clone(), Handled::Malformed));
             }
         };
         self.metrics
             .duplicates
             .inc_by(prepared.dropped_duplicates as u64);
         if prepared.count == 0 {
-            return Ok((self.move_next_link(cp, url, &next).await?, false));
+            return Ok((self.move_next_link(cp, url, &next).await?, Handled::Stored));
         }
         let stored = handoff::store_and_record(
             &self.blobs,
@@ -323,8 +327,15 @@ impl Collector {
                 .lag_seconds
                 .set((Utc::now() - p).num_seconds().max(0));
         }
-        let flushed = handoff::flush_pending(&self.blobs, &self.queue, recorded).await?;
-        Ok((flushed, false))
+        match handoff::flush_pending(&self.blobs, &self.queue, recorded.clone()).await {
+            Ok(flushed) => Ok((flushed, Handled::Stored)),
+            Err(HandoffError::Checkpoint(CheckpointError::LostRace)) => {
+                Err(HandoffError::Checkpoint(CheckpointError::LostRace))
+            }
+            // The page is recorded as pending: keep that checkpoint, so only the enqueue (and
+            // the clearing of pending) is retried, never the fetch.
+            Err(e) => Ok((recorded, Handled::Unsent(e.to_string()))),
+        }
     }
 
     /// DESIGN.md §2 step 4: save the response's next link even for an empty page (skipping
@@ -556,4 +567,18 @@ pub fn first_url(origin: &Url, since: DateTime<Utc>) -> Url {
         )
         .append_pair("limit", "1000");
     u
+}
+
+/// What became of a fetched page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Handled {
+    /// Stored, recorded and enqueued (or every event was a repeat).
+    Stored,
+    /// No events: only the next link moved.
+    Empty,
+    /// Stored and recorded as pending, but the enqueue or the clearing of pending failed; the
+    /// loop sends it again before fetching anything.
+    Unsent(String),
+    /// Refused (an event without a `uuid`, …): not stored, fetched again after a backoff.
+    Malformed,
 }

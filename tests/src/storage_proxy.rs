@@ -50,13 +50,15 @@ pub enum FaultMode {
 }
 
 /// Breaks the `nth` (1-based) request whose method is `method`, whose path contains
-/// `path_contains` and, when `header` is set, that carries that header (any value).
+/// `path_contains` and, when `header` is set, that carries that header (any value); with
+/// [`FaultRule::times`], also the matching requests right after it (to outlast SDK retries).
 #[derive(Debug)]
 pub struct FaultRule {
     pub method: &'static str,
     pub path_contains: String,
     pub header: Option<&'static str>,
     pub nth: u64,
+    pub times: u64,
     pub mode: FaultMode,
     seen: AtomicU64,
     fired: AtomicBool,
@@ -75,10 +77,17 @@ impl FaultRule {
             path_contains: path_contains.into(),
             header,
             nth,
+            times: 1,
             mode,
             seen: AtomicU64::new(0),
             fired: AtomicBool::new(false),
         }
+    }
+
+    /// Breaks `times` matching requests in a row, from the `nth` on.
+    pub fn times(mut self, times: u64) -> FaultRule {
+        self.times = times.max(1);
+        self
     }
 
     /// Whether the fault was injected.
@@ -100,7 +109,12 @@ impl FaultRule {
             && self
                 .header
                 .is_none_or(|h| head.headers.iter().any(|n| n == h));
-        if matches && self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.nth {
+        let hit = if matches {
+            self.seen.fetch_add(1, Ordering::SeqCst) + 1
+        } else {
+            0
+        };
+        if hit >= self.nth && hit < self.nth + self.times {
             self.fired.store(true, Ordering::SeqCst);
             return Some(self.mode);
         }
@@ -210,10 +224,16 @@ async fn relay(
                 c.bytes_up += n as u64;
                 for head in &seen {
                     *c.requests.entry(head.kind.clone()).or_default() += 1;
-                    match faults.iter().find_map(|f| f.check(head)) {
-                        Some(FaultMode::DropRequest) => drop_request = true,
-                        Some(FaultMode::LoseAnswer) => lose.store(true, Ordering::SeqCst),
-                        None => {}
+                    // Every rule counts every request (no short-circuit).
+                    for mode in faults
+                        .iter()
+                        .filter_map(|f| f.check(head))
+                        .collect::<Vec<_>>()
+                    {
+                        match mode {
+                            FaultMode::DropRequest => drop_request = true,
+                            FaultMode::LoseAnswer => lose.store(true, Ordering::SeqCst),
+                        }
                     }
                 }
             }

@@ -23,6 +23,7 @@ use support::worlds::{okta, org_key};
 use world::fakes::okta::{EmptyPageMode, OAuthAppConfig, OktaFakeConfig, OktaFault};
 use world::local::{LocalWorld, WorldOptions};
 use world::procs::{eventually, Service};
+use world::storage_proxy::{CountingProxy, FaultMode, FaultRule};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -587,6 +588,50 @@ async fn disorder(seed: u64, mode: EmptyPageMode) -> anyhow::Result<()> {
     let dropped = metric_sum(&addr, DUPLICATES, &[]).await.unwrap_or(0.0);
     assert!(dropped >= 1.0, "{mode:?}: no duplicate dropped");
     assert_eq!(metric_sum(&addr, MALFORMED, &[]).await, Some(0.0));
+    Ok(())
+}
+
+/// The enqueue fails with an unknown outcome, once before the queue saw the message and once
+/// after it was stored but its answer lost. The page is recorded as pending, so only the
+/// enqueue is retried: the page is not fetched again (no false "duplicates"), the checkpoint is
+/// not written from a stale copy (no spurious loss of leadership), and the message lands at
+/// most twice, identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_enqueue_is_retried_without_fetching_the_page_again() -> anyhow::Result<()> {
+    let (world, storage) = world_with(okta(71, 3_000)).await?;
+    let post = |nth, mode| FaultRule::new("POST", "/messages", None, nth, mode);
+    let queue: std::net::SocketAddr = ([127, 0, 0, 1], world.azurite.queue_port()).into();
+    let proxy = CountingProxy::with_faults(
+        queue,
+        "queue",
+        vec![
+            // Four in a row: the SDK's own retries (3) cannot hide it.
+            post(2, FaultMode::DropRequest).times(4),
+            post(7, FaultMode::LoseAnswer),
+        ],
+    )
+    .await?;
+    let conn = format!(
+        "DefaultEndpointsProtocol=http;AccountName={a};AccountKey={k};\
+         BlobEndpoint=http://127.0.0.1:{b}/{a};QueueEndpoint=http://{q}/{a};",
+        a = world::azurite::ACCOUNT,
+        k = world::azurite::ACCOUNT_KEY,
+        b = world.azurite.blob_port(),
+        q = proxy.addr(),
+    );
+    let c = world.start_collector(
+        "collector",
+        &[("AZURE_STORAGE_CONNECTION_STRING", conn.as_str())],
+    )?;
+    let addr = support::health_addr(&c).await;
+    let mut enq = Enqueued::default();
+    enq.wait_all(&world, &storage, WAIT).await?;
+    assert_eq!(proxy.faults_fired(), 2, "{:?}", proxy.counts());
+    enq.assert_exactly_once(&world);
+    assert!(enq.twins <= 1, "{} twin envelopes", enq.twins);
+    assert_eq!(metric_sum(&addr, DUPLICATES, &[]).await, Some(0.0));
+    let log = c.log_text();
+    assert!(!log.contains("leadership lost"), "{log}");
     Ok(())
 }
 
