@@ -24,8 +24,11 @@ type oktaOrg = {
   @description('Key id (kid) of the OAuth private key, if the app has several keys.')
   keyId: string?
 
-  @description('Start of a brand-new checkpoint (RFC 3339 or a duration back such as 1h). Ignored once a checkpoint exists.')
+  @description('Where a brand-new checkpoint starts: RFC 3339, a duration back such as 1h, or a saved next link of this org (https://<domain>/api/v1/logs?after=…, e.g. the one Microsoft\'s Function connector kept) to migrate without gap or overlap. Ignored once a checkpoint exists.')
   start: string?
+
+  @description('Allow a start more than 48 h back (Azure restamps TimeGenerated older than 2 days, so scheduled rules see old events as new).')
+  allowRestamp: bool?
 
   @description('Set to true once the credential secret exists in the vault (set by hand after the first deployment) so the collector is granted read access to it.')
   credentialInVault: bool?
@@ -165,6 +168,7 @@ var orgs = [
     clientId: org.?clientId ?? ''
     keyId: org.?keyId ?? ''
     start: org.?start ?? ''
+    allowRestamp: org.?allowRestamp ?? false
     secretName: org.auth == 'token'
       ? 'okta-${replace(toLower(org.domain), '.', '-')}-token'
       : 'okta-${replace(toLower(org.domain), '.', '-')}-private-key'
@@ -320,6 +324,7 @@ module apps 'modules/apps.bicep' = {
         clientId: org.clientId
         keyId: org.keyId
         start: org.start
+        allowRestamp: org.allowRestamp
         secretName: org.secretName
         identityId: collectorIdentities[i].id
         identityClientId: collectorIdentities[i].properties.clientId

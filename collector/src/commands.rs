@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use chrono::Utc;
 use common::org::{names, parse_number, OrgKey};
 use common::storage::{Blobs, Storage, StorageError};
@@ -225,21 +225,7 @@ pub async fn reset(
 
 /// A next link to import must be this org's System Log endpoint.
 pub fn validate_next_url(origin: &Url, value: &str) -> anyhow::Result<Url> {
-    let u = Url::parse(value.trim()).context("--next-url is not a URL")?;
-    if u.origin() != origin.origin() {
-        bail!(
-            "--next-url points at {}, not at OKTA_DOMAIN ({})",
-            u.origin().ascii_serialization(),
-            origin.origin().ascii_serialization()
-        );
-    }
-    if u.path() != "/api/v1/logs" {
-        bail!(
-            "--next-url must be a /api/v1/logs link, got path {}",
-            u.path()
-        );
-    }
-    Ok(u)
+    crate::config::parse_next_link(origin, value).map_err(|e| anyhow::anyhow!("--next-url {e}"))
 }
 
 fn confirm() -> anyhow::Result<bool> {

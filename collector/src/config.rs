@@ -89,7 +89,8 @@ pub struct CollectorArgs {
     /// `kid` of the service app's key.
     #[arg(long, env = "OKTA_KEY_ID", global = true)]
     pub okta_key_id: Option<String>,
-    /// Where a new checkpoint starts: RFC 3339 or a duration back.
+    /// Where a new checkpoint starts: RFC 3339, a duration back, or a saved next link of this
+    /// org (`https://…/api/v1/logs?after=…`, e.g. the one Microsoft's Function connector kept).
     #[arg(long, env = "OKTA_START", default_value = "1h", global = true)]
     pub okta_start: String,
     /// Allow a start older than 48 h (Azure restamps TimeGenerated older than 2 days).
@@ -139,6 +140,8 @@ pub struct CollectorConfig {
     pub domain: String,
     pub credential: CredentialSpec,
     pub start: DateTime<Utc>,
+    /// `OKTA_START` as a saved next link: a new checkpoint resumes exactly there.
+    pub start_url: Option<Url>,
     /// `OKTA_START` as given, and whether it was an absolute time.
     pub start_value: String,
     pub start_is_absolute: bool,
@@ -180,8 +183,20 @@ impl CollectorArgs {
         // A relative start (`1h`) is checked now. An absolute one is checked only when a first
         // checkpoint is created from it: a fixed date in a deployment must not stop the
         // collector from restarting two days later.
+        let start_url = if self.okta_start.trim().starts_with("https://")
+            || self.okta_start.trim().starts_with("http://")
+        {
+            Some(
+                parse_next_link(&origin, &self.okta_start)
+                    .map_err(|e| ConfigError::new("OKTA_START", e))?,
+            )
+        } else {
+            None
+        };
         let start_is_absolute = DateTime::parse_from_rfc3339(self.okta_start.trim()).is_ok();
-        let start = if start_is_absolute {
+        let start = if start_url.is_some() {
+            now
+        } else if start_is_absolute {
             config::parse_time_or_ago("OKTA_START", &self.okta_start, now)?
         } else {
             validate_start(&self.okta_start, now, self.allow_restamp)?
@@ -206,6 +221,7 @@ impl CollectorArgs {
             domain: host,
             credential,
             start,
+            start_url,
             start_value: self.okta_start.clone(),
             start_is_absolute,
             allow_restamp: self.allow_restamp,
@@ -259,6 +275,26 @@ impl CollectorArgs {
             "no Okta credential: set KEY_VAULT_URL (the token is read from the vault), OKTA_API_TOKEN, or OKTA_CLIENT_ID with OKTA_PRIVATE_KEY",
         ))
     }
+}
+
+/// A next link of the org's System Log, as saved by another collector: same origin as
+/// `OKTA_DOMAIN` (the credential goes only there) and the `/api/v1/logs` path.
+pub fn parse_next_link(origin: &Url, value: &str) -> Result<Url, String> {
+    let u = Url::parse(value.trim()).map_err(|e| format!("is not a URL ({e})"))?;
+    if u.origin() != origin.origin() {
+        return Err(format!(
+            "points at {}, not at OKTA_DOMAIN ({})",
+            u.origin().ascii_serialization(),
+            origin.origin().ascii_serialization()
+        ));
+    }
+    if u.path() != "/api/v1/logs" {
+        return Err(format!(
+            "must be a /api/v1/logs link, got path {}",
+            u.path()
+        ));
+    }
+    Ok(u)
 }
 
 /// Checks `OKTA_START`: at most 90 days back, and more than 48 h only with `--allow-restamp`.

@@ -532,13 +532,23 @@ impl Collector {
             org: org.clone(),
             epoch: 1,
             seq: 0,
-            next_url: first_url(&self.cfg.origin, self.cfg.start).to_string(),
+            next_url: match &self.cfg.start_url {
+                Some(saved) => saved.to_string(),
+                None => first_url(&self.cfg.origin, self.cfg.start).to_string(),
+            },
             pending: None,
             newest_published: None,
             recent: None,
             updated: Utc::now(),
         };
-        tracing::info!(org = %org, start = %self.cfg.start, "first run: creating the checkpoint");
+        match &self.cfg.start_url {
+            Some(saved) => {
+                tracing::info!(org = %org, next_url = %saved, "first run: resuming at the saved next link")
+            }
+            None => {
+                tracing::info!(org = %org, start = %self.cfg.start, "first run: creating the checkpoint")
+            }
+        }
         match checkpoint::create(&self.blobs, cp).await {
             Ok(v) => Ok(v),
             // Created meanwhile (a reset, or a previous leader): read it on the next pass.

@@ -24,7 +24,7 @@ param queueName string
 param containerName string
 param keyVaultUrl string
 
-@description('Per org: { domain, auth, clientId, keyId, start, secretName, identityId, identityClientId }.')
+@description('Per org: { domain, auth, clientId, keyId, start, allowRestamp, secretName, identityId, identityClientId }.')
 param collectors array
 
 param shipperIdentityId string
@@ -216,7 +216,15 @@ resource collectorApps 'Microsoft.App/containerApps@2025-01-01' = [
                       name: 'OKTA_START'
                       value: c.start
                     }
+                  ],
+              c.allowRestamp
+                ? [
+                    {
+                      name: 'OKTA_ALLOW_RESTAMP'
+                      value: 'true'
+                    }
                   ]
+                : []
             )
             probes: probes(collectorPort)
           }

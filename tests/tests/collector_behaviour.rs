@@ -591,6 +591,73 @@ async fn disorder(seed: u64, mode: EmptyPageMode) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Migration from another collector (Microsoft's Function keeps its next link): a fresh
+/// deployment with `OKTA_START` set to that link resumes exactly there — nothing the old
+/// collector fetched is fetched again, nothing after it is skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_next_link_as_okta_start_resumes_exactly_there() -> anyhow::Result<()> {
+    let (world, storage) = world_with(okta(73, 2_500)).await?;
+    let mut old = world.start_collector("old-collector", &[])?;
+    support::health_addr(&old).await; // the queue exists once it serves
+    let mut enq = Enqueued::default();
+    enq.wait_all(&world, &storage, WAIT).await?;
+    let saved = eventually(WAIT, "a settled checkpoint", || async {
+        let cp = checkpoint(&world, &storage).await;
+        cp.get("pending")
+            .is_none()
+            .then(|| cp["next_url"].as_str().map(str::to_string))
+            .flatten()
+    })
+    .await?;
+    terminate_cleanly(&mut old, "the old collector")?;
+    // A brand-new deployment: none of the old collector's storage.
+    for name in support::blob_names(&storage, "").await {
+        storage.blobs.delete(&name, None).await?;
+    }
+    world.okta.release(1_200);
+
+    let new = world.start_collector("new-collector", &[("OKTA_START", saved.as_str())])?;
+    // The new deployment numbers its pages from epoch 1 again: read its queue on its own.
+    let mut fresh = Enqueued::default();
+    let released = world.okta.released_uuids();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        fresh.drain(&storage).await?;
+        let missing = released
+            .iter()
+            .filter(|u| !enq.uuids.contains_key(*u) && !fresh.uuids.contains_key(*u))
+            .count();
+        if missing == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{missing} events never enqueued");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let refetched: Vec<_> = fresh
+        .uuids
+        .keys()
+        .filter(|u| enq.uuids.contains_key(*u))
+        .collect();
+    assert!(
+        refetched.is_empty(),
+        "fetched again: {} events",
+        refetched.len()
+    );
+    assert!(fresh.duplicated().is_empty());
+    assert_eq!(fresh.uuids.len(), 1_200);
+    assert!(new.log_text().contains("resuming at the saved next link"));
+
+    // A link of another org is refused at start-up, naming the variable.
+    let mut foreign = world.start_collector(
+        "foreign",
+        &[("OKTA_START", "https://other.okta.com/api/v1/logs?after=1_1")],
+    )?;
+    let status = foreign.wait_exit(WAIT).await?;
+    assert_eq!(status.code(), Some(2), "{}", foreign.log_text());
+    assert!(foreign.log_text().contains("OKTA_START"));
+    Ok(())
+}
+
 /// The enqueue fails with an unknown outcome, once before the queue saw the message and once
 /// after it was stored but its answer lost. The page is recorded as pending, so only the
 /// enqueue is retried: the page is not fetched again (no false "duplicates"), the checkpoint is
