@@ -191,6 +191,13 @@ async fn logs_ingestion_statuses_become_outcomes() {
         let o = sink.post(chunk).await;
         assert!(matches!(o, Outcome::SinkWide { .. }), "{status}: {o:?}");
     }
+    // Only 204 is success: a 200 or 202 (a proxy, a wrong endpoint) must not count as shipped.
+    for status in [200, 202] {
+        inject(status, None);
+        let o = sink.post(chunk).await;
+        assert!(matches!(o, Outcome::SinkWide { .. }), "{status}: {o:?}");
+        assert!(reason(&o).contains("LOGS_INGESTION_ENDPOINT"), "{o:?}");
+    }
     inject(403, None);
     let o = sink.post(chunk).await;
     assert!(matches!(o, Outcome::SinkWide { .. }), "{o:?}");

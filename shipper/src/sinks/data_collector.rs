@@ -145,7 +145,11 @@ impl DataCollectorSink {
         let body = resp.bytes().await.unwrap_or_default();
         let msg = service_message(&body);
         let outcome = match status.as_u16() {
-            200..=299 => Outcome::Accepted,
+            200 => Outcome::Accepted,
+            // The API answers 200 on success; another 2xx is not the Data Collector API.
+            201..=299 => Outcome::sink_wide(format!(
+                "the Data Collector endpoint answered {status}, not 200: check LOG_ANALYTICS_URI"
+            )),
             400 => match service_code(&body).as_deref() {
                 // Only a data format error is this page's fault; every other 400 is the
                 // configuration (workspace closed, bad Log-Type, api-version…).

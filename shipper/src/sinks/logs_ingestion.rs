@@ -154,7 +154,14 @@ impl LogsIngestionSink {
         let msg = service_message(body);
         let dcr = &self.dcr_immutable_id;
         match status.as_u16() {
-            200..=299 => Outcome::Accepted,
+            204 => Outcome::Accepted,
+            // The API answers 204 and nothing else on success: another 2xx comes from
+            // something that is not Logs Ingestion (a proxy, a wrong endpoint), and counting it
+            // as accepted would lose the rows without a trace.
+            200..=299 => Outcome::sink_wide(format!(
+                "{} answered {status}, not 204: it is not the Logs Ingestion API; check LOGS_INGESTION_ENDPOINT",
+                self.endpoint
+            )),
             413 => Outcome::TooLarge,
             400 => Outcome::PageFault {
                 reason: format!("Logs Ingestion refused the data (400): {msg}"),
