@@ -6,12 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-  echo "installing Node.js and npm (Azurite runs on Node)…"
-  apt-get update -qq && apt-get install -y -qq nodejs npm
-fi
-if [ ! -x tests/azurite/node_modules/.bin/azurite ]; then
-  (cd tests/azurite && npm ci --no-audit --no-fund --loglevel=error)
-fi
+source scripts/ensure-azurite.sh
 cargo build --locked --bins -p collector -p shipper -p okta-sentinel-tests
 exec target/debug/okta-sentinel-local "$@"

@@ -4,13 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-  echo "installing Node.js and npm (Azurite runs on Node)…"
-  apt-get update -qq && apt-get install -y -qq nodejs npm
-fi
-if [ ! -x tests/azurite/node_modules/.bin/azurite ]; then
-  (cd tests/azurite && npm ci --no-audit --no-fund --loglevel=error)
-fi
+source scripts/ensure-azurite.sh
 
 # The debug build and the test binaries take about 2 GiB; say so up front when the disk is short.
 avail_kib=$(df -Pk . | awk 'NR==2 {print $4}')
