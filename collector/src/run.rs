@@ -114,6 +114,7 @@ impl Collector {
             self.health.set_ready(READY_AUTH, true, "");
             self.health.set_ready(READY_PAGE, true, "");
             self.health.set_ready(READY_SECRETS, true, "");
+            self.metrics.credential_unreadable.set(0);
             self.metrics.okta_auth_failing.set(0);
             self.metrics.leader.set(0);
             let org = self.cfg.org.clone();
@@ -234,6 +235,7 @@ impl Collector {
                             self.health.set_ready(READY_POLL, true, "");
                             self.health.set_ready(READY_AUTH, true, "");
                             self.health.set_ready(READY_SECRETS, true, "");
+                            self.metrics.credential_unreadable.set(0);
                             self.metrics.okta_auth_failing.set(0);
                             self.health.set_ready(READY_PAGE, true, "");
                             self.health.set_ready(READY_STORAGE, true, "");
@@ -370,6 +372,7 @@ impl Collector {
                     false,
                     format!("cannot read the Okta credential: {m}"),
                 );
+                self.metrics.credential_unreadable.set(1);
                 backoff.next_delay()
             }
             e if e.is_auth() => {

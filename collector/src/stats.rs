@@ -22,6 +22,8 @@ pub struct CollectorMetrics {
     pub leader: Gauge,
     /// 1 while Okta refuses the credential (alerted on from the stats line).
     pub okta_auth_failing: Gauge,
+    /// 1 while the Okta credential cannot be read from Key Vault (Okta is not asked).
+    pub credential_unreadable: Gauge,
 }
 
 impl CollectorMetrics {
@@ -68,6 +70,10 @@ impl CollectorMetrics {
             ),
             leader: m.gauge("leader", "1 while this process leads its org"),
             okta_auth_failing: m.gauge("okta_auth_failing", "1 while Okta refuses the credential"),
+            credential_unreadable: m.gauge(
+                "okta_credential_unreadable",
+                "1 while the Okta credential cannot be read from Key Vault",
+            ),
             registry: m,
         }
     }

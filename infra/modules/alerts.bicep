@@ -1,6 +1,6 @@
 // Alerts as scheduled query rules on the workspace: no new rows for a window, and the services'
-// periodic "stats" log lines (ContainerAppConsoleLogs_CL) reporting new poison records, an open
-// circuit breaker or a failing Okta credential. An optional action group e-mails someone.
+// periodic "stats" log lines (ContainerAppConsoleLogs_CL) reporting poison records waiting in
+// storage, an open circuit breaker, or an Okta credential refused or unreadable. An optional action group e-mails someone.
 
 param location string
 param tags object
@@ -51,9 +51,9 @@ ContainerAppConsoleLogs_CL
 | extend f = iff(isnotnull(line.fields), line.fields, line)
 | where tostring(f.message) == "stats"
 | extend s = parse_json(tostring(f.stats))
-| extend poisoned = tolong(s.poison_records), breaker_open = tolong(s.breaker_open), okta_auth_failing = tolong(s.okta_auth_failing)
-| where poisoned > 0 or breaker_open == 1 or okta_auth_failing == 1
-| project TimeGenerated, ContainerAppName_s, poisoned, breaker_open, okta_auth_failing, Log_s
+| extend poison_waiting = tolong(s.poison_waiting), breaker_open = tolong(s.breaker_open), okta_auth_failing = tolong(s.okta_auth_failing), credential_unreadable = tolong(s.okta_credential_unreadable)
+| where poison_waiting > 0 or breaker_open == 1 or okta_auth_failing == 1 or credential_unreadable == 1
+| project TimeGenerated, ContainerAppName_s, poison_waiting, breaker_open, okta_auth_failing, credential_unreadable, Log_s
 ''',
   join(map(appNames, n => '"${n}"'), ', ')
 )
@@ -98,7 +98,7 @@ resource unhealthy 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   tags: tags
   properties: {
     displayName: 'Okta: poison records, open breaker or failing Okta credential'
-    description: 'A stats line of the collector or shipper reported new poison records (shipper poison list), an open circuit breaker (sink unreachable or unauthorised) or a failing Okta credential (rotate it in Key Vault).'
+    description: 'A stats line of the collector or shipper reported poison records waiting in storage (shipper poison list, then requeue or purge), an open circuit breaker (sink unreachable or unauthorised), a credential Okta refuses (rotate it in Key Vault) or one the collector cannot read from Key Vault (secret missing, or no read access).'
     severity: 1
     enabled: true
     scopes: [

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use common::backoff::Backoff;
 use common::health::Health;
+use common::org::names;
 use common::storage::{Storage, StorageAuth};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -81,6 +82,7 @@ async fn receive_loop(
     let mut idle = Backoff::new(Duration::from_millis(250), ctx.knobs.idle_poll);
     let mut trouble = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     let mut last_depth = Instant::now() - Duration::from_secs(3600);
+    let mut last_poison_count = Instant::now() - Duration::from_secs(3600);
     loop {
         while tasks.try_join_next().is_some() {}
         ctx.metrics
@@ -91,6 +93,14 @@ async fn receive_loop(
             last_depth = Instant::now();
             if let Ok(n) = storage.queue.approximate_count().await {
                 ctx.metrics.queue_depth.set(n as i64);
+            }
+        }
+        if last_poison_count.elapsed() > ctx.knobs.stats_interval {
+            last_poison_count = Instant::now();
+            // Counted in storage, not since this process started: the alert on it lasts
+            // exactly as long as records wait, on every replica, across restarts.
+            if let Ok(records) = storage.blobs.list(names::POISON_PREFIX).await {
+                ctx.metrics.poison_waiting.set(records.len() as i64);
             }
         }
         // Breaker open: receive nothing until its time is up, then one probe at a time.

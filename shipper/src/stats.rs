@@ -22,6 +22,9 @@ pub struct ShipperMetrics {
     pub breaker_open: Gauge,
     pub in_flight: Gauge,
     pub queue_depth: Gauge,
+    /// Poison records in storage now (pages and undecodable messages), whoever wrote them:
+    /// what waits for an operator. Zero again once they are requeued or purged.
+    pub poison_waiting: Gauge,
     /// End-to-end latency: now − published of the newest event of each shipped page.
     pub latency: Histogram,
 }
@@ -55,6 +58,10 @@ impl ShipperMetrics {
             breaker_open: m.gauge("breaker_open", "1 while the sink breaker is open"),
             in_flight: m.gauge("pages_in_flight", "Pages being shipped now"),
             queue_depth: m.gauge("queue_depth", "Approximate number of messages in the queue"),
+            poison_waiting: m.gauge(
+                "poison_waiting",
+                "Poison records in storage waiting for an operator (requeue or purge)",
+            ),
             latency: m.histogram(
                 "end_to_end_latency_seconds",
                 "Now minus published of the newest event of each shipped page",

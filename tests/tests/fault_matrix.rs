@@ -637,6 +637,11 @@ async fn key_vault_outage_is_not_an_okta_auth_failure() -> anyhow::Result<()> {
         Some(0.0),
         "the Okta-refuses-the-credential alert fired for a Key Vault outage"
     );
+    // Its own signal, which the alert also watches: ingestion has stopped either way.
+    assert_eq!(
+        support::metric(&addr, "okta_sentinel_okta_credential_unreadable").await,
+        Some(1.0)
+    );
     let name = "okta_sentinel_okta_requests_total";
     assert_eq!(
         metric_sum(&addr, name, &["status=\"401\""])

@@ -256,6 +256,19 @@ async fn missing_page_and_sha_mismatch_are_parked_then_requeued_after_the_fix() 
     let (ok, out, err) = poison_cmd(&world, &["show", &page_id(&tampered.env)])?;
     assert!(ok, "{err}");
     assert!(out.contains("sha256 mismatch"), "{out}");
+    // What the alert watches: the records waiting in storage, on every replica.
+    let addr = support::health_addr(&s).await;
+    let waiting = |n: f64| {
+        let addr = addr.clone();
+        async move {
+            eventually(WAIT, &format!("poison_waiting = {n}"), || async {
+                (support::metric(&addr, "okta_sentinel_poison_waiting").await == Some(n))
+                    .then_some(())
+            })
+            .await
+        }
+    };
+    waiting(2.0).await?;
 
     // Fix the causes: the page is restored, the tampered blob rewritten with the right bytes.
     put_page(&storage, &missing).await?;
@@ -269,6 +282,7 @@ async fn missing_page_and_sha_mismatch_are_parked_then_requeued_after_the_fix() 
     assert_landed_once(&world, &[&missing, &tampered]);
     assert!(support::blob_names(&storage, "poison/").await.is_empty());
     assert_done(&storage, &[&missing, &tampered]).await?;
+    waiting(0.0).await?;
     Ok(())
 }
 
