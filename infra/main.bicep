@@ -389,4 +389,5 @@ output collectorApps array = [
   }
 ]
 output shipperApp string = apps.outputs.shipperAppName
+output shipperOpsJob string = apps.outputs.shipperOpsJobName
 output shipperIdentityClientId string = shipperIdentity.properties.clientId

@@ -360,5 +360,70 @@ resource shipperApp 'Microsoft.App/containerApps@2025-01-01' = {
   }
 }
 
+// The operator's way to run the shipper's poison commands (`poison list | show | requeue |
+// purge`) with the shipper's identity: a job started by hand, whose command line is given at
+// start (`az containerapp job start … --args`). `az containerapp exec` cannot pass arguments to
+// a command, and the distroless image has no shell to work around it.
+resource shipperOpsJob 'Microsoft.App/jobs@2024-03-01' = {
+  name: 'shipper-ops-${suffix}'
+  location: location
+  tags: union(tags, {
+    'okta-sentinel-role': 'shipper-ops'
+  })
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${shipperIdentityId}': {}
+    }
+  }
+  properties: {
+    environmentId: managedEnvironment.id
+    configuration: {
+      triggerType: 'Manual'
+      replicaTimeout: 3600
+      replicaRetryLimit: 0
+      manualTriggerConfig: {
+        parallelism: 1
+        replicaCompletionCount: 1
+      }
+      registries: empty(registryServer)
+        ? []
+        : [
+            {
+              server: registryServer
+              identity: shipperIdentityId
+            }
+          ]
+    }
+    template: {
+      containers: [
+        {
+          name: 'shipper-ops'
+          image: image
+          command: [
+            '/usr/local/bin/shipper'
+          ]
+          // Harmless by default: started without --args, the job lists the records.
+          args: [
+            'poison'
+            'list'
+          ]
+          resources: {
+            cpu: json('0.25')
+            memory: '0.5Gi'
+          }
+          env: concat(commonEnv, [
+            {
+              name: 'AZURE_CLIENT_ID'
+              value: shipperIdentityClientId
+            }
+          ])
+        }
+      ]
+    }
+  }
+}
+
 output collectorAppNames array = [for (c, i) in collectors: collectorApps[i].name]
 output shipperAppName string = shipperApp.name
+output shipperOpsJobName string = shipperOpsJob.name

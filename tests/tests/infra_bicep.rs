@@ -310,3 +310,31 @@ fn text_the_offline_parser_would_misread_fails() {
     );
     assert_fails(&broken, "ambiguous for the offline parser");
 }
+
+/// The poison commands need arguments, which `az containerapp exec` cannot pass: a job started
+/// by hand runs them, with the shipper's identity, and the operator docs use it.
+#[test]
+fn the_poison_commands_run_as_a_manual_job_with_the_shippers_identity() {
+    let sources = real();
+    let apps = &sources.files["infra/modules/apps.bicep"];
+    let start = apps
+        .find("resource shipperOpsJob 'Microsoft.App/jobs@")
+        .expect("a shipper ops job");
+    let job = &apps[start..];
+    let job = &job[..job.find("\n}\n").expect("end of the job")];
+    for needle in [
+        "triggerType: 'Manual'",
+        "'${shipperIdentityId}': {}",
+        "'/usr/local/bin/shipper'",
+        "value: shipperIdentityClientId",
+        "commonEnv",
+    ] {
+        assert!(job.contains(needle), "the job lacks {needle:?}:\n{job}");
+    }
+    let readme = std::fs::read_to_string(repo_root().join("infra/README.md")).expect("README");
+    assert!(readme.contains("az containerapp job start"));
+    assert!(
+        !readme.contains("az containerapp exec -"),
+        "exec cannot pass arguments to the poison commands"
+    );
+}

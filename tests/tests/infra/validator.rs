@@ -48,6 +48,7 @@ pub const ALLOWED_TYPES: &[&str] = &[
     // 2025-01-01 is the first stable version with azureQueue.identity (contracts.md §6.2).
     "Microsoft.App/containerApps@2025-01-01",
     "Microsoft.App/containerApps@2025-07-01",
+    "Microsoft.App/jobs@2024-03-01",
     "Microsoft.ContainerRegistry/registries@2023-07-01",
 ];
 
