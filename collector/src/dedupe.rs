@@ -6,8 +6,8 @@
 //! ring buffer of insertion order plus a hash map for O(1) look-ups, so memory stays flat no
 //! matter how long the collector runs.
 //!
-//! The window lives in memory only: after a restart it starts empty, which is fine because a
-//! repeat is rare and the Sentinel de-duplicating view covers what slips through.
+//! The window is saved in the checkpoint with every page (as short hashes, `recent`), so a
+//! restarted or new leader drops the same repeats; `collector reset` clears it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;

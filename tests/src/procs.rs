@@ -81,6 +81,9 @@ impl Service {
             std::env::var("OKTA_SENTINEL_TEST_LOG").unwrap_or_else(|_| "info".into()),
         );
         cmd.envs(env);
+        // Its own process group: a terminal's Ctrl-C reaches only the harness, which then
+        // stops the service with one SIGTERM (a second signal would make it exit at once).
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
         Ok(Service {
             name: name.to_string(),

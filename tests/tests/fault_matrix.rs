@@ -364,9 +364,9 @@ async fn managed_identity_down_and_okta_credential_rotation() -> anyhow::Result<
 
 /// Okta slow answers, 500 E0000009 (Okta's own query timeout) and 403 E0000006.
 ///
-/// The collector's Okta client timeout is fixed at 45 s (`okta::client::REQUEST_TIMEOUT`, not
-/// a knob), so a delay beyond it is too slow for the suite: slow answers below it must cause
-/// no loss, and Okta's own timeout answer (500 E0000009) is retried.
+/// The collector's Okta client timeout defaults to 45 s (`OKTA_REQUEST_TIMEOUT`), so a delay
+/// beyond it is too slow for the suite: slow answers below it must cause no loss, and Okta's
+/// own timeout answer (500 E0000009) is retried.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn okta_slow_answers_500_and_403() -> anyhow::Result<()> {
     let world = LocalWorld::start(WorldOptions {
@@ -570,8 +570,7 @@ async fn log_analytics_wrong_dcr_404_and_500_burst() -> anyhow::Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Known bugs: each test fails today and passes once the fix named in its ignore reason is
-// in. Run them with `cargo test -p okta-sentinel-tests --test fault_matrix -- --ignored`.
+// Regressions: each of these failed once (a bug found by this matrix) and guards its fix.
 // ---------------------------------------------------------------------------------------
 
 /// An Okta 403 is a 403 in `okta_sentinel_okta_requests_total`, not a 401: an operator's

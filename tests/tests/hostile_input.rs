@@ -467,10 +467,10 @@ async fn hostile_pages_and_envelopes_are_shipped_or_parked_and_touch_nothing_els
 /// One Okta event with a number out of f64 range (`1e999`, valid JSON syntax) in a `real`
 /// column's source must not cost the whole page: the page ships, that column omitted.
 ///
-/// FAILS today: the row builder copies the literal into `…_lat_d` (`shipper/src/rows/encode.rs`,
-/// `write_value`, `ColumnType::Real`), the sink refuses the request (400), and after
-/// `SHIPPER_MAX_DEQUEUE` attempts all 50 events of the page are parked as poison. See
-/// FUZZING.md, findings, and `rows_fuzz.rs::out_of_range_numbers_do_not_reach_real_columns`.
+/// A regression test: the row builder used to copy the literal into `…_lat_d`, the sink refused
+/// the request (400), and after `SHIPPER_MAX_DEQUEUE` attempts all 50 events of the page were
+/// parked as poison. See FUZZING.md, findings, and
+/// `rows_fuzz.rs::out_of_range_numbers_do_not_reach_real_columns`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_out_of_range_number_does_not_poison_its_page() -> anyhow::Result<()> {
     let world = LocalWorld::start(WorldOptions {

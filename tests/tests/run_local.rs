@@ -1,11 +1,13 @@
 //! The README's run command: it brings the local world up, ships events, and Ctrl-C (SIGINT)
 //! stops everything cleanly — exit 0, a summary, and no stray process (Azurite included).
+//! The SIGINT goes to the runner's whole process group, as a terminal sends it.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
 fn alive(pid: i32) -> bool {
@@ -25,6 +27,7 @@ fn ctrl_c_stops_everything_and_prints_the_summary() -> anyhow::Result<()> {
         .args(["--initial-events", "400", "--rate", "20"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
+        .process_group(0)
         .spawn()?;
     let stdout = child
         .stdout
@@ -52,7 +55,8 @@ fn ctrl_c_stops_everything_and_prints_the_summary() -> anyhow::Result<()> {
     assert!(pids.iter().all(|p| *p > 0 && alive(*p)), "{pids:?}");
     // Let some events flow, then Ctrl-C.
     std::thread::sleep(Duration::from_secs(8));
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT)?;
+    // Ctrl-C in a terminal: the foreground process group gets SIGINT.
+    killpg(Pid::from_raw(child.id() as i32), Signal::SIGINT)?;
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut reader, &mut rest)?;
     let status = child.wait()?;

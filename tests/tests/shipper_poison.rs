@@ -378,7 +378,7 @@ fn peak_rss(svc: &Service) -> Option<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_pages_get_clear_reasons_and_the_shipper_survives() -> anyhow::Result<()> {
     let (world, storage) = world().await?;
-    // 1 GiB of zeros from ~1 MB stored: four times what the shipper may inflate (256 MiB).
+    // 1 GiB of zeros from ~1 MB stored: sixteen times what the shipper may inflate (64 MiB).
     let bomb = raw_page(20, zeros_gzip(1 << 30));
     assert!(bomb.gz.len() < 2 << 20, "bomb is {} bytes", bomb.gz.len());
     let deep = {
@@ -434,7 +434,7 @@ async fn hostile_pages_get_clear_reasons_and_the_shipper_survives() -> anyhow::R
     storage.queue.send(&good.env.encode(), None).await?;
     wait_landed(&world, &[&good], WAIT).await?;
     assert_landed_once(&world, &[&good]);
-    // Memory stays bounded by the inflate limit (256 MiB), not by the bomb's 1 GiB.
+    // Memory stays bounded by the inflate limit (64 MiB), not by the bomb's 1 GiB.
     assert!(peak < 512 << 20, "peak RSS {} MiB", peak >> 20);
 
     // Purge gives the pages up for good: records, page blobs and states go, done markers

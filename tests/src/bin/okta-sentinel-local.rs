@@ -52,6 +52,10 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    // First thing: a Ctrl-C during start-up is then taken up by the loop below (everything is
+    // stopped in order) instead of killing the runner and orphaning Azurite.
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let real_org = std::env::var("OKTA_DOMAIN").ok().filter(|d| !d.is_empty());
     let sink = if args.data_collector {
         SinkKind::DataCollector
@@ -114,8 +118,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let storage = world.storage()?;
     let started = Instant::now();
-    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let deadline = args.duration.map(|d| started + Duration::from(d));
     let mut exited = None;
     loop {
@@ -174,8 +176,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(why) = exited {
         anyhow::bail!(why);
     }
-    c.context("stopping the collector")?;
-    s.context("stopping the shipper")?;
+    for (what, stopped) in [("collector", c), ("shipper", s)] {
+        match stopped.with_context(|| format!("stopping the {what}"))? {
+            Some(st) if !st.success() => anyhow::bail!("the {what} did not stop cleanly ({st})"),
+            _ => {}
+        }
+    }
     Ok(())
 }
 

@@ -11,6 +11,7 @@
 //! - [`pages`]: pages and envelopes a test writes itself, and checking they landed;
 //! - [`worlds`]: starting a world, the fake org's configuration and checkpoint;
 //! - [`procs`]: stopping a service cleanly, or at a failpoint;
+//! - [`secret_scan`]: finding secrets in everything a run produced;
 //! - [`trap`]: a listener standing in for a foreign origin.
 #![allow(dead_code, unused_imports)]
 
@@ -20,6 +21,7 @@ pub mod logs;
 pub mod metrics;
 pub mod pages;
 pub mod procs;
+pub mod secret_scan;
 pub mod trap;
 pub mod worlds;
 
