@@ -447,11 +447,13 @@ async fn finish(
         tracing::warn!(error = %e, blob = %env.page_blob(), "could not delete the shipped page; a redelivery retries");
         return Err(e.into());
     }
+    failpoint::hit("shipper.after_page_delete");
     keeper.stop();
     if let Err(e) = blobs.delete(state_name, Some(lease_id)).await {
         tracing::warn!(error = %e, "could not delete the page state; a redelivery retries");
         return Err(e.into());
     }
+    failpoint::hit("shipper.after_state_delete");
     delete_message(ctx, &msg.id, &keeper.pop_receipt()).await;
     failpoint::hit("shipper.after_delete");
     tracing::debug!(page = %env.page_id(), events = env.events, "page shipped");
@@ -486,6 +488,7 @@ async fn page_fault(
     tracing::warn!(page = %env.page_id(), failures = state.failures, max = ctx.max_dequeue, reason, "page failed");
     if state.failures >= ctx.max_dequeue {
         poison::park_page(&ctx.blobs, env, &state, reason, &msg.id).await?;
+        failpoint::hit("shipper.after_poison_record");
         delete_message(ctx, &msg.id, &keeper.pop_receipt()).await;
         ctx.metrics.poisoned.inc();
         tracing::error!(page = %env.page_id(), reason, "page parked as poison; inspect with `shipper poison show {}`", env.page_id());

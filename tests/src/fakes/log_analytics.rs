@@ -137,6 +137,8 @@ pub struct LaStats {
     pub accepted_requests: u64,
     /// Logs Ingestion rows accepted.
     pub accepted_rows: u64,
+    /// Rows of each accepted Logs Ingestion request, in the order accepted.
+    pub accepted_request_rows: Vec<u64>,
     /// Body bytes of accepted Logs Ingestion requests, as sent (compressed or not).
     pub bytes_on_wire: u64,
     /// Body bytes of accepted Logs Ingestion requests after gunzip.
@@ -271,6 +273,7 @@ impl Shared {
         let s = &mut *guard;
         s.stats.accepted_requests += 1;
         s.stats.accepted_rows += parsed.count as u64;
+        s.stats.accepted_request_rows.push(parsed.count as u64);
         s.stats.bytes_on_wire += wire;
         s.stats.bytes_decompressed += decompressed;
         s.stats.truncated_fields += parsed.truncated_fields;
