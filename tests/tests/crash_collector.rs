@@ -11,6 +11,7 @@ use std::time::Duration;
 use support::procs::wait_failpoint_exit;
 use world::fakes::okta::OktaFakeConfig;
 use world::local::{LocalWorld, WorldOptions};
+use world::storage_proxy::CountingProxy;
 
 async fn crash_at(point: &str) -> anyhow::Result<()> {
     let world = LocalWorld::start(WorldOptions {
@@ -23,9 +24,24 @@ async fn crash_at(point: &str) -> anyhow::Result<()> {
         ..WorldOptions::default()
     })
     .await?;
+    // Both collectors enqueue through a counting proxy: how often each page was sent.
+    let queue: std::net::SocketAddr = ([127, 0, 0, 1], world.azurite.queue_port()).into();
+    let proxy = CountingProxy::start(queue, "queue").await?;
+    let conn = format!(
+        "DefaultEndpointsProtocol=http;AccountName={a};AccountKey={k};\
+         BlobEndpoint=http://127.0.0.1:{b}/{a};QueueEndpoint=http://{q}/{a};",
+        a = world::azurite::ACCOUNT,
+        k = world::azurite::ACCOUNT_KEY,
+        b = world.azurite.blob_port(),
+        q = proxy.addr(),
+    );
+    let via_proxy = ("AZURE_STORAGE_CONNECTION_STRING", conn.as_str());
     // Fire on the second page, so a first page was fully handed off before.
     let spec = format!("{point}@2");
-    let mut first = world.start_collector("collector-1", &[("OKTA_SENTINEL_FAILPOINTS", &spec)])?;
+    let mut first = world.start_collector(
+        "collector-1",
+        &[("OKTA_SENTINEL_FAILPOINTS", &spec), via_proxy],
+    )?;
     wait_failpoint_exit(&mut first, point, Duration::from_secs(60)).await?;
     assert!(first
         .log_text()
@@ -34,10 +50,29 @@ async fn crash_at(point: &str) -> anyhow::Result<()> {
     let storage = support::storage(&world);
     let pages_after_crash = support::blob_names(&storage, "pages/").await;
 
-    let _collector = world.start_collector("collector-2", &[])?;
+    let _collector = world.start_collector("collector-2", &[via_proxy])?;
     let _shipper = world.start_shipper("shipper", &[])?;
     let d = world.wait_all_landed(Duration::from_secs(120)).await?;
     assert_eq!(d.duplicates, 0, "{point}: {d:?}");
+
+    // Enqueued once per recorded page; only a kill between the enqueue and the clearing of
+    // `pending` sends that one envelope twice (the same one, which the shipper absorbs).
+    let cp = support::worlds::checkpoint(&world, &storage)
+        .await
+        .expect("checkpoint");
+    let pages = cp["seq"].as_u64().unwrap_or(0);
+    let sent = proxy
+        .counts()
+        .requests
+        .get("queue POST messages")
+        .copied()
+        .unwrap_or(0);
+    let twins = u64::from(point == "collector.after_enqueue");
+    assert_eq!(
+        sent,
+        pages + twins,
+        "{point}: {sent} sends for {pages} pages"
+    );
 
     let left = support::blob_names(&storage, "pages/").await;
     if point == "collector.after_page_blob" {
