@@ -551,6 +551,11 @@ async fn pacing_keeps_the_reserve_and_waits_for_the_reset_after_a_429() -> anyho
         enq.pages.len() as f64,
         metric_sum(&addr, PAGES, &[]).await.unwrap_or(-1.0)
     );
+    // Nothing lost to the 429: every released event ends up enqueued, once.
+    enq.wait_all(&world, &storage, WAIT).await?;
+    enq.assert_exactly_once(&world);
+    // What an operator sees.
+    support::logs::wait_operator_line(&c, &["Okta answered 429"], Duration::from_secs(10)).await?;
     Ok(())
 }
 

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use common::storage::Storage;
 use support::blobs::read_page_state;
+use support::logs::wait_operator_line;
 use support::worlds::{la_status, okta};
 use support::{health_addr_within, metric, wait_not_ready, wait_ready};
 use world::fakes::log_analytics::LaFault;
@@ -28,6 +29,9 @@ use world::procs::eventually;
 use world::storage_proxy::{CountingProxy, FaultMode, FaultRule};
 
 const LANDING: Duration = Duration::from_secs(120);
+
+/// Bound of the wait for an operator's log line (it is written before the wait starts).
+const LOG_LINE: Duration = Duration::from_secs(10);
 
 /// Bound of the wait for a service's health address in its log.
 const ADDR: Duration = Duration::from_secs(30);
@@ -76,6 +80,13 @@ async fn ten_percent_throttling_and_server_errors_lose_nothing_and_duplicate_not
         "no fault was injected: {:?}",
         world.la.stats()
     );
+    // What an operator sees: the retry, with the service's answer.
+    wait_operator_line(
+        &shipper,
+        &["transient sink failure", "Logs Ingestion answered"],
+        LOG_LINE,
+    )
+    .await?;
     let addr = health_addr_within(&shipper, ADDR).await?;
     assert!(
         metric(&addr, "okta_sentinel_retries_total")
@@ -156,8 +167,14 @@ async fn accepted_then_answer_lost_duplicates_exactly_that_request() -> anyhow::
     let world = world(64, 2_000).await?;
     world.la.inject(LaFault::AcceptThenDrop { count: 1 });
     let _collector = world.start_collector("collector", &[])?;
-    let _shipper = world.start_shipper("shipper", &[])?;
+    let shipper = world.start_shipper("shipper", &[])?;
     let d = world.wait_all_landed(LANDING).await?;
+    wait_operator_line(
+        &shipper,
+        &["transient sink failure", "connection lost"],
+        LOG_LINE,
+    )
+    .await?;
     let s = world.la.stats();
     assert_eq!(s.accepted_then_dropped_requests, 1, "{s:?}");
     assert!(s.accepted_then_dropped_rows > 0);
@@ -182,6 +199,7 @@ async fn sink_unreachable_opens_the_breaker_and_resumes() -> anyhow::Result<()> 
     let addr = health_addr_within(&shipper, ADDR).await?;
     let body = wait_not_ready(&addr, &["\"sink\""], Duration::from_secs(60)).await?;
     assert!(body.contains("cannot connect"), "{body}");
+    wait_operator_line(&shipper, &["breaker open", "cannot connect"], LOG_LINE).await?;
     let d = world.wait_all_landed(LANDING).await?;
     assert_no_duplicates(&world, &d);
     assert!(poison_records(&storage).await.is_empty());
@@ -211,10 +229,7 @@ async fn a_413_splits_the_chunk_and_ships_it() -> anyhow::Result<()> {
     let d = world.wait_all_landed(LANDING).await?;
     assert_no_duplicates(&world, &d);
     assert_eq!(la_status(&world, 413), 1);
-    assert!(
-        shipper.log_text().contains("413"),
-        "the split is not logged"
-    );
+    wait_operator_line(&shipper, &["413", "splitting"], LOG_LINE).await?;
     assert!(poison_records(&support::storage(&world)).await.is_empty());
     Ok(())
 }
@@ -233,6 +248,7 @@ async fn identity_endpoint_down_at_start_up_is_retried_then_ships() -> anyhow::R
         body.contains("managed identity") || body.contains("token"),
         "{body}"
     );
+    wait_operator_line(&shipper, &["breaker open", "managed identity"], LOG_LINE).await?;
     let asked = world.identity.requests();
     eventually(Duration::from_secs(60), "more token requests", || async {
         (world.identity.requests() > asked).then_some(())

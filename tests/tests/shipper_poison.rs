@@ -332,6 +332,12 @@ async fn a_400_after_progress_is_parked_and_requeue_resumes_without_reposting() 
     );
     assert_eq!(rec["attempts"], 2, "{rec}");
     assert_eq!(rec["posted_upto"], posted, "{rec}");
+    support::logs::wait_operator_line(
+        &second,
+        &["parked as poison", "400", "shipper poison show"],
+        Duration::from_secs(10),
+    )
+    .await?;
     assert_eq!(
         world.la.stats().requests_by_status.get(&400).copied(),
         Some(2),
