@@ -77,3 +77,24 @@ fn ctrl_c_stops_everything_and_prints_the_summary() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A real org without a credential is refused before anything starts (the test world's token
+/// must never be sent to a real org).
+#[test]
+fn a_real_org_without_a_credential_is_refused() -> anyhow::Result<()> {
+    let bin = world::procs::binary("okta-sentinel-local")?;
+    let out = Command::new(bin)
+        .args(["--duration", "5s"])
+        .env("OKTA_DOMAIN", "acme.okta.com")
+        .env_remove("OKTA_API_TOKEN")
+        .env_remove("OKTA_CLIENT_ID")
+        .output()?;
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("without a credential"), "{text}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("starting Azurite"),
+        "it started the world first"
+    );
+    Ok(())
+}

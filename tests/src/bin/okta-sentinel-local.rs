@@ -57,6 +57,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let real_org = std::env::var("OKTA_DOMAIN").ok().filter(|d| !d.is_empty());
+    if let Some(domain) = &real_org {
+        let has_credential = ["OKTA_API_TOKEN", "OKTA_CLIENT_ID"]
+            .iter()
+            .any(|k| std::env::var(k).is_ok_and(|v| !v.is_empty()));
+        if !has_credential {
+            anyhow::bail!(
+                "OKTA_DOMAIN={domain} is set without a credential: set OKTA_API_TOKEN, or \
+                 OKTA_CLIENT_ID and OKTA_PRIVATE_KEY (or unset OKTA_DOMAIN for the simulated org)"
+            );
+        }
+    }
     let sink = if args.data_collector {
         SinkKind::DataCollector
     } else {
@@ -81,6 +92,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         vec![("HTTP_ADDR".into(), "127.0.0.1:9464".into())];
     if let Some(domain) = &real_org {
         println!("pulling the real org {domain} (credential from the environment)");
+        // A real org's rate budget is shared with its other integrations: the production
+        // poll interval and start, not the test world's fast ones (the environment may
+        // still set OKTA_START or OKTA_POLL_INTERVAL).
+        collector_extra.push(("OKTA_POLL_INTERVAL".into(), "15s".into()));
+        collector_extra.push(("OKTA_START".into(), "1h".into()));
         for key in [
             "OKTA_DOMAIN",
             "OKTA_API_TOKEN",
@@ -88,6 +104,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "OKTA_PRIVATE_KEY",
             "OKTA_KEY_ID",
             "OKTA_START",
+            "OKTA_POLL_INTERVAL",
         ] {
             if let Ok(v) = std::env::var(key) {
                 collector_extra.push((key.into(), v));
