@@ -30,7 +30,14 @@ const READY_STORAGE: &str = "storage";
 pub async fn run(cfg: ShipperConfig) -> anyhow::Result<()> {
     let cancel = common::shutdown::install();
     let metrics = ShipperMetrics::new();
-    let w = Wiring::new(&cfg, Some(metrics.bytes_on_wire.clone())).await?;
+    let w = Wiring::new(
+        &cfg,
+        crate::sinks::SinkMetrics {
+            statuses: Some(metrics.responses.clone()),
+            wire_bytes: Some(metrics.bytes_on_wire.clone()),
+        },
+    )
+    .await?;
     let storage = Storage::connect(&cfg.storage, w.azure_http.clone(), w.credential.clone())
         .context("connecting to Azure Storage")?;
     if matches!(cfg.storage.auth, StorageAuth::AccountKey { .. }) {

@@ -10,6 +10,8 @@ pub struct ShipperMetrics {
     pub pages: CounterVec,
     /// Sink requests by outcome.
     pub requests: CounterVec,
+    /// Sink answers by HTTP status (`transport` when none came).
+    pub responses: CounterVec,
     pub rows: Counter,
     pub bytes_uncompressed: Counter,
     /// Bytes of accepted requests as sent (gzip for the Logs Ingestion API).
@@ -38,6 +40,11 @@ impl ShipperMetrics {
                 "sink_requests",
                 "Requests to Log Analytics by outcome",
                 "outcome",
+            ),
+            responses: m.counter_vec(
+                "sink_responses",
+                "Answers of Log Analytics by HTTP status (transport: none came)",
+                "status",
             ),
             rows: m.counter("rows_shipped", "Rows accepted by Log Analytics"),
             bytes_uncompressed: m.counter(

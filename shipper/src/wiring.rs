@@ -10,7 +10,7 @@ use common::service::AzureClients;
 use common::storage::StorageAuth;
 
 use crate::config::{ShipperConfig, SinkSettings, WorkspaceKey};
-use crate::sinks::{DataCollectorSink, LogsIngestionSink, Sink};
+use crate::sinks::{DataCollectorSink, LogsIngestionSink, Sink, SinkMetrics};
 
 pub struct Wiring {
     pub azure_http: reqwest::Client,
@@ -21,10 +21,7 @@ pub struct Wiring {
 
 impl Wiring {
     /// Builds the sink when the configuration has one (not for the poison commands).
-    pub async fn new(
-        cfg: &ShipperConfig,
-        wire_bytes: Option<common::metrics::Counter>,
-    ) -> anyhow::Result<Wiring> {
+    pub async fn new(cfg: &ShipperConfig, metrics: SinkMetrics) -> anyhow::Result<Wiring> {
         let azure = AzureClients::build(
             matches!(cfg.storage.auth, StorageAuth::ManagedIdentity)
                 || matches!(cfg.sink, Some(SinkSettings::LogsIngestion { .. })),
@@ -60,7 +57,7 @@ impl Wiring {
                         .context("the Logs Ingestion sink needs a managed identity")?,
                     audience.clone(),
                 )?
-                .with_wire_bytes_counter(wire_bytes.unwrap_or_default()),
+                .with_metrics(metrics),
             ),
             SinkSettings::DataCollector {
                 workspace_id,
@@ -77,13 +74,16 @@ impl Wiring {
                         secret.clone(),
                     ),
                 };
-                Arc::new(DataCollectorSink::try_new(
-                    azure_http.clone(),
-                    uri.clone(),
-                    workspace_id.clone(),
-                    key,
-                    log_type.clone(),
-                )?)
+                Arc::new(
+                    DataCollectorSink::try_new(
+                        azure_http.clone(),
+                        uri.clone(),
+                        workspace_id.clone(),
+                        key,
+                        log_type.clone(),
+                    )?
+                    .with_metrics(metrics),
+                )
             }
         };
         Ok(Wiring {

@@ -94,6 +94,14 @@ async fn ten_percent_throttling_and_server_errors_lose_nothing_and_duplicate_not
             .unwrap_or(0.0)
             >= injected as f64
     );
+    // Requests by status, as the service answered them.
+    for status in [204, 429, 500, 503] {
+        let label = format!("status=\"{status}\"");
+        let counted = support::metric_sum(&addr, "okta_sentinel_sink_responses_total", &[&label])
+            .await
+            .unwrap_or(0.0);
+        assert_eq!(counted, la_status(&world, status) as f64, "{status}");
+    }
     assert!(poison_records(&support::storage(&world)).await.is_empty());
     Ok(())
 }

@@ -12,7 +12,7 @@ use url::Url;
 
 use super::outcome::{from_transport, service_code, service_message, Outcome};
 use super::shared_key::{rfc1123, signature};
-use super::{Payload, Sink, SinkConfigError};
+use super::{Payload, Sink, SinkConfigError, SinkMetrics};
 use crate::chunk::{Chunk, DATA_COLLECTOR_MAX};
 
 /// The API version of the Data Collector API.
@@ -26,6 +26,7 @@ pub struct DataCollectorSink {
     key: SecretSource,
     log_type: String,
     post_url: Url,
+    metrics: SinkMetrics,
 }
 
 impl std::fmt::Debug for DataCollectorSink {
@@ -110,7 +111,14 @@ impl DataCollectorSink {
             key,
             log_type: log_type.into(),
             post_url,
+            metrics: SinkMetrics::default(),
         }
+    }
+
+    /// Feeds `metrics` (the status of every answer).
+    pub fn with_metrics(mut self, metrics: SinkMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     async fn attempt(&self, key: &SecretString, chunk: &Chunk) -> Attempt {
@@ -138,9 +146,13 @@ impl DataCollectorSink {
             .await;
         let resp = match sent {
             Ok(r) => r,
-            Err(e) => return Attempt::Done(from_transport(self.name(), &e)),
+            Err(e) => {
+                self.metrics.status(None);
+                return Attempt::Done(from_transport(self.name(), &e));
+            }
         };
         let status = resp.status();
+        self.metrics.status(Some(status));
         let headers = resp.headers().clone();
         let body = resp.bytes().await.unwrap_or_default();
         let msg = service_message(&body);

@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use url::Url;
 
 use super::outcome::{from_transport, service_code, service_message, Outcome};
-use super::{Payload, Sink, SinkConfigError};
+use super::{Payload, Sink, SinkConfigError, SinkMetrics};
 use crate::chunk::{gzip, Chunk, DEFAULT_GZIP_LEVEL, MAX_UNCOMPRESSED};
 
 /// The API version of the Logs Ingestion upload call.
@@ -30,8 +30,7 @@ pub struct LogsIngestionSink {
     audience: String,
     upload_url: Url,
     gzip_level: u32,
-    /// Counts the gzip bytes of accepted requests (the `bytes_on_wire` metric), when set.
-    wire_bytes: Option<common::metrics::Counter>,
+    metrics: SinkMetrics,
 }
 
 impl std::fmt::Debug for LogsIngestionSink {
@@ -124,13 +123,13 @@ impl LogsIngestionSink {
             audience,
             upload_url,
             gzip_level: DEFAULT_GZIP_LEVEL,
-            wire_bytes: None,
+            metrics: SinkMetrics::default(),
         }
     }
 
-    /// Counts the compressed bytes of every accepted request in `counter`.
-    pub fn with_wire_bytes_counter(mut self, counter: common::metrics::Counter) -> Self {
-        self.wire_bytes = Some(counter);
+    /// Feeds `metrics` (statuses, and the compressed bytes of every accepted request).
+    pub fn with_metrics(mut self, metrics: SinkMetrics) -> Self {
+        self.metrics = metrics;
         self
     }
 
@@ -216,14 +215,18 @@ impl Sink for LogsIngestionSink {
             .await;
         let resp = match sent {
             Ok(r) => r,
-            Err(e) => return from_transport(self.name(), &e),
+            Err(e) => {
+                self.metrics.status(None);
+                return from_transport(self.name(), &e);
+            }
         };
         let status = resp.status();
+        self.metrics.status(Some(status));
         let headers = resp.headers().clone();
         // The status is known; a body lost afterwards only loses the message.
         let body = resp.bytes().await.unwrap_or_default();
         let outcome = self.classify(status, &headers, &body);
-        if let (Outcome::Accepted, Some(c)) = (&outcome, &self.wire_bytes) {
+        if let (Outcome::Accepted, Some(c)) = (&outcome, &self.metrics.wire_bytes) {
             c.inc_by(wire_len);
         }
         outcome

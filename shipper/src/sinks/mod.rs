@@ -18,6 +18,27 @@ pub use outcome::Outcome;
 
 use crate::chunk::{Chunk, MAX_UNCOMPRESSED};
 
+/// The counters a sink feeds itself, because only it sees the wire: the HTTP status of every
+/// answer (`transport` when none came) and the bytes of accepted requests as sent.
+#[derive(Clone, Default)]
+pub struct SinkMetrics {
+    /// Answers by HTTP status (`sink_responses{status}`).
+    pub statuses: Option<common::metrics::CounterVec>,
+    /// Bytes of accepted requests as sent (`bytes_on_wire`), for the sinks that compress.
+    pub wire_bytes: Option<common::metrics::Counter>,
+}
+
+impl SinkMetrics {
+    pub(crate) fn status(&self, status: Option<reqwest::StatusCode>) {
+        if let Some(c) = &self.statuses {
+            match &status {
+                Some(s) => c.with(s.as_str()).inc(),
+                None => c.with("transport").inc(),
+            };
+        }
+    }
+}
+
 /// What a sink's chunks must contain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Payload {
