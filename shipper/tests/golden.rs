@@ -56,6 +56,15 @@ fn every_column_matches_the_hand_written_rows() {
             .unwrap_or_else(|e| panic!("row {i} is not a JSON object: {e}"));
         for (col, w) in &want {
             let w = expand(w.clone());
+            if w == "$now" {
+                // Shipping time: an event without a usable `published`.
+                let g = got.get(col).and_then(Value::as_str).unwrap_or_default();
+                let t = chrono::DateTime::parse_from_rfc3339(g)
+                    .unwrap_or_else(|e| panic!("row {i}: column {col} = {g:?}: {e}"));
+                let age = chrono::Utc::now() - t.with_timezone(&chrono::Utc);
+                assert!(age.num_seconds().abs() < 600, "row {i}: {col} = {g}");
+                continue;
+            }
             let g = got
                 .get(col)
                 .unwrap_or_else(|| panic!("row {i}: column {col} missing"));
@@ -98,7 +107,17 @@ fn resuming_from_an_event_gives_the_same_rows() {
     let tail = build_rows(page.as_bytes(), 3, &RowLimits::default()).unwrap();
     assert_eq!(tail.rows.len(), 5);
     assert_eq!(tail.rows[0].event_index, 3);
-    assert_eq!(&all.rows[3..], &tail.rows[..]);
+    // Byte for byte, but for the shipping time the last event (no usable `published`) gets.
+    assert_eq!(&all.rows[3..7], &tail.rows[..4]);
+    let without_time = |json: &[u8]| {
+        let mut v: Map<String, Value> = serde_json::from_slice(json).unwrap();
+        v.remove("TimeGenerated");
+        v
+    };
+    assert_eq!(
+        without_time(&all.rows[7].json),
+        without_time(&tail.rows[4].json)
+    );
     let none = build_rows(page.as_bytes(), 99, &RowLimits::default()).unwrap();
     assert!(none.rows.is_empty());
 }

@@ -14,6 +14,9 @@ use super::jsontext::push_compact;
 use super::manifest::{ColumnKind, ColumnType, Manifest, Slot};
 use super::truncate::{push_json_text_limited, push_object_text_limited, push_string_limited};
 
+/// The column every row of a DCR-based table must have.
+const TIME_GENERATED: &str = "TimeGenerated";
+
 /// Writes rows, keeping its buffers from one row to the next so that a row costs no
 /// allocation beyond its own bytes.
 pub(crate) struct RowWriter {
@@ -111,6 +114,19 @@ impl RowWriter {
                         push_object_text_limited(it, field_cap, out, &mut self.member).into()
                     }
                 }
+            };
+            // Every row of a DCR-based table needs a TimeGenerated: an event whose `published`
+            // is missing or unparseable gets the time it is shipped, as the Data Collector API
+            // does (its `published_t` stays empty, so the substitution is visible).
+            let written = match written {
+                Written::Omitted if col.name == TIME_GENERATED => {
+                    let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                    out.push(b'"');
+                    out.extend_from_slice(now.as_bytes());
+                    out.push(b'"');
+                    Written::Whole
+                }
+                other => other,
             };
             match written {
                 Written::Omitted => out.truncate(mark),
