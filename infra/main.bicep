@@ -61,6 +61,9 @@ param registryName string = ''
 @description('Resource id of an existing Log Analytics workspace (Sentinel-enabled); empty creates a new workspace.')
 param existingWorkspaceResourceId string = ''
 
+@description('Region of the existing workspace when it is not `location`: the data collection rule must be in the workspace\'s region. Empty: `location`.')
+param workspaceLocation string = ''
+
 @description('Retention of a newly created workspace, in days.')
 @minValue(30)
 @maxValue(730)
@@ -228,7 +231,7 @@ module table 'modules/table.bicep' = {
 module dcr 'modules/dcr.bicep' = {
   name: 'okta-dcr'
   params: {
-    location: location
+    location: empty(workspaceLocation) ? location : workspaceLocation
     tags: tags
     name: '${namePrefix}-dcr-${suffix}'
     workspaceResourceId: workspaceId
