@@ -237,6 +237,7 @@ module dcr 'modules/dcr.bicep' = {
     workspaceResourceId: workspaceId
     streamName: streamName
     dropDebugEvents: dropDebugEvents
+    omitOverlongColumns: omitOverlongColumns
   }
   dependsOn: [
     table

@@ -1,6 +1,8 @@
 // The Direct data collection rule the shipper posts to (Logs Ingestion API). The stream declares
-// exactly the columns of the shipper's column manifest; the transform is `source` (the shipper
-// already emits the final row, TimeGenerated included) or, when asked, drops DEBUG events.
+// exactly the columns of the shipper's column manifest (less the 46-character one when the table
+// omits it: a transform may not output a column the table lacks, and an undeclared input column
+// is ignored); the transform is `source` (the shipper already emits the final row, TimeGenerated
+// included) or, when asked, drops DEBUG events.
 
 param location string
 param tags object
@@ -8,8 +10,11 @@ param name string
 param workspaceResourceId string
 param streamName string
 param dropDebugEvents bool
+param omitOverlongColumns bool
 
 var manifest = loadJsonContent('../../shipper/manifest/okta_cl.v1.json')
+// The same filter as the table's (table.bicep).
+var streamColumns = omitOverlongColumns ? filter(manifest.columns, c => length(c.name) <= 45) : (manifest.columns)
 
 resource rule 'Microsoft.Insights/dataCollectionRules@2023-03-11' = {
   name: name
@@ -20,7 +25,7 @@ resource rule 'Microsoft.Insights/dataCollectionRules@2023-03-11' = {
     streamDeclarations: {
       '${streamName}': {
         columns: [
-          for column in manifest.columns: {
+          for column in streamColumns: {
             name: column.name
             type: column.type
           }
