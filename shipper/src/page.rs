@@ -614,12 +614,7 @@ async fn load_rows(ctx: &Ctx, env: &Envelope, from: usize) -> Result<rows::RowBa
         }
         let json = gunzip_bounded(&content.bytes, MAX_PAGE_JSON)?;
         if payload == Payload::OriginalEvents {
-            rows::build_dc_events(&json, from)
-                .map(|rows| rows::RowBatch {
-                    rows,
-                    truncations: 0,
-                })
-                .map_err(|e| e.to_string())
+            rows::build_dc_events(&json, from).map_err(|e| e.to_string())
         } else {
             rows::build_rows(&json, from, &RowLimits::default()).map_err(|e| e.to_string())
         }

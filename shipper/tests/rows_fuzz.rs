@@ -538,7 +538,7 @@ proptest! {
         }
         page.push(']');
         page.push_str(&ws[17]);
-        let rows = build_dc_events(page.as_bytes(), from).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let rows = build_dc_events(page.as_bytes(), from).map_err(|e| TestCaseError::fail(e.to_string()))?.rows;
         prop_assert_eq!(rows.len(), texts.len().saturating_sub(from));
         for (k, r) in rows.iter().enumerate() {
             prop_assert_eq!(r.event_index, from + k);
@@ -623,7 +623,7 @@ proptest! {
                 strict(&r.json).map_err(TestCaseError::fail)?;
             }
             let dc = dc.map_err(|e| TestCaseError::fail(format!("rows but no dc events: {e}")))?;
-            prop_assert_eq!(dc.len(), parsed.len());
+            prop_assert_eq!(dc.rows.len(), parsed.len());
         }
     }
 
@@ -650,7 +650,7 @@ proptest! {
         }
         match build_dc_events(page.as_bytes(), 0) {
             Err(PageError::TooDeep { .. }) => prop_assert!(total > MAX_NESTING),
-            Ok(rows) => prop_assert_eq!(&rows[0].json[..], &page.as_bytes()[1..page.len() - 1]),
+            Ok(batch) => prop_assert_eq!(&batch.rows[0].json[..], &page.as_bytes()[1..page.len() - 1]),
             Err(e) => prop_assert!(false, "depth {total}: {e}"),
         }
     }

@@ -95,7 +95,7 @@ fn row_chunks() -> Vec<Chunk> {
 
 fn dc_chunks() -> Vec<Chunk> {
     chunks(
-        &build_dc_events(EVENTS.as_bytes(), 0).unwrap(),
+        &build_dc_events(EVENTS.as_bytes(), 0).unwrap().rows,
         DATA_COLLECTOR_MAX,
     )
 }
@@ -427,7 +427,7 @@ async fn data_collector_rows_fill_the_content_columns_like_logs_ingestion() {
     let dc = dc_sink(&la, &key);
     let li = li_sink(&la, Arc::new(TestCredential::default()));
     let events = recent_events();
-    let dc_events = build_dc_events(events.as_bytes(), 0).unwrap();
+    let dc_events = build_dc_events(events.as_bytes(), 0).unwrap().rows;
     for c in chunks(&dc_events, DATA_COLLECTOR_MAX) {
         assert_eq!(dc.post(&c).await, Outcome::Accepted);
     }
@@ -557,4 +557,37 @@ fn signature_matches_the_fakes_independent_implementation() {
     let ours = shipper::sinks::shared_key::signature("ws", &key, date, 12345).unwrap();
     let theirs = world::fakes::log_analytics::shared_key_signature(&key, date, 12345);
     assert_eq!(ours, format!("SharedKey ws:{theirs}"));
+}
+
+/// A group change with thousands of targets: over the Data Collector API's 32 KB field limit,
+/// the service would cut `target_s` mid-array (invalid JSON, counted nowhere). We cut whole
+/// trailing elements first and count it; what lands parses, and the service cut nothing.
+#[tokio::test]
+async fn data_collector_arrays_over_the_field_limit_stay_valid_json() {
+    let la = fake().await;
+    let key = la.config().workspace_key_b64.clone();
+    let dc = dc_sink(&la, &key);
+    let mut events: Vec<Value> = serde_json::from_str(&recent_events()).unwrap();
+    events.truncate(1);
+    let targets: Vec<Value> = (0..2_000)
+        .map(|i| serde_json::json!({"id": format!("00u{i:05}"), "type": "User", "alternateId": format!("user{i}@example.com"), "displayName": format!("User {i}")}))
+        .collect();
+    events[0]["target"] = Value::Array(targets);
+    let page = serde_json::to_string(&events).unwrap();
+    let batch = build_dc_events(page.as_bytes(), 0).unwrap();
+    assert_eq!(batch.truncations, 1);
+    for c in chunks(&batch.rows, DATA_COLLECTOR_MAX) {
+        assert_eq!(dc.post(&c).await, Outcome::Accepted);
+    }
+    let rows = la.dc_rows();
+    assert_eq!(rows.len(), 1);
+    let target_s = rows[0]["target_s"].as_str().expect("target_s");
+    let landed: Vec<Value> = serde_json::from_str(target_s).expect("target_s is valid JSON");
+    assert!(
+        landed.len() > 100 && landed.len() < 2_000,
+        "{}",
+        landed.len()
+    );
+    assert_eq!(landed[0]["id"], "00u00000");
+    assert_eq!(la.stats().dc_truncated_fields, 0, "the service had to cut");
 }

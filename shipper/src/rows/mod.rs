@@ -8,7 +8,8 @@
 //!   [`manifest`] (legacy `Okta_CL` column names), serialised straight to bytes.
 //! * [`build_dc_events`]: the original nested events, byte for byte, for the legacy Data
 //!   Collector sink (the service flattens them itself; flattening twice would produce
-//!   `client_ipAddress_s_s`).
+//!   `client_ipAddress_s_s`) — but for a value over the API's field limit, cut first
+//!   ([`dc_fit`]).
 //!
 //! The page is parsed once, streaming ([`stream`]): each event's values are captured as
 //! borrowed slices of the page (`&RawValue`) while the parser walks it, and copied, not
@@ -20,6 +21,7 @@
 //! [`flatten::capture`] per event), only to name its error precisely: errors are rare (the
 //! page is then poisoned) and their kind and event index must not depend on the fast path.
 
+mod dc_fit;
 mod encode;
 mod flatten;
 mod jsontext;
@@ -31,6 +33,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+pub use dc_fit::DC_FIELD_LIMIT;
 pub use manifest::{manifest, manifest_json, Column, ColumnKind, ColumnType, Manifest};
 
 /// Deepest nesting of arrays/objects accepted in a page (the page's own array counts as one).
@@ -231,8 +234,9 @@ fn shrink(
     }
 }
 
-/// The original events `from_event..` of `page`, byte for byte, for the Data Collector sink.
-pub fn build_dc_events(page: &[u8], from_event: usize) -> Result<Vec<Row>, PageError> {
+/// The original events `from_event..` of `page` for the Data Collector sink: byte for byte, but
+/// for values over the API's per-field limit, which are cut and counted ([`dc_fit`]).
+pub fn build_dc_events(page: &[u8], from_event: usize) -> Result<RowBatch, PageError> {
     #[derive(Deserialize)]
     struct Published<'a> {
         #[serde(borrow)]
@@ -240,16 +244,20 @@ pub fn build_dc_events(page: &[u8], from_event: usize) -> Result<Vec<Row>, PageE
     }
     let events = events(page)?;
     let mut rows = Vec::with_capacity(events.len().saturating_sub(from_event));
+    let mut truncations = 0;
     for (index, ev) in events.iter().enumerate().skip(from_event) {
-        let p: Published<'_> = serde_json::from_str(ev.get()).map_err(|e| PageError::BadEvent {
+        let bad = |e: serde_json::Error| PageError::BadEvent {
             index,
             message: e.to_string(),
-        })?;
+        };
+        let p: Published<'_> = serde_json::from_str(ev.get()).map_err(bad)?;
+        let (json, cuts) = dc_fit::fit(ev.get()).map_err(bad)?;
+        truncations += cuts;
         rows.push(Row {
             event_index: index,
-            json: ev.get().as_bytes().to_vec(),
+            json,
             published: p.published.and_then(|r| encode::parse_time(r.get())),
         });
     }
-    Ok(rows)
+    Ok(RowBatch { rows, truncations })
 }
