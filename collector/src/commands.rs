@@ -202,7 +202,7 @@ pub async fn reset(
         let mut current = checkpoint::read(blobs, &cfg.org).await?;
         if let Some(v) = current.take() {
             // Never lose a recorded page: send its envelope before moving on.
-            let v = crate::handoff::flush_pending(blobs, &storage.queue, v).await?;
+            let v = crate::handoff::flush_pending(blobs, &storage.queue, &v).await?;
             let mut next = v.checkpoint.clone();
             next.epoch = epoch;
             next.seq = 0;

@@ -103,13 +103,14 @@ pub async fn store_and_record(
 }
 
 /// Steps 3–4: enqueues the pending envelope (if any) and clears it from the checkpoint.
+/// `current` is borrowed: after a failure the caller keeps it (the page stays pending).
 pub async fn flush_pending(
     blobs: &Blobs,
     queue: &Queue,
-    current: Versioned,
+    current: &Versioned,
 ) -> Result<Versioned, HandoffError> {
-    let Some(env) = current.checkpoint.pending.clone() else {
-        return Ok(current);
+    let Some(env) = &current.checkpoint.pending else {
+        return Ok(current.clone());
     };
     queue.send(&env.encode(), None).await?;
     tracing::debug!(page = %env.page_id(), events = env.events, "page enqueued");
@@ -117,7 +118,7 @@ pub async fn flush_pending(
     let mut next = current.checkpoint.clone();
     next.pending = None;
     next.updated = Utc::now();
-    let written = checkpoint::replace(blobs, &current, next).await?;
+    let written = checkpoint::replace(blobs, current, next).await?;
     failpoint::hit("collector.after_clear_pending");
     Ok(written)
 }

@@ -111,11 +111,7 @@ impl Collector {
             self.health
                 .set_ready(READY_POLL, true, "standby: waiting for the leader lease");
             // A standby is healthy, just not leading: the previous term's alarms end with it.
-            self.health.set_ready(READY_AUTH, true, "");
-            self.health.set_ready(READY_PAGE, true, "");
-            self.health.set_ready(READY_SECRETS, true, "");
-            self.metrics.credential_unreadable.set(0);
-            self.metrics.okta_auth_failing.set(0);
+            self.clear_okta_alarms();
             self.metrics.leader.set(0);
             let org = self.cfg.org.clone();
             let lead =
@@ -175,7 +171,7 @@ impl Collector {
             // A pending envelope (kill after the checkpoint, before or after the enqueue) is
             // sent again, never re-fetched.
             if cp.checkpoint.pending.is_some() {
-                match handoff::flush_pending(&self.blobs, &self.queue, cp.clone()).await {
+                match handoff::flush_pending(&self.blobs, &self.queue, &cp).await {
                     Ok(next) => {
                         cp = next;
                         self.health.set_ready(READY_STORAGE, true, "");
@@ -233,11 +229,7 @@ impl Collector {
                             last_success.store(Utc::now().timestamp(), Ordering::Relaxed);
                             self.metrics.last_success.set(Utc::now().timestamp());
                             self.health.set_ready(READY_POLL, true, "");
-                            self.health.set_ready(READY_AUTH, true, "");
-                            self.health.set_ready(READY_SECRETS, true, "");
-                            self.metrics.credential_unreadable.set(0);
-                            self.metrics.okta_auth_failing.set(0);
-                            self.health.set_ready(READY_PAGE, true, "");
+                            self.clear_okta_alarms();
                             self.health.set_ready(READY_STORAGE, true, "");
                             let pace = match (&page.rate, page.date) {
                                 (Some(rate), Some(date)) => pacer.delay_after(rate, date),
@@ -329,7 +321,7 @@ impl Collector {
                 .lag_seconds
                 .set((Utc::now() - p).num_seconds().max(0));
         }
-        match handoff::flush_pending(&self.blobs, &self.queue, recorded.clone()).await {
+        match handoff::flush_pending(&self.blobs, &self.queue, &recorded).await {
             Ok(flushed) => Ok((flushed, Handled::Stored)),
             Err(HandoffError::Checkpoint(CheckpointError::LostRace)) => {
                 Err(HandoffError::Checkpoint(CheckpointError::LostRace))
@@ -410,6 +402,15 @@ impl Collector {
                 backoff.next_delay()
             }
         }
+    }
+
+    /// The credential was read and accepted, and the page was good: those alarms end.
+    fn clear_okta_alarms(&self) {
+        self.health.set_ready(READY_AUTH, true, "");
+        self.health.set_ready(READY_PAGE, true, "");
+        self.health.set_ready(READY_SECRETS, true, "");
+        self.metrics.credential_unreadable.set(0);
+        self.metrics.okta_auth_failing.set(0);
     }
 
     fn alarm_page(&self, what: &str) {
