@@ -8,4 +8,5 @@ pub mod fakes;
 pub mod local;
 pub mod procs;
 pub mod storage_proxy;
+pub mod strict_json;
 pub mod tls;
