@@ -231,6 +231,27 @@ impl Azurite {
         )
     }
 
+    /// [`Azurite::connection_string`], with the blob and/or queue endpoint at a proxy in front
+    /// of Azurite (`storage_proxy`): same scheme, account and key, another address.
+    pub fn connection_string_via(
+        &self,
+        blob: Option<std::net::SocketAddr>,
+        queue: Option<std::net::SocketAddr>,
+    ) -> String {
+        let at = |proxy: Option<std::net::SocketAddr>, direct: String| match proxy {
+            Some(a) => format!("{}://{a}/{ACCOUNT}", self.scheme()),
+            None => direct,
+        };
+        format!(
+            "DefaultEndpointsProtocol={};AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};\
+             BlobEndpoint={};QueueEndpoint={};TableEndpoint={};",
+            self.scheme(),
+            at(blob, self.blob_endpoint()),
+            at(queue, self.queue_endpoint()),
+            self.table_endpoint()
+        )
+    }
+
     fn kill_now(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = killpg(pid_of(&child), Signal::SIGKILL);

@@ -213,6 +213,15 @@ async fn world_with(okta: OktaFakeConfig) -> anyhow::Result<(LocalWorld, Storage
 // ---------------------------------------------------------------------------------------
 
 /// Starts two collectors; returns (leader, standby) with their health addresses, after the
+/// Requests the fake org counted in its busiest rate-limit window.
+fn busiest_window(s: &world::fakes::okta::OktaStats) -> u32 {
+    s.max_requests_per_window
+        .values()
+        .copied()
+        .max()
+        .unwrap_or(0)
+}
+
 /// standby has seen the lease held.
 async fn leader_and_standby(
     world: &LocalWorld,
@@ -499,12 +508,7 @@ async fn pacing_keeps_the_reserve_and_waits_for_the_reset_after_a_429() -> anyho
     .await?;
     let s = world.okta.stats();
     assert_eq!(s.rate_limited, 0, "{s:?}");
-    let max = s
-        .max_requests_per_window
-        .values()
-        .copied()
-        .max()
-        .unwrap_or(0);
+    let max = busiest_window(&s);
     assert!(max <= BUDGET, "{max} requests in one window: {s:?}");
     // Backlogged, it spends the budget instead of trickling (the last spare request is
     // spaced up to the reset, so it may land in the next window: not asserted as = 14).
@@ -535,12 +539,7 @@ async fn pacing_keeps_the_reserve_and_waits_for_the_reset_after_a_429() -> anyho
         s.rate_limited, 1,
         "the collector hit the limit again after a 429: {s:?}"
     );
-    let max = s
-        .max_requests_per_window
-        .values()
-        .copied()
-        .max()
-        .unwrap_or(0);
+    let max = busiest_window(&s);
     assert!(max <= BUDGET, "{max} requests in one window: {s:?}");
 
     eprintln!("pacing: {s:?}");
@@ -683,14 +682,9 @@ async fn a_failed_enqueue_is_retried_without_fetching_the_page_again() -> anyhow
         ],
     )
     .await?;
-    let conn = format!(
-        "DefaultEndpointsProtocol=http;AccountName={a};AccountKey={k};\
-         BlobEndpoint=http://127.0.0.1:{b}/{a};QueueEndpoint=http://{q}/{a};",
-        a = world::azurite::ACCOUNT,
-        k = world::azurite::ACCOUNT_KEY,
-        b = world.azurite.blob_port(),
-        q = proxy.addr(),
-    );
+    let conn = world
+        .azurite
+        .connection_string_via(None, Some(proxy.addr()));
     let c = world.start_collector(
         "collector",
         &[("AZURE_STORAGE_CONNECTION_STRING", conn.as_str())],

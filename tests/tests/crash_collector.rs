@@ -27,14 +27,9 @@ async fn crash_at(point: &str) -> anyhow::Result<()> {
     // Both collectors enqueue through a counting proxy: how often each page was sent.
     let queue: std::net::SocketAddr = ([127, 0, 0, 1], world.azurite.queue_port()).into();
     let proxy = CountingProxy::start(queue, "queue").await?;
-    let conn = format!(
-        "DefaultEndpointsProtocol=http;AccountName={a};AccountKey={k};\
-         BlobEndpoint=http://127.0.0.1:{b}/{a};QueueEndpoint=http://{q}/{a};",
-        a = world::azurite::ACCOUNT,
-        k = world::azurite::ACCOUNT_KEY,
-        b = world.azurite.blob_port(),
-        q = proxy.addr(),
-    );
+    let conn = world
+        .azurite
+        .connection_string_via(None, Some(proxy.addr()));
     let via_proxy = ("AZURE_STORAGE_CONNECTION_STRING", conn.as_str());
     // Fire on the second page, so a first page was fully handed off before.
     let spec = format!("{point}@2");

@@ -294,14 +294,9 @@ async fn a_progress_write_with_an_unknown_outcome_posts_nothing_twice() -> anyho
         ],
     )
     .await?;
-    let conn = format!(
-        "DefaultEndpointsProtocol=http;AccountName={a};AccountKey={k};\
-         BlobEndpoint=http://{b}/{a};QueueEndpoint=http://127.0.0.1:{q}/{a};",
-        a = world::azurite::ACCOUNT,
-        k = world::azurite::ACCOUNT_KEY,
-        b = proxy.addr(),
-        q = world.azurite.queue_port(),
-    );
+    let conn = world
+        .azurite
+        .connection_string_via(Some(proxy.addr()), None);
     let _collector = world.start_collector("collector", &[])?;
     let _shipper = world.start_shipper(
         "shipper",

@@ -305,13 +305,7 @@ async fn a_400_after_progress_is_parked_and_requeue_resumes_without_reposting() 
             ("OKTA_SENTINEL_FAILPOINTS", "shipper.after_progress@1"),
         ],
     )?;
-    let st = first.wait_exit(WAIT).await?;
-    assert_eq!(
-        st.code(),
-        Some(common::failpoint::EXIT_CODE),
-        "{}",
-        first.log_text()
-    );
+    support::procs::wait_failpoint_exit(&mut first, "shipper.after_progress", WAIT).await?;
     let posted = world.la.stats().accepted_rows;
     assert!(posted > 0 && posted < 900, "first chunk: {posted} rows");
     let state = page_state(&storage, &page.env).await?.expect("state");

@@ -392,14 +392,9 @@ impl Proxies {
     fn connection_string(&self, world: &LocalWorld) -> String {
         match &self.pair {
             None => world.azurite.connection_string(),
-            Some((blob, queue)) => format!(
-                "DefaultEndpointsProtocol=http;AccountName={a};AccountKey={k};\
-                 BlobEndpoint=http://{b}/{a};QueueEndpoint=http://{q}/{a};",
-                a = world::azurite::ACCOUNT,
-                k = world::azurite::ACCOUNT_KEY,
-                b = blob.addr(),
-                q = queue.addr(),
-            ),
+            Some((blob, queue)) => world
+                .azurite
+                .connection_string_via(Some(blob.addr()), Some(queue.addr())),
         }
     }
 
