@@ -216,31 +216,29 @@ impl Collector {
                     let outcome = self
                         .handle_page(&cp, &url, next, &page.events, &mut dedupe)
                         .await;
+                    let pace = || match (&page.rate, page.date) {
+                        (Some(rate), Some(date)) => pacer.delay_after(rate, date),
+                        (Some(rate), None) => pacer.delay_after(rate, Utc::now()),
+                        _ => Duration::ZERO,
+                    };
                     match outcome {
-                        Ok((_, Handled::Malformed)) => backoff.next_delay(),
-                        Ok((next_cp, Handled::Unsent(reason))) => {
-                            cp = next_cp;
+                        Ok(Handled::Malformed) => backoff.next_delay(),
+                        Ok(Handled::Unsent(pending, reason)) => {
+                            cp = pending;
                             self.storage_trouble(&reason);
                             backoff.next_delay()
                         }
-                        Ok((next_cp, handled)) => {
+                        Ok(Handled::Stored(next_cp)) => {
                             cp = next_cp;
                             backoff.reset();
-                            last_success.store(Utc::now().timestamp(), Ordering::Relaxed);
-                            self.metrics.last_success.set(Utc::now().timestamp());
-                            self.health.set_ready(READY_POLL, true, "");
-                            self.clear_okta_alarms();
-                            self.health.set_ready(READY_STORAGE, true, "");
-                            let pace = match (&page.rate, page.date) {
-                                (Some(rate), Some(date)) => pacer.delay_after(rate, date),
-                                (Some(rate), None) => pacer.delay_after(rate, Utc::now()),
-                                _ => Duration::ZERO,
-                            };
-                            if handled == Handled::Empty {
-                                pace.max(self.cfg.poll_interval)
-                            } else {
-                                pace
-                            }
+                            self.poll_succeeded(&last_success);
+                            pace()
+                        }
+                        Ok(Handled::Empty(next_cp)) => {
+                            cp = next_cp;
+                            backoff.reset();
+                            self.poll_succeeded(&last_success);
+                            pace().max(self.cfg.poll_interval)
                         }
                         Err(HandoffError::Checkpoint(CheckpointError::LostRace)) => {
                             break TermEnd::LostLeadership
@@ -273,23 +271,23 @@ impl Collector {
         next: Url,
         events: &[Box<serde_json::value::RawValue>],
         dedupe: &mut RecentUuids,
-    ) -> Result<(Versioned, Handled), HandoffError> {
+    ) -> Result<Handled, HandoffError> {
         if events.is_empty() {
-            return Ok((self.move_next_link(cp, url, &next).await?, Handled::Empty));
+            return Ok(Handled::Empty(self.move_next_link(cp, url, &next).await?));
         }
         let prepared = match okta::prepare_page(events, &self.cfg.domain, dedupe) {
             Ok(p) => p,
             Err(e) => {
                 // Not stored and the checkpoint unmoved: the page is fetched again.
                 self.alarm_page(&e.to_string());
-                return Ok((cp.clone(), Handled::Malformed));
+                return Ok(Handled::Malformed);
             }
         };
         self.metrics
             .duplicates
             .inc_by(prepared.dropped_duplicates as u64);
         if prepared.count == 0 {
-            return Ok((self.move_next_link(cp, url, &next).await?, Handled::Stored));
+            return Ok(Handled::Stored(self.move_next_link(cp, url, &next).await?));
         }
         let stored = handoff::store_and_record(
             &self.blobs,
@@ -322,13 +320,13 @@ impl Collector {
                 .set((Utc::now() - p).num_seconds().max(0));
         }
         match handoff::flush_pending(&self.blobs, &self.queue, &recorded).await {
-            Ok(flushed) => Ok((flushed, Handled::Stored)),
+            Ok(flushed) => Ok(Handled::Stored(flushed)),
             Err(HandoffError::Checkpoint(CheckpointError::LostRace)) => {
                 Err(HandoffError::Checkpoint(CheckpointError::LostRace))
             }
             // The page is recorded as pending: keep that checkpoint, so only the enqueue (and
             // the clearing of pending) is retried, never the fetch.
-            Err(e) => Ok((recorded, Handled::Unsent(e.to_string()))),
+            Err(e) => Ok(Handled::Unsent(recorded, e.to_string())),
         }
     }
 
@@ -402,6 +400,16 @@ impl Collector {
                 backoff.next_delay()
             }
         }
+    }
+
+    /// A poll whose page was handed off (or was empty): every poll-related alarm ends.
+    fn poll_succeeded(&self, last_success: &AtomicI64) {
+        let now = Utc::now().timestamp();
+        last_success.store(now, Ordering::Relaxed);
+        self.metrics.last_success.set(now);
+        self.health.set_ready(READY_POLL, true, "");
+        self.clear_okta_alarms();
+        self.health.set_ready(READY_STORAGE, true, "");
     }
 
     /// The credential was read and accepted, and the page was good: those alarms end.
@@ -583,16 +591,15 @@ pub fn first_url(origin: &Url, since: DateTime<Utc>) -> Url {
     u
 }
 
-/// What became of a fetched page.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What became of a fetched page, with the checkpoint to go on from.
 enum Handled {
     /// Stored, recorded and enqueued (or every event was a repeat).
-    Stored,
+    Stored(Versioned),
     /// No events: only the next link moved.
-    Empty,
+    Empty(Versioned),
     /// Stored and recorded as pending, but the enqueue or the clearing of pending failed; the
     /// loop sends it again before fetching anything.
-    Unsent(String),
+    Unsent(Versioned, String),
     /// Refused (an event without a `uuid`, …): not stored, fetched again after a backoff.
     Malformed,
 }
