@@ -81,6 +81,7 @@ pub async fn status(cfg: &CollectorConfig, storage: &Storage, json: bool) -> any
         "leader": hb,
         "checkpoint": cp,
         "lag_seconds": lag,
+        "caught_up": hb.as_ref().and_then(|h| h.caught_up),
         "queue_depth": depth,
     });
     if json {
@@ -101,6 +102,15 @@ pub async fn status(cfg: &CollectorConfig, storage: &Storage, json: bool) -> any
             );
             if let (Some(r), Some(l)) = (h.rate_limit_remaining, h.rate_limit_limit) {
                 println!("rate limit:     {r} of {l} left in the window");
+            }
+            match h.caught_up {
+                Some(true) => println!(
+                    "caught up:      yes (at the head of the log; polling every OKTA_POLL_INTERVAL)"
+                ),
+                Some(false) => {
+                    println!("caught up:      no (draining a backlog at the pacer's spacing)")
+                }
+                None => {}
             }
         }
         _ => println!("leader:         none has led yet"),

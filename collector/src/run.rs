@@ -23,7 +23,7 @@ use crate::config::CollectorConfig;
 use crate::dedupe::RecentUuids;
 use crate::handoff::{self, HandoffError, PageToStore};
 use crate::okta::{self, OktaClient, OktaError};
-use crate::pacing::Pacer;
+use crate::pacing::{self, Pacer};
 use crate::stats::CollectorMetrics;
 use crate::wiring;
 
@@ -113,6 +113,7 @@ impl Collector {
             // A standby is healthy, just not leading: the previous term's alarms end with it.
             self.clear_okta_alarms();
             self.metrics.leader.set(0);
+            self.metrics.caught_up.set(0);
             let org = self.cfg.org.clone();
             let lead =
                 crate::leader::acquire(&self.blobs, &org, self.cfg.lease, &self.cancel, || {
@@ -213,6 +214,10 @@ impl Collector {
                         self.sleep(backoff.next_delay(), Some(&lead.lost)).await;
                         continue;
                     };
+                    // DESIGN §3 "Caught up means quiet": fewer events than the request's
+                    // `limit` means the head of the log is reached.
+                    let caught_up = page.events.is_empty()
+                        || page.events.len() < okta::links::requested_limit(&url);
                     let outcome = self
                         .handle_page(&cp, &url, next, &page.events, &mut dedupe)
                         .await;
@@ -228,17 +233,17 @@ impl Collector {
                             self.storage_trouble(&reason);
                             backoff.next_delay()
                         }
-                        Ok(Handled::Stored(next_cp)) => {
+                        Ok(Handled::Stored(next_cp) | Handled::Empty(next_cp)) => {
                             cp = next_cp;
                             backoff.reset();
                             self.poll_succeeded(&last_success);
-                            pace()
-                        }
-                        Ok(Handled::Empty(next_cp)) => {
-                            cp = next_cp;
-                            backoff.reset();
-                            self.poll_succeeded(&last_success);
-                            pace().max(self.cfg.poll_interval)
+                            self.note_caught_up(lead, caught_up);
+                            if caught_up {
+                                pacing::caught_up_wait(self.cfg.poll_interval, pace())
+                            } else {
+                                // A full page: more is waiting, follow at the pacer's spacing.
+                                pace()
+                            }
                         }
                         Err(HandoffError::Checkpoint(CheckpointError::LostRace)) => {
                             break TermEnd::LostLeadership
@@ -410,6 +415,24 @@ impl Collector {
         self.health.set_ready(READY_POLL, true, "");
         self.clear_okta_alarms();
         self.health.set_ready(READY_STORAGE, true, "");
+    }
+
+    /// Publishes whether the last page reached the head of the log (metric `caught_up`, and
+    /// the heartbeat that `collector status` reads); logs the changes.
+    fn note_caught_up(&self, lead: &crate::leader::Leadership, caught_up: bool) {
+        let was = self.metrics.caught_up.get() == 1;
+        if caught_up != was {
+            if caught_up {
+                tracing::info!(
+                    poll_interval = ?self.cfg.poll_interval,
+                    "caught up with the head of the log; polling every OKTA_POLL_INTERVAL"
+                );
+            } else {
+                tracing::info!("a full page: following the backlog at the pacer's spacing");
+            }
+        }
+        self.metrics.caught_up.set(i64::from(caught_up));
+        lead.note_caught_up(caught_up);
     }
 
     /// The credential was read and accepted, and the page was good: those alarms end.

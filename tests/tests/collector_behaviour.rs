@@ -559,6 +559,107 @@ async fn pacing_keeps_the_reserve_and_waits_for_the_reset_after_a_429() -> anyho
 }
 
 // ---------------------------------------------------------------------------------------
+// Caught up means quiet (DESIGN §3)
+// ---------------------------------------------------------------------------------------
+
+const CAUGHT_UP: &str = "okta_sentinel_caught_up";
+
+/// A live org releasing a few events per poll interval (the 5 events/s at a 15 s
+/// interval, scaled down to 10 events/s at 2 s): once at the head of the log the collector
+/// polls once per `OKTA_POLL_INTERVAL` — never twice within one, though every page is
+/// non-empty — and every event is handed off once. Before the fix, a short page was followed
+/// at the pacer's spacing (a fraction of a second at this budget): many requests per interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caught_up_collector_polls_once_per_poll_interval_and_loses_nothing() -> anyhow::Result<()>
+{
+    const POLL: Duration = Duration::from_secs(2);
+    const EVENTS: usize = 200;
+    let (world, storage) = world_with(OktaFakeConfig {
+        seed: 42,
+        live_rate_per_sec: 10.0,
+        live_cap: Some(EVENTS),
+        ..OktaFakeConfig::default()
+    })
+    .await?;
+    let c = world.start_collector("collector", &[("OKTA_POLL_INTERVAL", "2s")])?;
+    let addr = support::health_addr(&c).await;
+    eventually(WAIT, "the org released every live event", || async {
+        (world.okta.released_count() == EVENTS).then_some(())
+    })
+    .await?;
+    let mut enq = Enqueued::default();
+    enq.wait_all(&world, &storage, WAIT).await?;
+    enq.assert_exactly_once(&world);
+
+    let requests = world.okta.logs_requests_since(None);
+    let pages = enq.pages.len();
+    // Not vacuous: the events came in several polls, each with a short, non-empty page.
+    assert!(pages >= 4, "{pages} pages for {requests} requests");
+    let most = world.okta.most_logs_requests_within(POLL, None);
+    assert_eq!(
+        most, 1,
+        "{most} requests within one poll interval ({requests} requests, {pages} pages)"
+    );
+    eprintln!("caught up: {requests} requests, {pages} pages for {EVENTS} events");
+
+    // The state is visible: the gauge, and `collector status` (text and JSON) once the leader
+    // published its heartbeat.
+    assert_eq!(gauge(&addr, CAUGHT_UP).await, 1.0);
+    let env = world.collector_env();
+    eventually(WAIT, "status --json says caught up", || async {
+        let (st, out, _) =
+            world::procs::run_command("collector", &["status", "--json"], &env).ok()?;
+        let doc: serde_json::Value = serde_json::from_str(&out).ok()?;
+        (st.success() && doc["caught_up"] == serde_json::Value::Bool(true)).then_some(())
+    })
+    .await?;
+    let (st, out, err) = world::procs::run_command("collector", &["status"], &env)?;
+    assert!(st.success(), "{err}");
+    assert!(out.contains("caught up:      yes"), "{out}");
+    Ok(())
+}
+
+/// A 20,000-event backlog with a poll interval of an hour: the twenty full pages are fetched
+/// back to back at the pacer's spacing — any wait of a poll interval between them would stop
+/// the drain for an hour — within the rate-limit budget, and then the collector is caught up.
+/// Twenty full pages and one empty one: 21 requests in all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_is_drained_in_full_pages_back_to_back_within_the_budget() -> anyhow::Result<()> {
+    const BACKLOG: usize = 20_000;
+    let (world, storage) = world_with(OktaFakeConfig {
+        seed: 43,
+        initial_events: BACKLOG,
+        rate_limit_per_window: 20,
+        rate_window_secs: 10,
+        ..OktaFakeConfig::default()
+    })
+    .await?;
+    let c = world.start_collector(
+        "collector",
+        &[
+            ("OKTA_POLL_INTERVAL", "1h"),
+            ("OKTA_RATE_LIMIT_RESERVE", "0.3"),
+        ],
+    )?;
+    let addr = support::health_addr(&c).await;
+    let mut enq = Enqueued::default();
+    enq.wait_all(&world, &storage, WAIT).await?;
+    enq.assert_exactly_once(&world);
+    assert_eq!(enq.pages.len(), BACKLOG / 1000);
+    eventually(WAIT, "caught up after the backlog", || async {
+        (gauge(&addr, CAUGHT_UP).await == 1.0).then_some(())
+    })
+    .await?;
+    let s = world.okta.stats();
+    assert_eq!(s.logs_requests, 21, "{s:?}");
+    assert_eq!(s.rate_limited, 0, "{s:?}");
+    // Budget per window: 20 − ceil(0.3 × 20) = 14 (see the pacing test).
+    let max = busiest_window(&s);
+    assert!(max <= 14, "{max} requests in one window: {s:?}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
 // Disorder, repeats, cursor modes
 // ---------------------------------------------------------------------------------------
 
