@@ -119,11 +119,16 @@ pub async fn status(cfg: &CollectorConfig, storage: &Storage, json: bool) -> any
         Some(c) => {
             println!("epoch / seq:    {} / {}", c.epoch, c.seq);
             println!("next URL:       {}", c.next_url);
+            // The last envelope stays recorded after it was sent (docs/design.md §2 step 7):
+            // the next leader sends it again after a kill, a twin the shippers absorb.
             println!(
-                "pending:        {}",
+                "last envelope:  {}",
                 c.pending
                     .as_ref()
-                    .map(|e| e.page_id())
+                    .map(|e| format!(
+                        "{} (sent again at start-up if the collector was killed)",
+                        e.page_id()
+                    ))
                     .unwrap_or_else(|| "none".into())
             );
             println!("newest event:   {:?}", c.newest_published);

@@ -376,12 +376,28 @@ async fn a_deposed_leaders_late_writes_change_nothing() -> anyhow::Result<()> {
     // Nothing changed: every event enqueued once (twins of one page are folded), and the
     // checkpoint counts exactly the pages that were enqueued.
     enq.assert_exactly_once(&world);
-    let cp = eventually(WAIT, "a quiet checkpoint", || async {
+    // The checkpoint's last envelope stays recorded after it was sent; once it is on the
+    // queue, the checkpoint counts exactly the enqueued pages.
+    let deadline = Instant::now() + WAIT;
+    let cp = loop {
         let cp = checkpoint(&world, &storage).await;
-        cp.get("pending").is_none().then_some(cp)
-    })
-    .await?;
-    enq.drain(&storage).await?;
+        enq.drain(&storage).await?;
+        let sent = match cp.get("pending") {
+            None => true,
+            Some(p) => {
+                let env: Envelope = serde_json::from_value(p.clone())?;
+                enq.pages.contains_key(&env.page_id())
+            }
+        };
+        if sent {
+            break cp;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pending page never arrived: {cp}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
     assert_eq!(cp["seq"].as_u64(), Some(enq.pages.len() as u64), "{cp}");
     Ok(())
 }
@@ -706,15 +722,11 @@ async fn a_saved_next_link_as_okta_start_resumes_exactly_there() -> anyhow::Resu
     support::health_addr(&old).await; // the queue exists once it serves
     let mut enq = Enqueued::default();
     enq.wait_all(&world, &storage, WAIT).await?;
-    let saved = eventually(WAIT, "a settled checkpoint", || async {
-        let cp = checkpoint(&world, &storage).await;
-        cp.get("pending")
-            .is_none()
-            .then(|| cp["next_url"].as_str().map(str::to_string))
-            .flatten()
-    })
-    .await?;
     terminate_cleanly(&mut old, "the old collector")?;
+    // A clean stop leaves nothing pending (the last envelope was sent, and is cleared).
+    let cp = checkpoint(&world, &storage).await;
+    assert!(cp.get("pending").is_none(), "{cp}");
+    let saved = cp["next_url"].as_str().unwrap_or_default().to_string();
     // A brand-new deployment: none of the old collector's storage.
     for name in support::blob_names(&storage, "").await {
         storage.blobs.delete(&name, None).await?;
@@ -799,6 +811,75 @@ async fn a_failed_enqueue_is_retried_without_fetching_the_page_again() -> anyhow
     assert_eq!(metric_sum(&addr, DUPLICATES, &[]).await, Some(0.0));
     let log = c.log_text();
     assert!(!log.contains("leadership lost"), "{log}");
+    Ok(())
+}
+
+/// Storage requests per handed-off page (issue 12: at most three — the page blob, the
+/// checkpoint, the message). Measured between two caught-up moments through counting proxies
+/// on both storage endpoints, so start-up costs are left out; lease renewals and the heartbeat
+/// write that follows each one are leadership's cost, not the pages', and are subtracted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handed_off_page_costs_three_storage_requests() -> anyhow::Result<()> {
+    const PAGES: u64 = 5;
+    let (world, storage) = world_with(okta(74, 1_000)).await?;
+    let blob: std::net::SocketAddr = ([127, 0, 0, 1], world.azurite.blob_port()).into();
+    let queue: std::net::SocketAddr = ([127, 0, 0, 1], world.azurite.queue_port()).into();
+    let blob_proxy = CountingProxy::start(blob, "blob").await?;
+    let queue_proxy = CountingProxy::start(queue, "queue").await?;
+    let conn = world
+        .azurite
+        .connection_string_via(Some(blob_proxy.addr()), Some(queue_proxy.addr()));
+    let c = world.start_collector(
+        "collector",
+        &[("AZURE_STORAGE_CONNECTION_STRING", conn.as_str())],
+    )?;
+    let addr = support::health_addr(&c).await;
+    let sent = || {
+        queue_proxy
+            .counts()
+            .requests
+            .get("queue POST messages")
+            .copied()
+            .unwrap_or(0)
+    };
+    let caught_up_after = |pages: u64| {
+        let addr = addr.clone();
+        async move {
+            eventually(WAIT, &format!("caught up after {pages} pages"), || async {
+                (sent() == pages && gauge(&addr, CAUGHT_UP).await == 1.0).then_some(())
+            })
+            .await
+        }
+    };
+    // Totals without lease operations, and renewals (each followed by a heartbeat write).
+    let measure = || {
+        let (b, q) = (blob_proxy.counts(), queue_proxy.counts());
+        let renewals = b.requests.get("blob lease:renew").copied().unwrap_or(0);
+        let leases: u64 = b
+            .requests
+            .iter()
+            .filter(|(k, _)| k.starts_with("blob lease:"))
+            .map(|(_, n)| n)
+            .sum();
+        (b.total_requests() - leases + q.total_requests(), renewals)
+    };
+    caught_up_after(1).await?;
+    let (before, renewed_before) = measure();
+    let kinds_before = (blob_proxy.counts(), queue_proxy.counts());
+    world.okta.release(PAGES as usize * 1_000);
+    caught_up_after(1 + PAGES).await?;
+    let (after, renewed_after) = measure();
+    let heartbeats = renewed_after - renewed_before;
+    let per_page = (after - before - heartbeats) as f64 / PAGES as f64;
+    let kinds_after = (blob_proxy.counts(), queue_proxy.counts());
+    eprintln!(
+        "storage requests per page: {per_page:.2} (blob {:?} -> {:?}; queue {:?} -> {:?}; {heartbeats} heartbeats)",
+        kinds_before.0.requests, kinds_after.0.requests, kinds_before.1.requests, kinds_after.1.requests
+    );
+    assert!(per_page <= 3.0, "{per_page} storage requests per page");
+    let mut enq = Enqueued::default();
+    enq.wait_all(&world, &storage, WAIT).await?;
+    enq.assert_exactly_once(&world);
     Ok(())
 }
 
