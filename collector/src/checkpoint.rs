@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use common::envelope::Envelope;
-use common::org::{names, OrgKey};
+use common::org::{names, parse_number, OrgKey};
 use common::storage::{Blobs, StorageError};
 use serde::{Deserialize, Serialize};
 
@@ -212,4 +212,46 @@ pub async fn replace(
             _ => return Err(CheckpointError::LostRace),
         }
     }
+}
+
+/// Where an org's pipeline leaves traces: pages and page states while work is in flight, done
+/// markers (kept for weeks) and poison records after it. A missing checkpoint next to any of them
+/// means the checkpoint was lost, and reusing an epoch would let the shipper take new pages for
+/// twins of shipped ones.
+fn trace_prefixes(org: &OrgKey) -> [String; 4] {
+    [
+        names::pages_prefix(org),
+        names::state_prefix(org),
+        names::done_prefix(org),
+        names::poison_prefix(org),
+    ]
+}
+
+/// Returns the first prefix of [`trace_prefixes`] that holds any blob.
+pub async fn org_has_data(blobs: &Blobs, org: &OrgKey) -> Result<Option<String>, StorageError> {
+    for prefix in trace_prefixes(org) {
+        if blobs.any_under(&prefix).await? {
+            return Ok(Some(prefix));
+        }
+    }
+    Ok(None)
+}
+
+/// Highest epoch named by any of the org's traces (so a reset never reuses an epoch, even
+/// after a lost checkpoint). Lists every trace: a rare operator command can afford it.
+pub async fn highest_epoch(blobs: &Blobs, org: &OrgKey) -> Result<u64, StorageError> {
+    let mut max = 0;
+    for prefix in trace_prefixes(org) {
+        for item in blobs.list(&prefix).await? {
+            let rest = item.name.strip_prefix(&prefix).unwrap_or_default();
+            if let Some(epoch) = rest
+                .split('/')
+                .next()
+                .and_then(|e| parse_number("epoch", e).ok())
+            {
+                max = max.max(epoch);
+            }
+        }
+    }
+    Ok(max)
 }

@@ -4,55 +4,12 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::bail;
 use chrono::Utc;
-use common::org::{names, parse_number, OrgKey};
-use common::storage::{Blobs, Storage, StorageError};
+use common::storage::Storage;
 use url::Url;
 
 use crate::checkpoint::{self, Checkpoint};
 use crate::config::{validate_start, CollectorConfig};
 use crate::leader;
-
-/// Where an org's pipeline leaves traces: pages and page states while work is in flight, done
-/// markers (kept for weeks) and poison records after it. A missing checkpoint next to any of them
-/// means the checkpoint was lost, and reusing an epoch would let the shipper take new pages for
-/// twins of shipped ones.
-fn trace_prefixes(org: &OrgKey) -> [String; 4] {
-    [
-        names::pages_prefix(org),
-        names::state_prefix(org),
-        names::done_prefix(org),
-        names::poison_prefix(org),
-    ]
-}
-
-/// Returns the first prefix of [`trace_prefixes`] that holds any blob.
-pub async fn org_has_data(blobs: &Blobs, org: &OrgKey) -> Result<Option<String>, StorageError> {
-    for prefix in trace_prefixes(org) {
-        if blobs.any_under(&prefix).await? {
-            return Ok(Some(prefix));
-        }
-    }
-    Ok(None)
-}
-
-/// Highest epoch named by any of the org's traces (so a reset never reuses an epoch, even
-/// after a lost checkpoint). Lists every trace: a rare operator command can afford it.
-async fn highest_epoch(blobs: &Blobs, org: &OrgKey) -> Result<u64, StorageError> {
-    let mut max = 0;
-    for prefix in trace_prefixes(org) {
-        for item in blobs.list(&prefix).await? {
-            let rest = item.name.strip_prefix(&prefix).unwrap_or_default();
-            if let Some(epoch) = rest
-                .split('/')
-                .next()
-                .and_then(|e| parse_number("epoch", e).ok())
-            {
-                max = max.max(epoch);
-            }
-        }
-    }
-    Ok(max)
-}
 
 /// `collector status`: leader, epoch, checkpoint, newest published, lag, last poll, queue depth.
 pub async fn status(cfg: &CollectorConfig, storage: &Storage, json: bool) -> anyhow::Result<()> {
@@ -161,7 +118,7 @@ pub async fn reset(
     let now = Utc::now();
     let url = match (start, next_url) {
         (Some(s), None) => {
-            crate::run::first_url(&cfg.origin, validate_start(s, now, cfg.allow_restamp)?)
+            crate::okta::first_url(&cfg.origin, validate_start(s, now, cfg.allow_restamp)?)
         }
         (None, Some(u)) => validate_next_url(&cfg.origin, u)?,
         _ => bail!("give exactly one of --start and --next-url"),
@@ -220,7 +177,7 @@ async fn reset_under_lease(
         .as_ref()
         .and_then(|c| c.as_ref())
         .map_or(0, |c| c.checkpoint.epoch);
-    let epoch = in_checkpoint.max(highest_epoch(blobs, &cfg.org).await?) + 1;
+    let epoch = in_checkpoint.max(checkpoint::highest_epoch(blobs, &cfg.org).await?) + 1;
     let fresh = Checkpoint {
         v: checkpoint::CURRENT_VERSION,
         org: cfg.org.clone(),

@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::Rng;
 
-use crate::okta::client::RateLimit;
+use crate::okta::rate_limit::RateLimit;
 
 /// Default share of the limit left to other integrations (`OKTA_RATE_LIMIT_RESERVE`).
 pub const DEFAULT_RESERVE: f64 = 0.3;

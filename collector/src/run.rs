@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use common::backoff::Backoff;
 use common::health::Health;
 use common::storage::{Blobs, Queue, Storage, StorageAuth};
@@ -555,7 +555,7 @@ impl Collector {
             }
             Err(e) => return Err(LoadError::Retry(e.to_string())),
         }
-        let leftovers = crate::commands::org_has_data(&self.blobs, org)
+        let leftovers = checkpoint::org_has_data(&self.blobs, org)
             .await
             .map_err(|e| LoadError::Retry(e.to_string()))?;
         if let Some(prefix) = leftovers {
@@ -579,7 +579,7 @@ impl Collector {
             seq: 0,
             next_url: match &self.cfg.start_url {
                 Some(saved) => saved.to_string(),
-                None => first_url(&self.cfg.origin, self.cfg.start).to_string(),
+                None => okta::first_url(&self.cfg.origin, self.cfg.start).to_string(),
             },
             pending: None,
             newest_published: None,
@@ -608,20 +608,6 @@ impl Collector {
 enum LoadError {
     Fatal(anyhow::Error),
     Retry(String),
-}
-
-/// The first URL of a polling request: `since`, `limit=1000`, never `until`.
-pub fn first_url(origin: &Url, since: DateTime<Utc>) -> Url {
-    let mut u = origin.clone();
-    u.set_path("/api/v1/logs");
-    u.query_pairs_mut()
-        .clear()
-        .append_pair(
-            "since",
-            &since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        )
-        .append_pair("limit", "1000");
-    u
 }
 
 /// What became of a fetched page, with the checkpoint to go on from.

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use collector::dedupe::RecentUuids;
-use collector::okta::{build_http_client, prepare_page, Credential, OktaClient, OktaError};
+use collector::okta::{
+    build_http_client, first_url, prepare_page, Credential, OktaClient, OktaError,
+};
 use collector::pacing::Pacer;
 use common::secrets::{SecretSource, SecretString};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -69,7 +71,7 @@ async fn drain_from(c: &OktaClient, mut url: Url) -> (Vec<String>, Url) {
 }
 
 async fn drain(c: &OktaClient) -> Vec<String> {
-    drain_from(c, c.first_url(since())).await.0
+    drain_from(c, first_url(c.origin(), since())).await.0
 }
 
 #[tokio::test]
@@ -80,7 +82,7 @@ async fn pages_through_the_log_with_both_link_styles() {
     })
     .await;
     let c = client(&f.base_url(), ssws(SSWS));
-    let first = c.first_url(since());
+    let first = first_url(c.origin(), since());
     assert_eq!(first.path(), "/api/v1/logs");
     let q: Vec<(String, String)> = first.query_pairs().into_owned().collect();
     assert!(q.iter().any(|(k, v)| k == "limit" && v == "1000"));
@@ -97,7 +99,7 @@ async fn pages_through_the_log_with_both_link_styles() {
     assert_eq!(have, want);
 
     // New events appear behind the next link of the empty page (polling semantics).
-    let (_, resume) = drain_from(&c, c.first_url(since())).await;
+    let (_, resume) = drain_from(&c, first_url(c.origin(), since())).await;
     f.release(7);
     let (more, _) = drain_from(&c, resume).await;
     assert_eq!(more.len(), 7);
@@ -113,7 +115,10 @@ async fn a_page_carries_rate_limit_and_date_headers() {
     })
     .await;
     let c = client(&f.base_url(), ssws(SSWS));
-    let p = c.fetch(&c.first_url(since())).await.expect("page");
+    let p = c
+        .fetch(&first_url(c.origin(), since()))
+        .await
+        .expect("page");
     let rate = p.rate.expect("rate headers");
     assert_eq!(rate.limit, 20);
     assert!(rate.remaining < 20);
@@ -151,7 +156,10 @@ async fn a_foreign_next_link_is_refused_and_never_contacted() {
         count: 1,
         url: format!("{foreign}/api/v1/logs?after=stolen"),
     });
-    let err = c.fetch(&c.first_url(since())).await.expect_err("refused");
+    let err = c
+        .fetch(&first_url(c.origin(), since()))
+        .await
+        .expect_err("refused");
     assert!(matches!(err, OktaError::ForeignOrigin(_)), "{err:?}");
     // Asking for the foreign URL directly is refused before anything is sent.
     let direct = Url::parse(&format!("{foreign}/api/v1/logs?after=1")).expect("url");
@@ -192,7 +200,10 @@ async fn oauth_with_the_wrong_key_is_unauthorized_with_a_hint() {
     })
     .await;
     let c = client(&f.base_url(), oauth(&other_private));
-    let err = c.fetch(&c.first_url(since())).await.expect_err("refused");
+    let err = c
+        .fetch(&first_url(c.origin(), since()))
+        .await
+        .expect_err("refused");
     assert!(err.is_auth(), "{err:?}");
     assert!(matches!(err, OktaError::Unauthorized { .. }), "{err:?}");
     assert!(!err.operator_hint().is_empty());
@@ -210,7 +221,10 @@ async fn oauth_missing_scope_is_forbidden() {
     })
     .await;
     let c = client(&f.base_url(), oauth(&private));
-    let err = c.fetch(&c.first_url(since())).await.expect_err("refused");
+    let err = c
+        .fetch(&first_url(c.origin(), since()))
+        .await
+        .expect_err("refused");
     assert!(matches!(err, OktaError::Forbidden { .. }), "{err:?}");
     assert!(err.operator_hint().contains("okta.logs.read"));
 }
@@ -242,7 +256,7 @@ async fn dpop_nonce_flow_at_token_endpoint_and_resource() {
     // The resource rotates its nonce mid-session: one challenge, retried transparently.
     f.rotate_dpop_nonce();
     let p = c
-        .fetch(&c.first_url(since()))
+        .fetch(&first_url(c.origin(), since()))
         .await
         .expect("page after rotation");
     assert!(!p.events.is_empty());
@@ -260,7 +274,7 @@ async fn an_expired_token_is_renewed() {
     })
     .await;
     let c = client(&f.base_url(), oauth(&private));
-    let url = c.first_url(since());
+    let url = first_url(c.origin(), since());
     c.fetch(&url).await.expect("first");
     assert_eq!(f.stats().tokens_issued, 1);
     // Okta expires the token (server side): the 401 makes the client get a new one.
@@ -282,7 +296,7 @@ async fn a_short_lived_token_is_renewed_before_it_expires() {
     })
     .await;
     let c = client(&f.base_url(), oauth(&private));
-    let url = c.first_url(since());
+    let url = first_url(c.origin(), since());
     c.fetch(&url).await.expect("first");
     tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
     c.fetch(&url).await.expect("second");
@@ -303,7 +317,7 @@ async fn a_401_is_retried_once_after_refreshing_the_credential() {
     })
     .await;
     let c = client(&f.base_url(), ssws(SSWS));
-    let url = c.first_url(since());
+    let url = first_url(c.origin(), since());
     f.inject(OktaFault::Unauthorized { count: 1 });
     let p = c.fetch(&url).await.expect("retried after refresh");
     assert_eq!(p.events.len(), 4);
@@ -329,7 +343,10 @@ async fn a_wrong_token_never_appears_in_errors() {
     let f = fake(OktaFakeConfig::default()).await;
     let secret = "00WRONG-TOKEN-VALUE-xyz";
     let c = client(&f.base_url(), ssws(secret));
-    let err = c.fetch(&c.first_url(since())).await.expect_err("refused");
+    let err = c
+        .fetch(&first_url(c.origin(), since()))
+        .await
+        .expect_err("refused");
     assert!(matches!(err, OktaError::Unauthorized { .. }), "{err:?}");
     for text in [format!("{err}"), format!("{err:?}"), format!("{c:?}")] {
         assert!(!text.contains(secret), "{text}");
@@ -344,7 +361,7 @@ async fn malformed_bodies_are_errors_never_empty_pages() {
     })
     .await;
     let c = client(&f.base_url(), ssws(SSWS));
-    let url = c.first_url(since());
+    let url = first_url(c.origin(), since());
     for fault in [
         OktaFault::TruncatedJson { count: 1 },
         OktaFault::ObjectInsteadOfArray { count: 1 },
@@ -377,7 +394,7 @@ async fn rate_limited_and_server_errors() {
     })
     .await;
     let c = client(&f.base_url(), ssws(SSWS));
-    let url = c.first_url(since());
+    let url = first_url(c.origin(), since());
     f.inject(OktaFault::Status429 { count: 1 });
     let err = c.fetch(&url).await.expect_err("429");
     let OktaError::RateLimited { rate, date } = &err else {
@@ -409,7 +426,10 @@ async fn prepared_pages_add_the_domain_and_drop_repeats() {
     })
     .await;
     let c = client(&f.base_url(), ssws(SSWS));
-    let p = c.fetch(&c.first_url(since())).await.expect("page");
+    let p = c
+        .fetch(&first_url(c.origin(), since()))
+        .await
+        .expect("page");
     let mut recent = RecentUuids::new(10_000);
     let prepared = prepare_page(&p.events, c.host(), &mut recent).expect("prepared");
     assert_eq!(prepared.count, 20);
@@ -486,7 +506,10 @@ async fn a_200_html_page_is_malformed() {
     })
     .await;
     let c = client(&base, ssws("tok-123456"));
-    let err = c.fetch(&c.first_url(since())).await.expect_err("html");
+    let err = c
+        .fetch(&first_url(c.origin(), since()))
+        .await
+        .expect_err("html");
     let OktaError::Malformed(msg) = &err else {
         panic!("{err:?}")
     };
@@ -515,7 +538,10 @@ async fn one_comma_joined_link_header_is_followed_verbatim() {
     })
     .await;
     let c = client(&base, ssws("tok-123456"));
-    let p = c.fetch(&c.first_url(since())).await.expect("page");
+    let p = c
+        .fetch(&first_url(c.origin(), since()))
+        .await
+        .expect("page");
     assert_eq!(
         p.next.map(|u| u.to_string()),
         Some(format!("{base}/api/v1/logs?after=a%2Cb&q=x,y"))

@@ -5,16 +5,16 @@
 //! spread out instead of hammering the service in lock-step (the "thundering herd").
 //!
 //! When the server says how long to wait, that word wins: [`retry_after`] reads `Retry-After`
-//! (seconds or HTTP-date) and the Azure millisecond variants; [`rate_limit_reset_wait`] reads
-//! Okta's `X-Rate-Limit-Reset`. Both measure against the response's own `Date` header where it
-//! matters, because the local clock of a container can be off by minutes, and both clamp to
-//! [`MAX_SERVER_WAIT`] so one absurd header cannot park a service for hours.
+//! (seconds or HTTP-date) and the Azure millisecond variants, measured against the response's
+//! own `Date` where the caller has it (a container's clock can be off by minutes), and clamped
+//! to [`MAX_SERVER_WAIT`] so one absurd header cannot park a service for hours. Okta's
+//! `X-Rate-Limit-Reset` is read by the collector's pacer (`collector/src/pacing.rs`).
 
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use rand::Rng;
-use reqwest::header::{HeaderMap, DATE, RETRY_AFTER};
+use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 /// The longest wait a server hint can impose. Okta's windows are one minute and Azure's
 /// `Retry-After` values are seconds to a few minutes; anything longer is treated as a bug on
@@ -153,7 +153,7 @@ impl Backoff {
 /// How long the server asks us to wait, from (in this order) `retry-after-ms`,
 /// `x-ms-retry-after-ms` (milliseconds, Azure) or `Retry-After` (delta-seconds or an
 /// HTTP-date, RFC 9110 §10.2.3). An HTTP-date is measured against `now`; pass the response's
-/// `Date` (see [`response_date`]) when you have it, so a skewed local clock does not matter.
+/// `Date` when you have it, so a skewed local clock does not matter.
 /// A date in the past gives zero. The result is clamped to [`MAX_SERVER_WAIT`]; unparsable
 /// values give `None`.
 pub fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
@@ -168,23 +168,6 @@ pub fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> 
     }
     let at = parse_http_date(value)?;
     Some(until(at, now))
-}
-
-/// How long until Okta's rate-limit window resets: `X-Rate-Limit-Reset` (epoch seconds)
-/// minus the response's `Date` header — Okta's clock against Okta's clock, so the local
-/// clock's skew cancels out. Falls back to `local_now` only when the response has no usable
-/// `Date`. A reset in the past gives zero; the result is clamped to [`MAX_SERVER_WAIT`].
-pub fn rate_limit_reset_wait(headers: &HeaderMap, local_now: DateTime<Utc>) -> Option<Duration> {
-    let reset = header_str(headers, "x-rate-limit-reset")?.trim();
-    let reset: i64 = reset.parse().ok()?;
-    let reset = Utc.timestamp_opt(reset, 0).single()?;
-    let now = response_date(headers).unwrap_or(local_now);
-    Some(until(reset, now))
-}
-
-/// The response's `Date` header, when present and valid.
-pub fn response_date(headers: &HeaderMap) -> Option<DateTime<Utc>> {
-    parse_http_date(header_str(headers, DATE.as_str())?)
 }
 
 /// Parses an HTTP-date: the IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) and, as RFC 9110

@@ -359,22 +359,6 @@ fn float(v: f64) -> Value {
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Environment knob for the stats interval (parsed by the binaries with `humantime`).
-pub const STATS_INTERVAL_ENV: &str = "STATS_INTERVAL";
-
-/// Default interval between two `stats` log lines.
-pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(60);
-
-/// `STATS_INTERVAL` (a humantime duration such as `60s` or `5m`), or
-/// [`DEFAULT_STATS_INTERVAL`] when unset or empty. Binaries that take it as a clap flag with
-/// `env = "STATS_INTERVAL"` do not need this.
-pub fn stats_interval_from_env() -> Result<Duration, humantime::DurationError> {
-    match std::env::var(STATS_INTERVAL_ENV) {
-        Ok(v) if !v.trim().is_empty() => humantime::parse_duration(v.trim()),
-        _ => Ok(DEFAULT_STATS_INTERVAL),
-    }
-}
-
 /// Logs `stats` (target `stats`) every `interval`, and once more when `cancel` fires so the
 /// last numbers before a shutdown are not lost.
 pub fn spawn_stats_logger(

@@ -118,43 +118,6 @@ fn retry_after_seconds_dates_and_milliseconds() {
     assert_eq!(ra(&[]), None);
 }
 
-#[test]
-fn rate_limit_reset_is_measured_against_the_response_date() {
-    let date = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
-    let reset = (date.timestamp() + 30).to_string();
-    let date_hdr = "Sun, 01 Mar 2026 12:00:00 GMT";
-    // The local clock is 17 minutes fast: irrelevant, Okta's Date header is the reference.
-    let skewed_local = date + chrono::Duration::minutes(17);
-    let h = headers(&[("x-rate-limit-reset", &reset), ("date", date_hdr)]);
-    assert_eq!(
-        backoff::rate_limit_reset_wait(&h, skewed_local),
-        Some(Duration::from_secs(30))
-    );
-    assert_eq!(backoff::response_date(&h), Some(date));
-
-    // Without a Date header the local clock is the fallback.
-    let h = headers(&[("x-rate-limit-reset", &reset)]);
-    assert_eq!(
-        backoff::rate_limit_reset_wait(&h, date + chrono::Duration::seconds(10)),
-        Some(Duration::from_secs(20))
-    );
-    // A reset already past → zero; far future → clamped; missing or junk → None.
-    let h = headers(&[("x-rate-limit-reset", "1000"), ("date", date_hdr)]);
-    assert_eq!(
-        backoff::rate_limit_reset_wait(&h, date),
-        Some(Duration::ZERO)
-    );
-    let far = (date.timestamp() + 86_400).to_string();
-    let h = headers(&[("x-rate-limit-reset", &far), ("date", date_hdr)]);
-    assert_eq!(
-        backoff::rate_limit_reset_wait(&h, date),
-        Some(MAX_SERVER_WAIT)
-    );
-    assert_eq!(backoff::rate_limit_reset_wait(&headers(&[]), date), None);
-    let h = headers(&[("x-rate-limit-reset", "later")]);
-    assert_eq!(backoff::rate_limit_reset_wait(&h, date), None);
-}
-
 // ---------------------------------------------------------------------------------------------
 // child processes (failpoints, signals)
 

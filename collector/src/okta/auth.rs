@@ -21,9 +21,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use url::Url;
 
-use super::client::{clip, parse_date, parse_rate_limit, status_error, transport_error, OktaError};
 use super::dpop::DpopKey;
+use super::error::{clip, transport_error, OktaError};
 use super::keys::load_signing_key;
+use super::rate_limit::{parse_date, parse_rate_limit};
+use super::response::status_error;
 
 pub use common::secrets::SecretSource;
 

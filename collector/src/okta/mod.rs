@@ -1,6 +1,7 @@
 //! Talking to Okta's System Log API (contracts.md §1).
 //!
-//! [`client`] fetches one page (origin checks, error mapping, credential refresh); [`auth`]
+//! [`client`] fetches one page (origin checks, credential refresh), reading the answer with
+//! [`response`] and [`rate_limit`] and failing with an [`error::OktaError`]; [`auth`]
 //! holds the credential (SSWS, or OAuth `private_key_jwt` with DPoP from [`dpop`] and keys
 //! from [`keys`]); [`links`] parses `Link` headers; [`page`] turns the events of a page into
 //! the bytes that get stored.
@@ -8,12 +9,16 @@
 pub mod auth;
 pub mod client;
 pub mod dpop;
+pub mod error;
 pub mod keys;
 pub mod links;
 pub mod page;
+pub mod rate_limit;
+pub mod response;
 
 pub use auth::{Credential, LOGS_READ_SCOPE};
 pub use client::{
-    build_http_client, build_http_client_with_timeout, OktaClient, OktaError, OktaPage, RateLimit,
+    build_http_client, build_http_client_with_timeout, first_url, OktaClient, OktaError, OktaPage,
+    RateLimit,
 };
 pub use page::{prepare_page, PreparedPage};

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::dedupe::RecentUuids;
-use crate::okta::client::OktaError;
+use crate::okta::error::OktaError;
 
 /// What gets stored for one page.
 #[derive(Debug, Clone, PartialEq)]
