@@ -107,8 +107,58 @@ pub struct CollectorArgs {
         global = true
     )]
     pub okta_rate_limit_reserve: String,
+    /// Leader lease on `leader/{org}` (15s–60s, the blob lease limits): how long a killed
+    /// leader blocks a standby. Tuning and tests.
+    #[arg(
+        long,
+        env = "LEADER_LEASE_DURATION",
+        default_value = "60s",
+        hide_short_help = true,
+        help_heading = "Tuning knobs",
+        global = true
+    )]
+    pub leader_lease_duration: String,
+    /// Whole-request timeout towards Okta (above Okta's own 30 s query timeout).
+    #[arg(
+        long,
+        env = "OKTA_REQUEST_TIMEOUT",
+        default_value = "45s",
+        hide_short_help = true,
+        help_heading = "Tuning knobs",
+        global = true
+    )]
+    pub okta_request_timeout: String,
+    /// Not ready when the leader's last successful poll is older than this.
+    #[arg(
+        long,
+        env = "READY_STALE_AFTER",
+        default_value = "5m",
+        hide_short_help = true,
+        help_heading = "Tuning knobs",
+        global = true
+    )]
+    pub ready_stale_after: String,
+    /// Interval of the one-line JSON `stats` log record.
+    #[arg(
+        long,
+        env = "STATS_INTERVAL",
+        default_value = "60s",
+        hide_short_help = true,
+        help_heading = "Tuning knobs",
+        global = true
+    )]
+    pub stats_interval: String,
     #[command(flatten)]
     pub service: ServiceArgs,
+}
+
+/// A tuning knob's duration (humantime: `15s`, `5m`); an empty value (a deployment that sets
+/// the variable to nothing) means the default, as before these were flags.
+fn knob(var: &'static str, value: &str, default: Duration) -> Result<Duration, ConfigError> {
+    if value.trim().is_empty() {
+        return Ok(default);
+    }
+    config::parse_duration(var, value)
 }
 
 /// Where the Okta credential comes from.
@@ -151,7 +201,8 @@ pub struct CollectorConfig {
     pub key_vault_url: Option<Url>,
     pub azure_client_id: Option<String>,
     pub http_addr: SocketAddr,
-    /// Test-time knobs (documented in the README): leader lease, stats interval, readiness window.
+    /// Tuning knobs (flags with env defaults, listed under "Tuning knobs" in `--help`): leader
+    /// lease, stats interval, readiness window.
     pub lease: Duration,
     pub stats_interval: Duration,
     pub stale_after: Duration,
@@ -207,7 +258,11 @@ impl CollectorArgs {
         let service = self.service.validate("127.0.0.1:9464")?;
         let key_vault_url = service.key_vault_url.clone();
         let credential = self.credential(&org, key_vault_url.is_some())?;
-        let lease = config::env_duration("LEADER_LEASE_DURATION", Duration::from_secs(60))?;
+        let lease = knob(
+            "LEADER_LEASE_DURATION",
+            &self.leader_lease_duration,
+            Duration::from_secs(60),
+        )?;
         if !(15..=60).contains(&lease.as_secs()) {
             return Err(ConfigError::new(
                 "LEADER_LEASE_DURATION",
@@ -231,9 +286,21 @@ impl CollectorArgs {
             azure_client_id: service.azure_client_id,
             http_addr: service.http_addr,
             lease,
-            stats_interval: config::env_duration("STATS_INTERVAL", Duration::from_secs(60))?,
-            stale_after: config::env_duration("READY_STALE_AFTER", Duration::from_secs(300))?,
-            request_timeout: config::env_duration("OKTA_REQUEST_TIMEOUT", Duration::from_secs(45))?,
+            stats_interval: knob(
+                "STATS_INTERVAL",
+                &self.stats_interval,
+                Duration::from_secs(60),
+            )?,
+            stale_after: knob(
+                "READY_STALE_AFTER",
+                &self.ready_stale_after,
+                Duration::from_secs(300),
+            )?,
+            request_timeout: knob(
+                "OKTA_REQUEST_TIMEOUT",
+                &self.okta_request_timeout,
+                Duration::from_secs(45),
+            )?,
         })
     }
 
@@ -331,6 +398,46 @@ pub fn validate_start(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tuning_knobs_are_flags_listed_in_the_long_help_only() {
+        use clap::CommandFactory;
+        let long = Cli::command().render_long_help().to_string();
+        let short = Cli::command().render_help().to_string();
+        for var in [
+            "LEADER_LEASE_DURATION",
+            "OKTA_REQUEST_TIMEOUT",
+            "READY_STALE_AFTER",
+            "STATS_INTERVAL",
+        ] {
+            assert!(long.contains(var), "{var} missing from --help");
+            assert!(!short.contains(var), "{var} in -h");
+        }
+        let cli = Cli::try_parse_from([
+            "collector",
+            "--okta-domain",
+            "acme.okta.com",
+            "--okta-api-token",
+            "t",
+            "--leader-lease-duration",
+            "20s",
+            "--ready-stale-after",
+            "2m",
+            "--stats-interval",
+            "",
+            "--connection-string",
+            "UseDevelopmentStorage=true",
+        ]);
+        let cfg = cli.map(|c| c.args.validate(Utc::now()));
+        let cfg = match cfg {
+            Ok(Ok(c)) => c,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(cfg.lease, Duration::from_secs(20));
+        assert_eq!(cfg.stale_after, Duration::from_secs(120));
+        assert_eq!(cfg.stats_interval, Duration::from_secs(60));
+        assert_eq!(cfg.request_timeout, Duration::from_secs(45));
+    }
 
     #[test]
     fn start_limits() {

@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     };
     let result = rt.block_on(async move {
         match cli.command.unwrap_or(Command::Run) {
-            Command::Run => collector::run::run(cfg).await,
+            Command::Run => collector::run::run(cfg, common::shutdown::install()).await,
             Command::Status { json } => {
                 let storage = connect(&cfg).await?;
                 collector::commands::status(&cfg, &storage, json).await

@@ -16,6 +16,7 @@ use common::backoff::Backoff;
 use common::health::Health;
 use common::storage::{Blobs, Queue, Storage, StorageAuth};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use url::Url;
 
 use crate::checkpoint::{self, Checkpoint, CheckpointError, Versioned};
@@ -54,9 +55,11 @@ enum TermEnd {
     LostLeadership,
 }
 
-/// Runs the collector until SIGTERM/SIGINT.
-pub async fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
-    let cancel = common::shutdown::install();
+/// Runs the collector until `shutdown` fires (the binary passes SIGTERM/SIGINT, from
+/// `common::shutdown::install`; a test can pass its own token and drive the service
+/// in-process, as mini-redis's `server::run` takes its shutdown future).
+pub async fn run(cfg: CollectorConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let cancel = shutdown;
     let w = wiring::Wiring::new(&cfg).await?;
     let storage = Storage::connect(&cfg.storage, w.azure_http.clone(), w.credential.clone())
         .context("connecting to Azure Storage")?;
@@ -151,13 +154,22 @@ impl Collector {
         }
     }
 
-    /// One leader term.
+    /// One leader term. Its span carries the org, this process and the epoch, so the log
+    /// lines inside do not repeat them.
+    #[tracing::instrument(
+        name = "term",
+        skip_all,
+        fields(org = %self.cfg.org, holder = %crate::leader::holder_id(), epoch = tracing::field::Empty)
+    )]
     async fn lead(&self, lead: &crate::leader::Leadership) -> anyhow::Result<TermEnd> {
         let Some(mut cp) = self.load_or_create_checkpoint(lead).await? else {
             return Ok(TermEnd::Shutdown);
         };
+        tracing::Span::current().record("epoch", cp.checkpoint.epoch);
         let last_success = Arc::new(AtomicI64::new(Utc::now().timestamp()));
-        let watchdog = self.spawn_watchdog(last_success.clone(), lead.lost.clone());
+        // Aborted when the term ends, however it ends (an early return included).
+        let _watchdog =
+            AbortOnDropHandle::new(self.spawn_watchdog(last_success.clone(), lead.lost.clone()));
         let pacer = Pacer::new(self.cfg.reserve);
         let mut dedupe = RecentUuids::new(DEDUPE_CAPACITY);
         dedupe.restore(&checkpoint::decode_recent(cp.checkpoint.recent.as_deref()));
@@ -266,7 +278,6 @@ impl Collector {
                 continue;
             }
         };
-        watchdog.abort();
         if matches!(end, TermEnd::Shutdown) && pending_sent {
             // A clean stop: the last envelope is on the queue, so the next leader need not
             // send it again. If this write fails it does, and the shippers absorb the twin.
