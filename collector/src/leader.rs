@@ -30,7 +30,7 @@ pub struct Heartbeat {
     pub last_poll_result: Option<String>,
     pub rate_limit_remaining: Option<u32>,
     pub rate_limit_limit: Option<u32>,
-    /// Whether the last page reached the head of the log (DESIGN §3 "Caught up means quiet").
+    /// Whether the last page reached the head of the log (docs/design.md §3 "Caught up means quiet").
     pub caught_up: Option<bool>,
 }
 

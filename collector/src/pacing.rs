@@ -94,7 +94,7 @@ impl Pacer {
 }
 
 /// The wait after a page that reached the head of the log — an empty page or one with fewer
-/// events than the request's `limit` (DESIGN §3 "Caught up means quiet"): the poll interval
+/// events than the request's `limit` (docs/design.md §3 "Caught up means quiet"): the poll interval
 /// plus up to a tenth of it at random, so that many collectors started together (a fleet of
 /// orgs, a redeployment) do not poll in step; never less than `paced`, the pacer's delay.
 pub fn caught_up_wait(poll_interval: Duration, paced: Duration) -> Duration {

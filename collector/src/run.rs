@@ -228,7 +228,7 @@ impl Collector {
                         self.sleep(backoff.next_delay(), Some(&lead.lost)).await;
                         continue;
                     };
-                    // DESIGN §3 "Caught up means quiet": fewer events than the request's
+                    // docs/design.md §3 "Caught up means quiet": fewer events than the request's
                     // `limit` means the head of the log is reached.
                     let caught_up = page.events.is_empty()
                         || page.events.len() < okta::links::requested_limit(&url);

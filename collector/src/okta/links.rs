@@ -7,7 +7,7 @@
 //!
 //! The next URL is followed verbatim: the collector never builds an `after` cursor itself
 //! (contracts.md §1.2). It is accepted only when it points at the org's own origin, because
-//! the credential goes wherever the next URL points (DESIGN §5).
+//! the credential goes wherever the next URL points (docs/design.md §5).
 
 use reqwest::header::{HeaderMap, LINK};
 use url::Url;
@@ -144,7 +144,7 @@ pub const DEFAULT_LIMIT: usize = 100;
 /// The page size a request asked for: its `limit` query parameter, or Okta's default.
 ///
 /// Okta's `next` links echo the original query, so this is the same for every page of a
-/// checkpoint. A page with fewer events than this is the head of the log (DESIGN §3 "Caught
+/// checkpoint. A page with fewer events than this is the head of the log (docs/design.md §3 "Caught
 /// up means quiet"). An unparsable value counts as the default: Okta would refuse it with a
 /// 400 anyway, so no page is ever judged by it.
 pub fn requested_limit(url: &Url) -> usize {
