@@ -26,7 +26,7 @@
 //! kept in `$TMPDIR/okta-sentinel-chaos-{seed}/` when the test fails.
 //! Assertions are on counts only, never on durations.
 
-mod support;
+use world::support;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use world::procs::{eventually, Service};
+use crate::procs::{eventually, Service};
 
 /// The `addr` the service logged for its health endpoints (`HTTP_ADDR=127.0.0.1:0`), waiting
 /// up to 90 s; panics when it never appears.

@@ -1,8 +1,7 @@
-//! Helpers shared by the end-to-end suites (each suite includes this with `mod support;`).
+//! Helpers shared by the end-to-end suites (`tests/tests/suite/`, as `world::support`).
 //!
-//! Every suite compiles its own copy of this module and uses only part of it, hence the
-//! `dead_code` allowance (and `unused_imports` for the re-exports below, which keep the
-//! short `support::name` paths every suite uses). One concept per file:
+//! The re-exports below keep the short `support::name` paths every suite uses. One concept
+//! per file:
 //!
 //! - [`health`]: the health address a service logged, `/readyz` waits;
 //! - [`metrics`]: reading samples from `/metrics`;
@@ -13,7 +12,6 @@
 //! - [`procs`]: stopping a service cleanly, or at a failpoint;
 //! - [`secret_scan`]: finding secrets in everything a run produced;
 //! - [`trap`]: a listener standing in for a foreign origin.
-#![allow(dead_code, unused_imports)]
 
 pub mod blobs;
 pub mod health;

@@ -4,7 +4,7 @@
 //! unreadable checkpoint), and the refusal to start when the checkpoint is lost next to the
 //! org's pages, page states, done markers or poison records (DESIGN.md §2, §3).
 
-mod support;
+use world::support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use world::procs::Service;
+use crate::procs::Service;
 
 /// How long a service may take to finish after SIGTERM before it is killed.
 const GRACE: Duration = Duration::from_secs(30);

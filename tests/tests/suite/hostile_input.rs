@@ -24,7 +24,7 @@
 //! (Gzip bombs, a page that is deep nesting only, and a missing page blob are the poison
 //! suite's cases, `shipper_poison.rs`.)
 
-mod support;
+use world::support;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

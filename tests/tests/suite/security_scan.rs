@@ -16,7 +16,7 @@
 //!   listener of this test, which must receive nothing at all.
 //! - **https is required** for every non-loopback endpoint: exit code 2 naming the variable.
 
-mod support;
+use world::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;

@@ -1,7 +1,7 @@
 //! End to end: the real collector and shipper binaries against Azurite, the fake Okta org and
 //! the fake Log Analytics. Every released event lands exactly once, with the legacy columns.
 
-mod support;
+use world::support;
 
 use std::time::Duration;
 

@@ -11,7 +11,7 @@
 //!
 //! Assertions are on counts and states, never on durations.
 
-mod support;
+use world::support;
 
 use std::time::Duration;
 

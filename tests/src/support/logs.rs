@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use crate::procs::{eventually, Service};
 use anyhow::Context;
-use world::procs::{eventually, Service};
 
 /// The last `n` lines of a log, to show with a failure.
 pub fn tail(log: &str, n: usize) -> String {

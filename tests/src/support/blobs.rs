@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::local::LocalWorld;
+use crate::procs::eventually;
 use bytes::Bytes;
 use common::page_state::PageState;
 use common::storage::Storage;
 use sha2::{Digest, Sha256};
-use world::local::LocalWorld;
-use world::procs::eventually;
 
 /// A storage client on the world's Azurite, as the binaries see it.
 pub fn storage(world: &LocalWorld) -> Storage {

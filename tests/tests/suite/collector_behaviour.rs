@@ -6,7 +6,7 @@
 //! (each envelope once, twins folded) and from the page blobs the envelopes name. Every
 //! assertion is about counts and states, never about durations; timeouts only bound waits.
 
-mod support;
+use world::support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;

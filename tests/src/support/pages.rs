@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::time::Duration;
 
+use crate::local::LocalWorld;
+use crate::procs::eventually;
 use bytes::Bytes;
 use chrono::Utc;
 use common::envelope::Envelope;
 use common::org::{names, OrgKey};
 use common::storage::Storage;
-use world::local::LocalWorld;
-use world::procs::eventually;
 
 use super::blobs::sha256_hex;
 
@@ -56,7 +56,7 @@ pub fn uuid_of(ev: &serde_json::Value) -> String {
 pub fn make_page(seq: u64, seed: u64, n: usize) -> TestPage {
     let from = Utc::now() - chrono::Duration::minutes(30);
     let events =
-        world::fakes::okta_events::generate(seed, n, from, chrono::Duration::milliseconds(7));
+        crate::fakes::okta_events::generate(seed, n, from, chrono::Duration::milliseconds(7));
     let uuids = events.iter().map(uuid_of).collect();
     let gz = gzip(&serde_json::to_vec(&events).expect("json"));
     TestPage {

@@ -6,7 +6,7 @@
 //! that must get *past* validation (`OKTA_START` older than 48 h with the restamp flag) runs
 //! `collector status` against a real Azurite so the command can finish.
 
-mod support;
+use world::support;
 
 use std::collections::BTreeMap;
 use std::process::ExitStatus;

@@ -3,7 +3,7 @@
 //! what can be checked statically. Each check is proven able to fail by running it on a
 //! deliberately broken copy of the real files.
 
-#[path = "infra/validator.rs"]
+#[path = "../infra/validator.rs"]
 mod validator;
 
 use std::path::{Path, PathBuf};

@@ -1,9 +1,9 @@
 //! Starting a world, the fake Okta org's configuration, and what the collector records of it.
 
+use crate::fakes::log_analytics::LogAnalyticsFakeConfig;
+use crate::fakes::okta::OktaFakeConfig;
+use crate::local::{LocalWorld, WorldOptions};
 use common::storage::Storage;
-use world::fakes::log_analytics::LogAnalyticsFakeConfig;
-use world::fakes::okta::OktaFakeConfig;
-use world::local::{LocalWorld, WorldOptions};
 
 use super::blobs::{read_json, storage};
 

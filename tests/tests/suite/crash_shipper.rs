@@ -4,7 +4,7 @@
 //! chunk is posted again (counted, documented in the README), and nothing else. A kill after a
 //! poison record is written leaves that one record, and the message is dropped on redelivery.
 
-mod support;
+use world::support;
 
 use std::time::Duration;
 
@@ -183,7 +183,7 @@ fn every_failpoint_has_a_crash_test() -> anyhow::Result<()> {
     assert!(points.len() >= 8, "found only {points:?}");
     let tests = ["crash_collector.rs", "crash_shipper.rs"]
         .iter()
-        .map(|f| std::fs::read_to_string(root.join("tests/tests").join(f)))
+        .map(|f| std::fs::read_to_string(root.join("tests/tests/suite").join(f)))
         .collect::<Result<Vec<_>, _>>()?
         .concat();
     let untested: Vec<_> = points

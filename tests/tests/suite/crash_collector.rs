@@ -4,7 +4,7 @@
 //! before its checkpoint write is fetched again as a new page and its orphan blob is never
 //! enqueued.
 
-mod support;
+use world::support;
 
 use std::time::Duration;
 

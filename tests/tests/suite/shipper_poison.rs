@@ -12,7 +12,7 @@
 //!
 //! Assertions are on counts and contents, never on durations.
 
-mod support;
+use world::support;
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -8,7 +8,7 @@
 //! poison outcome, and a WARN or ERROR log line that names the cause so an operator can act.
 //! Waits are bounded by timeouts; no assertion is about a duration.
 
-mod support;
+use world::support;
 
 use std::time::{Duration, Instant};
 
