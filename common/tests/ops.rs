@@ -5,6 +5,8 @@
 //! the test re-runs its own test binary (`std::env::current_exe()`) filtered to one
 //! `*_child` test, with an environment variable that tells that test to act. Run normally, the
 //! `*_child` tests do nothing.
+// Test code: helpers outside `#[test]` functions may unwrap too (the lint is for product code).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::{Command, Output};
 use std::time::Duration;

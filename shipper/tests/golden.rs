@@ -7,6 +7,8 @@
 //! The corpus's event 6 carries the placeholder `"OVERLONG"` in `debugData.detailedmessage`,
 //! replaced here by 40,000 × "é" (80,000 bytes), so the expected value is the 65,536-byte,
 //! char-boundary prefix: 32,768 × "é".
+// Test code: helpers outside `#[test]` functions may unwrap too (the lint is for product code).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Map, Value};
 use shipper::chunk::{chunks, MAX_UNCOMPRESSED};

@@ -6,6 +6,8 @@
 //! property to N cases for a longer run. Failure persistence is off (no regression files are
 //! written into the source tree): a failure prints the minimal input, which belongs in a
 //! regression test below.
+// Test code: helpers outside `#[test]` functions may unwrap too (the lint is for product code).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
 

@@ -2,6 +2,8 @@
 //! each answer becomes as an [`Outcome`], that rows land with the manifest's columns, that the
 //! legacy path fills the Sentinel content columns with the same values, and that no token,
 //! key or signature ever appears in an outcome.
+// Test code: helpers outside `#[test]` functions may unwrap too (the lint is for product code).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use std::time::Duration;
