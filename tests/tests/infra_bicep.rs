@@ -1,14 +1,14 @@
 //! Offline validation of the Bicep deployment (`infra/`): no Bicep CLI exists on these machines,
-//! so the validator in `infra/validator.rs` parses the templates with tree-sitter-bicep and checks
+//! so the validator in `infra/` (parser walk, evaluator, rules) parses the templates with tree-sitter-bicep and checks
 //! what can be checked statically. Each check is proven able to fail by running it on a
 //! deliberately broken copy of the real files.
 
-#[path = "infra/validator.rs"]
-mod validator;
+#[path = "infra/mod.rs"]
+mod infra;
 
 use std::path::{Path, PathBuf};
 
-use validator::{validate, Sources, MANIFEST};
+use infra::{validate, Sources, MANIFEST};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

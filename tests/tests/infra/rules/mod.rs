@@ -1,0 +1,7 @@
+//! The rules, one module per concern. Each takes the parsed context and pushes problems as
+//! `path:line:col: message`.
+
+pub(crate) mod columns;
+pub(crate) mod identifiers;
+pub(crate) mod resources;
+pub(crate) mod roles;
