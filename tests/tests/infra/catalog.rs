@@ -5,6 +5,10 @@
 /// Repository-relative path of the column manifest the shipper uses (the single source of truth).
 pub(crate) const MANIFEST: &str = "shipper/manifest/okta_cl.v1.json";
 
+/// Longest custom column name the service accepts: "up to 45 alphanumeric characters and
+/// underscores" (https://learn.microsoft.com/en-us/azure/azure-monitor/logs/logs-ingestion-api-overview).
+pub(crate) const MAX_COLUMN_NAME: usize = 45;
+
 /// The storage-operation tables kept next to each binary's code, and whose identity runs them.
 pub(crate) const OPERATION_TABLES: &[(&str, &str)] = &[
     ("collector", "collector/storage-operations.json"),
@@ -32,6 +36,8 @@ pub(crate) const ALLOWED_TYPES: &[&str] = &[
     "Microsoft.Insights/scheduledQueryRules@2023-12-01",
     "Microsoft.Insights/actionGroups@2023-01-01",
     "Microsoft.Authorization/roleAssignments@2022-04-01",
+    // Custom roles with exactly each identity's storage data actions (issue 13 §1.9).
+    "Microsoft.Authorization/roleDefinitions@2022-04-01",
     "Microsoft.App/managedEnvironments@2024-03-01",
     // 2025-01-01 is the first stable version with azureQueue.identity (contracts.md §6.2).
     "Microsoft.App/containerApps@2025-01-01",

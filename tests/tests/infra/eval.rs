@@ -76,6 +76,11 @@ pub(crate) fn eval(ctx: &Ctx, fi: usize, n: Node, env: &Env) -> Result<Value, St
             let d = ctx.decls[fi]
                 .get(name)
                 .ok_or_else(|| format!("unknown {name}"))?;
+            if d.kind == "param" {
+                if let Some(v) = ctx.overrides.get(&(f.path.clone(), name.to_string())) {
+                    return Ok(v.clone());
+                }
+            }
             match (d.kind, d.value) {
                 ("var", Some(v)) => eval(ctx, fi, v, &HashMap::new()),
                 ("param", Some(v)) => eval(ctx, fi, v, &HashMap::new()),
@@ -299,6 +304,72 @@ pub(crate) fn call(
             _ => false,
         })),
         "toLower" => Ok(json!(ev(0)?.as_str().ok_or("toLower")?.to_lowercase())),
+        "replace" => {
+            let (s, from, to) = (ev(0)?, ev(1)?, ev(2)?);
+            let (Some(s), Some(from), Some(to)) = (s.as_str(), from.as_str(), to.as_str()) else {
+                return Err("replace over non-strings".into());
+            };
+            Ok(json!(s.replace(from, to)))
+        }
+        "take" => {
+            let n = ev(1)?.as_u64().ok_or("take: count")? as usize;
+            match ev(0)? {
+                Value::String(s) => Ok(json!(s.chars().take(n).collect::<String>())),
+                Value::Array(a) => Ok(Value::Array(a.into_iter().take(n).collect())),
+                _ => Err("take over a non-string, non-array".into()),
+            }
+        }
+        "concat" => {
+            let parts = (0..args.len()).map(ev).collect::<Result<Vec<_>, _>>()?;
+            if parts.iter().all(Value::is_array) {
+                Ok(Value::Array(
+                    parts
+                        .into_iter()
+                        .flat_map(|p| p.as_array().cloned().unwrap_or_default())
+                        .collect(),
+                ))
+            } else {
+                Ok(json!(parts
+                    .iter()
+                    .map(|p| p.as_str().map(str::to_string).unwrap_or(p.to_string()))
+                    .collect::<String>()))
+            }
+        }
+        "contains" => {
+            let (c, x) = (ev(0)?, ev(1)?);
+            Ok(Value::Bool(match (&c, &x) {
+                (Value::Array(a), _) => a.contains(&x),
+                (Value::String(s), Value::String(t)) => s.contains(t.as_str()),
+                (Value::Object(o), Value::String(k)) => o.contains_key(k),
+                _ => return Err("contains".into()),
+            }))
+        }
+        // Deterministic stand-ins for deployment-time values: what matters offline is their
+        // shape (uniqueString is 13 lower-case characters; the cloud is Azure public).
+        "uniqueString" => {
+            let seed = (0..args.len())
+                .map(|i| ev(i).map(|v| v.to_string()))
+                .collect::<Result<String, _>>()?;
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            let mut out = String::new();
+            for b in seed.bytes().cycle().take(13.max(seed.len())) {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+            for _ in 0..13 {
+                h = h.wrapping_mul(0x0100_0000_01b3) ^ (h >> 29);
+                out.push(char::from(b'a' + (h % 26) as u8));
+            }
+            Ok(json!(out))
+        }
+        "resourceGroup" => Ok(json!({
+            "id": "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-okta-sentinel",
+            "name": "rg-okta-sentinel",
+            "location": "westeurope",
+        })),
+        "environment" => Ok(json!({
+            "name": "AzureCloud",
+            "suffixes": {"acrLoginServer": ".azurecr.io", "storage": "core.windows.net"},
+        })),
         "subscriptionResourceId" => {
             let parts = (0..args.len())
                 .map(|i| ev(i).map(|v| v.as_str().unwrap_or_default().to_string()))

@@ -25,6 +25,7 @@ pub(crate) use sources::Sources;
 
 use rules::{
     columns::columns,
+    deployment::deployment,
     identifiers::identifiers,
     resources::{hardening, resources, role_guids},
     roles::{operations, role_assignments},
@@ -64,6 +65,7 @@ pub(crate) fn validate(sources: &Sources) -> Vec<String> {
         decls: files.iter().map(declarations).collect(),
         files: files.iter().collect(),
         sources,
+        overrides: Default::default(),
     };
     for (i, f) in files.iter().enumerate() {
         identifiers(&ctx, i, &mut problems);
@@ -74,5 +76,6 @@ pub(crate) fn validate(sources: &Sources) -> Vec<String> {
     let grants = role_assignments(&ctx, &mut problems);
     operations(sources, &grants, &mut problems);
     columns(&ctx, &mut problems);
+    deployment(&ctx, &grants, &mut problems);
     problems
 }

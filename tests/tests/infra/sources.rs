@@ -13,7 +13,8 @@ pub(crate) struct Sources {
 }
 
 impl Sources {
-    /// Reads `infra/**/*.bicep`, the manifest(s) and the operation tables from a checkout.
+    /// Reads `infra/**/*.bicep` (and the infra README and example YAML), the manifest(s) and the
+    /// operation tables from a checkout.
     pub fn load(root: &Path) -> Sources {
         let mut files = BTreeMap::new();
         let mut stack = vec![root.join("infra")];
@@ -26,7 +27,7 @@ impl Sources {
                     stack.push(path);
                 } else if path
                     .extension()
-                    .is_some_and(|e| e == "bicep" || e == "bicepparam")
+                    .is_some_and(|e| e == "bicep" || e == "bicepparam" || e == "yaml" || e == "md")
                 {
                     add(&mut files, root, &path);
                 }

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use serde_json::Value;
 use tree_sitter::{Node, Tree};
 
 use super::sources::Sources;
@@ -15,6 +16,7 @@ pub(crate) struct File {
     pub(crate) tree: Tree,
 }
 
+#[derive(Clone)]
 pub(crate) struct Decl<'t> {
     pub(crate) kind: &'static str,
     /// Default (param), value (var), body (resource/module).
@@ -23,10 +25,30 @@ pub(crate) struct Decl<'t> {
     pub(crate) target: String,
 }
 
+#[derive(Clone)]
 pub(crate) struct Ctx<'a> {
     pub(crate) files: Vec<&'a File>,
     pub(crate) decls: Vec<HashMap<String, Decl<'a>>>,
     pub(crate) sources: &'a Sources,
+    /// Parameter values that replace defaults and callers' values: `(file, param) → value`.
+    /// Rules use them to evaluate the deployment as an operator would configure it (the legacy
+    /// sink, a Basic table, another name prefix, an existing table's schema).
+    pub(crate) overrides: HashMap<(String, String), Value>,
+}
+
+impl<'a> Ctx<'a> {
+    /// A copy of the context with `param` of `file` set to `value`.
+    pub(crate) fn with(&self, file: &str, param: &str, value: Value) -> Ctx<'a> {
+        let mut c = self.clone();
+        c.overrides
+            .insert((file.to_string(), param.to_string()), value);
+        c
+    }
+
+    /// Index of the parsed file at `path`.
+    pub(crate) fn file(&self, path: &str) -> Option<usize> {
+        self.files.iter().position(|f| f.path == path)
+    }
 }
 
 pub(crate) fn text<'a>(file: &'a File, n: Node) -> &'a str {
@@ -157,8 +179,14 @@ pub(crate) fn declarations<'t>(file: &'t File) -> HashMap<String, Decl<'t>> {
             "var" => value = kids.get(1).copied(),
             _ => {}
         }
+        // Outputs live in their own namespace: `output x` may share its name with `var x`.
+        let key = if kind == "output" {
+            format!("output:{}", text(file, *name))
+        } else {
+            text(file, *name).into()
+        };
         out.insert(
-            text(file, *name).into(),
+            key,
             Decl {
                 kind,
                 value,

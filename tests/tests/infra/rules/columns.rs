@@ -1,12 +1,18 @@
 //! The table and the DCR stream declare exactly the manifest's columns, with valid types, and the
 //! DCR has the expected shape (Direct, one flow from the declared stream, `source` transform).
+//!
+//! A column over 45 characters may be left out (issue 13 §1.2, `overlongColumns`), but then by
+//! the DCR stream and the new table alike: a transform may not output a column the table lacks.
+//! The existing-table path (a file with a `current` parameter, table-extend.bicep) is evaluated
+//! here against an empty current table, i.e. as a table it would create from nothing; its
+//! "never delete, never retype" rule lives in `rules/deployment.rs`.
 
 use std::collections::HashMap;
 
 use serde_json::Value;
 use tree_sitter::Node;
 
-use crate::infra::catalog::{MANIFEST, STREAM_TYPES, TABLE_TYPES};
+use crate::infra::catalog::{MANIFEST, MAX_COLUMN_NAME, STREAM_TYPES, TABLE_TYPES};
 use crate::infra::eval::eval;
 use crate::infra::tree::{all_nodes, body_object, literal, named, path_prop, pos, prop, text, Ctx};
 
@@ -38,7 +44,17 @@ pub(crate) fn columns(ctx: &Ctx, problems: &mut Vec<String>) {
         })
         .unwrap_or_default();
     let (mut tables, mut rules) = (0, 0);
+    // Overlong columns each new table / DCR stream declares, to compare them.
+    let mut overlong: Vec<(String, &str, Vec<String>)> = Vec::new();
     for (fi, f) in ctx.files.iter().enumerate() {
+        let extend_path = ctx.decls[fi]
+            .get(EXISTING_TABLE_PARAM)
+            .is_some_and(|d| d.kind == "param");
+        let ctx = &if extend_path {
+            ctx.with(&f.path, EXISTING_TABLE_PARAM, empty_table())
+        } else {
+            ctx.clone()
+        };
         let mut decls = Vec::new();
         all_nodes(f.tree.root_node(), "resource_declaration", &mut decls);
         for r in decls {
@@ -55,25 +71,27 @@ pub(crate) fn columns(ctx: &Ctx, problems: &mut Vec<String>) {
                 continue;
             };
             let at = format!("{}:{}", f.path, pos(r));
-            let (node, allowed, what) =
-                if ty.starts_with("Microsoft.OperationalInsights/workspaces/tables@") {
-                    tables += 1;
-                    (
-                        path_prop(f, body, &["properties", "schema", "columns"]),
-                        TABLE_TYPES,
-                        "table",
-                    )
-                } else if ty.starts_with("Microsoft.Insights/dataCollectionRules@") && !existing {
-                    rules += 1;
-                    dcr_shape(ctx, fi, body, &at, problems);
-                    let decl = path_prop(f, body, &["properties", "streamDeclarations"])
-                        .and_then(|o| named(o).into_iter().find(|p| p.kind() == "object_property"))
-                        .and_then(|p| named(p).get(1).copied())
-                        .and_then(|v| prop(f, v, "columns"));
-                    (decl, STREAM_TYPES, "DCR stream")
-                } else {
-                    continue;
-                };
+            let (node, allowed, what) = if ty
+                .starts_with("Microsoft.OperationalInsights/workspaces/tables@")
+                && !existing
+            {
+                tables += 1;
+                (
+                    path_prop(f, body, &["properties", "schema", "columns"]),
+                    TABLE_TYPES,
+                    "table",
+                )
+            } else if ty.starts_with("Microsoft.Insights/dataCollectionRules@") && !existing {
+                rules += 1;
+                dcr_shape(ctx, fi, body, &at, problems);
+                let decl = path_prop(f, body, &["properties", "streamDeclarations"])
+                    .and_then(|o| named(o).into_iter().find(|p| p.kind() == "object_property"))
+                    .and_then(|p| named(p).get(1).copied())
+                    .and_then(|v| prop(f, v, "columns"));
+                (decl, STREAM_TYPES, "DCR stream")
+            } else {
+                continue;
+            };
             let Some(node) = node else {
                 problems.push(format!("{at}: {what} declares no columns"));
                 continue;
@@ -111,8 +129,19 @@ pub(crate) fn columns(ctx: &Ctx, problems: &mut Vec<String>) {
                 .iter()
                 .map(|(n, t)| (n.clone(), t.to_ascii_lowercase()))
                 .collect();
+            let declared_overlong: Vec<String> = norm
+                .iter()
+                .filter(|(n, _)| n.chars().count() > MAX_COLUMN_NAME)
+                .map(|(n, _)| n.clone())
+                .collect();
+            if !extend_path {
+                overlong.push((at.clone(), what, declared_overlong));
+            }
             for col in &expected {
-                if !norm.contains(col) {
+                let may_omit = col.0.chars().count() > MAX_COLUMN_NAME;
+                // An overlong column may be absent altogether (not declared with another type).
+                let omitted = may_omit && norm.iter().all(|(n, _)| *n != col.0);
+                if !norm.contains(col) && !omitted {
                     problems.push(format!(
                         "{at}: {what} lacks manifest column {} ({})",
                         col.0, col.1
@@ -129,6 +158,21 @@ pub(crate) fn columns(ctx: &Ctx, problems: &mut Vec<String>) {
             }
             if !norm.iter().any(|(n, _)| n == "TimeGenerated") {
                 problems.push(format!("{at}: {what} has no TimeGenerated"));
+            }
+        }
+    }
+    // The DCR stream and the new table leave out the same overlong columns.
+    if let Some((dcr_at, _, dcr_cols)) = overlong.iter().find(|(_, w, _)| *w == "DCR stream") {
+        for (at, what, cols) in overlong.iter().filter(|(_, w, _)| *w == "table") {
+            for c in dcr_cols.iter().filter(|c| !cols.contains(c)) {
+                problems.push(format!(
+                    "{dcr_at}: DCR stream declares {c}, which the {what} at {at} leaves out: the transform would output a column the table lacks"
+                ));
+            }
+            for c in cols.iter().filter(|c| !dcr_cols.contains(c)) {
+                problems.push(format!(
+                    "{dcr_at}: DCR stream leaves out {c}, which the {what} at {at} declares: its values would never arrive"
+                ));
             }
         }
     }
@@ -181,4 +225,18 @@ pub(crate) fn dcr_shape(ctx: &Ctx, fi: usize, body: Node, at: &str, problems: &m
             "{at}: the transform must be `source` (optionally filtering DEBUG), got {transform}"
         ));
     }
+}
+
+/// The parameter through which the existing-table path receives the table as it is.
+pub(crate) const EXISTING_TABLE_PARAM: &str = "current";
+
+/// An existing table with no custom column (what table-read.bicep outputs for an empty table).
+pub(crate) fn empty_table() -> Value {
+    serde_json::json!({
+        "plan": "Analytics",
+        "retentionInDays": 90,
+        "totalRetentionInDays": 90,
+        "columns": [],
+        "standardColumns": [],
+    })
 }

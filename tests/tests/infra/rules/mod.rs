@@ -2,6 +2,7 @@
 //! `path:line:col: message`.
 
 pub(crate) mod columns;
+pub(crate) mod deployment;
 pub(crate) mod identifiers;
 pub(crate) mod resources;
 pub(crate) mod roles;

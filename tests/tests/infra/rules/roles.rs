@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 
 use crate::infra::catalog::{OPERATION_TABLES, ROLES, SCOPES};
+
 use crate::infra::eval::eval;
 use crate::infra::sources::Sources;
 use crate::infra::tree::{
@@ -18,10 +19,54 @@ use crate::infra::tree::{
 /// One role assignment as understood statically.
 #[derive(Debug, Clone)]
 pub(crate) struct Grant {
+    /// `collector`, `shipper` or `ops` (the ops job's identity).
     pub binary: String,
     pub role: String,
     /// Scope resource type without api version.
     pub scope_type: String,
+    /// Actions and data actions of the role (patterns may hold `*`).
+    pub permissions: Vec<String>,
+}
+
+/// The role a `roleDefinitionId` expression names: a built-in role by GUID, or a custom role
+/// defined in the same file (`<roleDefinitions symbol>.id`), as (name, actions + data actions).
+fn resolve_role(ctx: &Ctx, fi: usize, e: tree_sitter::Node) -> Option<(String, Vec<String>)> {
+    let f = ctx.files[fi];
+    if e.kind() == "member_expression" {
+        let obj = e.child_by_field_name("object")?;
+        let sym = text(f, obj);
+        let d = ctx.decls[fi].get(sym)?;
+        if d.kind == "resource"
+            && d.target
+                .starts_with("Microsoft.Authorization/roleDefinitions@")
+        {
+            let body = d.value.and_then(body_object)?;
+            let perms = crate::infra::tree::path_prop(f, body, &["properties", "permissions"])?;
+            let perms = eval(ctx, fi, perms, &HashMap::new()).ok()?;
+            let mut out = Vec::new();
+            for p in perms.as_array()? {
+                for key in ["actions", "dataActions"] {
+                    for a in p[key].as_array().into_iter().flatten() {
+                        out.push(a.as_str()?.to_string());
+                    }
+                }
+            }
+            return Some((format!("custom role {sym}"), out));
+        }
+    }
+    let v = eval(ctx, fi, e, &HashMap::new()).ok()?;
+    let s = v.as_str()?.to_ascii_lowercase();
+    let id = s.rsplit('/').next()?.to_string();
+    ROLES.iter().find(|r| r.id == id).map(|r| {
+        (
+            r.name.to_string(),
+            r.actions
+                .iter()
+                .chain(r.data_actions)
+                .map(|a| a.to_string())
+                .collect(),
+        )
+    })
 }
 
 pub(crate) fn role_assignments(ctx: &Ctx, problems: &mut Vec<String>) -> Vec<Grant> {
@@ -81,18 +126,10 @@ pub(crate) fn role_assignments(ctx: &Ctx, problems: &mut Vec<String>) -> Vec<Gra
                 problems.push(format!("{at}: role assignment lacks principalType"));
             }
             // Role.
-            let role = get("roleDefinitionId").and_then(|e| {
-                let v = eval(ctx, fi, e, &HashMap::new()).ok()?;
-                let s = v.as_str()?.to_ascii_lowercase();
-                let id = s.rsplit('/').next()?.to_string();
-                ROLES
-                    .iter()
-                    .find(|r| r.id == id)
-                    .map(|r| r.name.to_string())
-            });
-            let Some(role) = role else {
+            let role = get("roleDefinitionId").and_then(|e| resolve_role(ctx, fi, e));
+            let Some((role, permissions)) = role else {
                 problems.push(format!(
-                    "{at}: cannot resolve roleDefinitionId to a known built-in role"
+                    "{at}: cannot resolve roleDefinitionId to a known built-in role or a custom role of this file"
                 ));
                 continue;
             };
@@ -111,8 +148,10 @@ pub(crate) fn role_assignments(ctx: &Ctx, problems: &mut Vec<String>) -> Vec<Gra
             let lower: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
             let collector = lower.iter().any(|n| n.contains("collector"));
             let shipper = lower.iter().any(|n| n.contains("shipper"));
-            let binary = match (collector, shipper) {
+            let ops = lower.iter().any(|n| n.contains("ops"));
+            let binary = match (collector, shipper || ops) {
                 (true, false) => "collector",
+                (false, true) if ops => "ops",
                 (false, true) => "shipper",
                 _ => {
                     problems.push(format!("{at}: cannot tell whether principalId {names:?} is the collector's or the shipper's identity"));
@@ -143,6 +182,7 @@ pub(crate) fn role_assignments(ctx: &Ctx, problems: &mut Vec<String>) -> Vec<Gra
                 binary: binary.into(),
                 role,
                 scope_type,
+                permissions,
             });
         }
     }
@@ -188,12 +228,7 @@ pub(crate) fn operations(sources: &Sources, grants: &[Grant], problems: &mut Vec
             let granted = grants.iter().any(|g| {
                 g.binary == *binary
                     && g.scope_type == *scope_type
-                    && ROLES.iter().find(|r| r.name == g.role).is_some_and(|r| {
-                        r.actions
-                            .iter()
-                            .chain(r.data_actions)
-                            .any(|p| permits(p, name))
-                    })
+                    && g.permissions.iter().any(|p| permits(p, name))
             });
             if !granted {
                 problems.push(format!(
