@@ -5,6 +5,7 @@
 
 #[path = "infra/mod.rs"]
 mod infra;
+mod support;
 
 use std::path::{Path, PathBuf};
 
@@ -662,4 +663,98 @@ fn p10_apps_before_acr_pull_or_a_dcr_before_its_table_fails() {
         "  dependsOn: [\n    table\n  ]\n}\n\n// ---------------------------------------------------------------- storage",
     );
     assert_fails(&broken, "module dcr must dependsOn tableExtend: a DCR created before its table fails with InvalidOutputTable");
+}
+
+// ------------------------------------------------------------------ recorded, not just declared
+
+/// The storage requests each binary really makes in an end-to-end run (collector, shipper, and
+/// the poison commands the ops job runs), recorded by a counting proxy per binary, are all
+/// allowed by that identity's rows of the README operation table — which the custom roles equal
+/// (rule 9 above). A kind no permission mapping covers fails too. While the services run, their
+/// `/healthz` (probed by Container Apps) answers 200: the main-loop watchdog is fed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_storage_request_of_the_binaries_is_allowed_by_their_roles() -> anyhow::Result<()> {
+    use world::local::{LocalWorld, WorldOptions};
+    use world::storage_proxy::{permissions_for, CountingProxy};
+
+    let world = LocalWorld::start(WorldOptions {
+        okta: support::worlds::okta(131, 800),
+        ..WorldOptions::default()
+    })
+    .await?;
+    let blob: std::net::SocketAddr = ([127, 0, 0, 1], world.azurite.blob_port()).into();
+    let queue: std::net::SocketAddr = ([127, 0, 0, 1], world.azurite.queue_port()).into();
+    let mut proxies = Vec::new();
+    for who in ["collector", "shipper", "ops"] {
+        let b = CountingProxy::start(blob, "blob").await?;
+        let q = CountingProxy::start(queue, "queue").await?;
+        let conn = world
+            .azurite
+            .connection_string_via(Some(b.addr()), Some(q.addr()));
+        proxies.push((who, b, q, conn));
+    }
+    let conn = |who: &str| {
+        proxies
+            .iter()
+            .find(|p| p.0 == who)
+            .map(|p| p.3.clone())
+            .unwrap_or_default()
+    };
+    let collector = world.start_collector(
+        "collector",
+        &[(
+            "AZURE_STORAGE_CONNECTION_STRING",
+            conn("collector").as_str(),
+        )],
+    )?;
+    let shipper = world.start_shipper(
+        "shipper",
+        &[("AZURE_STORAGE_CONNECTION_STRING", conn("shipper").as_str())],
+    )?;
+    let d = world
+        .wait_all_landed(std::time::Duration::from_secs(120))
+        .await?;
+    assert_eq!(d.duplicates, 0, "{d:?}");
+    for svc in [&collector, &shipper] {
+        let addr = support::health_addr(svc).await;
+        let (status, body) = support::http_get(&addr, "/healthz").await;
+        assert_eq!((status, body.as_str()), (200, "ok"), "{addr}");
+    }
+    // The ops job's commands (no record waits: list and requeue only read).
+    let mut env = world.shipper_env();
+    env.insert("AZURE_STORAGE_CONNECTION_STRING".into(), conn("ops"));
+    for args in [&["poison", "list"][..], &["poison", "requeue", "--all"][..]] {
+        let (st, out, err) = world::procs::run_command("shipper", args, &env)?;
+        assert!(st.success(), "shipper {args:?}: {out}\n{err}");
+    }
+    drop((collector, shipper));
+
+    let readme = std::fs::read_to_string(repo_root().join("infra/README.md"))?;
+    let table = infra::rules::deployment::operation_table(&readme);
+    let mut report = String::new();
+    for (who, b, q, _) in &proxies {
+        let allowed = table.get(*who).cloned().unwrap_or_default();
+        let kinds: Vec<String> = b
+            .counts()
+            .requests
+            .into_keys()
+            .chain(q.counts().requests.into_keys())
+            // Local runs with an account key create the queue and container first
+            // (common::storage::Storage::ensure_created); in Azure the Bicep does.
+            .filter(|k| k != "queue PUT queue")
+            .collect();
+        assert!(!kinds.is_empty(), "no storage request recorded for {who}");
+        for kind in &kinds {
+            let perms = permissions_for(kind).unwrap_or_else(|| {
+                panic!("{who} made `{kind}`, which no permission mapping covers")
+            });
+            report.push_str(&format!("{who}: {kind} -> {}\n", perms.join(" | ")));
+            assert!(
+                perms.iter().any(|p| allowed.contains(*p)),
+                "{who} made `{kind}`, which needs one of {perms:?}; its role (infra/README.md table) allows {allowed:?}"
+            );
+        }
+    }
+    eprintln!("{report}");
+    Ok(())
 }
