@@ -92,6 +92,10 @@ resource registry 'Microsoft.ContainerRegistry/registries@2023-07-01' existing =
 
 // ---------------------------------------------------------------- custom storage roles
 
+// Assignments name a custom role by its subscription-level id
+// (subscriptionResourceId('Microsoft.Authorization/roleDefinitions', <role>.name)), the form the
+// role assignment API takes; the symbolic reference also orders the assignment after the role.
+
 var rgScope = resourceGroup().id
 var queueMessages = 'Microsoft.Storage/storageAccounts/queueServices/queues/messages'
 var blobs = 'Microsoft.Storage/storageAccounts/blobServices/containers/blobs'
@@ -183,7 +187,7 @@ resource collectorQueue 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
     name: guid(queue.id, grant.principalId, 'collector-storage')
     scope: queue
     properties: {
-      roleDefinitionId: collectorStorageRole.id
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', collectorStorageRole.name)
       principalId: grant.principalId
       principalType: 'ServicePrincipal'
       description: 'okta-sentinel collector: enqueue page envelopes'
@@ -197,7 +201,7 @@ resource collectorBlobs 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
     name: guid(container.id, grant.principalId, 'collector-storage')
     scope: container
     properties: {
-      roleDefinitionId: collectorStorageRole.id
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', collectorStorageRole.name)
       principalId: grant.principalId
       principalType: 'ServicePrincipal'
       description: 'okta-sentinel collector: leader lease, checkpoint and page blobs'
@@ -239,7 +243,7 @@ resource shipperQueue 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(queue.id, shipperPrincipalId, 'shipper-storage')
   scope: queue
   properties: {
-    roleDefinitionId: shipperStorageRole.id
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', shipperStorageRole.name)
     principalId: shipperPrincipalId
     principalType: 'ServicePrincipal'
     description: 'okta-sentinel shipper: receive, update and delete page envelopes'
@@ -251,7 +255,7 @@ resource shipperBlobs 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(container.id, shipperPrincipalId, 'shipper-storage')
   scope: container
   properties: {
-    roleDefinitionId: shipperStorageRole.id
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', shipperStorageRole.name)
     principalId: shipperPrincipalId
     principalType: 'ServicePrincipal'
     description: 'okta-sentinel shipper: pages, page state, done markers, poison records'
@@ -299,7 +303,7 @@ resource opsQueue 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(queue.id, opsPrincipalId, 'ops-storage')
   scope: queue
   properties: {
-    roleDefinitionId: opsStorageRole.id
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', opsStorageRole.name)
     principalId: opsPrincipalId
     principalType: 'ServicePrincipal'
     description: 'okta-sentinel ops job: enqueue a requeued envelope'
@@ -310,7 +314,7 @@ resource opsBlobs 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(container.id, opsPrincipalId, 'ops-storage')
   scope: container
   properties: {
-    roleDefinitionId: opsStorageRole.id
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', opsStorageRole.name)
     principalId: opsPrincipalId
     principalType: 'ServicePrincipal'
     description: 'okta-sentinel ops job: list and show poison records, reset a page state, purge'

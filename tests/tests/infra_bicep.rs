@@ -585,7 +585,7 @@ fn p9_a_storage_role_broader_or_narrower_than_the_operation_table_fails() {
     // The ops job back on a built-in Data Contributor role.
     let broken = real().mutated(
         "infra/modules/roles.bicep",
-        "    roleDefinitionId: opsStorageRole.id\n    principalId: opsPrincipalId\n    principalType: 'ServicePrincipal'\n    description: 'okta-sentinel ops job: list",
+        "    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', opsStorageRole.name)\n    principalId: opsPrincipalId\n    principalType: 'ServicePrincipal'\n    description: 'okta-sentinel ops job: list",
         "    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'ba92f5b4-2d11-453d-a403-e96b0029c9fe')\n    principalId: opsPrincipalId\n    principalType: 'ServicePrincipal'\n    description: 'okta-sentinel ops job: list",
     );
     assert_fails(&broken, "ops gets Storage Blob Data Contributor on a Microsoft.Storage/storageAccounts/blobServices/containers");

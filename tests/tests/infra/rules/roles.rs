@@ -29,13 +29,20 @@ pub(crate) struct Grant {
 }
 
 /// The role a `roleDefinitionId` expression names: a built-in role by GUID, or a custom role
-/// defined in the same file (`<roleDefinitions symbol>.id`), as (name, actions + data actions).
+/// defined in the same file, as (name, actions + data actions).
 fn resolve_role(ctx: &Ctx, fi: usize, e: tree_sitter::Node) -> Option<(String, Vec<String>)> {
     let f = ctx.files[fi];
-    if e.kind() == "member_expression" {
-        let obj = e.child_by_field_name("object")?;
+    // `<role>.id`, or `subscriptionResourceId('…/roleDefinitions', <role>.name)`.
+    let mut members = Vec::new();
+    crate::infra::tree::all_nodes(e, "member_expression", &mut members);
+    for m in members {
+        let Some(obj) = m.child_by_field_name("object") else {
+            continue;
+        };
         let sym = text(f, obj);
-        let d = ctx.decls[fi].get(sym)?;
+        let Some(d) = ctx.decls[fi].get(sym) else {
+            continue;
+        };
         if d.kind == "resource"
             && d.target
                 .starts_with("Microsoft.Authorization/roleDefinitions@")
