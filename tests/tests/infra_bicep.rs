@@ -408,6 +408,16 @@ fn p2_a_new_table_declaring_the_46_character_column_by_default_fails() {
         &broken,
         "a new table must not declare authenticationContext_authenticationProvider_s",
     );
+    // `auto` read as "omit everywhere": a migrated table's values would stop arriving.
+    let broken = real().mutated(
+        "infra/main.bicep",
+        "(overlongColumns == 'auto' && !existingTable)",
+        "(overlongColumns == 'auto')",
+    );
+    assert_fails(
+        &broken,
+        "with existingTable=true and overlongColumns 'auto' the DCR stream must keep authenticationContext_authenticationProvider_s",
+    );
 }
 
 #[test]

@@ -250,6 +250,38 @@ fn new_table_has_no_overlong_column(ctx: &Ctx, problems: &mut Vec<String>) {
             ));
         }
     }
+    // A migrated classic table has the column: with existingTable=true, 'auto' keeps it in the
+    // DCR stream, so its values keep arriving.
+    let migrated = ctx.with(MAIN, "existingTable", json!(true));
+    let overlong: Vec<String> = manifest_columns(ctx)
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| n.chars().count() > MAX_COLUMN_NAME)
+        .collect();
+    for r in resources(ctx, "Microsoft.Insights/dataCollectionRules@") {
+        if r.existing {
+            continue;
+        }
+        let f = ctx.files[r.fi];
+        let Some(cols) = path_prop(f, r.body, &["properties", "streamDeclarations"])
+            .and_then(|o| named(o).into_iter().find(|p| p.kind() == "object_property"))
+            .and_then(|p| named(p).get(1).copied())
+            .and_then(|v| prop(f, v, "columns"))
+        else {
+            continue;
+        };
+        let Ok(Value::Array(cols)) = eval(&migrated, r.fi, cols, &HashMap::new()) else {
+            continue;
+        };
+        for name in &overlong {
+            if !cols.iter().any(|c| c["name"] == name.as_str()) {
+                problems.push(format!(
+                    "{}: with existingTable=true and overlongColumns 'auto' the DCR stream must keep {name}: a migrated classic table has it",
+                    at(ctx, r.fi, r.decl)
+                ));
+            }
+        }
+    }
 }
 
 // ------------------------------------------------------------------ 3. DCR region
