@@ -187,7 +187,7 @@ var monitorAudience = environment().name =~ 'AzureChinaCloud'
   ? 'https://monitor.azure.cn'
   : (environment().name =~ 'AzureUSGovernment' ? 'https://monitor.azure.us' : 'https://monitor.azure.com')
 
-// The org key of DESIGN.md §2 with dots as dashes: the default Key Vault secret names of §3.
+// The org key of docs/design.md §2 with dots as dashes: the default Key Vault secret names of §3.
 var orgs = [
   for org in oktaOrgs: {
     domain: toLower(org.domain)

@@ -17,7 +17,7 @@
 //! *Readiness* answers "is this replica doing its job?": every component owns named
 //! conditions (`storage`, `okta`, `sink`, `secrets`, …) and sets them with a reason an
 //! operator can act on. `/readyz` returns 503 with the failing conditions and their reasons as
-//! JSON, so `curl /readyz` explains a stall without reading logs (DESIGN.md §5: no silent
+//! JSON, so `curl /readyz` explains a stall without reading logs (docs/design.md §5: no silent
 //! stops). A standby collector is ready: it is healthy, just not leading.
 
 use std::collections::BTreeMap;

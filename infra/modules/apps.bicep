@@ -74,7 +74,7 @@ resource managedEnvironment 'Microsoft.App/managedEnvironments@2024-03-01' = {
   }
 }
 
-// Settings both services share (DESIGN.md §3). Storage endpoints come from the account so
+// Settings both services share (docs/design.md §3). Storage endpoints come from the account so
 // sovereign clouds and custom domains need no change.
 var commonEnv = [
   {
