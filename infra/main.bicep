@@ -82,7 +82,7 @@ param tableRetentionInDays int = -1
 @description('Total retention (interactive + long-term) of the table in days (-1 = same as interactive).')
 param tableTotalRetentionInDays int = -1
 
-@description('The table already exists: a classic Okta_CL migrated to DCR-based (az monitor log-analytics workspace table migrate), or a table an earlier deployment created. The deployment then reads its schema and only ADDS missing manifest columns: it never deletes a column or changes a type (a PUT of the schema replaces the custom column set). See infra/README.md, "Existing table".')
+@description('The table already exists and this deployment did not create it: a classic Okta_CL migrated to DCR-based (az monitor log-analytics workspace table migrate). A table an earlier run of this template created is redeployed with false (the template owns its schema). The deployment then reads its schema and only ADDS missing manifest columns: it never deletes a column or changes a type (a PUT of the schema replaces the custom column set). See infra/README.md, "Existing table".')
 param existingTable bool = false
 
 @description('Columns whose names exceed the documented 45 characters (authenticationContext_authenticationProvider_s, 46): auto = omit on a new table, keep on an existing (migrated) one; keep = always declare; omit = never declare. An omitted column\'s values stay in the row\'s additionalFields_s (see the manifest notes). See infra/README.md, "The 46-character column".')

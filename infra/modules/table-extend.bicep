@@ -1,5 +1,5 @@
-// An existing Okta_CL (a classic table migrated to DCR-based, or one an earlier deployment
-// created): only ever ADDS the manifest's missing columns.
+// An existing Okta_CL this template did not create (a classic table migrated to DCR-based):
+// only ever ADDS the manifest's missing columns.
 //
 // A PUT of a table's schema replaces its custom column set — a column left out is deleted with
 // its data, and a column cannot change type
@@ -33,7 +33,9 @@ var kept = map(currentColumns, c => {
   name: c.name
   type: c.type
 })
-var added = filter(wanted, w => !contains(existingNames, toLower(w.name)))
+// A column over 45 characters is never added: the service refuses to create one (a migrated
+// classic table that has it keeps it above).
+var added = filter(wanted, w => !contains(existingNames, toLower(w.name)) && length(w.name) <= 45)
 var typeConflicts = map(
   filter(wanted, w => length(filter(currentColumns, c => toLower(c.name) == toLower(w.name) && toLower(c.type) != toLower(w.type))) > 0),
   w => (w.name)
