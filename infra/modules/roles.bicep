@@ -141,7 +141,6 @@ resource shipperStorageRole 'Microsoft.Authorization/roleDefinitions@2022-04-01'
         ]
         notActions: []
         dataActions: [
-          '${queueMessages}/read'
           '${queueMessages}/process/action'
           '${queueMessages}/write'
           '${blobs}/read'
