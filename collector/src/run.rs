@@ -108,6 +108,7 @@ impl Collector {
     /// Alternates between waiting for leadership and leading, until shutdown.
     pub async fn serve(&self) -> anyhow::Result<()> {
         loop {
+            self.health.park("main_loop"); // standby waits for the lease without bound
             self.health
                 .set_ready(READY_POLL, true, "standby: waiting for the leader lease");
             // A standby is healthy, just not leading: the previous term's alarms end with it.
@@ -162,6 +163,7 @@ impl Collector {
         dedupe.restore(&checkpoint::decode_recent(cp.checkpoint.recent.as_deref()));
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
         let end = loop {
+            self.health.beat("main_loop"); // /healthz watchdog (common::health)
             if self.cancel.is_cancelled() {
                 break TermEnd::Shutdown;
             }

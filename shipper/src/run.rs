@@ -91,6 +91,7 @@ async fn receive_loop(
     let mut last_depth = Instant::now() - Duration::from_secs(3600);
     let mut last_poison_count = Instant::now() - Duration::from_secs(3600);
     loop {
+        ctx.health.beat("main_loop"); // /healthz watchdog (common::health)
         while tasks.try_join_next().is_some() {}
         ctx.metrics
             .in_flight

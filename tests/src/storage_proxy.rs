@@ -480,6 +480,48 @@ pub fn classify(service: &str, method: &str, target: &str, lease_action: Option<
     }
 }
 
+// ------------------------------------------------------------------ permissions (issue 13 §1.9)
+
+/// The Azure permissions that authorize a request of `kind` (as [`classify`] names it): any one
+/// of them suffices. `None` for a kind no mapping covers, which a least-privilege check must
+/// treat as a failure. A `blob PUT` is create-only (`add/action`) or an overwrite (`write`):
+/// the proxy does not read headers other than the lease action, so either is accepted.
+/// Source: https://learn.microsoft.com/en-us/azure/role-based-access-control/permissions/storage
+/// and the operation table of infra/README.md.
+pub fn permissions_for(kind: &str) -> Option<&'static [&'static str]> {
+    const READ: &[&str] = &["Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"];
+    const WRITE: &[&str] =
+        &["Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write"];
+    Some(match kind {
+        "blob GET" | "blob HEAD" | "blob GET comp=list" => READ,
+        "blob PUT" => &[
+            "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write",
+            "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action",
+        ],
+        "blob DELETE" => {
+            &["Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete"]
+        }
+        k if k.starts_with("blob lease:") => WRITE,
+        "queue POST messages" => {
+            &["Microsoft.Storage/storageAccounts/queueServices/queues/messages/add/action"]
+        }
+        "queue GET messages" => {
+            &["Microsoft.Storage/storageAccounts/queueServices/queues/messages/process/action"]
+        }
+        "queue PUT message" => {
+            &["Microsoft.Storage/storageAccounts/queueServices/queues/messages/write"]
+        }
+        "queue DELETE message" => &[
+            "Microsoft.Storage/storageAccounts/queueServices/queues/messages/process/action",
+            "Microsoft.Storage/storageAccounts/queueServices/queues/messages/delete",
+        ],
+        "queue GET comp=metadata" => {
+            &["Microsoft.Storage/storageAccounts/queueServices/queues/read"]
+        }
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

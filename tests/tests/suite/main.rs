@@ -19,6 +19,7 @@ mod fake_log_analytics;
 mod fake_okta;
 mod fault_matrix;
 mod hostile_input;
+mod infra;
 mod infra_bicep;
 mod run_local;
 mod security_scan;
