@@ -9,6 +9,7 @@
 //! | accepted, then the answer lost | re-posted: duplicates == exactly the dropped request's rows |
 //! | sink unreachable | breaker, no poison, resumes |
 //! | 429 storm longer than its `Retry-After` | breaker opens; one probe per `Retry-After`, no burst |
+//! | token revoked (401) | one new token at once, rows land; not at the token's expiry |
 //! | 413 | chunk split and shipped |
 //! | identity endpoint down at start-up | retried until it answers, then ships |
 //! | progress write lost (never arrived / answer lost) | read back and retried: nothing twice |
@@ -212,6 +213,43 @@ async fn a_throttling_storm_is_probed_once_per_retry_after() -> anyhow::Result<(
         "{throttled} POSTs during a {STORM_SECS} s storm with Retry-After {RETRY_AFTER_SECS} s (at most {bound} expected): {:?}",
         world.la.stats()
     );
+    Ok(())
+}
+
+/// The Logs Ingestion API refuses the token the shipper holds (401: revoked), while the
+/// identity endpoint would issue a good one (issue #11 item 9). The shipper fetches a new token
+/// at once — one, for all its pages — and the rows land; it does not wait for the refused
+/// token to expire (an hour here) with the sink down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_is_replaced_at_once_not_at_expiry() -> anyhow::Result<()> {
+    const MONITOR: &str = "https://monitor.azure.com";
+    let world = world(69, 1_500).await?;
+    let _collector = world.start_collector("collector", &[])?;
+    let shipper = world.start_shipper("shipper", &[])?;
+    let d = world.wait_all_landed(LANDING).await?;
+    assert_no_duplicates(&world, &d);
+    let issued = world.identity.tokens_issued_for(MONITOR);
+    assert!(issued >= 1);
+    world
+        .la
+        .revoke_tokens(world.identity.token_ids_issued_for(MONITOR));
+    world.okta.release(800);
+    let d = world.wait_all_landed(LANDING).await?;
+    assert_eq!(d.released, 2_300);
+    assert_no_duplicates(&world, &d);
+    assert!(la_status(&world, 401) >= 1, "{:?}", world.la.stats());
+    assert_eq!(
+        world.identity.tokens_issued_for(MONITOR),
+        issued + 1,
+        "one new token for every page"
+    );
+    wait_operator_line(
+        &shipper,
+        &["refused the token (401)", "new token"],
+        LOG_LINE,
+    )
+    .await?;
+    assert!(poison_records(&support::storage(&world)).await.is_empty());
     Ok(())
 }
 
