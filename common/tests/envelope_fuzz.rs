@@ -16,7 +16,7 @@ use common::envelope::{DecodeError, Envelope, MAX_TEXT_LEN};
 use common::org::{names, parse_number, OrgKey};
 use common::page_state::PageState;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------

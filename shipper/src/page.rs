@@ -315,8 +315,8 @@ async fn ship_leased(
         if ctx.abort.is_cancelled() {
             return Err(Stop::Abandon("shutting down"));
         }
-        if ctx.breaker.is_open() && ctx.breaker.wait().is_some() {
-            // Another worker found the sink down: don't hammer it, hand back.
+        if !ctx.breaker.admit() {
+            // The sink is down (or another page is probing it): don't hammer it, hand back.
             hand_back(ctx, &msg.id, &keeper.pop_receipt(), ctx.breaker.open_for()).await;
             return Ok(Disposition::SinkDown);
         }
@@ -365,7 +365,7 @@ async fn ship_leased(
                 reason,
             } => {
                 ctx.metrics.retries.inc();
-                if ctx.breaker.transient(&reason) {
+                if ctx.breaker.transient(&reason, retry_after) {
                     let storm = format!("storm of transient failures, last: {reason}");
                     tracing::error!(reason = %storm, "the sink keeps failing: pausing (breaker open)");
                     return sink_down(ctx, msg, keeper, &storm).await;

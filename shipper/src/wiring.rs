@@ -52,9 +52,12 @@ impl Wiring {
                     endpoint.clone(),
                     dcr_immutable_id.clone(),
                     stream.clone(),
-                    credential
-                        .clone()
-                        .context("the Logs Ingestion sink needs a managed identity")?,
+                    // Its own token cache: a 401 can force a new token (sinks/logs_ingestion.rs).
+                    common::token_cache::TokenCache::managed_identity(
+                        cfg.azure_client_id.as_deref(),
+                        azure_http.clone(),
+                    )
+                    .context("AZURE_CLIENT_ID: cannot build the managed identity credential")?,
                     audience.clone(),
                 )?
                 .with_metrics(metrics),

@@ -214,6 +214,8 @@ struct Shared {
     faults: Mutex<FaultState>,
     /// Wakes the accept loop when a fault is injected (an outage closes the listener).
     faults_changed: Notify,
+    /// Ids (`jti`) of bearer tokens refused with 401 though valid otherwise (revoked).
+    revoked: Mutex<HashSet<String>>,
 }
 
 impl Shared {
@@ -225,6 +227,14 @@ impl Shared {
 
     fn faults(&self) -> MutexGuard<'_, FaultState> {
         self.faults.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the token with id `jti` was revoked.
+    fn is_revoked(&self, jti: &str) -> bool {
+        self.revoked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(jti)
     }
 
     fn down_until(&self) -> Option<Instant> {
@@ -405,6 +415,7 @@ impl LogAnalyticsFake {
             store: Mutex::new(Store::default()),
             faults: Mutex::new(FaultState::default()),
             faults_changed: Notify::new(),
+            revoked: Mutex::new(HashSet::new()),
         });
         let router = axum::Router::new()
             .route(
@@ -500,6 +511,18 @@ impl LogAnalyticsFake {
     pub fn inject(&self, fault: LaFault) {
         self.shared.faults().inject(fault);
         self.shared.faults_changed.notify_one();
+    }
+
+    /// Refuses the tokens with these ids (`jti`, see
+    /// [`crate::fakes::identity::IdentityFake::token_ids_issued_for`]) from now on with the
+    /// 401 the Logs Ingestion API gives an invalid token, as if they had been revoked: a client
+    /// must fetch a new token, which is accepted.
+    pub fn revoke_tokens(&self, ids: impl IntoIterator<Item = String>) {
+        self.shared
+            .revoked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(ids);
     }
 
     /// Answers a fraction `rate` of requests with a status drawn from `statuses` (429 and

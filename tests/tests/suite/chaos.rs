@@ -32,7 +32,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use support::logs::tail;
 use support::secret_scan::{needle_forms, read_logs, scan, snapshot_storage};
 use world::azurite::{AzuriteOptions, Persistence};

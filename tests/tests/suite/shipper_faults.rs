@@ -8,6 +8,8 @@
 //! | 403 / 401 for a while | breaker open, not ready (reason names the fix), no poison, resumes by itself |
 //! | accepted, then the answer lost | re-posted: duplicates == exactly the dropped request's rows |
 //! | sink unreachable | breaker, no poison, resumes |
+//! | 429 storm longer than its `Retry-After` | breaker opens; one probe per `Retry-After`, no burst |
+//! | token revoked (401) | one new token at once, rows land; not at the token's expiry |
 //! | 413 | chunk split and shipped |
 //! | identity endpoint down at start-up | retried until it answers, then ships |
 //! | progress write lost (never arrived / answer lost) | read back and retried: nothing twice |
@@ -168,6 +170,87 @@ async fn a_403_opens_the_breaker_poisons_nothing_and_resumes() -> anyhow::Result
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_401_opens_the_breaker_poisons_nothing_and_resumes() -> anyhow::Result<()> {
     auth_outage(401, "401", 63).await
+}
+
+/// A throttling storm that outlasts its own `Retry-After` (issue #11 item 3): once the breaker
+/// has opened, the shipper probes with one POST per `Retry-After` — it does not send a burst
+/// each time the breaker half-opens. Counted by the fake: every POST during the storm was
+/// answered 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttling_storm_is_probed_once_per_retry_after() -> anyhow::Result<()> {
+    /// Consecutive transient failures that open the breaker (`shipper::breaker::STORM_THRESHOLD`).
+    const STORM_THRESHOLD: u64 = 12;
+    /// The shipper's default `SHIPPER_CONCURRENCY`: pages whose retries were under way.
+    const CONCURRENCY: u64 = 4;
+    const STORM_SECS: u64 = 40;
+    const RETRY_AFTER_SECS: u64 = 4;
+    let world = world(68, 6_000).await?;
+    let storage = support::storage(&world);
+    let _collector = world.start_collector("collector", &[])?;
+    // The breaker's own open time (2 s in tests) is shorter than Retry-After: the header rules.
+    world.la.inject(LaFault::StormFor {
+        status: 429,
+        duration: Duration::from_secs(STORM_SECS),
+        retry_after_secs: RETRY_AFTER_SECS,
+    });
+    let shipper = world.start_shipper("shipper", &[])?;
+    let d = world.wait_all_landed(LANDING).await?;
+    assert_no_duplicates(&world, &d);
+    assert!(poison_records(&storage).await.is_empty());
+    wait_operator_line(&shipper, &["breaker open"], LOG_LINE).await?;
+    // Until the storm opens the breaker, each page in flight retries on its own after
+    // Retry-After; from then on one probe per Retry-After. A burst per half-opening (the
+    // old behaviour) sends up to STORM_THRESHOLD POSTs each time.
+    let throttled = la_status(&world, 429);
+    println!("POSTs during the storm: {throttled}");
+    let bound = STORM_THRESHOLD + CONCURRENCY + STORM_SECS.div_ceil(RETRY_AFTER_SECS) + 2;
+    assert!(
+        throttled > STORM_THRESHOLD,
+        "the storm never opened the breaker: {throttled} POSTs throttled"
+    );
+    assert!(
+        throttled <= bound,
+        "{throttled} POSTs during a {STORM_SECS} s storm with Retry-After {RETRY_AFTER_SECS} s (at most {bound} expected): {:?}",
+        world.la.stats()
+    );
+    Ok(())
+}
+
+/// The Logs Ingestion API refuses the token the shipper holds (401: revoked), while the
+/// identity endpoint would issue a good one (issue #11 item 9). The shipper fetches a new token
+/// at once — one, for all its pages — and the rows land; it does not wait for the refused
+/// token to expire (an hour here) with the sink down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_is_replaced_at_once_not_at_expiry() -> anyhow::Result<()> {
+    const MONITOR: &str = "https://monitor.azure.com";
+    let world = world(69, 1_500).await?;
+    let _collector = world.start_collector("collector", &[])?;
+    let shipper = world.start_shipper("shipper", &[])?;
+    let d = world.wait_all_landed(LANDING).await?;
+    assert_no_duplicates(&world, &d);
+    let issued = world.identity.tokens_issued_for(MONITOR);
+    assert!(issued >= 1);
+    world
+        .la
+        .revoke_tokens(world.identity.token_ids_issued_for(MONITOR));
+    world.okta.release(800);
+    let d = world.wait_all_landed(LANDING).await?;
+    assert_eq!(d.released, 2_300);
+    assert_no_duplicates(&world, &d);
+    assert!(la_status(&world, 401) >= 1, "{:?}", world.la.stats());
+    assert_eq!(
+        world.identity.tokens_issued_for(MONITOR),
+        issued + 1,
+        "one new token for every page"
+    );
+    wait_operator_line(
+        &shipper,
+        &["refused the token (401)", "new token"],
+        LOG_LINE,
+    )
+    .await?;
+    assert!(poison_records(&support::storage(&world)).await.is_empty());
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 
 /// A failure to inject into the next requests (both APIs).
 #[derive(Debug, Clone, PartialEq)]
@@ -19,6 +19,15 @@ pub enum LaFault {
     /// Every request gets `status` for `duration` from now (429/503 carry a `Retry-After` of
     /// the seconds left). Replaces a window under way; `Duration::ZERO` ends it.
     StatusFor { status: u16, duration: Duration },
+    /// Every request gets `status` with the same `Retry-After: retry_after_secs` for
+    /// `duration` from now: a throttling storm that outlasts the wait it asks for, so a client
+    /// that honours the header comes back several times before it ends. Replaces a window
+    /// under way.
+    StormFor {
+        status: u16,
+        duration: Duration,
+        retry_after_secs: u64,
+    },
     /// The next `count` requests that would succeed are accepted (rows stored and counted)
     /// but the connection is closed before any response: the client sees a connection
     /// error for rows that did land, the source of the one unavoidable duplicate.
@@ -66,7 +75,8 @@ struct Chaos {
 #[derive(Debug, Default)]
 pub struct FaultState {
     queue: VecDeque<Queued>,
-    status_until: Option<(u16, Instant)>,
+    /// Status, end of the window, and a fixed `Retry-After` (else the seconds left).
+    status_until: Option<(u16, Instant, Option<u64>)>,
     down_until: Option<Instant>,
     chaos: Option<Chaos>,
 }
@@ -89,7 +99,15 @@ impl FaultState {
                 retry_after_secs,
             }),
             LaFault::StatusFor { status, duration } => {
-                self.status_until = Some((status, Instant::now() + duration));
+                self.status_until = Some((status, Instant::now() + duration, None));
+            }
+            LaFault::StormFor {
+                status,
+                duration,
+                retry_after_secs,
+            } => {
+                self.status_until =
+                    Some((status, Instant::now() + duration, Some(retry_after_secs)));
             }
             LaFault::AcceptThenDrop { count } => {
                 self.queue.push_back(Queued::AcceptThenDrop { left: count });
@@ -123,13 +141,13 @@ impl FaultState {
             return Some(Before::Drop);
         }
         let now = Instant::now();
-        if let Some((status, until)) = self.status_until {
+        if let Some((status, until, fixed)) = self.status_until {
             if until > now {
                 let left = until.saturating_duration_since(now);
                 let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
                 return Some(Before::Status {
                     status,
-                    retry_after_secs: default_retry_after(status, secs.max(1)),
+                    retry_after_secs: fixed.or(default_retry_after(status, secs.max(1))),
                 });
             }
             self.status_until = None;
@@ -229,6 +247,22 @@ mod tests {
             duration: Duration::from_secs(30),
         });
         assert_eq!(f.before(), Some(Before::Drop));
+
+        let mut storm = FaultState::default();
+        storm.inject(LaFault::StormFor {
+            status: 429,
+            duration: Duration::from_secs(30),
+            retry_after_secs: 4,
+        });
+        for _ in 0..3 {
+            assert_eq!(
+                storm.before(),
+                Some(Before::Status {
+                    status: 429,
+                    retry_after_secs: Some(4)
+                })
+            );
+        }
 
         let mut r = FaultState::default();
         r.set_rate(0.5, vec![429, 500], 7);

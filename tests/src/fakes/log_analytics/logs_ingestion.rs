@@ -100,12 +100,22 @@ async fn process(
         Some(_) => {}
     }
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-    if let Err(e) = token::verify_bearer(auth, &shared.cfg.audience) {
-        return li_error(
-            StatusCode::UNAUTHORIZED,
-            "InvalidAuthenticationToken",
-            &format!("The access token is missing or invalid: {e}"),
-        );
+    match token::verify_bearer(auth, &shared.cfg.audience) {
+        Err(e) => {
+            return li_error(
+                StatusCode::UNAUTHORIZED,
+                "InvalidAuthenticationToken",
+                &format!("The access token is missing or invalid: {e}"),
+            )
+        }
+        Ok(claims) if shared.is_revoked(&claims.jti) => {
+            return li_error(
+                StatusCode::UNAUTHORIZED,
+                "InvalidAuthenticationToken",
+                "The access token is missing or invalid: the token has been revoked",
+            )
+        }
+        Ok(_) => {}
     }
     if dcr != shared.cfg.dcr_immutable_id {
         return li_error(

@@ -28,7 +28,7 @@ use axum::Router;
 use cursor::CursorKey;
 use log::{EventLog, LogConfig};
 use oauth::OAuthState;
-use rand::Rng;
+use rand::RngExt;
 use rate_limit::RateLimiter;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::AtomicU64;
