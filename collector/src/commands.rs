@@ -35,8 +35,8 @@ pub async fn org_has_data(blobs: &Blobs, org: &OrgKey) -> Result<Option<String>,
     Ok(None)
 }
 
-/// Highest epoch named by any of the org's traces (so a reset after a lost checkpoint never
-/// reuses an epoch). Lists every trace: only needed when the checkpoint is missing or unreadable.
+/// Highest epoch named by any of the org's traces (so a reset never reuses an epoch, even
+/// after a lost checkpoint). Lists every trace: a rare operator command can afford it.
 async fn highest_epoch(blobs: &Blobs, org: &OrgKey) -> Result<u64, StorageError> {
     let mut max = 0;
     for prefix in trace_prefixes(org) {
@@ -81,6 +81,7 @@ pub async fn status(cfg: &CollectorConfig, storage: &Storage, json: bool) -> any
         "leader": hb,
         "checkpoint": cp,
         "lag_seconds": lag,
+        "caught_up": hb.as_ref().and_then(|h| h.caught_up),
         "queue_depth": depth,
     });
     if json {
@@ -102,6 +103,15 @@ pub async fn status(cfg: &CollectorConfig, storage: &Storage, json: bool) -> any
             if let (Some(r), Some(l)) = (h.rate_limit_remaining, h.rate_limit_limit) {
                 println!("rate limit:     {r} of {l} left in the window");
             }
+            match h.caught_up {
+                Some(true) => println!(
+                    "caught up:      yes (at the head of the log; polling every OKTA_POLL_INTERVAL)"
+                ),
+                Some(false) => {
+                    println!("caught up:      no (draining a backlog at the pacer's spacing)")
+                }
+                None => {}
+            }
         }
         _ => println!("leader:         none has led yet"),
     }
@@ -109,11 +119,16 @@ pub async fn status(cfg: &CollectorConfig, storage: &Storage, json: bool) -> any
         Some(c) => {
             println!("epoch / seq:    {} / {}", c.epoch, c.seq);
             println!("next URL:       {}", c.next_url);
+            // The last envelope stays recorded after it was sent (docs/design.md §2 step 7):
+            // the next leader sends it again after a kill, a twin the shippers absorb.
             println!(
-                "pending:        {}",
+                "last envelope:  {}",
                 c.pending
                     .as_ref()
-                    .map(|e| e.page_id())
+                    .map(|e| format!(
+                        "{} (sent again at start-up if the collector was killed)",
+                        e.page_id()
+                    ))
                     .unwrap_or_else(|| "none".into())
             );
             println!("newest event:   {:?}", c.newest_published);
@@ -130,6 +145,12 @@ pub async fn status(cfg: &CollectorConfig, storage: &Storage, json: bool) -> any
 }
 
 /// `collector reset`: start over from a time or from an exact next link, under a new epoch.
+///
+/// The new epoch is chosen only once the leader lease is held (no collector can create pages
+/// meanwhile), as one above every epoch found anywhere: the checkpoint, `pages/`, `state/`,
+/// `done/` and `poison/`. Computing it before the confirmation prompt would let a collector
+/// that started meanwhile create that very epoch, and the shipper would then take the new
+/// pages for twins of shipped ones (`done/` markers) and drop them.
 pub async fn reset(
     cfg: &CollectorConfig,
     storage: &Storage,
@@ -146,17 +167,10 @@ pub async fn reset(
         _ => bail!("give exactly one of --start and --next-url"),
     };
     let blobs = &storage.blobs;
-    let (current, unreadable) = match checkpoint::read(blobs, &cfg.org).await {
-        Ok(current) => (current, None),
-        Err(checkpoint::CheckpointError::Corrupt { name, reason }) => (None, Some((name, reason))),
-        Err(e) => return Err(e.into()),
-    };
-    // A readable checkpoint carries the highest epoch; without one, the org's traces tell.
-    let epoch = match &current {
-        Some(c) => c.checkpoint.epoch,
-        None => highest_epoch(blobs, &cfg.org).await?,
-    } + 1;
-    if let Some((name, reason)) = &unreadable {
+    // Only to tell the operator what will happen; everything is read again under the lease.
+    if let Err(checkpoint::CheckpointError::Corrupt { name, reason }) =
+        checkpoint::read(blobs, &cfg.org).await
+    {
         println!(
             "org {}: the checkpoint {name} is unreadable ({reason}); it will be replaced, and a page \
              it recorded as pending is collected again from the new start.",
@@ -164,7 +178,7 @@ pub async fn reset(
         );
     }
     println!(
-        "org {}: collection will restart at\n  {url}\nunder epoch {epoch}.",
+        "org {}: collection will restart at\n  {url}\nunder a new epoch (one above every epoch in use).",
         cfg.org
     );
     if !yes && !confirm()? {
@@ -183,7 +197,31 @@ pub async fn reset(
             cfg.org
         );
     };
-    let fresh = |epoch| Checkpoint {
+    let result = reset_under_lease(cfg, storage, &url).await;
+    lead.release().await;
+    let epoch = result?;
+    println!("reset done: epoch {epoch}");
+    Ok(())
+}
+
+/// The writes of [`reset`], with the leader lease held. Returns the new epoch.
+async fn reset_under_lease(
+    cfg: &CollectorConfig,
+    storage: &Storage,
+    url: &Url,
+) -> anyhow::Result<u64> {
+    let blobs = &storage.blobs;
+    let current = match checkpoint::read(blobs, &cfg.org).await {
+        Ok(current) => Some(current),
+        Err(checkpoint::CheckpointError::Corrupt { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let in_checkpoint = current
+        .as_ref()
+        .and_then(|c| c.as_ref())
+        .map_or(0, |c| c.checkpoint.epoch);
+    let epoch = in_checkpoint.max(highest_epoch(blobs, &cfg.org).await?) + 1;
+    let fresh = Checkpoint {
         v: checkpoint::CURRENT_VERSION,
         org: cfg.org.clone(),
         epoch,
@@ -194,13 +232,12 @@ pub async fn reset(
         recent: None,
         updated: Utc::now(),
     };
-    let result = async {
-        if unreadable.is_some() {
-            checkpoint::replace_unreadable(blobs, &cfg.org, fresh(epoch)).await?;
-            return anyhow::Ok(());
+    match current {
+        // Unreadable: replaced, if it is still the blob that was read.
+        None => {
+            checkpoint::replace_unreadable(blobs, &cfg.org, fresh).await?;
         }
-        let mut current = checkpoint::read(blobs, &cfg.org).await?;
-        if let Some(v) = current.take() {
+        Some(Some(v)) => {
             // Never lose a recorded page: send its envelope before moving on.
             let v = crate::handoff::flush_pending(blobs, &storage.queue, &v).await?;
             let mut next = v.checkpoint.clone();
@@ -211,16 +248,12 @@ pub async fn reset(
             next.recent = None;
             next.updated = Utc::now();
             checkpoint::replace(blobs, &v, next).await?;
-        } else {
-            checkpoint::create(blobs, fresh(epoch)).await?;
         }
-        anyhow::Ok(())
+        Some(None) => {
+            checkpoint::create(blobs, fresh).await?;
+        }
     }
-    .await;
-    lead.release().await;
-    result?;
-    println!("reset done: epoch {epoch}");
-    Ok(())
+    Ok(epoch)
 }
 
 /// A next link to import must be this org's System Log endpoint.

@@ -9,25 +9,29 @@
 //! The window is saved in the checkpoint with every page (as short hashes, `recent`), so a
 //! restarted or new leader drops the same repeats; `collector reset` clears it.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
 
 /// Default window: the last 10,000 events (ten full pages).
 pub const DEFAULT_CAPACITY: usize = 10_000;
 
 /// A bounded set of recently seen event `uuid`s; the oldest is forgotten first.
+///
+/// Entries are the uuids' 64-bit hashes ([`uuid_hash`]), the same form the checkpoint saves,
+/// so the window restored after a restart or a change of leader is the same ordered window
+/// that was saved: one insertion order for every entry, restored or new, and the oldest is
+/// always the one trimmed (a set of restored hashes beside it would trim in random order and
+/// let a recent repeat through after two leader changes). Two different uuids share a hash
+/// with probability about n²/2⁶⁵ (3·10⁻¹² for a 10k window); such an event would be dropped
+/// as a repeat, which is accepted for a window that must survive restarts compactly.
 #[derive(Debug, Clone)]
 pub struct RecentUuids {
     capacity: usize,
     /// Insertion order with the generation of each insertion, so that an entry re-inserted
     /// after [`RecentUuids::forget`] is not evicted by its stale, older slot.
-    order: VecDeque<(u64, Arc<str>)>,
-    /// uuid → generation of its live insertion.
-    live: HashMap<Arc<str>, u64>,
+    order: VecDeque<(u64, u64)>,
+    /// hash → generation of its live insertion.
+    live: HashMap<u64, u64>,
     generation: u64,
-    /// Hashes of the uuids seen before a restart (from the checkpoint), so a repeat that
-    /// straddles a restart is still dropped.
-    restored: HashSet<u64>,
 }
 
 /// A stable 64-bit hash of a uuid (first 8 bytes of its sha256), used to carry the window
@@ -48,17 +52,17 @@ impl RecentUuids {
             order: VecDeque::with_capacity(capacity.min(DEFAULT_CAPACITY)),
             live: HashMap::with_capacity(capacity.min(DEFAULT_CAPACITY)),
             generation: 0,
-            restored: HashSet::new(),
         }
     }
 
     /// Records `uuid`; returns `true` if it was not in the window (keep the event), `false` if
     /// it was (drop it as a repeat).
     pub fn insert_if_new(&mut self, uuid: &str) -> bool {
-        if self.live.contains_key(uuid) {
-            return false;
-        }
-        if !self.restored.is_empty() && self.restored.contains(&uuid_hash(uuid)) {
+        self.insert_hash(uuid_hash(uuid))
+    }
+
+    fn insert_hash(&mut self, hash: u64) -> bool {
+        if self.live.contains_key(&hash) {
             return false;
         }
         if self.capacity == 0 {
@@ -73,37 +77,34 @@ impl RecentUuids {
             self.compact();
         }
         self.generation += 1;
-        let key: Arc<str> = Arc::from(uuid);
-        self.order.push_back((self.generation, Arc::clone(&key)));
-        self.live.insert(key, self.generation);
+        self.order.push_back((self.generation, hash));
+        self.live.insert(hash, self.generation);
         true
     }
 
-    /// Whether `uuid` is in the window.
     /// Hashes of the uuids in the window, oldest first (saved in the checkpoint).
     pub fn snapshot(&self) -> Vec<u64> {
-        let mut out: Vec<u64> = self
-            .order
+        self.order
             .iter()
-            .filter(|(generation, key)| self.live.get(key) == Some(generation))
-            .map(|(_, key)| uuid_hash(key))
-            .collect();
-        // Keep the newest `capacity` (restored hashes from before are re-saved first).
-        let restored: Vec<u64> = self.restored.iter().copied().collect();
-        let mut all = restored;
-        all.append(&mut out);
-        let drop = all.len().saturating_sub(self.capacity);
-        all.drain(..drop);
-        all
+            .filter(|(generation, hash)| self.live.get(hash) == Some(generation))
+            .map(|(_, hash)| *hash)
+            .collect()
     }
 
-    /// Seeds the window with hashes saved before a restart.
+    /// Replaces the window with hashes saved before a restart, oldest first (as
+    /// [`RecentUuids::snapshot`] wrote them); beyond the capacity the oldest are dropped.
     pub fn restore(&mut self, hashes: &[u64]) {
-        self.restored = hashes.iter().copied().take(self.capacity).collect();
+        self.order.clear();
+        self.live.clear();
+        let skip = hashes.len().saturating_sub(self.capacity);
+        for h in &hashes[skip..] {
+            self.insert_hash(*h);
+        }
     }
 
+    /// Whether `uuid` is in the window.
     pub fn contains(&self, uuid: &str) -> bool {
-        self.live.contains_key(uuid)
+        self.live.contains_key(&uuid_hash(uuid))
     }
 
     /// Removes uuids again. The collector calls this when a prepared page could not be stored:
@@ -111,7 +112,7 @@ impl RecentUuids {
     /// for repeats (that would lose them).
     pub fn forget<'a>(&mut self, uuids: impl IntoIterator<Item = &'a str>) {
         for u in uuids {
-            self.live.remove(u);
+            self.live.remove(&uuid_hash(u));
         }
     }
 
@@ -125,9 +126,9 @@ impl RecentUuids {
     }
 
     fn evict_oldest(&mut self) {
-        while let Some((generation, key)) = self.order.pop_front() {
-            if self.live.get(&key) == Some(&generation) {
-                self.live.remove(&key);
+        while let Some((generation, hash)) = self.order.pop_front() {
+            if self.live.get(&hash) == Some(&generation) {
+                self.live.remove(&hash);
                 return;
             }
         }
@@ -136,7 +137,7 @@ impl RecentUuids {
     fn compact(&mut self) {
         let live = &self.live;
         self.order
-            .retain(|(generation, key)| live.get(key) == Some(generation));
+            .retain(|(generation, hash)| live.get(hash) == Some(generation));
     }
 }
 
@@ -160,6 +161,52 @@ mod tests {
         assert!(!b.insert_if_new("u1"));
         assert!(b.insert_if_new("u3"));
         assert_eq!(b.snapshot().len(), 3);
+    }
+
+    /// Two changes of leader within a few pages, with a window that trims: each new leader
+    /// restores the saved window, collects more pages, and saves it again. The newest
+    /// `capacity` uuids must survive every hand-over, in order, so a repeat of any of them is
+    /// still caught, and only the oldest are forgotten.
+    #[test]
+    fn the_restored_window_keeps_insertion_order_and_trims_the_oldest() {
+        const CAP: usize = 100;
+        let uuid = |i: usize| format!("00000000-0000-4000-8000-{i:012}");
+        let mut first = RecentUuids::new(CAP);
+        for i in 0..CAP {
+            assert!(first.insert_if_new(&uuid(i)));
+        }
+        // Leader 2: restores, collects 50 more (the window trims 50), saves.
+        let mut second = RecentUuids::new(CAP);
+        second.restore(&first.snapshot());
+        for i in CAP..CAP + 50 {
+            assert!(second.insert_if_new(&uuid(i)));
+        }
+        assert_eq!(second.len(), CAP);
+        // Leader 3: restores, collects 30 more, and then sees repeats.
+        let mut third = RecentUuids::new(CAP);
+        third.restore(&second.snapshot());
+        for i in CAP + 50..CAP + 80 {
+            assert!(third.insert_if_new(&uuid(i)));
+        }
+        let saved = third.snapshot();
+        assert_eq!(saved.len(), CAP);
+        let expected: Vec<u64> = (80..CAP + 80).map(|i| uuid_hash(&uuid(i))).collect();
+        assert_eq!(saved, expected, "not the newest {CAP}, oldest first");
+        for i in 80..CAP + 80 {
+            assert!(!third.insert_if_new(&uuid(i)), "recent repeat {i} passed");
+        }
+        // The oldest were forgotten: those are new again.
+        for i in 0..80 {
+            assert!(!third.contains(&uuid(i)), "{i} should be trimmed");
+        }
+    }
+
+    #[test]
+    fn restoring_more_than_the_capacity_keeps_the_newest() {
+        let hashes: Vec<u64> = (0..10).collect();
+        let mut d = RecentUuids::new(4);
+        d.restore(&hashes);
+        assert_eq!(d.snapshot(), vec![6, 7, 8, 9]);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Handing a fetched page to the shippers (DESIGN.md §2 collector steps 5–7).
+//! Handing a fetched page to the shippers (docs/design.md §2 collector steps 5–7).
 //!
 //! Order matters, and each boundary is a named failpoint so the crash suite can kill the
 //! process exactly there:
@@ -9,8 +9,15 @@
 //! 2. move the checkpoint (If-Match) with the envelope as `pending`
 //!    (`collector.after_checkpoint`): from here on the page is never fetched again;
 //! 3. enqueue the envelope, `messagettl=-1` (`collector.after_enqueue`): a kill here re-sends
-//!    the *same* envelope at start-up, a twin the shippers absorb;
-//! 4. clear `pending` (`collector.after_clear_pending`).
+//!    the *same* envelope at start-up, a twin the shippers absorb.
+//!
+//! Three storage requests per page. The envelope stays recorded as `pending` after it was
+//! sent: the next checkpoint write (the next page's step 2, or a moved next link) replaces it,
+//! and a clean stop clears it ([`clear_pending`], `collector.after_clear_pending`). Clearing it
+//! after every enqueue would cost a fourth write per page, and buys only this: after a *kill*,
+//! the last page's envelope is sent again at start-up — a twin, which the shippers absorb
+//! exactly like the twin of a kill after step 3. The run loop never fetches while a recorded
+//! envelope is unsent in its term, so step 2 never replaces an envelope that was not sent.
 
 use std::io::Write;
 
@@ -102,23 +109,39 @@ pub async fn store_and_record(
     Ok(written)
 }
 
-/// Steps 3–4: enqueues the pending envelope (if any) and clears it from the checkpoint.
-/// `current` is borrowed: after a failure the caller keeps it (the page stays pending).
-pub async fn flush_pending(
-    blobs: &Blobs,
-    queue: &Queue,
-    current: &Versioned,
-) -> Result<Versioned, HandoffError> {
+/// Step 3: enqueues the recorded envelope, if any. The checkpoint still records it: after a
+/// kill it is sent again, a twin.
+pub async fn send_pending(queue: &Queue, current: &Versioned) -> Result<(), HandoffError> {
     let Some(env) = &current.checkpoint.pending else {
-        return Ok(current.clone());
+        return Ok(());
     };
     queue.send(&env.encode(), None).await?;
     tracing::debug!(page = %env.page_id(), events = env.events, "page enqueued");
     failpoint::hit("collector.after_enqueue");
+    Ok(())
+}
+
+/// Clears a recorded envelope that was sent (a clean stop, or `collector reset`), so the next
+/// leader does not send it again.
+pub async fn clear_pending(blobs: &Blobs, current: &Versioned) -> Result<Versioned, HandoffError> {
+    if current.checkpoint.pending.is_none() {
+        return Ok(current.clone());
+    }
     let mut next = current.checkpoint.clone();
     next.pending = None;
     next.updated = Utc::now();
     let written = checkpoint::replace(blobs, current, next).await?;
     failpoint::hit("collector.after_clear_pending");
     Ok(written)
+}
+
+/// Enqueues the recorded envelope (if any) and clears it from the checkpoint.
+/// `current` is borrowed: after a failure the caller keeps it (the page stays pending).
+pub async fn flush_pending(
+    blobs: &Blobs,
+    queue: &Queue,
+    current: &Versioned,
+) -> Result<Versioned, HandoffError> {
+    send_pending(queue, current).await?;
+    clear_pending(blobs, current).await
 }

@@ -30,6 +30,8 @@ pub struct Heartbeat {
     pub last_poll_result: Option<String>,
     pub rate_limit_remaining: Option<u32>,
     pub rate_limit_limit: Option<u32>,
+    /// Whether the last page reached the head of the log (DESIGN §3 "Caught up means quiet").
+    pub caught_up: Option<bool>,
 }
 
 /// A held leadership. Dropping it does not release the lease; call [`Leadership::release`].
@@ -174,6 +176,12 @@ impl Leadership {
             hb.rate_limit_remaining = remaining;
             hb.rate_limit_limit = limit;
         }
+    }
+
+    /// Records whether the last page reached the head of the log, for the heartbeat.
+    pub fn note_caught_up(&self, caught_up: bool) {
+        let mut hb = self.heartbeat.lock().unwrap_or_else(|p| p.into_inner());
+        hb.caught_up = Some(caught_up);
     }
 
     /// Releases the lease so a standby takes over at once.

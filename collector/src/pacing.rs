@@ -93,6 +93,16 @@ impl Pacer {
     }
 }
 
+/// The wait after a page that reached the head of the log — an empty page or one with fewer
+/// events than the request's `limit` (DESIGN §3 "Caught up means quiet"): the poll interval
+/// plus up to a tenth of it at random, so that many collectors started together (a fleet of
+/// orgs, a redeployment) do not poll in step; never less than `paced`, the pacer's delay.
+pub fn caught_up_wait(poll_interval: Duration, paced: Duration) -> Duration {
+    let spread = u64::try_from(poll_interval.as_millis() / 10).unwrap_or(u64::MAX);
+    let jitter = Duration::from_millis(rand::rng().random_range(0..=spread));
+    (poll_interval + jitter).max(paced)
+}
+
 impl Default for Pacer {
     fn default() -> Self {
         Self::new(DEFAULT_RESERVE)
@@ -186,6 +196,25 @@ mod tests {
         let p = Pacer::default();
         let d = p.delay_after(&rate(20, 0, 86_400), at(0));
         assert_eq!(d, MAX_WAIT);
+    }
+
+    #[test]
+    fn caught_up_waits_the_poll_interval_plus_jitter_never_less_than_the_pacer() {
+        let poll = Duration::from_secs(15);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let d = caught_up_wait(poll, Duration::from_millis(700));
+            assert!(d >= poll && d <= poll + poll / 10, "{d:?}");
+            seen.insert(d);
+        }
+        assert!(seen.len() > 1, "no jitter");
+        // The pacer asks for longer (only the reserve left): its delay wins.
+        let d = caught_up_wait(poll, Duration::from_secs(40));
+        assert_eq!(d, Duration::from_secs(40));
+        assert_eq!(
+            caught_up_wait(Duration::ZERO, Duration::ZERO),
+            Duration::ZERO
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `collector run`: lead the org, fetch pages, hand them off, forever.
 //!
-//! One pass of the loop is DESIGN.md §2 "Collector, per org": flush a pending envelope, GET
+//! One pass of the loop is docs/design.md §2 "Collector, per org": send a pending envelope, GET
 //! the next URL, store and record a non-empty page, enqueue it, pace. Every failure ends in a
 //! retry with backoff and a readiness/metric signal — never in a skipped page, never in a
 //! silent stop. Shutdown (SIGTERM) abandons a fetch that was not persisted (the checkpoint did
@@ -23,7 +23,7 @@ use crate::config::CollectorConfig;
 use crate::dedupe::RecentUuids;
 use crate::handoff::{self, HandoffError, PageToStore};
 use crate::okta::{self, OktaClient, OktaError};
-use crate::pacing::Pacer;
+use crate::pacing::{self, Pacer};
 use crate::stats::CollectorMetrics;
 use crate::wiring;
 
@@ -114,6 +114,7 @@ impl Collector {
             // A standby is healthy, just not leading: the previous term's alarms end with it.
             self.clear_okta_alarms();
             self.metrics.leader.set(0);
+            self.metrics.caught_up.set(0);
             let org = self.cfg.org.clone();
             let lead =
                 crate::leader::acquire(&self.blobs, &org, self.cfg.lease, &self.cancel, || {
@@ -162,6 +163,10 @@ impl Collector {
         let mut dedupe = RecentUuids::new(DEDUPE_CAPACITY);
         dedupe.restore(&checkpoint::decode_recent(cp.checkpoint.recent.as_deref()));
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
+        // Whether the envelope the checkpoint records as `pending` was enqueued in this term.
+        // It stays recorded after the enqueue (see `handoff`): found at start-up, it is sent
+        // again.
+        let mut pending_sent = false;
         let end = loop {
             self.health.beat("main_loop"); // /healthz watchdog (common::health)
             if self.cancel.is_cancelled() {
@@ -170,16 +175,14 @@ impl Collector {
             if lead.lost.is_cancelled() {
                 break TermEnd::LostLeadership;
             }
-            // A pending envelope (kill after the checkpoint, before or after the enqueue) is
-            // sent again, never re-fetched.
-            if cp.checkpoint.pending.is_some() {
-                match handoff::flush_pending(&self.blobs, &self.queue, &cp).await {
-                    Ok(next) => {
-                        cp = next;
+            // A recorded envelope not yet sent in this term (found at start-up, or its enqueue
+            // failed) is sent before anything is fetched: never re-fetched, and never replaced
+            // by the next page's checkpoint write unsent.
+            if !pending_sent {
+                match handoff::send_pending(&self.queue, &cp).await {
+                    Ok(()) => {
+                        pending_sent = true;
                         self.health.set_ready(READY_STORAGE, true, "");
-                    }
-                    Err(HandoffError::Checkpoint(CheckpointError::LostRace)) => {
-                        break TermEnd::LostLeadership
                     }
                     Err(e) => {
                         self.storage_trouble(&e.to_string());
@@ -215,6 +218,10 @@ impl Collector {
                         self.sleep(backoff.next_delay(), Some(&lead.lost)).await;
                         continue;
                     };
+                    // DESIGN §3 "Caught up means quiet": fewer events than the request's
+                    // `limit` means the head of the log is reached.
+                    let caught_up = page.events.is_empty()
+                        || page.events.len() < okta::links::requested_limit(&url);
                     let outcome = self
                         .handle_page(&cp, &url, next, &page.events, &mut dedupe)
                         .await;
@@ -227,20 +234,21 @@ impl Collector {
                         Ok(Handled::Malformed) => backoff.next_delay(),
                         Ok(Handled::Unsent(pending, reason)) => {
                             cp = pending;
+                            pending_sent = false;
                             self.storage_trouble(&reason);
                             backoff.next_delay()
                         }
-                        Ok(Handled::Stored(next_cp)) => {
+                        Ok(Handled::Stored(next_cp) | Handled::Empty(next_cp)) => {
                             cp = next_cp;
                             backoff.reset();
                             self.poll_succeeded(&last_success);
-                            pace()
-                        }
-                        Ok(Handled::Empty(next_cp)) => {
-                            cp = next_cp;
-                            backoff.reset();
-                            self.poll_succeeded(&last_success);
-                            pace().max(self.cfg.poll_interval)
+                            self.note_caught_up(lead, caught_up);
+                            if caught_up {
+                                pacing::caught_up_wait(self.cfg.poll_interval, pace())
+                            } else {
+                                // A full page: more is waiting, follow at the pacer's spacing.
+                                pace()
+                            }
                         }
                         Err(HandoffError::Checkpoint(CheckpointError::LostRace)) => {
                             break TermEnd::LostLeadership
@@ -261,6 +269,13 @@ impl Collector {
             }
         };
         watchdog.abort();
+        if matches!(end, TermEnd::Shutdown) && pending_sent {
+            // A clean stop: the last envelope is on the queue, so the next leader need not
+            // send it again. If this write fails it does, and the shippers absorb the twin.
+            if let Err(e) = handoff::clear_pending(&self.blobs, &cp).await {
+                tracing::warn!(error = %e, "could not clear the last page's envelope; the next leader sends it again (harmless)");
+            }
+        }
         Ok(end)
     }
 
@@ -321,13 +336,10 @@ impl Collector {
                 .lag_seconds
                 .set((Utc::now() - p).num_seconds().max(0));
         }
-        match handoff::flush_pending(&self.blobs, &self.queue, &recorded).await {
-            Ok(flushed) => Ok(Handled::Stored(flushed)),
-            Err(HandoffError::Checkpoint(CheckpointError::LostRace)) => {
-                Err(HandoffError::Checkpoint(CheckpointError::LostRace))
-            }
-            // The page is recorded as pending: keep that checkpoint, so only the enqueue (and
-            // the clearing of pending) is retried, never the fetch.
+        match handoff::send_pending(&self.queue, &recorded).await {
+            Ok(()) => Ok(Handled::Stored(recorded)),
+            // The page is recorded as pending: keep that checkpoint, so only the enqueue is
+            // retried, never the fetch.
             Err(e) => Ok(Handled::Unsent(recorded, e.to_string())),
         }
     }
@@ -345,6 +357,9 @@ impl Collector {
         }
         let mut moved = cp.checkpoint.clone();
         moved.next_url = next.to_string();
+        // Only called once the recorded envelope was sent in this term: this write clears it
+        // for free.
+        moved.pending = None;
         moved.updated = Utc::now();
         Ok(checkpoint::replace(&self.blobs, cp, moved).await?)
     }
@@ -412,6 +427,24 @@ impl Collector {
         self.health.set_ready(READY_POLL, true, "");
         self.clear_okta_alarms();
         self.health.set_ready(READY_STORAGE, true, "");
+    }
+
+    /// Publishes whether the last page reached the head of the log (metric `caught_up`, and
+    /// the heartbeat that `collector status` reads); logs the changes.
+    fn note_caught_up(&self, lead: &crate::leader::Leadership, caught_up: bool) {
+        let was = self.metrics.caught_up.get() == 1;
+        if caught_up != was {
+            if caught_up {
+                tracing::info!(
+                    poll_interval = ?self.cfg.poll_interval,
+                    "caught up with the head of the log; polling every OKTA_POLL_INTERVAL"
+                );
+            } else {
+                tracing::info!("a full page: following the backlog at the pacer's spacing");
+            }
+        }
+        self.metrics.caught_up.set(i64::from(caught_up));
+        lead.note_caught_up(caught_up);
     }
 
     /// The credential was read and accepted, and the page was good: those alarms end.
@@ -599,8 +632,8 @@ enum Handled {
     Stored(Versioned),
     /// No events: only the next link moved.
     Empty(Versioned),
-    /// Stored and recorded as pending, but the enqueue or the clearing of pending failed; the
-    /// loop sends it again before fetching anything.
+    /// Stored and recorded as pending, but the enqueue failed; the loop sends it again before
+    /// fetching anything.
     Unsent(Versioned, String),
     /// Refused (an event without a `uuid`, …): not stored, fetched again after a backoff.
     Malformed,

@@ -20,6 +20,9 @@ pub struct CollectorMetrics {
     pub last_success: Gauge,
     /// 1 while this process leads its org.
     pub leader: Gauge,
+    /// 1 while the leader is at the head of the log (its last page was short or empty), so it
+    /// polls every `OKTA_POLL_INTERVAL`; 0 while it drains a backlog, or does not lead.
+    pub caught_up: Gauge,
     /// 1 while Okta refuses the credential (alerted on from the stats line).
     pub okta_auth_failing: Gauge,
     /// 1 while the Okta credential cannot be read from Key Vault (Okta is not asked).
@@ -69,6 +72,10 @@ impl CollectorMetrics {
                 "Unix time of the last successful poll",
             ),
             leader: m.gauge("leader", "1 while this process leads its org"),
+            caught_up: m.gauge(
+                "caught_up",
+                "1 while the leader is at the head of the log and polls every OKTA_POLL_INTERVAL",
+            ),
             okta_auth_failing: m.gauge("okta_auth_failing", "1 while Okta refuses the credential"),
             credential_unreadable: m.gauge(
                 "okta_credential_unreadable",

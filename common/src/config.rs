@@ -51,6 +51,32 @@ pub fn is_loopback_host(host: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// True when the URL's host never leaves this machine (see [`is_loopback_host`]).
+pub fn is_loopback_url(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// The one transport rule for every endpoint (docs/design.md §5): https, or plain http only
+/// for a loopback host (the local fakes and Azurite), so a typo in a production setting can
+/// never send a credential over the network in clear text. The error is the reason, for the
+/// caller to prefix with the setting's name.
+pub fn require_https_or_loopback(url: &Url) -> Result<(), String> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback_url(url) => Ok(()),
+        "http" => Err(format!(
+            "must use https unless the host is loopback (got http://{})",
+            url.host_str().unwrap_or_default()
+        )),
+        other => Err(format!("scheme `{other}` is not supported; use https")),
+    }
+}
+
 /// Parses an origin (`https://host[:port]`), or a bare host name when `bare_host_ok`
 /// (`acme.okta.com` → `https://acme.okta.com`). Requires https unless the host is loopback;
 /// refuses paths, queries, fragments and credentials.
@@ -75,26 +101,10 @@ pub fn parse_origin(
     };
     let url = Url::parse(&with_scheme)
         .map_err(|e| ConfigError::new(var, format!("`{value}` is not a valid URL ({e})")))?;
-    let host = url
-        .host_str()
-        .ok_or_else(|| ConfigError::new(var, format!("`{value}` has no host")))?
-        .to_string();
-    match url.scheme() {
-        "https" => {}
-        "http" if is_loopback_host(&host) => {}
-        "http" => {
-            return Err(ConfigError::new(
-                var,
-                format!("must use https unless the host is loopback (got http://{host})"),
-            ))
-        }
-        other => {
-            return Err(ConfigError::new(
-                var,
-                format!("scheme `{other}` is not supported; use https"),
-            ))
-        }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(ConfigError::new(var, format!("`{value}` has no host")));
     }
+    require_https_or_loopback(&url).map_err(|reason| ConfigError::new(var, reason))?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err(ConfigError::new(var, "must not contain credentials"));
     }
@@ -272,5 +282,20 @@ mod tests {
                 && is_loopback_host("[::1]")
                 && !is_loopback_host("10.0.0.1")
         );
+    }
+
+    #[test]
+    fn https_or_plain_http_for_loopback_only() {
+        let ok = |s: &str| require_https_or_loopback(&Url::parse(s).unwrap()).is_ok();
+        assert!(ok("https://acme.okta.com"));
+        assert!(ok("http://127.0.0.1:8080"));
+        assert!(ok("http://127.0.0.2:8080"));
+        assert!(ok("http://localhost:1"));
+        assert!(ok("http://LOCALHOST:1"));
+        assert!(ok("http://[::1]:1"));
+        assert!(!ok("http://acme.okta.com"));
+        assert!(!ok("http://10.0.0.1"));
+        assert!(!ok("http://localhost.evil.example"));
+        assert!(!ok("ftp://127.0.0.1"));
     }
 }

@@ -11,7 +11,6 @@
 //! secret and tell the operator what to fix; they never contain the value.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use azure_core::credentials::TokenCredential;
@@ -136,16 +135,12 @@ impl KeyVault {
                 "KEY_VAULT_URL {url} must use https (Key Vault never accepts a token over plain http)"
             )));
         }
-        let loopback = match url.host() {
-            Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-            Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-            None => {
-                return Err(SecretError::Config(format!(
-                    "KEY_VAULT_URL {url} has no host"
-                )))
-            }
-        };
+        if url.host().is_none() {
+            return Err(SecretError::Config(format!(
+                "KEY_VAULT_URL {url} has no host"
+            )));
+        }
+        let loopback = crate::config::is_loopback_url(&url);
         let options = SecretClientOptions {
             client_options: sdk_client_options(http, vault_retry_options()),
             verify_challenge_resource: Some(!loopback),

@@ -4,9 +4,9 @@
 //! The end-to-end, crash and fault suites and the `okta-sentinel-local` run command all use
 //! it, so "what the suite tests" and "what a newcomer runs" are the same world.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
@@ -287,4 +287,97 @@ pub struct Delivery {
 pub fn okta_secret_name(domain: &str) -> String {
     let key = domain.to_ascii_lowercase().replace(':', "-");
     format!("okta-{}-token", key.replace('.', "-"))
+}
+
+/// The per-minute rate of a growing counter over a sliding window (the last minute, or since
+/// the first sample while the run is younger), so the local run's progress line shows the
+/// steady state — a caught-up collector's requests and pages per minute — not an average
+/// dominated by the initial backlog.
+#[derive(Debug, Clone)]
+pub struct PerMinute {
+    window: Duration,
+    samples: VecDeque<(Instant, f64)>,
+}
+
+impl PerMinute {
+    pub fn new(window: Duration) -> Self {
+        PerMinute {
+            window,
+            samples: VecDeque::new(),
+        }
+    }
+
+    /// Records the counter's `total` at `at` (samples in time order).
+    pub fn record(&mut self, at: Instant, total: f64) {
+        self.samples.push_back((at, total));
+        // Keep one sample at or beyond the window's start, so the rate spans the full window.
+        while self.samples.len() > 2
+            && self
+                .samples
+                .get(1)
+                .is_some_and(|(t, _)| at.duration_since(*t) >= self.window)
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    /// Increase per minute between the oldest and the newest sample kept; `None` before two
+    /// samples.
+    pub fn rate(&self) -> Option<f64> {
+        let (t0, v0) = self.samples.front()?;
+        let (t1, v1) = self.samples.back()?;
+        let secs = t1.duration_since(*t0).as_secs_f64();
+        (secs > 0.0).then(|| (v1 - v0).max(0.0) * 60.0 / secs)
+    }
+}
+
+/// The sum of every sample of metric `name` on a service's `/metrics` at `addr` (e.g. the
+/// collector's `okta_sentinel_okta_requests_total` over all statuses); `None` when it does
+/// not answer.
+pub async fn scrape_metric_sum(addr: &str, name: &str) -> Option<f64> {
+    let body = reqwest::Client::new()
+        .get(format!("http://{addr}/metrics"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let mut sum = 0.0;
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let metric = line.split(['{', ' ']).next().unwrap_or_default();
+        if metric == name {
+            sum += line
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
+        }
+    }
+    Some(sum)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_minute_spans_the_last_window_only() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut r = PerMinute::new(Duration::from_secs(60));
+        assert_eq!(r.rate(), None);
+        r.record(at(0), 0.0);
+        assert_eq!(r.rate(), None);
+        // A backlog: 100 in the first 10 s.
+        r.record(at(10), 100.0);
+        assert_eq!(r.rate(), Some(600.0));
+        // Then 4 a minute for two minutes: the backlog leaves the window.
+        for s in (20..=130).step_by(15) {
+            r.record(at(s), 100.0 + (s - 10) as f64 * 4.0 / 60.0);
+        }
+        let rate = r.rate().unwrap_or_default();
+        assert!((rate - 4.0).abs() < 0.01, "{rate}");
+    }
 }

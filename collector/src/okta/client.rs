@@ -395,27 +395,13 @@ fn normalise_origin(url: &Url) -> Result<Url, OktaError> {
         .host_str()
         .filter(|h| !h.is_empty())
         .ok_or_else(|| OktaError::InvalidOrigin("no host".into()))?;
-    match url.scheme() {
-        "https" => {}
-        "http" if is_loopback(host) => {}
-        s => {
-            return Err(OktaError::InvalidOrigin(format!(
-                "scheme {s} not allowed for {host} (https, or http for loopback only)"
-            )))
-        }
-    }
+    common::config::require_https_or_loopback(url)
+        .map_err(|reason| OktaError::InvalidOrigin(format!("{host}: {reason}")))?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err(OktaError::InvalidOrigin("credentials in the URL".into()));
     }
     Url::parse(&url.origin().ascii_serialization())
         .map_err(|e| OktaError::InvalidOrigin(e.to_string()))
-}
-
-fn is_loopback(host: &str) -> bool {
-    let h = host.trim_start_matches('[').trim_end_matches(']');
-    h.eq_ignore_ascii_case("localhost")
-        || h.parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The body of a 200: a JSON array whose elements are all objects.

@@ -138,6 +138,22 @@ pub fn next_url(
     Ok(Some(url))
 }
 
+/// Okta's page size when a request names no `limit` (contracts.md §1.2: 0–1000, default 100).
+pub const DEFAULT_LIMIT: usize = 100;
+
+/// The page size a request asked for: its `limit` query parameter, or Okta's default.
+///
+/// Okta's `next` links echo the original query, so this is the same for every page of a
+/// checkpoint. A page with fewer events than this is the head of the log (DESIGN §3 "Caught
+/// up means quiet"). An unparsable value counts as the default: Okta would refuse it with a
+/// 400 anyway, so no page is ever judged by it.
+pub fn requested_limit(url: &Url) -> usize {
+    url.query_pairs()
+        .find(|(k, _)| k == "limit")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(DEFAULT_LIMIT)
+}
+
 /// Scheme, host and port (default ports made explicit) are equal.
 pub fn same_origin(a: &Url, b: &Url) -> bool {
     a.scheme() == b.scheme()
@@ -156,6 +172,29 @@ pub fn origin_of(url: &Url) -> String {
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
+
+    #[test]
+    fn the_requested_limit_comes_from_the_query_or_okta_default() {
+        let u = |s: &str| Url::parse(s).unwrap();
+        assert_eq!(
+            requested_limit(&u(
+                "https://a.okta.com/api/v1/logs?since=x&limit=1000&after=1_2"
+            )),
+            1000
+        );
+        assert_eq!(
+            requested_limit(&u("https://a.okta.com/api/v1/logs?limit=20")),
+            20
+        );
+        assert_eq!(
+            requested_limit(&u("https://a.okta.com/api/v1/logs?after=1_2")),
+            DEFAULT_LIMIT
+        );
+        assert_eq!(
+            requested_limit(&u("https://a.okta.com/api/v1/logs?limit=lots")),
+            DEFAULT_LIMIT
+        );
+    }
 
     fn headers(values: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -8,8 +8,6 @@
 //! Validation errors name the variable to fix and never echo the connection string (it holds
 //! the account key).
 
-use std::net::IpAddr;
-
 use url::Url;
 
 use super::StorageError;
@@ -333,22 +331,11 @@ fn check_scheme(var: &str, url: &Url, managed_identity: bool) -> Result<(), Stor
              local storage through {CONN}"
         )));
     }
-    if !is_loopback(url) {
-        return Err(cfg(format!(
-            "{var} uses plain http on a non-loopback host; use https (http is only allowed for \
-             127.0.0.1/localhost, e.g. Azurite)"
-        )));
-    }
-    Ok(())
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
-    }
+    crate::config::require_https_or_loopback(url).map_err(|reason| {
+        cfg(format!(
+            "{var} {reason} (plain http is only for local storage such as Azurite)"
+        ))
+    })
 }
 
 fn join(var: &str, endpoint: &Url, name: &str) -> Result<Url, StorageError> {

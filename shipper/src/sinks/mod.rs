@@ -80,20 +80,8 @@ pub enum SinkConfigError {
 
 /// https everywhere, plain http only for loopback test servers (DESIGN.md §5).
 fn check_origin(setting: &'static str, url: &Url) -> Result<(), SinkConfigError> {
-    let loopback = match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    };
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" if loopback => Ok(()),
-        other => Err(SinkConfigError::Invalid {
-            setting,
-            reason: format!("{other}:// is not allowed (https only, http for loopback tests)"),
-        }),
-    }
+    common::config::require_https_or_loopback(url)
+        .map_err(|reason| SinkConfigError::Invalid { setting, reason })
 }
 
 #[cfg(test)]

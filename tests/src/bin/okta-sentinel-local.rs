@@ -15,7 +15,13 @@ use anyhow::Context;
 use clap::Parser;
 use world::fakes::log_analytics::LogAnalyticsFakeConfig;
 use world::fakes::okta::OktaFakeConfig;
-use world::local::{LocalWorld, SinkKind, WorldOptions};
+use world::local::{scrape_metric_sum, LocalWorld, PerMinute, SinkKind, WorldOptions};
+
+/// The collector's health and metrics address in the local run.
+const COLLECTOR_ADDR: &str = "127.0.0.1:9464";
+/// Its Okta requests (every status) and handed-off pages.
+const REQUESTS: &str = "okta_sentinel_okta_requests_total";
+const PAGES: &str = "okta_sentinel_pages_collected_total";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -32,6 +38,11 @@ struct Args {
     /// Use the legacy Data Collector API instead of the Logs Ingestion API.
     #[arg(long)]
     data_collector: bool,
+    /// The collector's OKTA_POLL_INTERVAL: the production default, so the progress line shows
+    /// the steady state a deployment would have (about 60 / interval requests a minute once
+    /// caught up).
+    #[arg(long, default_value = "15s")]
+    poll_interval: humantime::Duration,
     /// Stop by itself after this long (e.g. 60s); default: until Ctrl-C.
     #[arg(long)]
     duration: Option<humantime::Duration>,
@@ -88,14 +99,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ..WorldOptions::default()
     })
     .await?;
-    let mut collector_extra: Vec<(String, String)> =
-        vec![("HTTP_ADDR".into(), "127.0.0.1:9464".into())];
+    let mut collector_extra: Vec<(String, String)> = vec![
+        ("HTTP_ADDR".into(), COLLECTOR_ADDR.into()),
+        ("OKTA_POLL_INTERVAL".into(), args.poll_interval.to_string()),
+    ];
     if let Some(domain) = &real_org {
         println!("pulling the real org {domain} (credential from the environment)");
         // A real org's rate budget is shared with its other integrations: the production
-        // poll interval and start, not the test world's fast ones (the environment may
-        // still set OKTA_START or OKTA_POLL_INTERVAL).
-        collector_extra.push(("OKTA_POLL_INTERVAL".into(), "15s".into()));
+        // start, not the test world's (the environment may still set OKTA_START or
+        // OKTA_POLL_INTERVAL).
         collector_extra.push(("OKTA_START".into(), "1h".into()));
         for key in [
             "OKTA_DOMAIN",
@@ -137,6 +149,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let deadline = args.duration.map(|d| started + Duration::from(d));
     let mut exited = None;
+    // Requests and pages per minute over the last minute: the steady state (caught up, about
+    // 60 / OKTA_POLL_INTERVAL requests a minute) shows once the backlog leaves the window.
+    let mut requests_rate = PerMinute::new(Duration::from_secs(60));
+    let mut pages_rate = PerMinute::new(Duration::from_secs(60));
+    let mut totals = (0.0, 0.0);
     loop {
         tokio::select! {
             _ = sigint.recv() => break,
@@ -174,11 +191,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
         } else {
             world.okta.released_count().to_string()
         };
+        let now = Instant::now();
+        if let (Some(r), Some(p)) = (
+            scrape_metric_sum(COLLECTOR_ADDR, REQUESTS).await,
+            scrape_metric_sum(COLLECTOR_ADDR, PAGES).await,
+        ) {
+            requests_rate.record(now, r);
+            pages_rate.record(now, p);
+            totals = (r, p);
+        }
+        let per_min = |r: Option<f64>| r.map_or_else(|| "-".into(), |v| format!("{v:.1}"));
         print!(
-            "\r[{:>5}s] okta released {:>7} | okta requests {:>5} | queued {:>4} | shipped {:>7} rows | lag {:>4}   ",
+            "\r[{:>5}s] okta released {:>7} | okta requests {:>5} ({:>5}/min) | pages {:>5}/min | queued {:>4} | shipped {:>7} rows | lag {:>4}   ",
             started.elapsed().as_secs(),
             released,
-            world.okta.stats().requests_total,
+            totals.0,
+            per_min(requests_rate.rate()),
+            per_min(pages_rate.rate()),
             depth.map(|d| d.to_string()).unwrap_or_else(|| "?".into()),
             rows.len(),
             lag.map(|l| format!("{l}s")).unwrap_or_else(|| "-".into()),
@@ -188,6 +217,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("\nstopping…");
     let c = collector.terminate(Duration::from_secs(20));
     let s = shipper.terminate(Duration::from_secs(40));
+    let minutes = started.elapsed().as_secs_f64() / 60.0;
+    println!(
+        "\ncollector: {} Okta requests and {} pages in {:.1} min — {:.1} requests/min and {:.1} pages/min overall; last minute: {} requests/min, {} pages/min",
+        totals.0,
+        totals.1,
+        minutes,
+        totals.0 / minutes.max(f64::EPSILON),
+        totals.1 / minutes.max(f64::EPSILON),
+        requests_rate.rate().map_or_else(|| "-".into(), |v| format!("{v:.1}")),
+        pages_rate.rate().map_or_else(|| "-".into(), |v| format!("{v:.1}")),
+    );
     summary(&world, real_org.is_none());
     drop(world);
     if let Some(why) = exited {

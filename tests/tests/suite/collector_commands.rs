@@ -17,12 +17,13 @@ use world::procs::{eventually, run_command};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// Waits until the checkpoint records `pages` pages with nothing pending.
+/// Waits until the checkpoint records `pages` pages (the last one's envelope may still be
+/// recorded as pending: it stays until the next checkpoint write or a clean stop).
 async fn wait_pages(world: &LocalWorld, storage: &Storage, pages: u64) -> serde_json::Value {
     eventually(WAIT, &format!("{pages} pages recorded"), || async {
         checkpoint(world, storage)
             .await
-            .filter(|cp| cp["seq"].as_u64() == Some(pages) && cp.get("pending").is_none())
+            .filter(|cp| cp["seq"].as_u64() == Some(pages))
     })
     .await
     .expect("checkpoint")
@@ -301,5 +302,75 @@ async fn reset_replaces_an_unreadable_checkpoint() -> anyhow::Result<()> {
         (!support::blob_names(&storage, &prefix).await.is_empty()).then_some(())
     })
     .await?;
+    Ok(())
+}
+
+/// An operator runs `collector reset` and takes a while to answer its question; meanwhile a
+/// collector starts on the org, creates epoch 1 and records pages, and stops. Confirmed, the
+/// reset must choose its epoch from what is there *then*, under the leader lease: epoch 2.
+/// (It used to compute the epoch before the question — 1, from the empty org — and write
+/// epoch 1 again, so the new run's pages would share names with the first run's and the
+/// shipper would take them for twins of shipped pages and drop them.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_chooses_its_epoch_under_the_lease_after_the_question() -> anyhow::Result<()> {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+
+    let (world, storage) = world_with(2_500, 106).await?;
+    // The question is only asked on a terminal: stdin is a pseudo-terminal the test types into.
+    let pty = nix::pty::openpty(None, None)?;
+    let mut cmd = Command::new(world::procs::binary("collector")?);
+    cmd.args(["reset", "--start", "1h"])
+        .env_clear()
+        .envs(world.collector_env())
+        .env("LOG_FORMAT", "text")
+        .stdin(Stdio::from(pty.slave))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(path) = std::env::var_os("PATH") {
+        cmd.env("PATH", path);
+    }
+    let mut reset = cmd.spawn()?;
+    let stdout = reset.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        // The prompt ends without a newline: read byte-wise chunks up to ':'.
+        let mut r = BufReader::new(stdout);
+        let mut chunk = Vec::new();
+        while r.read_until(b':', &mut chunk).unwrap_or(0) > 0 {
+            let _ = tx.send(String::from_utf8_lossy(&chunk).into_owned());
+            chunk.clear();
+        }
+    });
+    let mut shown = String::new();
+    let deadline = std::time::Instant::now() + WAIT;
+    while !shown.contains("Type yes to continue:") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(part) => shown.push_str(&part),
+            Err(e) => {
+                let _ = reset.kill();
+                panic!("no question from reset ({e}): {shown}");
+            }
+        }
+    }
+
+    // While the question waits: a collector creates epoch 1, records pages, stops.
+    let mut c = world.start_collector("collector", &[])?;
+    let cp = wait_pages(&world, &storage, 2).await;
+    assert_eq!(cp["epoch"], 1, "{cp}");
+    terminate_cleanly(&mut c, "the collector")?;
+
+    let mut master = std::fs::File::from(pty.master);
+    master.write_all(b"yes\n")?;
+    let status = tokio::task::spawn_blocking(move || reset.wait_with_output()).await??;
+    while let Ok(part) = rx.try_recv() {
+        shown.push_str(&part);
+    }
+    let err = String::from_utf8_lossy(&status.stderr);
+    assert!(status.status.success(), "{shown}\n{err}");
+    let cp = checkpoint(&world, &storage).await.expect("cp");
+    assert_eq!(cp["epoch"], 2, "reset reused an epoch in use: {cp}");
+    assert_eq!(cp["seq"], 0, "{cp}");
     Ok(())
 }

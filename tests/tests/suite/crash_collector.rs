@@ -1,8 +1,12 @@
-//! The collector killed at each named failpoint (DESIGN.md §2 step boundaries), then
+//! The collector killed at each named failpoint (docs/design.md §2 step boundaries), then
 //! restarted: every published event lands, once. A page whose checkpoint was written is
 //! enqueued at most twice as the *same* envelope (a twin the shipper absorbs); a page killed
 //! before its checkpoint write is fetched again as a new page and its orphan blob is never
 //! enqueued.
+//!
+//! The last page's envelope stays recorded in the checkpoint after it was sent (the next
+//! checkpoint write replaces it: three storage requests per page, not four), so a kill while
+//! caught up sends it again at start-up — one twin; a clean stop clears it — none.
 
 use world::support;
 
@@ -11,9 +15,26 @@ use std::time::Duration;
 use support::procs::wait_failpoint_exit;
 use world::fakes::okta::OktaFakeConfig;
 use world::local::{LocalWorld, WorldOptions};
+use world::procs::eventually;
 use world::storage_proxy::CountingProxy;
 
+/// How the first collector ends.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Stop {
+    /// Killed by the failpoint at its second hit (so a first page was fully handed off).
+    Failpoint,
+    /// Asked to stop (SIGTERM) once every page was handed off; the failpoint fires during the
+    /// clean stop.
+    FailpointInCleanShutdown,
+    /// `kill -9` once every page was handed off and it is caught up (no failpoint).
+    KillWhileCaughtUp,
+}
+
 async fn crash_at(point: &str) -> anyhow::Result<()> {
+    crash(point, Stop::Failpoint).await
+}
+
+async fn crash(point: &str, stop: Stop) -> anyhow::Result<()> {
     let world = LocalWorld::start(WorldOptions {
         okta: OktaFakeConfig {
             seed: 21,
@@ -31,27 +52,75 @@ async fn crash_at(point: &str) -> anyhow::Result<()> {
         .azurite
         .connection_string_via(None, Some(proxy.addr()));
     let via_proxy = ("AZURE_STORAGE_CONNECTION_STRING", conn.as_str());
-    // Fire on the second page, so a first page was fully handed off before.
-    let spec = format!("{point}@2");
+    let storage = support::storage(&world);
+    let spec = match stop {
+        // Fire on the second page, so a first page was fully handed off before.
+        Stop::Failpoint => format!("{point}@2"),
+        Stop::FailpointInCleanShutdown => point.to_string(),
+        Stop::KillWhileCaughtUp => String::new(),
+    };
     let mut first = world.start_collector(
         "collector-1",
         &[("OKTA_SENTINEL_FAILPOINTS", &spec), via_proxy],
     )?;
-    wait_failpoint_exit(&mut first, point, Duration::from_secs(60)).await?;
-    assert!(first
-        .log_text()
-        .contains(&format!("failpoint {point} fired")));
+    let sent = || {
+        proxy
+            .counts()
+            .requests
+            .get("queue POST messages")
+            .copied()
+            .unwrap_or(0)
+    };
+    if stop != Stop::Failpoint {
+        support::health_addr(&first).await; // the container exists once it serves
+                                            // 3,500 events with a few repeats: four pages, all sent, then caught up.
+        eventually(Duration::from_secs(60), "every page handed off", || async {
+            let cp = support::worlds::checkpoint(&world, &storage).await?;
+            let pages = cp["seq"].as_u64()?;
+            (pages == 4 && sent() == pages).then_some(())
+        })
+        .await?;
+    }
+    match stop {
+        Stop::Failpoint => {}
+        Stop::FailpointInCleanShutdown => {
+            let pid = first.pid().map(|p| nix::unistd::Pid::from_raw(p as i32));
+            nix::sys::signal::kill(pid.expect("running"), nix::sys::signal::Signal::SIGTERM)?;
+        }
+        Stop::KillWhileCaughtUp => first.kill9()?,
+    }
+    if stop != Stop::KillWhileCaughtUp {
+        wait_failpoint_exit(&mut first, point, Duration::from_secs(60)).await?;
+        assert!(first
+            .log_text()
+            .contains(&format!("failpoint {point} fired")));
+    }
 
     let storage = support::storage(&world);
     let pages_after_crash = support::blob_names(&storage, "pages/").await;
 
     let _collector = world.start_collector("collector-2", &[via_proxy])?;
     let _shipper = world.start_shipper("shipper", &[])?;
+    if stop == Stop::KillWhileCaughtUp {
+        // The next leader (once the killed one's lease lapsed) sends the last envelope again;
+        // the shipper absorbs it: the queue drains.
+        eventually(
+            Duration::from_secs(120),
+            "the last envelope sent again",
+            || async { (sent() == 5).then_some(()) },
+        )
+        .await?;
+        eventually(Duration::from_secs(120), "the twin absorbed", || async {
+            (storage.queue.approximate_count().await.ok()? == 0).then_some(())
+        })
+        .await?;
+    }
     let d = world.wait_all_landed(Duration::from_secs(120)).await?;
     assert_eq!(d.duplicates, 0, "{point}: {d:?}");
 
-    // Enqueued once per recorded page; only a kill between the enqueue and the clearing of
-    // `pending` sends that one envelope twice (the same one, which the shipper absorbs).
+    // Enqueued once per recorded page; only a kill after an envelope was sent and before the
+    // next checkpoint write replaced it sends it twice (the same one, which the shipper
+    // absorbs): after the enqueue, after the next page's blob, or any time while caught up.
     let cp = support::worlds::checkpoint(&world, &storage)
         .await
         .expect("checkpoint");
@@ -62,7 +131,11 @@ async fn crash_at(point: &str) -> anyhow::Result<()> {
         .get("queue POST messages")
         .copied()
         .unwrap_or(0);
-    let twins = u64::from(point == "collector.after_enqueue");
+    let twins = u64::from(
+        point == "collector.after_enqueue"
+            || point == "collector.after_page_blob"
+            || stop == Stop::KillWhileCaughtUp,
+    );
     assert_eq!(
         sent,
         pages + twins,
@@ -100,7 +173,20 @@ async fn kill_after_enqueue() -> anyhow::Result<()> {
     crash_at("collector.after_enqueue").await
 }
 
+/// The clearing of the last envelope moved from every page to the clean stop: killed right
+/// after it, the next collector sends nothing twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_after_clear_pending() -> anyhow::Result<()> {
-    crash_at("collector.after_clear_pending").await
+    crash(
+        "collector.after_clear_pending",
+        Stop::FailpointInCleanShutdown,
+    )
+    .await
+}
+
+/// Killed while caught up, its last page's envelope still recorded: the next collector sends
+/// it again — one twin, absorbed by the shipper — and nothing lands twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_while_caught_up_sends_the_last_envelope_once_more() -> anyhow::Result<()> {
+    crash("while caught up", Stop::KillWhileCaughtUp).await
 }

@@ -168,6 +168,7 @@ pub async fn logs(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap) -> 
         .logs_seq
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     lock(&app.stats).logs_requests += 1;
+    lock(&app.logs_arrivals).push(Instant::now());
     let auth = authenticate(&app, &headers);
     let bucket = match &auth {
         Ok(p) => p.bucket.clone(),

@@ -197,6 +197,8 @@ pub(crate) struct App {
     oauth: Option<Mutex<OAuthState>>,
     faults: Mutex<VecDeque<OktaFault>>,
     stats: Mutex<OktaStats>,
+    /// Arrival of every `/api/v1/logs` request, in order (how a client spaces its polls).
+    logs_arrivals: Mutex<Vec<std::time::Instant>>,
     logs_seq: AtomicU64,
 }
 
@@ -256,6 +258,7 @@ impl OktaFake {
             oauth: cfg.oauth.map(|o| Mutex::new(OAuthState::new(o))),
             faults: Mutex::new(VecDeque::new()),
             stats: Mutex::new(OktaStats::default()),
+            logs_arrivals: Mutex::new(Vec::new()),
             logs_seq: AtomicU64::new(0),
         });
         let router = Router::new()
@@ -314,6 +317,40 @@ impl OktaFake {
         let mut s = lock(&self.app.stats).clone();
         s.max_requests_per_window = lock(&self.app.limiter).max_seen();
         s
+    }
+
+    /// `/api/v1/logs` requests that arrived since `from` (all of them when `None`).
+    pub fn logs_requests_since(&self, from: Option<std::time::Instant>) -> usize {
+        let arrivals = lock(&self.app.logs_arrivals);
+        match from {
+            None => arrivals.len(),
+            Some(t) => arrivals.iter().filter(|a| **a >= t).count(),
+        }
+    }
+
+    /// The most `/api/v1/logs` requests that arrived within any span shorter than `span`,
+    /// counting only requests that arrived at or after `from`: 1 means the client never
+    /// polled twice within `span` (by the fake's own clock).
+    pub fn most_logs_requests_within(
+        &self,
+        span: Duration,
+        from: Option<std::time::Instant>,
+    ) -> usize {
+        let arrivals = lock(&self.app.logs_arrivals);
+        let times: Vec<_> = arrivals
+            .iter()
+            .copied()
+            .filter(|a| from.is_none_or(|f| *a >= f))
+            .collect();
+        let mut most = 0;
+        let mut start = 0;
+        for end in 0..times.len() {
+            while times[end].duration_since(times[start]) >= span {
+                start += 1;
+            }
+            most = most.max(end - start + 1);
+        }
+        most
     }
 
     /// Queues a fault for the next authenticated `/api/v1/logs` requests.
