@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::breaker::Breaker;
 use crate::chunk::{self, Chunk};
 use crate::config::Knobs;
-use crate::keeper::Keeper;
+use crate::keeper::{is_lease_gone, Keeper};
 use crate::poison;
 use crate::rows::{self, RowLimits};
 use crate::sinks::{Outcome, Payload, Sink};
@@ -181,6 +181,7 @@ async fn claim_and_ship(
     // here as well would cost a request for every page to save a little work on rare twins.
     let state_name = names::state(&env.org, env.epoch, env.seq);
     ensure_state(blobs, &state_name).await?;
+    let sent = std::time::Instant::now();
     let lease_id = match blobs
         .acquire_lease(&state_name, ctx.knobs.state_lease, None)
         .await
@@ -194,7 +195,7 @@ async fn claim_and_ship(
         }
         Err(e) => return Err(e.into()),
     };
-    keeper.set_lease(state_name.clone(), lease_id.clone());
+    keeper.set_lease(state_name.clone(), lease_id.clone(), sent);
     let result = ship_leased(ctx, msg, env, keeper, &state_name, &lease_id).await;
     match result {
         Ok(Disposition::Shipped) => Ok(Disposition::Shipped),
@@ -320,19 +321,7 @@ async fn ship_leased(
             hand_back(ctx, &msg.id, &keeper.pop_receipt(), ctx.breaker.open_for()).await;
             return Ok(Disposition::SinkDown);
         }
-        // Prove ownership before posting when the lease was not seen held recently: after a
-        // pause (a stopped or starved process) the background keeper may not have noticed
-        // yet that the lease lapsed and another replica took the page. The monotonic clock
-        // counts the pause, so a fresh renewal is skipped only when it really is fresh.
-        if keeper.lease_age() > ctx.knobs.state_lease / 2 {
-            match blobs.renew_lease(state_name, lease_id).await {
-                Ok(()) => keeper.lease_renewed(),
-                Err(e) if e.is_lease_lost() || e.is_not_found() || e.status() == Some(409) => {
-                    return Err(Stop::Abandon("page-state lease lost"))
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        lease_for_post(ctx, keeper, state_name, lease_id).await?;
         let outcome = ctx.sink.post(&c).await;
         ctx.metrics.requests.inc(outcome_label(&outcome));
         match outcome {
@@ -349,15 +338,7 @@ async fn ship_leased(
                 failpoint::hit("shipper.after_chunk_accepted");
                 state.posted_upto = c.end_event as u64;
                 state.updated = Utc::now();
-                write_state(
-                    blobs,
-                    state_name,
-                    &state,
-                    lease_id,
-                    &mut etag,
-                    ctx.knobs.state_lease * 2,
-                )
-                .await?;
+                write_state(ctx, keeper, state_name, &state, lease_id, &mut etag).await?;
                 failpoint::hit("shipper.after_progress");
             }
             Outcome::Transient {
@@ -476,15 +457,7 @@ async fn page_fault(
     state.failures += 1;
     state.last_error = Some(reason.chars().take(2000).collect());
     state.updated = Utc::now();
-    write_state(
-        &ctx.blobs,
-        state_name,
-        &state,
-        lease_id,
-        etag,
-        ctx.knobs.state_lease * 2,
-    )
-    .await?;
+    write_state(ctx, keeper, state_name, &state, lease_id, etag).await?;
     tracing::warn!(page = %env.page_id(), failures = state.failures, max = ctx.max_dequeue, reason, "page failed");
     if state.failures >= ctx.max_dequeue {
         poison::park_page(&ctx.blobs, env, &state, reason, &msg.id).await?;
@@ -516,27 +489,72 @@ async fn sink_down(
     Ok(Disposition::SinkDown)
 }
 
+/// No POST starts unless the lease is known held for at least half its duration from now
+/// (docs/design.md §2 step 3). The background keeper renews every third of it while the POST
+/// runs; should storage stop answering meanwhile, [`write_state`] regains the lease before it
+/// records the progress. A lease that cannot be vouched for — storage not answering the
+/// keeper, or a process that was paused — is renewed here first, waiting as long as storage
+/// does not answer: posting now could leave an accepted chunk that nobody can record.
+async fn lease_for_post(
+    ctx: &Ctx,
+    keeper: &Keeper,
+    state_name: &str,
+    lease_id: &str,
+) -> Result<(), Stop> {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    while keeper.lease_left() < ctx.knobs.state_lease / 2 {
+        let sent = std::time::Instant::now();
+        match ctx.blobs.renew_lease(state_name, lease_id).await {
+            Ok(()) => keeper.lease_renewed(sent),
+            Err(e) if is_lease_gone(&e) => return Err(Stop::Abandon("page-state lease lost")),
+            Err(e) if e.is_transient() => {
+                tracing::debug!(error = %e, "cannot renew the page-state lease before posting; waiting");
+                if pause(ctx, keeper, backoff.next_delay()).await {
+                    return Err(Stop::Abandon("page-state lease lost or shutting down"));
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Sleeps `d`; `true` when shutdown's grace ended or the lease was lost meanwhile.
+async fn pause(ctx: &Ctx, keeper: &Keeper, d: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = ctx.abort.cancelled() => true,
+        _ = keeper.lost.cancelled() => true,
+    }
+}
+
 /// Records the state under the lease and If-Match on the ETag we last wrote: a state that
 /// another replica deleted (page shipped) or rewrote can never be recreated or overwritten by
 /// a replica that lost it.
 ///
 /// The write runs without SDK retries; this loop decides, because giving up is not free: the
 /// progress after an accepted chunk that is never recorded makes the next holder post that
-/// chunk again. After an error whose outcome is unknown (a 5xx, a timeout, a broken
-/// connection) the state is read back: if it holds what we wrote, an earlier attempt landed and
-/// only its answer was lost; if it still has our last ETag, the write did not land and is tried
-/// again. Anything else, or a lease that is gone, means the page is no longer ours. While the
-/// lease is ours nobody else can write the state, so the loop only ends on success, on a lost
-/// lease (the keeper stops renewing when storage stays down), or after `patience`.
+/// chunk again. So it does not give up while the page may still be ours:
+/// - after an error whose outcome is unknown (a 5xx, a timeout, a broken connection) the
+///   state is read back: if it holds what we wrote, an earlier attempt landed and only its
+///   answer was lost; if it still has our last ETag, the write did not land and is tried again;
+/// - a write refused for the lease (it expired while storage did not answer) first regains
+///   the lease: renewing an expired lease succeeds when nobody leased the blob since
+///   (<https://learn.microsoft.com/rest/api/storageservices/lease-blob>), and then nobody can
+///   have changed the state either.
+///
+/// It ends on success, on an answer proving the page is someone else's now (the lease renewed
+/// by another replica, another ETag), or when shutdown's grace period is over — which leaves
+/// the page as a kill at `shipper.after_chunk_accepted` would.
 async fn write_state(
-    blobs: &Blobs,
+    ctx: &Ctx,
+    keeper: &Keeper,
     name: &str,
     state: &PageState,
     lease_id: &str,
     etag: &mut String,
-    patience: Duration,
 ) -> Result<(), Stop> {
-    let give_up = tokio::time::Instant::now() + patience;
+    let blobs = &ctx.blobs;
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     let mut uncertain = false;
     loop {
@@ -548,24 +566,46 @@ async fn write_state(
                 *etag = new;
                 return Ok(());
             }
-            Err(e) if e.is_lease_lost() || e.is_not_found() => {
-                return Err(Stop::Abandon("page-state lease lost"))
+            Err(e) if e.is_not_found() => return Err(Stop::Abandon("page state vanished")),
+            Err(e) if e.is_lease_lost() => {
+                let sent = std::time::Instant::now();
+                match blobs.renew_lease(name, lease_id).await {
+                    Ok(()) => {
+                        tracing::info!(state = name, "the page-state lease had lapsed while storage did not answer; regained it");
+                        keeper.lease_renewed(sent);
+                        continue;
+                    }
+                    Err(r) if is_lease_gone(&r) => {
+                        tracing::error!(state = name, error = %r, "the page-state lease was taken by another replica before the progress was recorded: the last accepted chunk may be posted again");
+                        return Err(Stop::Abandon("page-state lease lost"));
+                    }
+                    Err(r) if r.is_transient() => r,
+                    Err(r) => return Err(r.into()),
+                }
             }
             // A 412 right away: someone else changed the state. After an unknown outcome it may
             // be our own earlier attempt: the read-back below tells.
             Err(e) if e.is_condition_not_met() && !uncertain => {
                 return Err(Stop::Abandon("page-state lease lost"))
             }
-            Err(e) if e.is_transient() || e.is_condition_not_met() => e,
+            Err(e) if e.is_transient() || e.is_condition_not_met() => {
+                uncertain = true;
+                e
+            }
             Err(e) => return Err(e.into()),
         };
-        uncertain = true;
-        if tokio::time::Instant::now() >= give_up {
-            tracing::warn!(error = %err, state = name, "cannot record progress: giving the page back");
-            return Err(Stop::Abandon("cannot record progress"));
+        if ctx.abort.is_cancelled() {
+            tracing::warn!(error = %err, state = name, "shutting down before the progress was recorded: the last accepted chunk may be posted again");
+            return Err(Stop::Abandon("shutting down"));
         }
-        tracing::debug!(error = %err, state = name, "recording progress failed; reading it back");
-        tokio::time::sleep(backoff.next_delay()).await;
+        tracing::debug!(error = %err, state = name, "recording progress failed; trying again");
+        tokio::select! {
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+            _ = ctx.abort.cancelled() => {}
+        }
+        if !uncertain {
+            continue;
+        }
         match blobs.read_limited(name, 64 * 1024).await {
             Ok(Some(found)) => {
                 if PageState::from_bytes(&found.bytes).is_ok_and(|s| s == *state) {

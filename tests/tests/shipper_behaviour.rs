@@ -319,3 +319,57 @@ async fn sigterm_with_pages_in_flight_exits_zero_and_nothing_is_lost() -> anyhow
     assert!(support::blob_names(&storage, "pages/").await.is_empty());
     Ok(())
 }
+
+/// Issue 11 item 1: storage stops answering (every blob and queue request held) for longer
+/// than the state lease, right after the sink accepted a chunk, while the sink stays up.
+/// Every answer arrives in the end. A replica whose accepted chunk is not yet recorded must
+/// regain its lease (renewing an expired lease succeeds when nobody took it) and record the
+/// progress, and no chunk may be posted while the lease is not known held: zero duplicates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_held_past_the_lease_after_an_accepted_chunk_duplicates_nothing(
+) -> anyhow::Result<()> {
+    use world::storage_proxy::{CountingProxy, FaultMode, FaultRule, Hold};
+    let (world, storage) = world().await?;
+    // Two or three chunks per page: the freeze falls between two chunks of a page.
+    let pages: Vec<TestPage> = (1..=3).map(|s| make_page(s, 1_100 + s, 600)).collect();
+    for p in &pages {
+        create_page(&storage, p).await?;
+        storage.queue.send(&p.env.encode(), None).await?;
+    }
+    // The lease is 15 s (the test world's STATE_LEASE_DURATION); the freeze outlasts it.
+    let freeze = Duration::from_secs(25);
+    let hold = Hold::default();
+    // The first progress write (a PUT of a page state with If-Match) follows the first
+    // accepted chunk: storage freezes from that request on.
+    let rule = FaultRule::new(
+        "PUT",
+        "/state/",
+        Some("if-match"),
+        1,
+        FaultMode::Hold(freeze),
+    );
+    let blob: std::net::SocketAddr = ([127, 0, 0, 1], world.azurite.blob_port()).into();
+    let queue: std::net::SocketAddr = ([127, 0, 0, 1], world.azurite.queue_port()).into();
+    let blob_proxy =
+        CountingProxy::with_faults_and_hold(blob, "blob", vec![rule], hold.clone()).await?;
+    let queue_proxy =
+        CountingProxy::with_faults_and_hold(queue, "queue", Vec::new(), hold.clone()).await?;
+    let conn = world
+        .azurite
+        .connection_string_via(Some(blob_proxy.addr()), Some(queue_proxy.addr()));
+    let _shipper = world.start_shipper(
+        "shipper",
+        &[
+            ("AZURE_STORAGE_CONNECTION_STRING", conn.as_str()),
+            ("SHIPPER_CONCURRENCY", "2"),
+        ],
+    )?;
+    let all: Vec<&TestPage> = pages.iter().collect();
+    wait_landed(&world, &all, Duration::from_secs(180)).await?;
+    wait_queue_empty(&storage, Duration::from_secs(120)).await?;
+    assert_eq!(hold.started(), 1, "storage was never held");
+    assert_landed_once(&world, &all);
+    assert!(support::blob_names(&storage, "poison/").await.is_empty());
+    assert!(support::blob_names(&storage, "state/").await.is_empty());
+    Ok(())
+}
