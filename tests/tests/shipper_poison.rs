@@ -460,3 +460,71 @@ async fn hostile_pages_get_clear_reasons_and_the_shipper_survives() -> anyhow::R
     }
     Ok(())
 }
+
+/// Issue 11 item 7: `poison requeue` sends the envelope, then deletes the record. Should the
+/// page be parked again in between (a new record written), the new record must survive: the
+/// delete holds on to the record it read (If-Match), and the command says what happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_written_again_during_requeue_is_kept() -> anyhow::Result<()> {
+    use world::storage_proxy::{CountingProxy, FaultMode, FaultRule, Hold};
+    let (world, storage) = world().await?;
+    let page = make_page(5, 505, 10);
+    put_page(&storage, &page).await?;
+    let name = page_record_name(&page.env);
+    let record = |reason: &str| {
+        serde_json::json!({
+            "v": 1,
+            "id": page_id(&page.env),
+            "envelope": page.env,
+            "reason": reason,
+            "attempts": 5,
+            "posted_upto": 0,
+            "time": chrono::Utc::now(),
+        })
+        .to_string()
+    };
+    storage
+        .blobs
+        .write(&name, Bytes::from(record("first parking")), None)
+        .await?;
+    // The record's delete waits while the page is parked again.
+    let hold = Hold::default();
+    let blob: std::net::SocketAddr = ([127, 0, 0, 1], world.azurite.blob_port()).into();
+    let rule = FaultRule::new(
+        "DELETE",
+        "/poison/",
+        None,
+        1,
+        FaultMode::Hold(Duration::from_secs(5)),
+    );
+    let proxy = CountingProxy::with_faults_and_hold(blob, "blob", vec![rule], hold.clone()).await?;
+    let mut env = world.shipper_env();
+    env.insert(
+        "AZURE_STORAGE_CONNECTION_STRING".into(),
+        world
+            .azurite
+            .connection_string_via(Some(proxy.addr()), None),
+    );
+    let id = page_id(&page.env);
+    let cmd = tokio::task::spawn_blocking(move || {
+        run_command("shipper", &["poison", "requeue", &id], &env)
+    });
+    eventually(WAIT, "the record's delete to be sent", || async {
+        (hold.started() == 1).then_some(())
+    })
+    .await?;
+    storage
+        .blobs
+        .write(&name, Bytes::from(record("parked again")), None)
+        .await?;
+    let (status, out, err) = cmd.await??;
+    let kept = read_json(&storage, &name).await?;
+    assert_eq!(
+        kept.as_ref().map(reason).as_deref(),
+        Some("parked again"),
+        "the new record was deleted; requeue said: {out}{err}"
+    );
+    assert!(!status.success(), "requeue reported success: {out}");
+    assert!(err.contains("parked again meanwhile"), "{err}");
+    Ok(())
+}

@@ -252,6 +252,23 @@ impl Blobs {
         }
     }
 
+    /// Deletes a blob only if its ETag is still `etag`: a blob rewritten since it was read
+    /// (say, a poison record written again) is kept, failing with
+    /// [`StorageError::is_condition_not_met`]; `false` when it did not exist. Not retried by
+    /// the SDK.
+    pub async fn delete_if_match(&self, name: &str, etag: &str) -> Result<bool, StorageError> {
+        let blob = self.blob(name, true)?;
+        let options = BlobClientDeleteOptions {
+            if_match: Some(Etag::from(etag)),
+            ..Default::default()
+        };
+        match blob.delete(Some(options)).await.map_err(StorageError::from) {
+            Ok(_) => Ok(true),
+            Err(e) if is_blob_missing(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Whether the blob exists.
     pub async fn exists(&self, name: &str) -> Result<bool, StorageError> {
         Ok(self.blob(name, false)?.exists().await?)
