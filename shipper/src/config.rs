@@ -161,6 +161,9 @@ pub struct Knobs {
     pub stats_interval: Duration,
     /// Time to finish in-flight pages after SIGTERM.
     pub grace: Duration,
+    /// Transient failures of one chunk, while the sink accepts others, after which the page
+    /// is counted at fault (it ends in poison if that persists).
+    pub chunk_max_transient: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -232,6 +235,7 @@ impl ShipperArgs {
                 hand_back: config::env_duration("HAND_BACK_DELAY", Duration::from_secs(30))?,
                 stats_interval: config::env_duration("STATS_INTERVAL", Duration::from_secs(60))?,
                 grace: config::env_duration("SHUTDOWN_GRACE", Duration::from_secs(30))?,
+                chunk_max_transient: chunk_max_transient()?,
             },
         })
     }
@@ -325,6 +329,17 @@ impl ShipperArgs {
                 })
             }
         }
+    }
+}
+
+fn chunk_max_transient() -> Result<u32, ConfigError> {
+    const VAR: &str = "CHUNK_MAX_TRANSIENT";
+    match std::env::var(VAR) {
+        Err(_) => Ok(10),
+        Ok(v) => match v.trim().parse::<u32>() {
+            Ok(n) if (2..=1000).contains(&n) => Ok(n),
+            _ => Err(ConfigError::new(VAR, "must be a number from 2 to 1000")),
+        },
     }
 }
 

@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::io::Read;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -84,6 +85,9 @@ pub struct Ctx {
     pub max_dequeue: u32,
     /// Cancelled when the grace period after SIGTERM is over: hand back what is in flight.
     pub abort: CancellationToken,
+    /// Chunks the sink accepted, all workers together: tells a chunk the sink keeps failing
+    /// while it serves others from a sink that fails for everyone.
+    pub sink_accepts: std::sync::atomic::AtomicU64,
 }
 
 /// A failure that stops work on the page.
@@ -309,6 +313,10 @@ async fn ship_leased(
     let mut work: VecDeque<Chunk> = chunk::chunks(&rows.rows, ctx.sink.max_body_bytes()).into();
     let newest = rows.rows.iter().filter_map(|r| r.published).max();
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
+    // Transient failures of the chunk at the head of `work`, and the replica's accepted
+    // chunks when the first of them came.
+    let mut chunk_failures: u32 = 0;
+    let mut accepts_at_first_failure = 0;
     while let Some(c) = work.pop_front() {
         if keeper.lost.is_cancelled() {
             return Err(Stop::Abandon("page-state lease lost"));
@@ -326,6 +334,8 @@ async fn ship_leased(
         ctx.metrics.requests.inc(outcome_label(&outcome));
         match outcome {
             Outcome::Accepted => {
+                ctx.sink_accepts.fetch_add(1, Ordering::Relaxed);
+                chunk_failures = 0;
                 ctx.breaker.success();
                 ctx.health.set_ready(READY_SINK, true, "");
                 backoff.reset();
@@ -356,6 +366,26 @@ async fn ship_leased(
                     // retrying on this page's own backoff while nothing else is received.
                     hand_back(ctx, &msg.id, &keeper.pop_receipt(), ctx.breaker.open_for()).await;
                     return Ok(Disposition::SinkDown);
+                }
+                chunk_failures += 1;
+                let accepts = ctx.sink_accepts.load(Ordering::Relaxed);
+                if chunk_failures == 1 {
+                    accepts_at_first_failure = accepts;
+                }
+                if chunk_failures >= ctx.knobs.chunk_max_transient
+                    && accepts > accepts_at_first_failure
+                {
+                    // The sink accepted other chunks meanwhile, so it is not down: this chunk
+                    // is what it keeps failing on. Retrying for ever would hold a worker slot
+                    // and the message; counted as the page's fault, it ends in poison with
+                    // the last error if it persists.
+                    let reason = format!(
+                        "the sink failed this page's chunk {chunk_failures} times in a row while accepting others; last: {reason}"
+                    );
+                    return page_fault(
+                        ctx, msg, env, keeper, state_name, lease_id, &mut etag, state, &reason,
+                    )
+                    .await;
                 }
                 let wait = backoff.next_delay_with_hint(retry_after);
                 if backoff.attempt() == 1 {

@@ -73,6 +73,7 @@ pub async fn run(cfg: ShipperConfig) -> anyhow::Result<()> {
         knobs: cfg.knobs.clone(),
         max_dequeue: cfg.max_dequeue,
         abort: CancellationToken::new(),
+        sink_accepts: Default::default(),
     });
     receive_loop(&ctx, &storage, cfg.concurrency, &cancel).await;
     Ok(())

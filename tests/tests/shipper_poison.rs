@@ -528,3 +528,52 @@ async fn a_record_written_again_during_requeue_is_kept() -> anyhow::Result<()> {
     assert!(err.contains("parked again meanwhile"), "{err}");
     Ok(())
 }
+
+/// Issue 11 item 8: a chunk the sink always fails with a transient error (500) while it
+/// accepts every other page is not retried for ever (holding a worker slot and its message):
+/// after `CHUNK_MAX_TRANSIENT` failures it counts as the page's fault, and the page ends in
+/// poison with the last error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_the_sink_always_fails_while_serving_others_ends_in_poison() -> anyhow::Result<()> {
+    let (world, storage) = world().await?;
+    let stuck = make_page(1, 801, 20);
+    put_page(&storage, &stuck).await?;
+    storage.queue.send(&stuck.env.encode(), None).await?;
+    world.la.inject(LaFault::StatusWhenBodyContains {
+        needle: stuck.uuids[0].clone(),
+        status: 500,
+    });
+    let shipper = world.start_shipper(
+        "shipper",
+        &[
+            ("SHIPPER_MAX_DEQUEUE", "2"),
+            ("CHUNK_MAX_TRANSIENT", "3"),
+            ("SHIPPER_CONCURRENCY", "2"),
+        ],
+    )?;
+    // Other pages keep arriving and are shipped meanwhile: the sink is up.
+    let feeder = {
+        let storage = support::storage(&world);
+        tokio::spawn(async move {
+            for seq in 100.. {
+                let p = make_page(seq, 900 + seq, 5);
+                if put_page(&storage, &p).await.is_err()
+                    || storage.queue.send(&p.env.encode(), None).await.is_err()
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        })
+    };
+    let record = wait_record(&storage, &shipper, &page_record_name(&stuck.env)).await;
+    feeder.abort();
+    let record = record?;
+    let why = reason(&record);
+    assert!(
+        why.contains("500") && why.contains("while accepting others"),
+        "{why}"
+    );
+    assert!(world.la.stats().accepted_rows > 0, "no other page shipped");
+    Ok(())
+}

@@ -257,6 +257,13 @@ impl Shared {
         }
     }
 
+    /// The injected answer for a request with this decompressed body, if a
+    /// [`LaFault::StatusWhenBodyContains`] rule matches it.
+    fn body_fault(&self, api: Api, body: &[u8]) -> Option<Response> {
+        let status = self.faults().for_body(body)?;
+        Some(fault_response(api, status, None))
+    }
+
     /// Whether an accepted request must be left unanswered (counted if so).
     fn take_accept_then_drop(&self, rows: u64) -> bool {
         let drop = self.faults().take_accept_then_drop();

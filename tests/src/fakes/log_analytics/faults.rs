@@ -27,6 +27,10 @@ pub enum LaFault {
     /// refused) and requests on already-open connections have their connection closed.
     /// Replaces an outage under way; `Duration::ZERO` ends it.
     Down { duration: Duration },
+    /// Every request whose (decompressed) body contains `needle` gets `status`, for as long
+    /// as the fake runs, while other requests are served: one page's data that a backend keeps
+    /// failing on. Checked after the body is read, before anything is stored.
+    StatusWhenBodyContains { needle: String, status: u16 },
 }
 
 /// What a request must suffer before it is validated.
@@ -69,6 +73,8 @@ pub struct FaultState {
     status_until: Option<(u16, Instant)>,
     down_until: Option<Instant>,
     chaos: Option<Chaos>,
+    /// [`LaFault::StatusWhenBodyContains`] rules.
+    content: Vec<(String, u16)>,
 }
 
 /// `Retry-After` for a status the service sends it with.
@@ -95,6 +101,9 @@ impl FaultState {
                 self.queue.push_back(Queued::AcceptThenDrop { left: count });
             }
             LaFault::Down { duration } => self.down_until = Some(Instant::now() + duration),
+            LaFault::StatusWhenBodyContains { needle, status } => {
+                self.content.push((needle, status))
+            }
         }
     }
 
@@ -169,6 +178,16 @@ impl FaultState {
         None
     }
 
+    /// The status a request with this (decompressed) body must get, if a
+    /// [`LaFault::StatusWhenBodyContains`] rule matches it.
+    pub fn for_body(&self, body: &[u8]) -> Option<u16> {
+        self.content.iter().find_map(|(needle, status)| {
+            body.windows(needle.len().max(1))
+                .any(|w| w == needle.as_bytes())
+                .then_some(*status)
+        })
+    }
+
     /// Whether a request that is about to succeed must be dropped after its rows are stored
     /// (consumes one queued `AcceptThenDrop`).
     pub fn take_accept_then_drop(&mut self) -> bool {
@@ -236,5 +255,17 @@ mod tests {
         assert!((350..650).contains(&hits), "{hits}");
         r.set_rate(0.0, vec![429], 7);
         assert_eq!(r.before(), None);
+    }
+
+    #[test]
+    fn content_rules_match_bodies_only() {
+        let mut f = FaultState::default();
+        f.inject(LaFault::StatusWhenBodyContains {
+            needle: "uuid-7".into(),
+            status: 500,
+        });
+        assert_eq!(f.before(), None);
+        assert_eq!(f.for_body(br#"[{"uuid_g":"uuid-7"}]"#), Some(500));
+        assert_eq!(f.for_body(br#"[{"uuid_g":"uuid-8"}]"#), None);
     }
 }
