@@ -52,6 +52,43 @@ impl PageState {
     }
 }
 
+/// The content of `done/{org}/{epoch}/{seq}`: which page was shipped under that name.
+///
+/// A twin envelope is recognised by the marker; the hash makes sure it is a twin of *this*
+/// page and not of another page that got the same epoch and sequence (a reused epoch): such
+/// an envelope is parked as poison, never dropped with its page unshipped. Markers written
+/// before the hash existed are empty and keep meaning "shipped".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DoneMarker {
+    pub v: u32,
+    /// sha256 (hex) of the stored page that was shipped, as in its envelope.
+    pub sha256: String,
+}
+
+impl DoneMarker {
+    pub fn new(sha256: &str) -> DoneMarker {
+        DoneMarker {
+            v: 1,
+            sha256: sha256.to_string(),
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // A struct of plain fields always serialises.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// `Ok(None)` for an empty marker (written before markers held a hash).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Option<DoneMarker>, String> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        serde_json::from_slice(bytes)
+            .map(Some)
+            .map_err(|e| format!("unreadable done marker: {e}"))
+    }
+}
+
 impl Default for PageState {
     fn default() -> Self {
         Self::new()
@@ -70,5 +107,13 @@ mod tests {
         s.last_error = Some("400 from the sink".into());
         assert_eq!(PageState::from_bytes(&s.to_bytes()).unwrap(), s);
         assert!(PageState::from_bytes(b"{}").is_err());
+    }
+
+    #[test]
+    fn done_markers_old_and_new() {
+        let m = DoneMarker::new("ab12");
+        assert_eq!(DoneMarker::from_bytes(&m.to_bytes()).unwrap(), Some(m));
+        assert_eq!(DoneMarker::from_bytes(b"").unwrap(), None);
+        assert!(DoneMarker::from_bytes(b"garbage").is_err());
     }
 }

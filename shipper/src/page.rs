@@ -19,7 +19,7 @@ use common::envelope::{DecodeError, Envelope};
 use common::failpoint;
 use common::health::Health;
 use common::org::names;
-use common::page_state::PageState;
+use common::page_state::{DoneMarker, PageState};
 use common::storage::{Blobs, Queue, ReceivedMessage, StorageError};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
@@ -273,10 +273,32 @@ async fn ship_leased(
             return Ok(Disposition::Poisoned);
         }
     };
-    if blobs
-        .exists(&names::done(&env.org, env.epoch, env.seq))
-        .await?
-    {
+    let done_name = names::done(&env.org, env.epoch, env.seq);
+    if let Some(marker) = blobs.read_limited(&done_name, 4096).await? {
+        let other_page = match DoneMarker::from_bytes(&marker.bytes) {
+            // A marker from before markers held a hash (compatibility), or this very page.
+            Ok(None) => None,
+            Ok(Some(m)) if m.sha256 == env.sha256 => None,
+            Ok(Some(m)) => Some(format!("a page with sha256 {}", m.sha256)),
+            Err(e) => Some(format!("a page ({e})")),
+        };
+        if let Some(shipped) = other_page {
+            // Another page was shipped under this name (an epoch reused): this one was not.
+            // Dropping it as a twin would lose it; park it, keep its blob.
+            let reason = format!(
+                "{done_name} says {shipped} was already shipped under this epoch and sequence, \
+                     but this envelope's page has sha256 {}: two different pages share one name \
+                     (an epoch used twice, e.g. by `collector reset`). Nothing of this page was \
+                     posted and its blob is kept: re-collect its time window (`collector reset`) \
+                     before purging this record",
+                env.sha256
+            );
+            poison::park_page(blobs, env, &state, &reason, &msg.id).await?;
+            delete_message(ctx, &msg.id, &keeper.pop_receipt()).await;
+            ctx.metrics.poisoned.inc();
+            tracing::error!(page = %env.page_id(), reason, "page parked as poison");
+            return Ok(Disposition::Poisoned);
+        }
         // A twin of a shipped page (or a shipper died before its clean-up): remove what is
         // left — the state this twin recreated, a page blob — then the message.
         keeper.stop();
@@ -446,7 +468,8 @@ async fn finish(
 ) -> Result<Disposition, Stop> {
     let blobs = &ctx.blobs;
     let done = names::done(&env.org, env.epoch, env.seq);
-    match blobs.create_only(&done, Bytes::new()).await {
+    let marker = Bytes::from(DoneMarker::new(&env.sha256).to_bytes());
+    match blobs.create_only(&done, marker).await {
         Ok(_) => {}
         Err(e) if e.is_already_exists() => {}
         Err(e) => return Err(e.into()),

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use common::envelope::Envelope;
 use common::org::{names, parse_number, OrgKey};
-use common::page_state::PageState;
+use common::page_state::{DoneMarker, PageState};
 use common::storage::{Blobs, Queue, ReceivedMessage, Storage, StorageError};
 use serde::{Deserialize, Serialize};
 
@@ -310,7 +310,7 @@ pub async fn purge(
             blobs
                 .write(
                     &names::done(&env.org, env.epoch, env.seq),
-                    Bytes::new(),
+                    Bytes::from(DoneMarker::new(&env.sha256).to_bytes()),
                     None,
                 )
                 .await?;

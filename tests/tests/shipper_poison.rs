@@ -577,3 +577,62 @@ async fn a_chunk_the_sink_always_fails_while_serving_others_ends_in_poison() -> 
     assert!(world.la.stats().accepted_rows > 0, "no other page shipped");
     Ok(())
 }
+
+/// Issue 11 item 4 (defence in depth): the `done/` marker records the page's sha256. An
+/// envelope of another page under a name already shipped (an epoch used twice) is parked as
+/// poison with a clear reason, its page kept — never dropped as a twin. An old marker without
+/// a hash still absorbs a twin (compatibility).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_different_page_under_a_shipped_name_is_parked_not_dropped() -> anyhow::Result<()> {
+    let (world, storage) = world().await?;
+    let shipped = make_page(9, 9_001, 10);
+    put_page(&storage, &shipped).await?;
+    storage.queue.send(&shipped.env.encode(), None).await?;
+    let shipper = world.start_shipper("shipper", &[])?;
+    wait_landed(&world, &[&shipped], WAIT).await?;
+    wait_queue_empty(&storage, WAIT).await?;
+    assert_done(&storage, &[&shipped]).await?;
+
+    // Another page with the same epoch and sequence.
+    let other = make_page(9, 9_002, 10);
+    assert_ne!(other.env.sha256, shipped.env.sha256);
+    put_page(&storage, &other).await?;
+    storage.queue.send(&other.env.encode(), None).await?;
+    let rec = wait_record(&storage, &shipper, &page_record_name(&other.env)).await?;
+    let why = reason(&rec);
+    assert!(
+        why.contains(&other.env.sha256) && why.contains("already shipped"),
+        "{why}"
+    );
+    assert!(
+        storage.blobs.exists(&other.env.page_blob()).await?,
+        "the unshipped page was deleted"
+    );
+    assert!(
+        support::pages::landed(&world, &[&other])
+            .values()
+            .all(|n| *n == 0),
+        "rows of the other page were posted"
+    );
+
+    // An empty marker, as older shippers wrote: still a twin.
+    let old = make_page(10, 9_003, 10);
+    put_page(&storage, &old).await?;
+    let e = &old.env;
+    storage
+        .blobs
+        .write(&names::done(&e.org, e.epoch, e.seq), Bytes::new(), None)
+        .await?;
+    storage.queue.send(&old.env.encode(), None).await?;
+    wait_queue_empty(&storage, WAIT).await?;
+    eventually(WAIT, "the twin's page blob to be cleaned up", || async {
+        matches!(storage.blobs.exists(&e.page_blob()).await, Ok(false)).then_some(())
+    })
+    .await?;
+    assert!(read_json(&storage, &page_record_name(e)).await?.is_none());
+    assert_landed_once(&world, &[&shipped]);
+    assert!(support::pages::landed(&world, &[&old])
+        .values()
+        .all(|n| *n == 0));
+    Ok(())
+}
