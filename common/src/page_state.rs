@@ -24,6 +24,10 @@ pub struct PageState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     pub updated: DateTime<Utc>,
+    /// The page's truncated values were added to the metric already (by a delivery that
+    /// loaded it from the start): a redelivery does not count them again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncations_counted: bool,
 }
 
 impl PageState {
@@ -34,6 +38,7 @@ impl PageState {
             failures: 0,
             last_error: None,
             updated: Utc::now(),
+            truncations_counted: false,
         }
     }
 

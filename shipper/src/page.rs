@@ -331,7 +331,12 @@ async fn ship_leased(
             .await
         }
     };
-    ctx.metrics.truncations.inc_by(rows.truncations);
+    if state.posted_upto == 0 && !state.truncations_counted {
+        // Counted once per page, not once per delivery: the flag goes out with the next
+        // state write (a redelivery before any write counts again, a rare overcount).
+        ctx.metrics.truncations.inc_by(rows.truncations);
+        state.truncations_counted = true;
+    }
     let mut work: VecDeque<Chunk> = chunk::chunks(&rows.rows, ctx.sink.max_body_bytes()).into();
     let newest = rows.rows.iter().filter_map(|r| r.published).max();
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
@@ -352,7 +357,18 @@ async fn ship_leased(
             return Ok(Disposition::SinkDown);
         }
         lease_for_post(ctx, keeper, state_name, lease_id).await?;
-        let outcome = ctx.sink.post(&c).await;
+        // Shutdown's grace ending cuts a request in flight (a sink may take a minute to
+        // answer, longer than the margin before the platform kills the process): its outcome
+        // is unknown, and the page is handed back exactly as after a kill at
+        // `shipper.after_chunk_accepted` — the next holder posts that chunk again, the one
+        // duplicate docs/design.md §2 allows for an answer that never arrived.
+        let outcome = tokio::select! {
+            o = ctx.sink.post(&c) => o,
+            _ = ctx.abort.cancelled() => {
+                tracing::warn!(page = %env.page_id(), "shutting down with a request to the sink in flight: its outcome is unknown, the page is handed back as after a kill");
+                return Err(Stop::Abandon("shutting down with a request in flight"));
+            }
+        };
         ctx.metrics.requests.inc(outcome_label(&outcome));
         match outcome {
             Outcome::Accepted => {

@@ -27,6 +27,10 @@ use crate::wiring::Wiring;
 
 const READY_STORAGE: &str = "storage";
 
+/// Longest wait for in-flight pages once SHUTDOWN_GRACE is over and requests to the sink are
+/// cut: inside the 15 s the Bicep leaves between SHUTDOWN_GRACE and the platform's kill.
+const ABORT_MARGIN: Duration = Duration::from_secs(10);
+
 pub async fn run(cfg: ShipperConfig) -> anyhow::Result<()> {
     let cancel = common::shutdown::install();
     let metrics = ShipperMetrics::new();
@@ -182,8 +186,19 @@ async fn receive_loop(
             tokio::select! {
                 r = tasks.join_next() => if r.is_none() { break },
                 _ = &mut deadline => {
+                    // Requests to the sink are cut now; what is left is short storage steps
+                    // (a progress write, a lease release, a hand-back), bounded so that the
+                    // process ends inside the platform's margin after SHUTDOWN_GRACE. A page
+                    // still at work after that is safe as after a kill (docs/design.md §2).
                     ctx.abort.cancel();
-                    while tasks.join_next().await.is_some() {}
+                    let drained = tokio::time::timeout(ABORT_MARGIN, async {
+                        while tasks.join_next().await.is_some() {}
+                    })
+                    .await;
+                    if drained.is_err() {
+                        tracing::warn!(in_flight = tasks.len(), "stopping with pages still in flight; they are picked up again as after a kill");
+                        tasks.abort_all();
+                    }
                     break;
                 }
             }

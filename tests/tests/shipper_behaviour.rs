@@ -373,3 +373,74 @@ async fn storage_held_past_the_lease_after_an_accepted_chunk_duplicates_nothing(
     assert!(support::blob_names(&storage, "state/").await.is_empty());
     Ok(())
 }
+
+/// Issue 11 item 10: SIGTERM while a request to the sink hangs. The sink's timeout (a minute)
+/// is longer than the margin the platform leaves after SHUTDOWN_GRACE; the shipper cuts the
+/// request when its grace is over (unknown outcome, handled like a kill) and exits 0 before
+/// the platform would kill it (emulated by `terminate_cleanly`'s bound). Nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_hanging_request_exits_cleanly_and_loses_nothing() -> anyhow::Result<()> {
+    let (world, storage) = world().await?;
+    let page = make_page(1, 1_201, 50);
+    create_page(&storage, &page).await?;
+    storage.queue.send(&page.env.encode(), None).await?;
+    world.la.inject(LaFault::Stall {
+        duration: Duration::from_secs(600),
+    });
+    let mut first = world.start_shipper("shipper-1", &[("SHUTDOWN_GRACE", "2s")])?;
+    eventually(Duration::from_secs(60), "a request to hang", || async {
+        (world.la.stats().stalled_requests >= 1).then_some(())
+    })
+    .await?;
+    terminate_cleanly(&mut first, "SIGTERM with a hanging request")?;
+
+    world.la.inject(LaFault::Stall {
+        duration: Duration::ZERO,
+    });
+    let _second = world.start_shipper("shipper-2", &[])?;
+    wait_landed(&world, &[&page], Duration::from_secs(90)).await?;
+    wait_queue_empty(&storage, Duration::from_secs(60)).await?;
+    assert_landed_once(&world, &[&page]);
+    Ok(())
+}
+
+/// Issue 11 item 10: a page with a value too long for a column is delivered twice (the sink
+/// refuses it once with a 400, a page fault); its truncation is counted once, not once per
+/// delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncations_are_counted_once_per_page_not_per_delivery() -> anyhow::Result<()> {
+    let (world, storage) = world().await?;
+    let from = chrono::Utc::now() - chrono::Duration::minutes(30);
+    let mut events =
+        world::fakes::okta_events::generate(1_301, 5, from, chrono::Duration::milliseconds(7));
+    // One over-long value: cut to the column limit, one truncation.
+    events[2]["displayMessage"] = "x".repeat(100 * 1024).into();
+    let gz = support::pages::gzip(&serde_json::to_vec(&events)?);
+    let page = TestPage {
+        env: support::pages::envelope(support::pages::ORG, 1, &gz, events.len()),
+        uuids: events.iter().map(support::pages::uuid_of).collect(),
+        gz,
+    };
+    create_page(&storage, &page).await?;
+    storage.queue.send(&page.env.encode(), None).await?;
+    world.la.inject(LaFault::Status {
+        status: 400,
+        count: 1,
+        retry_after_secs: None,
+    });
+    let shipper = world.start_shipper("shipper", &[])?;
+    wait_landed(&world, &[&page], Duration::from_secs(90)).await?;
+    wait_queue_empty(&storage, Duration::from_secs(60)).await?;
+    assert_eq!(
+        support::worlds::la_status(&world, 400),
+        1,
+        "the page was not delivered twice"
+    );
+    let addr = health_addr_within(&shipper, ADDR).await?;
+    assert_eq!(
+        metric_sum(&addr, "okta_sentinel_truncations_total", &[]).await,
+        Some(1.0)
+    );
+    assert_landed_once(&world, &[&page]);
+    Ok(())
+}

@@ -31,6 +31,9 @@ pub enum LaFault {
     /// as the fake runs, while other requests are served: one page's data that a backend keeps
     /// failing on. Checked after the body is read, before anything is stored.
     StatusWhenBodyContains { needle: String, status: u16 },
+    /// Requests arriving within `duration` from now get no answer until it is over, then a
+    /// 503 (nothing stored): a backend that hangs. `Duration::ZERO` ends it.
+    Stall { duration: Duration },
 }
 
 /// What a request must suffer before it is validated.
@@ -43,6 +46,8 @@ pub enum Before {
         status: u16,
         retry_after_secs: Option<u64>,
     },
+    /// Answer nothing until then, then a 503.
+    StallUntil(Instant),
 }
 
 /// A queued fault with the requests it still applies to.
@@ -75,6 +80,7 @@ pub struct FaultState {
     chaos: Option<Chaos>,
     /// [`LaFault::StatusWhenBodyContains`] rules.
     content: Vec<(String, u16)>,
+    stall_until: Option<Instant>,
 }
 
 /// `Retry-After` for a status the service sends it with.
@@ -104,6 +110,7 @@ impl FaultState {
             LaFault::StatusWhenBodyContains { needle, status } => {
                 self.content.push((needle, status))
             }
+            LaFault::Stall { duration } => self.stall_until = Some(Instant::now() + duration),
         }
     }
 
@@ -132,6 +139,9 @@ impl FaultState {
             return Some(Before::Drop);
         }
         let now = Instant::now();
+        if let Some(until) = self.stall_until.filter(|u| *u > now) {
+            return Some(Before::StallUntil(until));
+        }
         if let Some((status, until)) = self.status_until {
             if until > now {
                 let left = until.saturating_duration_since(now);
