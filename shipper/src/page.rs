@@ -3,8 +3,13 @@
 //! The page state blob and its lease own the work, not the message: twins of an envelope and
 //! a message held by two replicas after a visibility timeout are harmless, because the second
 //! worker either finds the `done` marker or cannot take the lease. Progress (`posted_upto`,
-//! an event index) is written after every accepted chunk, so a crash re-posts at most the
-//! chunk whose acceptance was not yet recorded. Named failpoints mark each boundary.
+//! an event index) is written after every accepted chunk but the last, whose acceptance the
+//! `done` marker records, so a crash re-posts at most the chunk whose acceptance was not yet
+//! recorded. Named failpoints mark each boundary.
+//!
+//! Storage requests for a page that fits one request: state create, lease, page read, done
+//! check, done marker, page delete, state delete, message delete (plus the receive, shared by
+//! up to 32 messages). The state is read back only when this worker did not create it.
 
 use std::collections::VecDeque;
 use std::io::Read;
@@ -184,13 +189,13 @@ async fn claim_and_ship(
     // The done marker is checked once, under the state lease (`ship_leased`): checking it
     // here as well would cost a request for every page to save a little work on rare twins.
     let state_name = names::state(&env.org, env.epoch, env.seq);
-    ensure_state(blobs, &state_name).await?;
+    let created = ensure_state(blobs, &state_name).await?;
     let sent = std::time::Instant::now();
-    let lease_id = match blobs
-        .acquire_lease(&state_name, ctx.knobs.state_lease, None)
+    let acquired = match blobs
+        .acquire_lease_at(&state_name, ctx.knobs.state_lease, None)
         .await
     {
-        Ok(id) => id,
+        Ok(a) => a,
         Err(e) if e.is_lease_already_present() => {
             // Another replica works on this page (a twin, or this message after a visibility
             // timeout). Not a failure: look again later.
@@ -199,8 +204,12 @@ async fn claim_and_ship(
         }
         Err(e) => return Err(e.into()),
     };
+    let lease_id = acquired.lease_id;
     keeper.set_lease(state_name.clone(), lease_id.clone(), sent);
-    let result = ship_leased(ctx, msg, env, keeper, &state_name, &lease_id).await;
+    // The lease was taken on the very state this worker created (same ETag): its content is
+    // known, reading it back would cost a request per page for nothing.
+    let known = created.filter(|(_, etag)| acquired.etag.as_ref() == Some(etag));
+    let result = ship_leased(ctx, msg, env, keeper, &state_name, &lease_id, known).await;
     match result {
         Ok(Disposition::Shipped) => Ok(Disposition::Shipped),
         other => {
@@ -233,15 +242,17 @@ async fn clean_up_shipped(
     Ok(())
 }
 
-/// Creates the page state if missing (If-None-Match: *).
-async fn ensure_state(blobs: &Blobs, name: &str) -> Result<(), StorageError> {
+/// Creates the page state if missing (If-None-Match: *); returns the state and its ETag when
+/// this call created it.
+async fn ensure_state(
+    blobs: &Blobs,
+    name: &str,
+) -> Result<Option<(PageState, String)>, StorageError> {
     // One conditional create instead of a HEAD and a create: a new page costs one request.
-    match blobs
-        .create_only(name, Bytes::from(PageState::new().to_bytes()))
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_already_exists() || e.is_lease_lost() => Ok(()),
+    let state = PageState::new();
+    match blobs.create_only(name, Bytes::from(state.to_bytes())).await {
+        Ok(etag) => Ok(Some((state, etag))),
+        Err(e) if e.is_already_exists() || e.is_lease_lost() => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -253,14 +264,18 @@ async fn ship_leased(
     keeper: &Keeper,
     state_name: &str,
     lease_id: &str,
+    known: Option<(PageState, String)>,
 ) -> Result<Disposition, Stop> {
     let blobs = &ctx.blobs;
     // Read under the lease: what another replica recorded before we took it is final.
-    let Some(content) = blobs.read_limited(state_name, 64 * 1024).await? else {
-        return Err(Stop::Abandon("page state vanished"));
+    let (bytes, mut etag) = match known {
+        Some((state, etag)) => (Bytes::from(state.to_bytes()), etag),
+        None => match blobs.read_limited(state_name, 64 * 1024).await? {
+            Some(content) => (content.bytes, content.etag),
+            None => return Err(Stop::Abandon("page state vanished")),
+        },
     };
-    let mut etag = content.etag.clone();
-    let mut state = match PageState::from_bytes(&content.bytes) {
+    let mut state = match PageState::from_bytes(&bytes) {
         Ok(s) => s,
         Err(e) => {
             // Never restart an unreadable state from zero (that would duplicate rows): park
@@ -384,6 +399,11 @@ async fn ship_leased(
                     ctx.metrics.bytes_on_wire.inc_by(c.body.len() as u64);
                 }
                 failpoint::hit("shipper.after_chunk_accepted");
+                if work.is_empty() {
+                    // The last chunk: the done marker, written next, records it (a page that
+                    // fits one request costs no progress write at all).
+                    break;
+                }
                 state.posted_upto = c.end_event as u64;
                 state.updated = Utc::now();
                 write_state(ctx, keeper, state_name, &state, lease_id, &mut etag).await?;
@@ -484,12 +504,12 @@ async fn finish(
 ) -> Result<Disposition, Stop> {
     let blobs = &ctx.blobs;
     let done = names::done(&env.org, env.epoch, env.seq);
-    let marker = Bytes::from(DoneMarker::new(&env.sha256).to_bytes());
-    match blobs.create_only(&done, marker).await {
-        Ok(_) => {}
-        Err(e) if e.is_already_exists() => {}
-        Err(e) => return Err(e.into()),
-    }
+    write_done(
+        ctx,
+        &done,
+        Bytes::from(DoneMarker::new(&env.sha256).to_bytes()),
+    )
+    .await?;
     failpoint::hit("shipper.after_done");
     // Clean up before deleting the message: if this fails or the process dies, the message
     // comes back, finds the done marker, and the twin path finishes the clean-up.
@@ -508,6 +528,33 @@ async fn finish(
     failpoint::hit("shipper.after_delete");
     tracing::debug!(page = %env.page_id(), events = env.events, "page shipped");
     Ok(Disposition::Shipped)
+}
+
+/// Writes the done marker, which also records the last chunk's acceptance (no progress write
+/// precedes it): like [`write_state`] it does not give up while storage does not answer —
+/// a page handed back now would have its last chunk posted again — except when shutdown's
+/// grace is over (as after a kill). The marker is create-only: finding it already there
+/// after an answer that never came means our earlier attempt landed.
+async fn write_done(ctx: &Ctx, name: &str, marker: Bytes) -> Result<(), Stop> {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    loop {
+        match ctx.blobs.create_only(name, marker.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_already_exists() => return Ok(()),
+            Err(e) if e.is_transient() => {
+                if ctx.abort.is_cancelled() {
+                    tracing::warn!(error = %e, done = name, "shutting down before the done marker was written: the last chunk may be posted again");
+                    return Err(Stop::Abandon("shutting down"));
+                }
+                tracing::debug!(error = %e, done = name, "writing the done marker failed; trying again");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    _ = ctx.abort.cancelled() => {}
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Counts a page-caused failure; parks the page after `max_dequeue` of them.

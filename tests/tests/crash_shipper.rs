@@ -19,17 +19,22 @@ struct Crashed {
 }
 
 async fn crash_at(point: &str) -> anyhow::Result<Crashed> {
+    crash_at_hit(point, 2, 2_500).await
+}
+
+/// Kills the shipper at the `nth` hit of `point`, with a fake org holding `events` events.
+async fn crash_at_hit(point: &str, nth: u32, events: usize) -> anyhow::Result<Crashed> {
     let world = LocalWorld::start(WorldOptions {
         okta: OktaFakeConfig {
             seed: 31,
-            initial_events: 2_500,
+            initial_events: events,
             ..OktaFakeConfig::default()
         },
         ..WorldOptions::default()
     })
     .await?;
     let _collector = world.start_collector("collector", &[])?;
-    let spec = format!("{point}@2");
+    let spec = format!("{point}@{nth}");
     let mut first = world.start_shipper(
         "shipper-1",
         &[
@@ -79,6 +84,22 @@ async fn kill_after_chunk_accepted_reposts_only_that_chunk() -> anyhow::Result<(
         "requests: {:?}",
         c.request_rows
     );
+    Ok(())
+}
+
+/// A page that fits one request has no progress write: the done marker records its only
+/// chunk. Killed between the sink's acceptance and the marker, exactly that request's rows
+/// come twice, nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_after_the_only_chunk_accepted_reposts_only_that_chunk() -> anyhow::Result<()> {
+    let c = crash_at_hit("shipper.after_chunk_accepted", 1, 150).await?;
+    assert_eq!(
+        c.request_rows.len(),
+        2,
+        "one page of one request, posted twice: {:?}",
+        c.request_rows
+    );
+    assert_eq!(c.duplicates as u64, c.request_rows[0]);
     Ok(())
 }
 
