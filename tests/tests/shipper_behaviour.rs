@@ -495,7 +495,7 @@ async fn a_page_of_one_request_costs_eight_storage_requests_or_fewer() -> anyhow
     let per_page = |kinds: &std::collections::BTreeMap<String, u64>, skip: &[&str]| -> f64 {
         let n: u64 = kinds
             .iter()
-            .filter(|(k, _)| !skip.iter().any(|s| k.as_str() == *s))
+            .filter(|(k, _)| !skip.contains(&k.as_str()))
             .map(|(_, v)| v)
             .sum();
         n as f64 / pages.len() as f64
