@@ -22,7 +22,7 @@ fn main() -> ExitCode {
         match command {
             Command::Run => shipper::run::run(cfg).await,
             Command::Poison { action } => {
-                let w = shipper::wiring::Wiring::new(&cfg, Default::default()).await?;
+                let w = shipper::wiring::Clients::new(&cfg, Default::default()).await?;
                 let storage =
                     Storage::connect(&cfg.storage, w.azure_http.clone(), w.credential.clone())?;
                 match action {

@@ -12,16 +12,20 @@ use common::storage::StorageAuth;
 use crate::config::{ShipperConfig, SinkSettings, WorkspaceKey};
 use crate::sinks::{DataCollectorSink, LogsIngestionSink, Sink, SinkMetrics};
 
-pub struct Wiring {
+/// The clients the shipper's commands talk through, built once from the configuration.
+pub struct Clients {
+    /// The HTTP client shared by the Azure SDK clients and the sinks (test CA, no automatic
+    /// decompression).
     pub azure_http: reqwest::Client,
+    /// The managed identity, when storage or the Logs Ingestion sink needs it.
     pub credential: Option<Arc<dyn TokenCredential>>,
     /// `None` for the poison commands.
     pub sink: Option<Arc<dyn Sink>>,
 }
 
-impl Wiring {
+impl Clients {
     /// Builds the sink when the configuration has one (not for the poison commands).
-    pub async fn new(cfg: &ShipperConfig, metrics: SinkMetrics) -> anyhow::Result<Wiring> {
+    pub async fn new(cfg: &ShipperConfig, metrics: SinkMetrics) -> anyhow::Result<Clients> {
         let azure = AzureClients::build(
             matches!(cfg.storage.auth, StorageAuth::ManagedIdentity)
                 || matches!(cfg.sink, Some(SinkSettings::LogsIngestion { .. })),
@@ -34,7 +38,7 @@ impl Wiring {
             vault,
         } = azure;
         let Some(settings) = &cfg.sink else {
-            return Ok(Wiring {
+            return Ok(Clients {
                 azure_http,
                 credential,
                 sink: None,
@@ -89,7 +93,7 @@ impl Wiring {
                 )
             }
         };
-        Ok(Wiring {
+        Ok(Clients {
             azure_http,
             credential,
             sink: Some(sink),

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -47,6 +48,43 @@ pub enum FaultMode {
     /// Azurite gets the whole request and carries it out; the connection breaks before the
     /// answer reaches the client.
     LoseAnswer,
+    /// Storage stops answering for this long: from the matching request on (that one
+    /// included), every request through every proxy sharing the [`Hold`] waits, then goes on
+    /// unchanged. Nothing fails; answers are just late — a storage outage as a client with
+    /// long timeouts sees it.
+    Hold(Duration),
+}
+
+/// A storage freeze shared by proxies (blob and queue), started by a [`FaultMode::Hold`] rule.
+#[derive(Debug, Clone, Default)]
+pub struct Hold {
+    until: Arc<Mutex<Option<Instant>>>,
+    started: Arc<AtomicU64>,
+}
+
+impl Hold {
+    /// Holds every request from now for `d` (a freeze under way is extended, never shortened).
+    pub fn start(&self, d: Duration) {
+        let mut until = self.until.lock().unwrap_or_else(|e| e.into_inner());
+        let end = Instant::now() + d;
+        if until.is_none_or(|u| u < end) {
+            *until = Some(end);
+        }
+        self.started.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// How many times a freeze was started.
+    pub fn started(&self) -> u64 {
+        self.started.load(Ordering::SeqCst)
+    }
+
+    /// Waits while a freeze is under way.
+    async fn wait(&self) {
+        let until = *self.until.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = until {
+            tokio::time::sleep_until(t.into()).await;
+        }
+    }
 }
 
 /// Breaks the `nth` (1-based) request whose method is `method`, whose path contains
@@ -127,6 +165,7 @@ pub struct CountingProxy {
     addr: SocketAddr,
     counts: Arc<Mutex<ProxyCounts>>,
     faults: Arc<Vec<FaultRule>>,
+    hold: Hold,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -143,19 +182,30 @@ impl CountingProxy {
         service: &'static str,
         faults: Vec<FaultRule>,
     ) -> anyhow::Result<Self> {
+        Self::with_faults_and_hold(upstream, service, faults, Hold::default()).await
+    }
+
+    /// Like [`CountingProxy::with_faults`]; a [`FaultMode::Hold`] rule freezes `hold`, which
+    /// other proxies may share (blob and queue freeze together).
+    pub async fn with_faults_and_hold(
+        upstream: SocketAddr,
+        service: &'static str,
+        faults: Vec<FaultRule>,
+        hold: Hold,
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let counts = Arc::new(Mutex::new(ProxyCounts::default()));
         let faults = Arc::new(faults);
-        let (shared, rules) = (counts.clone(), faults.clone());
+        let (shared, rules, freeze) = (counts.clone(), faults.clone(), hold.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (counts, rules) = (shared.clone(), rules.clone());
+                let (counts, rules, hold) = (shared.clone(), rules.clone(), freeze.clone());
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(upstream).await {
                         let _ = client.set_nodelay(true);
                         let _ = server.set_nodelay(true);
-                        relay(client, server, service, counts, rules).await;
+                        relay(client, server, service, counts, rules, hold).await;
                     }
                 });
             }
@@ -164,6 +214,7 @@ impl CountingProxy {
             addr,
             counts,
             faults,
+            hold,
             task,
         })
     }
@@ -180,6 +231,11 @@ impl CountingProxy {
     /// How many of the fault rules have fired.
     pub fn faults_fired(&self) -> usize {
         self.faults.iter().filter(|f| f.fired()).count()
+    }
+
+    /// The freeze this proxy honours.
+    pub fn hold(&self) -> &Hold {
+        &self.hold
     }
 }
 
@@ -200,6 +256,7 @@ async fn relay(
     service: &'static str,
     counts: Arc<Mutex<ProxyCounts>>,
     faults: Arc<Vec<FaultRule>>,
+    hold: Hold,
 ) {
     let (mut cr, mut cw) = client.into_split();
     let (mut sr, mut sw) = server.into_split();
@@ -233,6 +290,7 @@ async fn relay(
                         match mode {
                             FaultMode::DropRequest => drop_request = true,
                             FaultMode::LoseAnswer => lose.store(true, Ordering::SeqCst),
+                            FaultMode::Hold(d) => hold.start(d),
                         }
                     }
                 }
@@ -242,6 +300,7 @@ async fn relay(
                 let _ = stop_tx.send(true);
                 return;
             }
+            hold.wait().await;
             if sw.write_all(&buf[..n]).await.is_err() {
                 break;
             }

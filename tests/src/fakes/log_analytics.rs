@@ -153,6 +153,8 @@ pub struct LaStats {
     pub accepted_then_dropped_rows: u64,
     /// Requests whose connection was closed by a [`LaFault::Down`] outage.
     pub dropped_connections: u64,
+    /// Requests held without an answer by a [`LaFault::Stall`] (counted when they arrive).
+    pub stalled_requests: u64,
     /// Data Collector posts accepted.
     pub dc_accepted_requests: u64,
     /// Data Collector records accepted.
@@ -264,7 +266,19 @@ impl Shared {
                 status,
                 retry_after_secs,
             } => Some(fault_response(api, status, retry_after_secs)),
+            Before::StallUntil(until) => {
+                self.store().stats.stalled_requests += 1;
+                tokio::time::sleep_until(until.into()).await;
+                Some(fault_response(api, 503, Some(1)))
+            }
         }
+    }
+
+    /// The injected answer for a request with this decompressed body, if a
+    /// [`LaFault::StatusWhenBodyContains`] rule matches it.
+    fn body_fault(&self, api: Api, body: &[u8]) -> Option<Response> {
+        let status = self.faults().for_body(body)?;
+        Some(fault_response(api, status, None))
     }
 
     /// Whether an accepted request must be left unanswered (counted if so).

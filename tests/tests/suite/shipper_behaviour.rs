@@ -319,3 +319,209 @@ async fn sigterm_with_pages_in_flight_exits_zero_and_nothing_is_lost() -> anyhow
     assert!(support::blob_names(&storage, "pages/").await.is_empty());
     Ok(())
 }
+
+/// Issue 11 item 1: storage stops answering (every blob and queue request held) for longer
+/// than the state lease, right after the sink accepted a chunk, while the sink stays up.
+/// Every answer arrives in the end. A replica whose accepted chunk is not yet recorded must
+/// regain its lease (renewing an expired lease succeeds when nobody took it) and record the
+/// progress, and no chunk may be posted while the lease is not known held: zero duplicates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_held_past_the_lease_after_an_accepted_chunk_duplicates_nothing(
+) -> anyhow::Result<()> {
+    use world::storage_proxy::{CountingProxy, FaultMode, FaultRule, Hold};
+    let (world, storage) = world().await?;
+    // Two or three chunks per page: the freeze falls between two chunks of a page.
+    let pages: Vec<TestPage> = (1..=3).map(|s| make_page(s, 1_100 + s, 600)).collect();
+    for p in &pages {
+        create_page(&storage, p).await?;
+        storage.queue.send(&p.env.encode(), None).await?;
+    }
+    // The lease is 15 s (the test world's STATE_LEASE_DURATION); the freeze outlasts it.
+    let freeze = Duration::from_secs(25);
+    let hold = Hold::default();
+    // The first progress write (a PUT of a page state with If-Match) follows the first
+    // accepted chunk: storage freezes from that request on.
+    let rule = FaultRule::new(
+        "PUT",
+        "/state/",
+        Some("if-match"),
+        1,
+        FaultMode::Hold(freeze),
+    );
+    let blob: std::net::SocketAddr = ([127, 0, 0, 1], world.azurite.blob_port()).into();
+    let queue: std::net::SocketAddr = ([127, 0, 0, 1], world.azurite.queue_port()).into();
+    let blob_proxy =
+        CountingProxy::with_faults_and_hold(blob, "blob", vec![rule], hold.clone()).await?;
+    let queue_proxy =
+        CountingProxy::with_faults_and_hold(queue, "queue", Vec::new(), hold.clone()).await?;
+    let conn = world
+        .azurite
+        .connection_string_via(Some(blob_proxy.addr()), Some(queue_proxy.addr()));
+    let _shipper = world.start_shipper(
+        "shipper",
+        &[
+            ("AZURE_STORAGE_CONNECTION_STRING", conn.as_str()),
+            ("SHIPPER_CONCURRENCY", "2"),
+        ],
+    )?;
+    let all: Vec<&TestPage> = pages.iter().collect();
+    wait_landed(&world, &all, Duration::from_secs(180)).await?;
+    wait_queue_empty(&storage, Duration::from_secs(120)).await?;
+    assert_eq!(hold.started(), 1, "storage was never held");
+    assert_landed_once(&world, &all);
+    assert!(support::blob_names(&storage, "poison/").await.is_empty());
+    assert!(support::blob_names(&storage, "state/").await.is_empty());
+    Ok(())
+}
+
+/// Issue 11 item 10: SIGTERM while a request to the sink hangs. The sink's timeout (a minute)
+/// is longer than the margin the platform leaves after SHUTDOWN_GRACE; the shipper cuts the
+/// request when its grace is over (unknown outcome, handled like a kill) and exits 0 before
+/// the platform would kill it (emulated by `terminate_cleanly`'s bound). Nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_hanging_request_exits_cleanly_and_loses_nothing() -> anyhow::Result<()> {
+    let (world, storage) = world().await?;
+    let page = make_page(1, 1_201, 50);
+    create_page(&storage, &page).await?;
+    storage.queue.send(&page.env.encode(), None).await?;
+    world.la.inject(LaFault::Stall {
+        duration: Duration::from_secs(600),
+    });
+    let mut first = world.start_shipper("shipper-1", &[("SHUTDOWN_GRACE", "2s")])?;
+    eventually(Duration::from_secs(60), "a request to hang", || async {
+        (world.la.stats().stalled_requests >= 1).then_some(())
+    })
+    .await?;
+    terminate_cleanly(&mut first, "SIGTERM with a hanging request")?;
+
+    world.la.inject(LaFault::Stall {
+        duration: Duration::ZERO,
+    });
+    let _second = world.start_shipper("shipper-2", &[])?;
+    wait_landed(&world, &[&page], Duration::from_secs(90)).await?;
+    wait_queue_empty(&storage, Duration::from_secs(60)).await?;
+    assert_landed_once(&world, &[&page]);
+    Ok(())
+}
+
+/// Issue 11 item 10: a page with a value too long for a column is delivered twice (the sink
+/// refuses it once with a 400, a page fault); its truncation is counted once, not once per
+/// delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncations_are_counted_once_per_page_not_per_delivery() -> anyhow::Result<()> {
+    let (world, storage) = world().await?;
+    let from = chrono::Utc::now() - chrono::Duration::minutes(30);
+    let mut events =
+        world::fakes::okta_events::generate(1_301, 5, from, chrono::Duration::milliseconds(7));
+    // One over-long value: cut to the column limit, one truncation.
+    events[2]["displayMessage"] = "x".repeat(100 * 1024).into();
+    let gz = support::pages::gzip(&serde_json::to_vec(&events)?);
+    let page = TestPage {
+        env: support::pages::envelope(support::pages::ORG, 1, &gz, events.len()),
+        uuids: events.iter().map(support::pages::uuid_of).collect(),
+        gz,
+    };
+    create_page(&storage, &page).await?;
+    storage.queue.send(&page.env.encode(), None).await?;
+    world.la.inject(LaFault::Status {
+        status: 400,
+        count: 1,
+        retry_after_secs: None,
+    });
+    let shipper = world.start_shipper("shipper", &[])?;
+    wait_landed(&world, &[&page], Duration::from_secs(90)).await?;
+    wait_queue_empty(&storage, Duration::from_secs(60)).await?;
+    assert_eq!(
+        support::worlds::la_status(&world, 400),
+        1,
+        "the page was not delivered twice"
+    );
+    let addr = health_addr_within(&shipper, ADDR).await?;
+    assert_eq!(
+        metric_sum(&addr, "okta_sentinel_truncations_total", &[]).await,
+        Some(1.0)
+    );
+    assert_landed_once(&world, &[&page]);
+    Ok(())
+}
+
+/// Issue 12 item 2: the storage requests a page that fits one request costs the shipper,
+/// counted per kind by a proxy in front of Azurite (receives excluded: one receive takes up
+/// to 32 messages, and an idle shipper polls). Per page: state create, lease, done check,
+/// page read, done marker, page and state delete (blob); message delete (queue) — nothing
+/// else: no state read-back, no progress write, no existence HEAD.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_one_request_costs_eight_storage_requests_or_fewer() -> anyhow::Result<()> {
+    use world::storage_proxy::CountingProxy;
+    let (world, storage) = world().await?;
+    let pages: Vec<TestPage> = (1..=10).map(|s| make_page(s, 1_400 + s, 100)).collect();
+    for p in &pages {
+        create_page(&storage, p).await?;
+        storage.queue.send(&p.env.encode(), None).await?;
+    }
+    let blob: std::net::SocketAddr = ([127, 0, 0, 1], world.azurite.blob_port()).into();
+    let queue: std::net::SocketAddr = ([127, 0, 0, 1], world.azurite.queue_port()).into();
+    let blob_proxy = CountingProxy::start(blob, "blob").await?;
+    let queue_proxy = CountingProxy::start(queue, "queue").await?;
+    let conn = world
+        .azurite
+        .connection_string_via(Some(blob_proxy.addr()), Some(queue_proxy.addr()));
+    // Long lease and visibility: no renewal falls inside a page, however slow the machine.
+    let _shipper = world.start_shipper(
+        "shipper",
+        &[
+            ("AZURE_STORAGE_CONNECTION_STRING", conn.as_str()),
+            ("STATE_LEASE_DURATION", "60s"),
+            ("VISIBILITY_TIMEOUT", "300s"),
+            ("STATS_INTERVAL", "1h"),
+        ],
+    )?;
+    let all: Vec<&TestPage> = pages.iter().collect();
+    wait_landed(&world, &all, Duration::from_secs(90)).await?;
+    wait_queue_empty(&storage, Duration::from_secs(60)).await?;
+    eventually(Duration::from_secs(60), "page states deleted", || async {
+        support::blob_names(&storage, "state/")
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await?;
+    assert_eq!(
+        world.la.stats().accepted_requests,
+        pages.len() as u64,
+        "a page took more than one request"
+    );
+    let (b, q) = (blob_proxy.counts(), queue_proxy.counts());
+    let per_page = |kinds: &std::collections::BTreeMap<String, u64>, skip: &[&str]| -> f64 {
+        let n: u64 = kinds
+            .iter()
+            .filter(|(k, _)| !skip.contains(&k.as_str()))
+            .map(|(_, v)| v)
+            .sum();
+        n as f64 / pages.len() as f64
+    };
+    // The poison-record count (a listing) and creating the container (one `blob PUT`, local
+    // storage only) are per process, not per page.
+    let blob_per_page = per_page(&b.requests, &["blob GET comp=list"]) - 1.0 / pages.len() as f64;
+    let queue_per_page = per_page(
+        &q.requests,
+        &[
+            "queue GET messages",
+            "queue PUT queue",
+            "queue GET comp=metadata",
+        ],
+    );
+    let receives = q.requests.get("queue GET messages").copied().unwrap_or(0);
+    println!("blob {:?}\nqueue {:?}", b.requests, q.requests);
+    println!(
+        "per page: blob {blob_per_page:.1}, queue {queue_per_page:.1}, plus {receives} receives for {} pages",
+        pages.len()
+    );
+    assert!(
+        blob_per_page + queue_per_page <= 8.0,
+        "blob {:?} queue {:?}",
+        b.requests,
+        q.requests
+    );
+    Ok(())
+}

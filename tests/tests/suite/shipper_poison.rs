@@ -460,3 +460,179 @@ async fn hostile_pages_get_clear_reasons_and_the_shipper_survives() -> anyhow::R
     }
     Ok(())
 }
+
+/// Issue 11 item 7: `poison requeue` sends the envelope, then deletes the record. Should the
+/// page be parked again in between (a new record written), the new record must survive: the
+/// delete holds on to the record it read (If-Match), and the command says what happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_written_again_during_requeue_is_kept() -> anyhow::Result<()> {
+    use world::storage_proxy::{CountingProxy, FaultMode, FaultRule, Hold};
+    let (world, storage) = world().await?;
+    let page = make_page(5, 505, 10);
+    put_page(&storage, &page).await?;
+    let name = page_record_name(&page.env);
+    let record = |reason: &str| {
+        serde_json::json!({
+            "v": 1,
+            "id": page_id(&page.env),
+            "envelope": page.env,
+            "reason": reason,
+            "attempts": 5,
+            "posted_upto": 0,
+            "time": chrono::Utc::now(),
+        })
+        .to_string()
+    };
+    storage
+        .blobs
+        .write(&name, Bytes::from(record("first parking")), None)
+        .await?;
+    // The record's delete waits while the page is parked again.
+    let hold = Hold::default();
+    let blob: std::net::SocketAddr = ([127, 0, 0, 1], world.azurite.blob_port()).into();
+    let rule = FaultRule::new(
+        "DELETE",
+        "/poison/",
+        None,
+        1,
+        FaultMode::Hold(Duration::from_secs(5)),
+    );
+    let proxy = CountingProxy::with_faults_and_hold(blob, "blob", vec![rule], hold.clone()).await?;
+    let mut env = world.shipper_env();
+    env.insert(
+        "AZURE_STORAGE_CONNECTION_STRING".into(),
+        world
+            .azurite
+            .connection_string_via(Some(proxy.addr()), None),
+    );
+    let id = page_id(&page.env);
+    let cmd = tokio::task::spawn_blocking(move || {
+        run_command("shipper", &["poison", "requeue", &id], &env)
+    });
+    eventually(WAIT, "the record's delete to be sent", || async {
+        (hold.started() == 1).then_some(())
+    })
+    .await?;
+    storage
+        .blobs
+        .write(&name, Bytes::from(record("parked again")), None)
+        .await?;
+    let (status, out, err) = cmd.await??;
+    let kept = read_json(&storage, &name).await?;
+    assert_eq!(
+        kept.as_ref().map(reason).as_deref(),
+        Some("parked again"),
+        "the new record was deleted; requeue said: {out}{err}"
+    );
+    assert!(!status.success(), "requeue reported success: {out}");
+    assert!(err.contains("parked again meanwhile"), "{err}");
+    Ok(())
+}
+
+/// Issue 11 item 8: a chunk the sink always fails with a transient error (500) while it
+/// accepts every other page is not retried for ever (holding a worker slot and its message):
+/// after `CHUNK_MAX_TRANSIENT` failures it counts as the page's fault, and the page ends in
+/// poison with the last error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_the_sink_always_fails_while_serving_others_ends_in_poison() -> anyhow::Result<()> {
+    let (world, storage) = world().await?;
+    let stuck = make_page(1, 801, 20);
+    put_page(&storage, &stuck).await?;
+    storage.queue.send(&stuck.env.encode(), None).await?;
+    world.la.inject(LaFault::StatusWhenBodyContains {
+        needle: stuck.uuids[0].clone(),
+        status: 500,
+    });
+    let shipper = world.start_shipper(
+        "shipper",
+        &[
+            ("SHIPPER_MAX_DEQUEUE", "2"),
+            ("CHUNK_MAX_TRANSIENT", "3"),
+            ("SHIPPER_CONCURRENCY", "2"),
+        ],
+    )?;
+    // Other pages keep arriving and are shipped meanwhile: the sink is up.
+    let feeder = {
+        let storage = support::storage(&world);
+        tokio::spawn(async move {
+            for seq in 100.. {
+                let p = make_page(seq, 900 + seq, 5);
+                if put_page(&storage, &p).await.is_err()
+                    || storage.queue.send(&p.env.encode(), None).await.is_err()
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        })
+    };
+    let record = wait_record(&storage, &shipper, &page_record_name(&stuck.env)).await;
+    feeder.abort();
+    let record = record?;
+    let why = reason(&record);
+    assert!(
+        why.contains("500") && why.contains("while accepting others"),
+        "{why}"
+    );
+    assert!(world.la.stats().accepted_rows > 0, "no other page shipped");
+    Ok(())
+}
+
+/// Issue 11 item 4 (defence in depth): the `done/` marker records the page's sha256. An
+/// envelope of another page under a name already shipped (an epoch used twice) is parked as
+/// poison with a clear reason, its page kept — never dropped as a twin. An old marker without
+/// a hash still absorbs a twin (compatibility).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_different_page_under_a_shipped_name_is_parked_not_dropped() -> anyhow::Result<()> {
+    let (world, storage) = world().await?;
+    let shipped = make_page(9, 9_001, 10);
+    put_page(&storage, &shipped).await?;
+    storage.queue.send(&shipped.env.encode(), None).await?;
+    let shipper = world.start_shipper("shipper", &[])?;
+    wait_landed(&world, &[&shipped], WAIT).await?;
+    wait_queue_empty(&storage, WAIT).await?;
+    assert_done(&storage, &[&shipped]).await?;
+
+    // Another page with the same epoch and sequence.
+    let other = make_page(9, 9_002, 10);
+    assert_ne!(other.env.sha256, shipped.env.sha256);
+    put_page(&storage, &other).await?;
+    storage.queue.send(&other.env.encode(), None).await?;
+    let rec = wait_record(&storage, &shipper, &page_record_name(&other.env)).await?;
+    let why = reason(&rec);
+    assert!(
+        why.contains(&other.env.sha256) && why.contains("already shipped"),
+        "{why}"
+    );
+    assert!(
+        storage.blobs.exists(&other.env.page_blob()).await?,
+        "the unshipped page was deleted"
+    );
+    assert!(
+        support::pages::landed(&world, &[&other])
+            .values()
+            .all(|n| *n == 0),
+        "rows of the other page were posted"
+    );
+
+    // An empty marker, as older shippers wrote: still a twin.
+    let old = make_page(10, 9_003, 10);
+    put_page(&storage, &old).await?;
+    let e = &old.env;
+    storage
+        .blobs
+        .write(&names::done(&e.org, e.epoch, e.seq), Bytes::new(), None)
+        .await?;
+    storage.queue.send(&old.env.encode(), None).await?;
+    wait_queue_empty(&storage, WAIT).await?;
+    eventually(WAIT, "the twin's page blob to be cleaned up", || async {
+        matches!(storage.blobs.exists(&e.page_blob()).await, Ok(false)).then_some(())
+    })
+    .await?;
+    assert!(read_json(&storage, &page_record_name(e)).await?.is_none());
+    assert_landed_once(&world, &[&shipped]);
+    assert!(support::pages::landed(&world, &[&old])
+        .values()
+        .all(|n| *n == 0));
+    Ok(())
+}

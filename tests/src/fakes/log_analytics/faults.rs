@@ -36,6 +36,13 @@ pub enum LaFault {
     /// refused) and requests on already-open connections have their connection closed.
     /// Replaces an outage under way; `Duration::ZERO` ends it.
     Down { duration: Duration },
+    /// Every request whose (decompressed) body contains `needle` gets `status`, for as long
+    /// as the fake runs, while other requests are served: one page's data that a backend keeps
+    /// failing on. Checked after the body is read, before anything is stored.
+    StatusWhenBodyContains { needle: String, status: u16 },
+    /// Requests arriving within `duration` from now get no answer until it is over, then a
+    /// 503 (nothing stored): a backend that hangs. `Duration::ZERO` ends it.
+    Stall { duration: Duration },
 }
 
 /// What a request must suffer before it is validated.
@@ -48,6 +55,8 @@ pub enum Before {
         status: u16,
         retry_after_secs: Option<u64>,
     },
+    /// Answer nothing until then, then a 503.
+    StallUntil(Instant),
 }
 
 /// A queued fault with the requests it still applies to.
@@ -79,6 +88,9 @@ pub struct FaultState {
     status_until: Option<(u16, Instant, Option<u64>)>,
     down_until: Option<Instant>,
     chaos: Option<Chaos>,
+    /// [`LaFault::StatusWhenBodyContains`] rules.
+    content: Vec<(String, u16)>,
+    stall_until: Option<Instant>,
 }
 
 /// `Retry-After` for a status the service sends it with.
@@ -113,6 +125,10 @@ impl FaultState {
                 self.queue.push_back(Queued::AcceptThenDrop { left: count });
             }
             LaFault::Down { duration } => self.down_until = Some(Instant::now() + duration),
+            LaFault::StatusWhenBodyContains { needle, status } => {
+                self.content.push((needle, status))
+            }
+            LaFault::Stall { duration } => self.stall_until = Some(Instant::now() + duration),
         }
     }
 
@@ -141,6 +157,9 @@ impl FaultState {
             return Some(Before::Drop);
         }
         let now = Instant::now();
+        if let Some(until) = self.stall_until.filter(|u| *u > now) {
+            return Some(Before::StallUntil(until));
+        }
         if let Some((status, until, fixed)) = self.status_until {
             if until > now {
                 let left = until.saturating_duration_since(now);
@@ -185,6 +204,16 @@ impl FaultState {
             }
         }
         None
+    }
+
+    /// The status a request with this (decompressed) body must get, if a
+    /// [`LaFault::StatusWhenBodyContains`] rule matches it.
+    pub fn for_body(&self, body: &[u8]) -> Option<u16> {
+        self.content.iter().find_map(|(needle, status)| {
+            body.windows(needle.len().max(1))
+                .any(|w| w == needle.as_bytes())
+                .then_some(*status)
+        })
     }
 
     /// Whether a request that is about to succeed must be dropped after its rows are stored
@@ -270,5 +299,17 @@ mod tests {
         assert!((350..650).contains(&hits), "{hits}");
         r.set_rate(0.0, vec![429], 7);
         assert_eq!(r.before(), None);
+    }
+
+    #[test]
+    fn content_rules_match_bodies_only() {
+        let mut f = FaultState::default();
+        f.inject(LaFault::StatusWhenBodyContains {
+            needle: "uuid-7".into(),
+            status: 500,
+        });
+        assert_eq!(f.before(), None);
+        assert_eq!(f.for_body(br#"[{"uuid_g":"uuid-7"}]"#), Some(500));
+        assert_eq!(f.for_body(br#"[{"uuid_g":"uuid-8"}]"#), None);
     }
 }

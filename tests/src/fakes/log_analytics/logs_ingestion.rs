@@ -179,6 +179,9 @@ async fn process(
     if shared.cfg.strict_decompressed_limit && json.len() > LI_MAX_BODY_BYTES {
         return too_large(json.len() as u64);
     }
+    if let Some(resp) = shared.body_fault(Api::LogsIngestion, &json) {
+        return resp;
+    }
     let parsed = match rows::parse(&json, shared.columns.as_ref(), shared.cfg.store_rows) {
         Ok(p) => p,
         Err(msg) => return li_error(bad, "InvalidPayload", &msg),
