@@ -444,3 +444,84 @@ async fn truncations_are_counted_once_per_page_not_per_delivery() -> anyhow::Res
     assert_landed_once(&world, &[&page]);
     Ok(())
 }
+
+/// Issue 12 item 2: the storage requests a page that fits one request costs the shipper,
+/// counted per kind by a proxy in front of Azurite (receives excluded: one receive takes up
+/// to 32 messages, and an idle shipper polls). Per page: state create, lease, done check,
+/// page read, done marker, page and state delete (blob); message delete (queue) — nothing
+/// else: no state read-back, no progress write, no existence HEAD.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_one_request_costs_eight_storage_requests_or_fewer() -> anyhow::Result<()> {
+    use world::storage_proxy::CountingProxy;
+    let (world, storage) = world().await?;
+    let pages: Vec<TestPage> = (1..=10).map(|s| make_page(s, 1_400 + s, 100)).collect();
+    for p in &pages {
+        create_page(&storage, p).await?;
+        storage.queue.send(&p.env.encode(), None).await?;
+    }
+    let blob: std::net::SocketAddr = ([127, 0, 0, 1], world.azurite.blob_port()).into();
+    let queue: std::net::SocketAddr = ([127, 0, 0, 1], world.azurite.queue_port()).into();
+    let blob_proxy = CountingProxy::start(blob, "blob").await?;
+    let queue_proxy = CountingProxy::start(queue, "queue").await?;
+    let conn = world
+        .azurite
+        .connection_string_via(Some(blob_proxy.addr()), Some(queue_proxy.addr()));
+    // Long lease and visibility: no renewal falls inside a page, however slow the machine.
+    let _shipper = world.start_shipper(
+        "shipper",
+        &[
+            ("AZURE_STORAGE_CONNECTION_STRING", conn.as_str()),
+            ("STATE_LEASE_DURATION", "60s"),
+            ("VISIBILITY_TIMEOUT", "300s"),
+            ("STATS_INTERVAL", "1h"),
+        ],
+    )?;
+    let all: Vec<&TestPage> = pages.iter().collect();
+    wait_landed(&world, &all, Duration::from_secs(90)).await?;
+    wait_queue_empty(&storage, Duration::from_secs(60)).await?;
+    eventually(Duration::from_secs(60), "page states deleted", || async {
+        support::blob_names(&storage, "state/")
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await?;
+    assert_eq!(
+        world.la.stats().accepted_requests,
+        pages.len() as u64,
+        "a page took more than one request"
+    );
+    let (b, q) = (blob_proxy.counts(), queue_proxy.counts());
+    let per_page = |kinds: &std::collections::BTreeMap<String, u64>, skip: &[&str]| -> f64 {
+        let n: u64 = kinds
+            .iter()
+            .filter(|(k, _)| !skip.contains(&k.as_str()))
+            .map(|(_, v)| v)
+            .sum();
+        n as f64 / pages.len() as f64
+    };
+    // The poison-record count (a listing) and creating the container (one `blob PUT`, local
+    // storage only) are per process, not per page.
+    let blob_per_page = per_page(&b.requests, &["blob GET comp=list"]) - 1.0 / pages.len() as f64;
+    let queue_per_page = per_page(
+        &q.requests,
+        &[
+            "queue GET messages",
+            "queue PUT queue",
+            "queue GET comp=metadata",
+        ],
+    );
+    let receives = q.requests.get("queue GET messages").copied().unwrap_or(0);
+    println!("blob {:?}\nqueue {:?}", b.requests, q.requests);
+    println!(
+        "per page: blob {blob_per_page:.1}, queue {queue_per_page:.1}, plus {receives} receives for {} pages",
+        pages.len()
+    );
+    assert!(
+        blob_per_page + queue_per_page <= 8.0,
+        "blob {:?} queue {:?}",
+        b.requests,
+        q.requests
+    );
+    Ok(())
+}
