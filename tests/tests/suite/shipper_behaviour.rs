@@ -525,3 +525,55 @@ async fn a_page_of_one_request_costs_eight_storage_requests_or_fewer() -> anyhow
     );
     Ok(())
 }
+
+/// Like [`storage_held_past_the_lease_after_an_accepted_chunk_duplicates_nothing`], but the
+/// lease renewals fail outright meanwhile (dropped connections), so no renewal can slip in
+/// before the held progress write: the write meets an expired lease, and the replica must
+/// regain it (renew after expiry) and record the progress. Zero duplicates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_after_an_expired_lease_regains_it_and_duplicates_nothing() -> anyhow::Result<()> {
+    use world::storage_proxy::{CountingProxy, FaultMode, FaultRule, Hold};
+    let (world, storage) = world().await?;
+    let page = make_page(1, 1_501, 600);
+    create_page(&storage, &page).await?;
+    storage.queue.send(&page.env.encode(), None).await?;
+    let hold = Hold::default();
+    let freeze = FaultRule::new(
+        "PUT",
+        "/state/",
+        Some("if-match"),
+        1,
+        FaultMode::Hold(Duration::from_secs(25)),
+    );
+    // Every lease request after the acquire fails for a while: renewals of the keeper and
+    // of the worker alike.
+    let renewals = FaultRule::new(
+        "PUT",
+        "/state/",
+        Some("x-ms-lease-action"),
+        2,
+        FaultMode::DropRequest,
+    )
+    .times(12);
+    let blob: std::net::SocketAddr = ([127, 0, 0, 1], world.azurite.blob_port()).into();
+    let proxy =
+        CountingProxy::with_faults_and_hold(blob, "blob", vec![freeze, renewals], hold.clone())
+            .await?;
+    let conn = world
+        .azurite
+        .connection_string_via(Some(proxy.addr()), None);
+    let _shipper = world.start_shipper(
+        "shipper",
+        &[
+            ("AZURE_STORAGE_CONNECTION_STRING", conn.as_str()),
+            ("SHIPPER_CONCURRENCY", "1"),
+        ],
+    )?;
+    wait_landed(&world, &[&page], Duration::from_secs(180)).await?;
+    wait_queue_empty(&storage, Duration::from_secs(120)).await?;
+    assert_eq!(hold.started(), 1, "storage was never held");
+    assert_eq!(proxy.faults_fired(), 2, "{:?}", proxy.counts());
+    assert_landed_once(&world, &[&page]);
+    assert!(support::blob_names(&storage, "poison/").await.is_empty());
+    Ok(())
+}
