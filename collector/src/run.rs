@@ -68,6 +68,7 @@ pub async fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
             .await
             .context("creating the queue and container (local storage)")?;
     }
+    crate::doctor::spawn_self_check(cfg.clone());
     let metrics = CollectorMetrics::new();
     let health = Health::new();
     let listener = common::health::bind(cfg.http_addr)
