@@ -202,7 +202,7 @@ async fn okta(cfg: &CollectorConfig, credential: Credential, http: reqwest::Clie
     };
     let mut out = vec![Check::ok_with(name, format!("accepted; {budget}"))];
     out.push(match &oauth_app {
-        None => Check::ok_with("Okta DPoP", "not applicable (SSWS API token)"),
+        None => Check::ok_with("Okta DPoP", "not applicable: SSWS API token"),
         Some(app) if client.uses_dpop().await => Check::ok_with(
             "Okta DPoP",
             format!("service app {app} requires DPoP: the collector sends DPoP proofs"),
@@ -218,7 +218,7 @@ async fn okta(cfg: &CollectorConfig, credential: Credential, http: reqwest::Clie
             Check::ok_with(
                 "Okta rate limit",
                 format!(
-                    "X-Rate-Limit-Limit {} for this token (Okta lets one token use at most 50 % of the org's bucket by default), {} left until {}; the collector leaves {kept} per window to the org's other integrations (OKTA_RATE_LIMIT_RESERVE {})",
+                    "X-Rate-Limit-Limit {} for this token, which Okta lets use at most 50 % of the org's bucket by default; {} left until {}; the collector leaves {kept} per window to the org's other integrations, OKTA_RATE_LIMIT_RESERVE {}",
                     rate.limit,
                     rate.remaining,
                     rate.reset.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),

@@ -149,7 +149,7 @@ pub async fn check(cfg: &ShipperConfig) -> Report {
         }
         report.push(Check::ok_with(
             "table columns equal the manifest",
-            "skipped: no workspace read configured (the shipper's identity has no Logs Query access to the workspace; infra/ deploys the table from the same manifest)",
+            "skipped: no workspace read configured; the shipper's identity has no Logs Query access to the workspace, and infra/ deploys the table from the same manifest",
         ));
     }
     report
@@ -190,7 +190,7 @@ async fn sink_probe(
                 "sink: empty batch [] to DCR {dcr_immutable_id} stream {stream} at {endpoint}"
             );
             let Some(reason) = reason else {
-                return Check::ok_with(name, "accepted (204)");
+                return Check::ok_with(name, "accepted: 204");
             };
             let fix = match status {
                 Some(404) if reason.contains("InvalidStream") => format!(

@@ -48,7 +48,7 @@ pub fn storage_shared_key(account: &str) -> Check {
     Check::ok_with(
         "identity: storage",
         format!(
-            "shared key / SAS (local): account {account} from AZURE_STORAGE_CONNECTION_STRING; production uses AZURE_STORAGE_ACCOUNT with managed identity"
+            "shared key / SAS (local): account {account} from AZURE_STORAGE_CONNECTION_STRING, no token needed; production uses AZURE_STORAGE_ACCOUNT with managed identity"
         ),
     )
 }

@@ -26,7 +26,7 @@ use super::Check;
 /// Life of the queue probe: invisible all but its last second, so that a probe that could not
 /// be deleted (the collector's, or a refused delete) is never worked on by a shipper in
 /// practice and vanishes by itself.
-const PROBE_TTL: Duration = Duration::from_secs(120);
+const PROBE_TTL: Duration = Duration::from_secs(30);
 
 /// Lease of the blob probe (the shortest the service accepts); released at once.
 const PROBE_LEASE: Duration = Duration::from_secs(15);
