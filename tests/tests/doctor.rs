@@ -511,3 +511,24 @@ async fn a_shipper_with_a_wrong_dcr_id_says_so_before_any_page() -> anyhow::Resu
     assert!(world.la.rows().is_empty());
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------
+// Exit codes
+// ---------------------------------------------------------------------------------------
+
+/// A configuration that cannot work stays exit 2 (as for every command), decided before any
+/// check runs: doctor's 1 means "a dependency is wrong", not "the settings do not parse".
+#[test]
+fn bad_configuration_stays_exit_2() {
+    let env: BTreeMap<String, String> = [(
+        "AZURE_STORAGE_CONNECTION_STRING".to_string(),
+        "UseDevelopmentStorage=true".to_string(),
+    )]
+    .into();
+    let (status, stdout, stderr) = run_command("collector", &["doctor"], &env).expect("run");
+    assert_eq!(status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(stderr.contains("OKTA_DOMAIN"), "{stderr}");
+    let (status, stdout, stderr) = run_command("shipper", &["doctor"], &env).expect("run");
+    assert_eq!(status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(stderr.contains("LOGS_INGESTION_ENDPOINT"), "{stderr}");
+}
