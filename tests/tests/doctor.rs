@@ -15,7 +15,7 @@ use std::time::Duration;
 use support::logs::wait_operator_line;
 use support::worlds::{okta, start_with_storage};
 use world::fakes::log_analytics::LogAnalyticsFakeConfig;
-use world::fakes::okta::OktaFault;
+use world::fakes::okta::{test_rsa_key_pem, OAuthAppConfig, OktaFakeConfig, OktaFault};
 use world::local::{okta_secret_name, LocalWorld, SinkKind, WorldOptions};
 use world::procs::run_command;
 use world::storage_proxy::{CountingProxy, FaultRule};
@@ -400,6 +400,73 @@ async fn an_okta_403_says_grant_the_logs_read_scope() -> anyhow::Result<()> {
             "okta.logs.read",
             "Read-only Administrator",
         ],
+    );
+    Ok(())
+}
+
+/// An OAuth service app that requires DPoP: detected and reported; the same app without the
+/// `okta.logs.read` scope (Okta's token endpoint answers `invalid_scope`) gets the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oauth_app_requiring_dpop_is_detected_and_a_missing_scope_named() -> anyhow::Result<()> {
+    const CLIENT_ID: &str = "0oa-doctor-test";
+    let (private, public) = test_rsa_key_pem();
+    let app = |scopes: Vec<String>| OktaFakeConfig {
+        seed: 1313,
+        ssws_tokens: vec![],
+        oauth: Some(OAuthAppConfig {
+            require_dpop: true,
+            scopes,
+            ..OAuthAppConfig::new(CLIENT_ID, public.clone())
+        }),
+        ..OktaFakeConfig::default()
+    };
+    let oauth_env = [
+        ("OKTA_CLIENT_ID", CLIENT_ID),
+        ("OKTA_PRIVATE_KEY", private.as_str()),
+    ];
+    let without_token = |world: &LocalWorld| {
+        let mut env = world.collector_env();
+        env.remove("OKTA_API_TOKEN");
+        for (k, v) in oauth_env {
+            env.insert(k.into(), v.into());
+        }
+        env
+    };
+
+    let good = world(WorldOptions {
+        okta: app(vec!["okta.logs.read".into()]),
+        ..WorldOptions::default()
+    })
+    .await;
+    let env = without_token(&good);
+    let (status, out, err) =
+        tokio::task::spawn_blocking(move || run_command("collector", &["doctor"], &env)).await??;
+    println!("$ collector doctor (OAuth app, DPoP required)\n{out}");
+    assert_eq!(status.code(), Some(0), "{out}\n{err}");
+    assert!(
+        out.contains(&format!(
+            "OK  Okta DPoP (service app {CLIENT_ID} requires DPoP"
+        )),
+        "{out}"
+    );
+
+    let no_scope = world(WorldOptions {
+        okta: app(vec!["okta.users.read".into()]),
+        ..WorldOptions::default()
+    })
+    .await;
+    let env = without_token(&no_scope);
+    let (status, out, err) =
+        tokio::task::spawn_blocking(move || run_command("collector", &["doctor"], &env)).await??;
+    println!("$ collector doctor (OAuth app without okta.logs.read)\n{out}");
+    assert_eq!(status.code(), Some(1), "{out}\n{err}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("FAILED Okta: GET"))
+        .unwrap_or_else(|| panic!("no FAILED Okta line:\n{out}"));
+    assert_names(
+        line,
+        &["invalid_scope", "grant the okta.logs.read scope", CLIENT_ID],
     );
     Ok(())
 }
