@@ -39,21 +39,25 @@ pub enum Mode {
 
 /// `collector doctor`: prints one line per check; `Err` (exit 1) when any FAILED.
 pub async fn command(cfg: &CollectorConfig) -> anyhow::Result<()> {
-    let report = check(cfg, Mode::Command).await;
+    let report = check(cfg, Mode::Command, None).await;
     report.print();
     Ok(report.outcome()?)
 }
 
 /// Runs the start-up self-check in the background and logs its lines; never fatal.
-pub fn spawn_self_check(cfg: CollectorConfig) {
+/// `credential` is the running collector's own (clones share its secret cache), so the
+/// self-check's Key Vault read is the one the first poll uses, not a second one.
+pub fn spawn_self_check(cfg: CollectorConfig, credential: Credential) {
     tokio::spawn(async move {
-        check(&cfg, Mode::StartUp).await.log("collector");
+        check(&cfg, Mode::StartUp, Some(credential))
+            .await
+            .log("collector");
     });
 }
 
 /// Every check, in order; a check whose prerequisite failed is left out (its cause is
-/// already a FAILED line).
-pub async fn check(cfg: &CollectorConfig, mode: Mode) -> Report {
+/// already a FAILED line). `credential`: the service's own, or `None` to build it from `cfg`.
+pub async fn check(cfg: &CollectorConfig, mode: Mode, credential: Option<Credential>) -> Report {
     let mut report = Report::new();
     let who = identity_label("collector", cfg.azure_client_id.as_deref());
     let w = match Wiring::new(cfg).await {
@@ -105,7 +109,7 @@ pub async fn check(cfg: &CollectorConfig, mode: Mode) -> Report {
     }
 
     // Key Vault (or the environment) for the Okta credential.
-    let credential = match w.okta_credential(cfg) {
+    let credential = match credential.map_or_else(|| w.okta_credential(cfg), Ok) {
         Ok(c) => c,
         Err(e) => {
             report.push(Check::failed(

@@ -68,7 +68,6 @@ pub async fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
             .await
             .context("creating the queue and container (local storage)")?;
     }
-    crate::doctor::spawn_self_check(cfg.clone());
     let metrics = CollectorMetrics::new();
     let health = Health::new();
     let listener = common::health::bind(cfg.http_addr)
@@ -93,6 +92,7 @@ pub async fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
         w.okta_http.clone(),
     )
     .context("building the Okta client")?;
+    crate::doctor::spawn_self_check(cfg.clone(), okta.credential().clone());
     let c = Collector {
         blobs: storage.blobs.clone(),
         queue: storage.queue.clone(),

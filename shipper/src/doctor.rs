@@ -8,11 +8,13 @@
 //!   real message is never received), and a probe blob under `doctor/` is written create-only,
 //!   read, leased and deleted;
 //! * Key Vault: the workspace key's secret (legacy sink) exists and is readable;
-//! * sink: an empty batch `[]` posted through the sink itself, as Vector's health check does
-//!   (the service validates the token, the DCR, its role assignment and the stream, and stores
-//!   nothing): 404 → wrong DCR id, stream or endpoint, 403 → Monitoring Metrics Publisher
-//!   missing on the DCR, 400 → the stream; for the legacy sink, whether the SharedKey
-//!   signature is accepted;
+//! * sink: an empty batch `[]` posted through the sink itself, as Vector's health checks do
+//!   for both APIs (github.com/vectordotdev/vector, `src/sinks/azure_logs_ingestion/service.rs`
+//!   and `src/sinks/azure_monitor_logs/service.rs`, `healthcheck`): the service validates the
+//!   token, the DCR, its role assignment and the stream, and stores nothing. 404 → wrong DCR
+//!   id, stream or endpoint, 403 → Monitoring Metrics Publisher missing on the DCR (the 403
+//!   body of contracts.md §3.3), 400 → the stream; for the legacy sink, whether the SharedKey
+//!   signature is accepted (contracts.md §2.4: 403 `InvalidAuthorization`);
 //! * the table's columns against the manifest: skipped, because the shipper has no
 //!   workspace-read configuration (no Logs Query access); the line says so.
 //!

@@ -599,3 +599,28 @@ fn bad_configuration_stays_exit_2() {
     assert_eq!(status.code(), Some(2), "{stdout}\n{stderr}");
     assert!(stderr.contains("LOGS_INGESTION_ENDPOINT"), "{stderr}");
 }
+
+/// The collector's start-up self-check reads the credential through the collector's own
+/// secret source: a secret that is not in the vault is named in its first warning lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_with_a_missing_secret_says_so_at_start_up() -> anyhow::Result<()> {
+    let world = world(WorldOptions {
+        okta: okta(1314, 0),
+        secrets_in_vault: true,
+        ..WorldOptions::default()
+    })
+    .await;
+    let collector = world.start_collector(
+        "collector",
+        &[("OKTA_API_TOKEN_SECRET", "okta-missing-token")],
+    )?;
+    let line = wait_operator_line(
+        &collector,
+        &["self-check: FAILED secret: Key Vault secret okta-missing-token"],
+        SIGNAL,
+    )
+    .await?;
+    assert_names(&line, &["create the secret", "OKTA_API_TOKEN_SECRET"]);
+    assert_eq!(world.okta.stats().logs_requests, 0);
+    Ok(())
+}

@@ -75,7 +75,9 @@ pub async fn handle(
     resp
 }
 
-/// Whether a body is the empty batch `[]` (after gunzip when gzip-encoded).
+/// Whether a body is the empty batch `[]` (after gunzip when gzip-encoded): what health checks
+/// post (Vector's `azure_logs_ingestion` sink, `doctor`). The service validates such a request
+/// like any other and answers 204, storing nothing (contracts.md §3.3: 204 = accepted).
 fn is_empty_batch(headers: &HeaderMap, body: &[u8]) -> bool {
     let gzip = headers
         .get("content-encoding")
