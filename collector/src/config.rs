@@ -44,6 +44,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check every dependency with the collector's identity and configuration; one OK or
+    /// FAILED line (with the fix) per check; exit 0 when all are OK, 1 otherwise.
+    Doctor,
     /// Start collecting from another point: bumps the epoch, keeps nothing pending.
     Reset {
         /// RFC 3339 time or a duration back (`15m`, `7d`).

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
                 let storage = connect(&cfg).await?;
                 collector::commands::status(&cfg, &storage, json).await
             }
+            Command::Doctor => collector::doctor::command(&cfg).await,
             Command::Reset {
                 start,
                 next_url,

@@ -92,6 +92,7 @@ pub async fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
         w.okta_http.clone(),
     )
     .context("building the Okta client")?;
+    crate::doctor::spawn_self_check(cfg.clone(), okta.credential().clone());
     let c = Collector {
         blobs: storage.blobs.clone(),
         queue: storage.queue.clone(),

@@ -5,6 +5,7 @@
 
 pub mod backoff;
 pub mod config;
+pub mod doctor;
 pub mod envelope;
 pub mod failpoint;
 pub mod health;

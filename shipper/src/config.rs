@@ -27,6 +27,9 @@ pub struct Cli {
 pub enum Command {
     /// Ship (the default).
     Run,
+    /// Check every dependency with the shipper's identity and configuration; one OK or
+    /// FAILED line (with the fix) per check; exit 0 when all are OK, 1 otherwise.
+    Doctor,
     /// Inspect, requeue or purge poison records.
     Poison {
         #[command(subcommand)]

@@ -50,6 +50,7 @@ pub async fn run(cfg: ShipperConfig) -> anyhow::Result<()> {
             .await
             .context("creating the queue and container (local storage)")?;
     }
+    crate::doctor::spawn_self_check(cfg.clone());
     let sink = w.sink.clone().context("no sink configured")?;
     let health = Health::new();
     let (listener, addr) = common::health::bind(cfg.http_addr)

@@ -7,6 +7,10 @@
 //! whose answer never arrives. Both look the same to the client (the connection breaks), which
 //! is exactly what a conditional write must survive.
 //!
+//! It can also refuse one kind of operation the way Azure refuses a role that lacks its data
+//! action ([`FaultRule::refuse_kind`]): `403 AuthorizationPermissionMismatch`, without
+//! forwarding the request, so `doctor` can be shown to name the role to grant.
+//!
 //! Why a proxy and not Azurite's debug log: the log mixes every client (the bench's own queue
 //! polling included) and its format is not a contract. Each measured process gets its own
 //! proxy pair (blob + queue), so attributing a request to a process is just "which port".
@@ -53,6 +57,26 @@ pub enum FaultMode {
     /// unchanged. Nothing fails; answers are just late — a storage outage as a client with
     /// long timeouts sees it.
     Hold(Duration),
+    /// Azurite never sees the request: the proxy answers `403 AuthorizationPermissionMismatch`
+    /// (the storage service's answer to a caller whose role lacks the data action) and closes.
+    RefusePermission,
+}
+
+/// The storage service's answer to a request whose caller lacks the data action.
+fn permission_mismatch() -> Vec<u8> {
+    let body = "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>AuthorizationPermissionMismatch</Code>\
+        <Message>This request is not authorized to perform this operation using this permission.\n\
+        RequestId:00000000-0000-0000-0000-000000000000\nTime:2026-01-01T00:00:00.0000000Z</Message></Error>";
+    format!(
+        "HTTP/1.1 403 This request is not authorized to perform this operation using this permission.\r\n\
+         Content-Type: application/xml\r\n\
+         x-ms-error-code: AuthorizationPermissionMismatch\r\n\
+         x-ms-request-id: 00000000-0000-0000-0000-000000000000\r\n\
+         Content-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 /// A storage freeze shared by proxies (blob and queue), started by a [`FaultMode::Hold`] rule.
@@ -95,6 +119,9 @@ pub struct FaultRule {
     pub method: &'static str,
     pub path_contains: String,
     pub header: Option<&'static str>,
+    /// When set, matches requests of this kind (see [`classify`]) instead of `method`,
+    /// `path_contains` and `header`.
+    pub kind: Option<String>,
     pub nth: u64,
     pub times: u64,
     pub mode: FaultMode,
@@ -114,12 +141,22 @@ impl FaultRule {
             method,
             path_contains: path_contains.into(),
             header,
+            kind: None,
             nth,
             times: 1,
             mode,
             seen: AtomicU64::new(0),
             fired: AtomicBool::new(false),
         }
+    }
+
+    /// Refuses every request of `kind` (e.g. `queue PUT message`, `blob lease:acquire`) with
+    /// `403 AuthorizationPermissionMismatch`, as storage does when the caller's role lacks the
+    /// operation's data action.
+    pub fn refuse_kind(kind: impl Into<String>) -> FaultRule {
+        let mut rule = FaultRule::new("", "", None, 1, FaultMode::RefusePermission).times(u64::MAX);
+        rule.kind = Some(kind.into());
+        rule
     }
 
     /// Breaks `times` matching requests in a row, from the `nth` on.
@@ -142,17 +179,22 @@ impl FaultRule {
             .unwrap_or("")
             .replace("%2F", "/")
             .replace("%2f", "/");
-        let matches = head.method == self.method
-            && path.contains(&self.path_contains)
-            && self
-                .header
-                .is_none_or(|h| head.headers.iter().any(|n| n == h));
+        let matches = match &self.kind {
+            Some(kind) => head.kind == *kind,
+            None => {
+                head.method == self.method
+                    && path.contains(&self.path_contains)
+                    && self
+                        .header
+                        .is_none_or(|h| head.headers.iter().any(|n| n == h))
+            }
+        };
         let hit = if matches {
             self.seen.fetch_add(1, Ordering::SeqCst) + 1
         } else {
             0
         };
-        if hit >= self.nth && hit < self.nth + self.times {
+        if hit >= self.nth && hit < self.nth.saturating_add(self.times) {
             self.fired.store(true, Ordering::SeqCst);
             return Some(self.mode);
         }
@@ -266,6 +308,9 @@ async fn relay(
     let lose_answer = Arc::new(AtomicBool::new(false));
     let lose = lose_answer.clone();
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    // The answer to a refused request, written by the downstream half, which owns the
+    // client's write side.
+    let (refuse_tx, mut refuse_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
     let up = async move {
         let mut parser = RequestParser::new(service);
         let mut buf = vec![0u8; 64 * 1024];
@@ -276,6 +321,7 @@ async fn relay(
             };
             let seen = parser.feed(&buf[..n]);
             let mut drop_request = false;
+            let mut refuse = false;
             {
                 let mut c = lock(&up_counts);
                 c.bytes_up += n as u64;
@@ -291,9 +337,24 @@ async fn relay(
                             FaultMode::DropRequest => drop_request = true,
                             FaultMode::LoseAnswer => lose.store(true, Ordering::SeqCst),
                             FaultMode::Hold(d) => hold.start(d),
+                            FaultMode::RefusePermission => refuse = true,
                         }
                     }
                 }
+            }
+            if refuse {
+                // Nothing goes to Azurite. Read the rest of the request (its body) so the
+                // client is not cut off mid-write, then answer and close.
+                while !parser.at_request_boundary() {
+                    match cr.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            parser.feed(&buf[..n]);
+                        }
+                    }
+                }
+                let _ = refuse_tx.send(permission_mismatch());
+                return;
             }
             if drop_request {
                 // Without pipelining the buffer holding a request's head starts with it.
@@ -311,6 +372,14 @@ async fn relay(
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let n = tokio::select! {
+                // A refusal first: the upstream half ends right after sending it, which also
+                // makes `stop_rx` ready.
+                biased;
+                Some(answer) = refuse_rx.recv() => {
+                    let _ = cw.write_all(&answer).await;
+                    let _ = cw.shutdown().await;
+                    return;
+                }
                 r = sr.read(&mut buf) => match r {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
@@ -374,6 +443,11 @@ impl RequestParser {
             state: State::Head,
             line: Vec::new(),
         }
+    }
+
+    /// Whether the stream is between requests (the last request's body is complete).
+    pub fn at_request_boundary(&self) -> bool {
+        matches!(self.state, State::Head) && self.line.is_empty()
     }
 
     /// Consumes `data`; returns the requests whose heads completed in it.

@@ -275,6 +275,12 @@ impl OktaClient {
         self.auth.credential()
     }
 
+    /// Whether requests carry DPoP proofs: learned from the token endpoint on the first
+    /// request (`collector doctor` reports whether the service app requires DPoP).
+    pub async fn uses_dpop(&self) -> bool {
+        self.auth.uses_dpop().await
+    }
+
     /// The polling request that starts a new checkpoint: `since` only (no `until`, which would
     /// make it a finite bounded request), the largest page.
     pub fn first_url(&self, since: DateTime<Utc>) -> Url {

@@ -88,6 +88,10 @@ pub struct LogAnalyticsFakeConfig {
     /// Keep accepted rows for [`LogAnalyticsFake::rows`]; `false` only counts them
     /// (benchmarks), which avoids building every row.
     pub store_rows: bool,
+    /// Logs Ingestion: the status of a post to a stream the DCR does not declare. contracts.md
+    /// §3.3 has 404 (unverified, [M]); 400 is the other plausible answer, so the fake runs
+    /// both ways (docs/design.md §6) and the `doctor` suite covers both.
+    pub unknown_stream_status: u16,
 }
 
 impl Default for LogAnalyticsFakeConfig {
@@ -104,6 +108,7 @@ impl Default for LogAnalyticsFakeConfig {
                 .encode(b"okta-sentinel fake Log Analytics workspace key (test only)......"),
             log_type: "Okta".into(),
             store_rows: true,
+            unknown_stream_status: 404,
         }
     }
 }
@@ -122,6 +127,7 @@ impl std::fmt::Debug for LogAnalyticsFakeConfig {
             .field("workspace_key_b64", &"<redacted>")
             .field("log_type", &self.log_type)
             .field("store_rows", &self.store_rows)
+            .field("unknown_stream_status", &self.unknown_stream_status)
             .finish()
     }
 }
@@ -165,6 +171,11 @@ pub struct LaStats {
     pub dc_truncated_fields: u64,
     /// Data Collector values dropped because the table had 500 columns.
     pub dc_dropped_fields: u64,
+    /// Answers to empty batches (`[]`, both APIs) by status: the health probe `doctor` and the
+    /// shippers' start-up self-check send (as Vector's health check does). They carry no data,
+    /// so they are kept out of every counter above and never meet an injected [`LaFault`]:
+    /// the suites count and break the requests that carry pages.
+    pub probe_requests_by_status: BTreeMap<u16, u64>,
 }
 
 /// Which API a request is for (their error bodies differ).
@@ -202,6 +213,8 @@ struct DcTableState {
 struct Store {
     rows: Vec<Row>,
     dc_tables: HashMap<String, DcTableState>,
+    /// The caller lacks Monitoring Metrics Publisher on the DCR ([`LogAnalyticsFake::set_publisher_denied`]).
+    publisher_denied: bool,
     stats: LaStats,
     seen: Seen,
     dc_seen: Seen,
@@ -241,6 +254,19 @@ impl Shared {
 
     fn down_until(&self) -> Option<Instant> {
         self.faults().down_until()
+    }
+
+    fn count_probe_status(&self, status: StatusCode) {
+        *self
+            .store()
+            .stats
+            .probe_requests_by_status
+            .entry(status.as_u16())
+            .or_default() += 1;
+    }
+
+    fn publisher_denied(&self) -> bool {
+        self.store().publisher_denied
     }
 
     fn count_status(&self, status: StatusCode) {
@@ -519,6 +545,13 @@ impl LogAnalyticsFake {
     /// A snapshot of the counters.
     pub fn stats(&self) -> LaStats {
         self.shared.store().stats.clone()
+    }
+
+    /// Takes away (`true`) or gives back the caller's Monitoring Metrics Publisher role on the
+    /// DCR: every Logs Ingestion request to the existing DCR then gets the service's 403
+    /// `OperationFailed` (contracts.md §3.3), empty batches included.
+    pub fn set_publisher_denied(&self, denied: bool) {
+        self.shared.store().publisher_denied = denied;
     }
 
     /// Schedules a failure (see [`LaFault`]).

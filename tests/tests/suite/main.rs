@@ -13,6 +13,7 @@ mod collector_commands;
 mod collector_config;
 mod crash_collector;
 mod crash_shipper;
+mod doctor;
 mod e2e_pipeline;
 mod fake_identity_kv;
 mod fake_log_analytics;
