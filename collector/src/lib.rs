@@ -3,8 +3,9 @@
 //!
 //! `run` is the loop; `leader`, `checkpoint` and `handoff` are its crash-safe steps; `okta`
 //! talks to Okta; `pacing` and `dedupe` shape what is fetched; `commands` are the operator
-//! commands (`status`, `reset`).
+//! commands (`status`, `reset`); `audit` proves completeness against Log Analytics.
 
+pub mod audit;
 pub mod checkpoint;
 pub mod commands;
 pub mod config;

@@ -158,6 +158,8 @@ impl Collector {
         let last_success = Arc::new(AtomicI64::new(Utc::now().timestamp()));
         let watchdog = self.spawn_watchdog(last_success.clone(), lead.lost.clone());
         let pacer = Pacer::new(self.cfg.reserve);
+        // The completeness audit runs beside the loop on spare budget (`crate::audit`).
+        let audit = crate::audit::AuditHook::start(self, &lead.lost);
         let mut dedupe = RecentUuids::new(DEDUPE_CAPACITY);
         dedupe.restore(&checkpoint::decode_recent(cp.checkpoint.recent.as_deref()));
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
@@ -197,6 +199,10 @@ impl Collector {
                 _ = lead.lost.cancelled() => break TermEnd::LostLeadership,
                 r = self.okta.fetch(&url) => r,
             };
+            match &fetched {
+                Ok(page) => audit.observe(&url, page),
+                Err(e) => audit.observe_error(e),
+            }
             let wait = match fetched {
                 Ok(page) => {
                     self.metrics.request(200);
@@ -259,6 +265,7 @@ impl Collector {
             }
         };
         watchdog.abort();
+        drop(audit);
         Ok(end)
     }
 

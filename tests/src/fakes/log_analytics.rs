@@ -29,11 +29,13 @@ mod data_collector;
 mod faults;
 pub mod flatten;
 mod logs_ingestion;
+pub mod logs_query;
 mod rows;
 mod server;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -88,6 +90,10 @@ pub struct LogAnalyticsFakeConfig {
     /// Keep accepted rows for [`LogAnalyticsFake::rows`]; `false` only counts them
     /// (benchmarks), which avoids building every row.
     pub store_rows: bool,
+    /// Logs Query API: the audience a query token must carry.
+    pub query_audience: String,
+    /// Logs Query API: rows one result holds at most (beyond: 200 with a `PartialError`).
+    pub query_row_limit: usize,
 }
 
 impl Default for LogAnalyticsFakeConfig {
@@ -104,6 +110,8 @@ impl Default for LogAnalyticsFakeConfig {
                 .encode(b"okta-sentinel fake Log Analytics workspace key (test only)......"),
             log_type: "Okta".into(),
             store_rows: true,
+            query_audience: logs_query::QUERY_AUDIENCE.into(),
+            query_row_limit: logs_query::QUERY_ROW_LIMIT,
         }
     }
 }
@@ -122,6 +130,8 @@ impl std::fmt::Debug for LogAnalyticsFakeConfig {
             .field("workspace_key_b64", &"<redacted>")
             .field("log_type", &self.log_type)
             .field("store_rows", &self.store_rows)
+            .field("query_audience", &self.query_audience)
+            .field("query_row_limit", &self.query_row_limit)
             .finish()
     }
 }
@@ -163,6 +173,43 @@ pub struct LaStats {
     pub dc_truncated_fields: u64,
     /// Data Collector values dropped because the table had 500 columns.
     pub dc_dropped_fields: u64,
+    /// Rows accepted and then thrown away by [`Discard`] (lost after acceptance).
+    pub discarded_rows: u64,
+    /// The `uuid_g` of those rows, in order.
+    pub discarded_uuids: Vec<String>,
+    /// Logs Query API requests (any answer).
+    pub query_requests: u64,
+}
+
+/// Accepted rows to throw away, as if lost inside the service after a 204/200: the client
+/// did everything right and the rows never become queryable. What the completeness audit
+/// exists to find.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Discard {
+    /// Every `n`-th accepted row (counting from the first row accepted after this is set).
+    EveryNth(u64),
+    /// Rows with these `uuid_g` (lower-case), the first time each is accepted.
+    Uuids(HashSet<String>),
+}
+
+#[derive(Debug, Default)]
+struct DiscardState {
+    rule: Option<Discard>,
+    counter: u64,
+}
+
+impl DiscardState {
+    /// Whether the row with `uuid` is to be thrown away.
+    fn take(&mut self, uuid: Option<&str>) -> bool {
+        match &mut self.rule {
+            None => false,
+            Some(Discard::EveryNth(n)) => {
+                self.counter += 1;
+                *n > 0 && self.counter.is_multiple_of(*n)
+            }
+            Some(Discard::Uuids(set)) => uuid.is_some_and(|u| set.remove(&u.to_ascii_lowercase())),
+        }
+    }
 }
 
 /// Which API a request is for (their error bodies differ).
@@ -199,6 +246,7 @@ struct DcTableState {
 #[derive(Debug, Default)]
 struct Store {
     rows: Vec<Row>,
+    discard: DiscardState,
     dc_tables: HashMap<String, DcTableState>,
     stats: LaStats,
     seen: Seen,
@@ -214,6 +262,10 @@ struct Shared {
     faults: Mutex<FaultState>,
     /// Wakes the accept loop when a fault is injected (an outage closes the listener).
     faults_changed: Notify,
+    /// Statuses the next Logs Query requests get, in order.
+    query_faults: Mutex<VecDeque<u16>>,
+    /// Logs Query answers 403 (the identity has no read role on the table).
+    query_forbidden: AtomicBool,
 }
 
 impl Shared {
@@ -225,6 +277,36 @@ impl Shared {
 
     fn faults(&self) -> MutexGuard<'_, FaultState> {
         self.faults.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take_query_status(&self) -> Option<u16> {
+        self.query_faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
+    }
+
+    fn query_forbidden(&self) -> bool {
+        self.query_forbidden.load(Ordering::Relaxed)
+    }
+
+    /// The queryable rows of `table` (`None`: no such table): the Logs Ingestion stream's
+    /// table and every Data Collector table, each with `TimeGenerated`.
+    fn table_rows(&self, table: &str) -> Option<Vec<Row>> {
+        let s = self.store();
+        let mut found = None;
+        if self.cfg.stream.strip_prefix("Custom-") == Some(table) {
+            found = Some(s.rows.clone());
+        }
+        if let Some(t) = table
+            .strip_suffix("_CL")
+            .and_then(|log_type| s.dc_tables.get(log_type))
+        {
+            found
+                .get_or_insert_with(Vec::new)
+                .extend(t.rows.iter().cloned());
+        }
+        found
     }
 
     fn down_until(&self) -> Option<Instant> {
@@ -277,13 +359,33 @@ impl Shared {
         s.stats.bytes_on_wire += wire;
         s.stats.bytes_decompressed += decompressed;
         s.stats.truncated_fields += parsed.truncated_fields;
-        for id in &parsed.uuids {
-            if !s.seen.insert(id) {
-                s.stats.duplicate_rows += 1;
+        if !self.cfg.store_rows || s.discard.rule.is_none() {
+            for id in &parsed.uuids {
+                if !s.seen.insert(id) {
+                    s.stats.duplicate_rows += 1;
+                }
             }
+            if self.cfg.store_rows {
+                s.rows.extend(parsed.rows);
+            }
+            return;
         }
-        if self.cfg.store_rows {
-            s.rows.extend(parsed.rows);
+        for row in parsed.rows {
+            let id = row
+                .get("uuid_g")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if s.discard.take(id.as_deref()) {
+                s.stats.discarded_rows += 1;
+                s.stats.discarded_uuids.push(id.unwrap_or_default());
+                continue;
+            }
+            if let Some(id) = &id {
+                if !s.seen.insert(id) {
+                    s.stats.duplicate_rows += 1;
+                }
+            }
+            s.rows.push(row);
         }
     }
 
@@ -299,6 +401,15 @@ impl Shared {
             s.stats.dc_truncated_fields += flat.truncated_fields;
             s.stats.dc_dropped_fields += flat.dropped_fields;
             let mut row = flat.row;
+            let id = row
+                .get("uuid_g")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if s.discard.take(id.as_deref()) {
+                s.stats.discarded_rows += 1;
+                s.stats.discarded_uuids.push(id.unwrap_or_default());
+                continue;
+            }
             if let Some(Value::String(id)) = row.get("uuid_g") {
                 if !s.dc_seen.insert(id) {
                     s.stats.dc_duplicate_rows += 1;
@@ -405,6 +516,8 @@ impl LogAnalyticsFake {
             store: Mutex::new(Store::default()),
             faults: Mutex::new(FaultState::default()),
             faults_changed: Notify::new(),
+            query_faults: Mutex::new(VecDeque::new()),
+            query_forbidden: AtomicBool::new(false),
         });
         let router = axum::Router::new()
             .route(
@@ -412,6 +525,7 @@ impl LogAnalyticsFake {
                 post(logs_ingestion::handle),
             )
             .route("/api/logs", post(data_collector::handle))
+            .route("/v1/workspaces/{workspace}/query", post(logs_query::handle))
             .fallback(fallback)
             .layer(DefaultBodyLimit::disable())
             .with_state(shared.clone());
@@ -494,6 +608,32 @@ impl LogAnalyticsFake {
     /// A snapshot of the counters.
     pub fn stats(&self) -> LaStats {
         self.shared.store().stats.clone()
+    }
+
+    /// The origin of the Logs Query API (`{origin}/v1/workspaces/{id}/query`); the same
+    /// listener as the ingestion APIs.
+    pub fn query_endpoint(&self) -> String {
+        self.endpoint()
+    }
+
+    /// Throws away accepted rows from now on (see [`Discard`]); `None` stops it.
+    pub fn discard(&self, rule: Option<Discard>) {
+        let mut s = self.shared.store();
+        s.discard = DiscardState { rule, counter: 0 };
+    }
+
+    /// The next Logs Query requests are answered with these statuses, in order.
+    pub fn inject_query_statuses(&self, statuses: &[u16]) {
+        self.shared
+            .query_faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(statuses.iter().copied());
+    }
+
+    /// Logs Query answers 403 while `on` (no read role on the table).
+    pub fn set_query_forbidden(&self, on: bool) {
+        self.shared.query_forbidden.store(on, Ordering::Relaxed);
     }
 
     /// Schedules a failure (see [`LaFault`]).

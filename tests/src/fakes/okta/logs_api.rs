@@ -201,6 +201,9 @@ struct Page {
     count: usize,
     self_url: String,
     next_url: Option<String>,
+    /// A bounded request (`until` or DESCENDING), and the `limit` it asked for.
+    bounded: bool,
+    limit: usize,
 }
 
 async fn serve(app: &App, p: &Principal, uri: &Uri, seq: u64) -> Response {
@@ -232,7 +235,18 @@ async fn serve(app: &App, p: &Principal, uri: &Uri, seq: u64) -> Response {
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
-    lock(&app.stats).events_served += page.count as u64;
+    {
+        let mut stats = lock(&app.stats);
+        stats.events_served += page.count as u64;
+        if page.bounded {
+            stats.bounded_requests += 1;
+        }
+        stats.trace.push(super::LogsRequest {
+            bounded: page.bounded,
+            events: page.count,
+            limit: page.limit,
+        });
+    }
     let mut body = std::mem::take(&mut page.body);
     match fault {
         Some(OktaFault::TruncatedJson { .. }) => body.truncate((body.len() / 2).max(1)),
@@ -424,6 +438,8 @@ fn build_page(app: &App, uri: &Uri) -> Result<Page, Refusal> {
             count,
             self_url,
             next_url: Some(next_url),
+            bounded: false,
+            limit,
         });
     }
 
@@ -455,6 +471,8 @@ fn build_page(app: &App, uri: &Uri) -> Result<Page, Refusal> {
         count,
         self_url,
         next_url,
+        bounded: true,
+        limit,
     })
 }
 
