@@ -104,3 +104,90 @@ async fn kill_after_enqueue() -> anyhow::Result<()> {
 async fn kill_after_clear_pending() -> anyhow::Result<()> {
     crash_at("collector.after_clear_pending").await
 }
+
+/// The completeness audit killed at each of its failpoints (`collector/src/audit/`), then run
+/// again: the repeated audit finds what is still missing (or in flight), every event lands
+/// exactly once, and a last audit finds nothing missing. A crash repeats the audit, never the
+/// repair.
+async fn audit_crash_at(point: &str) -> anyhow::Result<()> {
+    use world::fakes::log_analytics::Discard;
+    let world = LocalWorld::start(WorldOptions {
+        okta: support::worlds::okta(31, 1_200),
+        la: support::worlds::strict_la(),
+        ..WorldOptions::default()
+    })
+    .await?;
+    world.la.discard(Some(Discard::EveryNth(50)));
+    let env = support::audit::env(&world);
+    let _collector = world.start_collector("collector", &support::audit::pairs(&env))?;
+    let _shipper = world.start_shipper("shipper", &[])?;
+    support::audit::wait_accepted(&world, 1_200).await?;
+    world.la.discard(None);
+    let lost = world.la.stats().discarded_rows;
+    assert_eq!(lost, 24);
+
+    let spec = point.to_string();
+    let (st, _, log) =
+        support::audit::run(&world, "1h", "0s", &[("OKTA_SENTINEL_FAILPOINTS", &spec)]).await?;
+    assert_eq!(
+        st.code(),
+        Some(common::failpoint::EXIT_CODE),
+        "{point}: {log}"
+    );
+    assert!(log.contains(&format!("failpoint {point} fired")), "{log}");
+
+    // Repeated (the killed audit's lock lease must expire first): it repairs what is still
+    // missing and reports what an earlier repair has in flight.
+    let (st, records, log) = support::audit::run(&world, "1h", "0s", &[]).await?;
+    assert!(st.success(), "{point}: {log}");
+    let f = |k: &str| support::audit::sum(&records, k);
+    assert_eq!(
+        f("missing"),
+        f("repaired") + f("in_flight"),
+        "{point}: {records:?}"
+    );
+    assert!(f("missing") <= lost, "{point}: {records:?}");
+
+    let d = world.wait_all_landed(Duration::from_secs(120)).await?;
+    assert_eq!(d.duplicates, 0, "{point}: {d:?}");
+    assert_eq!(world.la.stats().duplicate_rows, 0, "{point}");
+    let (st, records, log) = support::audit::run(&world, "1h", "0s", &[]).await?;
+    assert!(st.success(), "{point}: {log}");
+    assert_eq!(
+        support::audit::sum(&records, "missing"),
+        0,
+        "{point}: {records:?}"
+    );
+    assert_eq!(support::audit::sum(&records, "duplicated"), 0, "{point}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_kill_before_repair() -> anyhow::Result<()> {
+    audit_crash_at("audit.before_repair").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_kill_after_repair_blob() -> anyhow::Result<()> {
+    audit_crash_at("audit.after_repair_blob").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_kill_after_repair_recorded() -> anyhow::Result<()> {
+    audit_crash_at("audit.after_repair_recorded").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_kill_after_repair_enqueue() -> anyhow::Result<()> {
+    audit_crash_at("audit.after_repair_enqueue").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_kill_after_repair_cleared() -> anyhow::Result<()> {
+    audit_crash_at("audit.after_repair_cleared").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_kill_after_record() -> anyhow::Result<()> {
+    audit_crash_at("audit.after_record").await
+}

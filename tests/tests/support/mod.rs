@@ -4,6 +4,7 @@
 //! `dead_code` allowance (and `unused_imports` for the re-exports below, which keep the
 //! short `support::name` paths every suite uses). One concept per file:
 //!
+//! - [`audit`]: the completeness audit against the world's fakes;
 //! - [`health`]: the health address a service logged, `/readyz` waits;
 //! - [`metrics`]: reading samples from `/metrics`;
 //! - [`logs`]: searching a service's JSON log the way an operator's alert would;
@@ -15,6 +16,7 @@
 //! - [`trap`]: a listener standing in for a foreign origin.
 #![allow(dead_code, unused_imports)]
 
+pub mod audit;
 pub mod blobs;
 pub mod health;
 pub mod logs;
