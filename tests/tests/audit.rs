@@ -201,12 +201,13 @@ async fn a_parked_page_is_reported_as_parked_and_never_repaired() -> anyhow::Res
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn background_audit_repairs_on_spare_budget_only_and_never_while_behind() -> anyhow::Result<()>
 {
-    // A small bucket: 20 requests per 10 s window, 6 of them reserved (0.3).
+    // A small bucket: 20 requests per 10 s window, 6 of them reserved (0.3). A backlog of
+    // nine full pages first; then ten-minute windows to audit, three requests each.
     let limit = 20u32;
     let world = LocalWorld::start(WorldOptions {
         okta: OktaFakeConfig {
             seed: 154,
-            initial_events: 4_500,
+            initial_events: 9_000,
             rate_limit_per_window: limit,
             rate_window_secs: 10,
             ..OktaFakeConfig::default()
@@ -224,9 +225,9 @@ async fn background_audit_repairs_on_spare_budget_only_and_never_while_behind() 
     world.la.discard(Some(Discard::Uuids(lost.clone())));
     let mut env = audit::env(&world);
     env.insert("AUDIT_ENABLED".into(), "true".into());
-    env.insert("AUDIT_WINDOW".into(), "5m".into());
+    env.insert("AUDIT_WINDOW".into(), "10m".into());
     env.insert("AUDIT_SETTLE".into(), "1s".into());
-    env.insert("OKTA_START".into(), "40m".into());
+    env.insert("OKTA_START".into(), "50m".into());
     env.insert("OKTA_POLL_INTERVAL".into(), "2s".into());
     let _c = world.start_collector("collector", &audit::pairs(&env))?;
     let _s = world.start_shipper("shipper", &[])?;
@@ -234,8 +235,14 @@ async fn background_audit_repairs_on_spare_budget_only_and_never_while_behind() 
     let d = world.wait_all_landed(Duration::from_secs(240)).await?;
     assert_eq!(d.duplicates, 0, "{d:?}");
     assert_eq!(world.la.stats().discarded_rows, 10);
+    let storage = support::storage(&world);
+    let prefix = format!("audit/{}/windows/", org_key(&world));
+    eventually(Duration::from_secs(240), "3 windows audited", || async {
+        (support::blob_names(&storage, &prefix).await.len() >= 3).then_some(())
+    })
+    .await?;
     let stats = world.okta.stats();
-    assert!(stats.bounded_requests > 0, "{stats:?}");
+    assert!(stats.bounded_requests >= 6, "{stats:?}");
     // Never over the pacing budget: no 429, and no window used more than limit − reserve.
     assert_eq!(stats.rate_limited, 0, "{stats:?}");
     let busiest = stats
@@ -248,7 +255,21 @@ async fn background_audit_repairs_on_spare_budget_only_and_never_while_behind() 
         busiest <= limit - 6,
         "{busiest} requests in one window: {stats:?}"
     );
-    // Never while behind: every bounded request came after a polling page that was not full.
+    // The audit itself never dips into the reserve (nor takes the live feed's next request).
+    let lowest = stats
+        .trace
+        .iter()
+        .filter(|r| r.bounded)
+        .map(|r| r.remaining)
+        .min()
+        .unwrap_or(limit);
+    assert!(
+        lowest > 6,
+        "an audit request left {lowest}: {:?}",
+        stats.trace
+    );
+    // Never while behind: every bounded request came after a polling page that was not full,
+    // and the backlog (nine full pages) was collected before the first one.
     let mut caught_up = false;
     for r in &stats.trace {
         if !r.bounded {
@@ -262,14 +283,10 @@ async fn background_audit_repairs_on_spare_budget_only_and_never_while_behind() 
         }
     }
     let first_bounded = stats.trace.iter().position(|r| r.bounded).unwrap_or(0);
-    assert!(
-        stats.trace[..first_bounded]
-            .iter()
-            .filter(|r| !r.bounded && r.events == r.limit)
-            .count()
-            >= 4,
-        "the backlog was collected first: {:?}",
-        stats.trace
-    );
+    let full_before = stats.trace[..first_bounded]
+        .iter()
+        .filter(|r| !r.bounded && r.events == r.limit)
+        .count();
+    assert_eq!(full_before, 9, "{:?}", stats.trace);
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! The background audit of a running collector: while it leads its org and is caught up, it
-//! audits the most recent settled window not audited yet, then random older ones (within
-//! Okta's retention and not before the collection started), one at a time, on spare budget.
+//! audits the most recent settled window not audited yet, then windows whose last audit found
+//! events missing (once `AUDIT_SETTLE` has passed, to see the repair land — or raise the
+//! alarm when it did not), then random older ones (within Okta's retention and not before the
+//! collection started), one at a time, on spare budget.
 //!
 //! The run loop knows nothing of it beyond [`AuditHook`]: started with the leader term,
 //! told about every polling response (rate-limit headers and whether the page was full), and
@@ -108,6 +110,7 @@ impl Task {
 
     async fn run(self) {
         let s = &self.cfg.audit;
+        let mut recheck = self.unfinished().await;
         let (la, okta) = match self.clients().await {
             Ok(c) => c,
             Err(e) => {
@@ -143,9 +146,8 @@ impl Task {
             if !self.sleep(s.pause).await || !self.budget.wait_caught_up(&self.stop).await {
                 break;
             }
-            match self.one(&la, &okta).await {
-                Ok(true) => {}
-                Ok(false) => {}
+            match self.one(&la, &okta, &mut recheck).await {
+                Ok(()) => {}
                 Err(e) => {
                     self.metrics.failures.inc();
                     tracing::warn!(error = %e, "audit failed; it is repeated later");
@@ -174,17 +176,42 @@ impl Task {
         Ok((la, okta))
     }
 
-    /// Picks and audits one window; `Ok(false)` when there was none to audit.
-    async fn one(&self, la: &LogsQuery, okta: &OktaClient) -> anyhow::Result<bool> {
+    /// Windows whose newest record found events missing: audited again once settled.
+    async fn unfinished(&self) -> Vec<(Window, DateTime<Utc>)> {
+        let p = record::prefix(&self.cfg.org);
+        let Ok(mut items) = self.blobs.list(&p).await else {
+            return Vec::new();
+        };
+        items.sort_by_key(|i| std::cmp::Reverse(i.last_modified));
+        let mut out = Vec::new();
+        for i in items.into_iter().take(500) {
+            if let Ok(Some(c)) = self.blobs.read_limited(&i.name, 1024 * 1024).await {
+                if let Ok(r) = serde_json::from_slice::<record::AuditRecord>(&c.bytes) {
+                    if r.figures.missing > 0 {
+                        out.push((r.window, r.when));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Picks and audits one window (none when there is nothing to audit).
+    async fn one(
+        &self,
+        la: &LogsQuery,
+        okta: &OktaClient,
+        recheck: &mut Vec<(Window, DateTime<Utc>)>,
+    ) -> anyhow::Result<()> {
         let s = &self.cfg.audit;
         let Some(cp) = checkpoint::read(&self.blobs, &self.cfg.org)
             .await?
             .map(|v| v.checkpoint)
         else {
-            return Ok(false);
+            return Ok(());
         };
         let Some(head) = cp.newest_published else {
-            return Ok(false);
+            return Ok(());
         };
         let now = Utc::now();
         // Collection began at the `since` Okta echoes in every next link; without one, only
@@ -205,17 +232,20 @@ impl Task {
             .filter(|w| !audited.contains(&w.key()))
             .copied()
             .collect();
-        let pick = match (candidates.first(), unaudited.first()) {
-            (Some(newest), Some(first)) if newest == first => *first,
+        let settle = chrono::Duration::from_std(s.settle).unwrap_or_default();
+        let due = recheck.iter().position(|(_, when)| *when + settle <= now);
+        let pick = match (candidates.first(), unaudited.first(), due) {
+            (Some(newest), Some(first), _) if newest == first => *first,
+            (_, _, Some(i)) => recheck.remove(i).0,
             _ => match unaudited.choose(&mut rand::rng()) {
                 Some(w) => *w,
-                None => return Ok(false),
+                None => return Ok(()),
             },
         };
         let Some(held) =
             lock::try_acquire(&self.blobs, &self.cfg.org, self.cfg.lease, &self.stop).await?
         else {
-            return Ok(false);
+            return Ok(());
         };
         let auditor = Auditor {
             org: &self.cfg.org,
@@ -232,8 +262,20 @@ impl Task {
         };
         let result = auditor.audit(&pick, &held.lost).await;
         held.release().await;
-        result?;
-        Ok(true)
+        let rec = match result {
+            Ok(r) => r,
+            Err(e) => {
+                // Tried again once settled (a window never audited is picked again anyway).
+                if !recheck.iter().any(|(w, _)| *w == pick) {
+                    recheck.push((pick, now));
+                }
+                return Err(e.into());
+            }
+        };
+        if rec.figures.missing > 0 {
+            recheck.push((rec.window, rec.when));
+        }
+        Ok(())
     }
 }
 

@@ -231,8 +231,12 @@ mod tests {
         b.observe_live_page(3, 1000);
         assert!(b.try_take().is_zero(), "caught up with spare budget");
         // 18 reserved + 5 for the live feed: 23 or fewer left means no audit request.
-        b.observe(Some(&rate(60, 23, 60)), Some(Utc::now()));
-        assert!(!b.try_take().is_zero());
+        let fresh = Budget::background(0.3, Duration::from_secs(15), 100);
+        fresh.observe_live_page(3, 1000);
+        fresh.observe(Some(&rate(60, 23, 60)), Some(Utc::now()));
+        assert!(!fresh.try_take().is_zero(), "into the reserve");
+        fresh.observe(Some(&rate(60, 30, 60)), Some(Utc::now()));
+        assert!(fresh.try_take().is_zero(), "spare budget");
     }
 
     #[test]

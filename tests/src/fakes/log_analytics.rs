@@ -290,21 +290,21 @@ impl Shared {
         self.query_forbidden.load(Ordering::Relaxed)
     }
 
-    /// The queryable rows of `table` (`None`: no such table): the Logs Ingestion stream's
-    /// table and every Data Collector table, each with `TimeGenerated`.
-    fn table_rows(&self, table: &str) -> Option<Vec<Row>> {
+    /// Calls `f` on each queryable row of `table` (the Logs Ingestion stream's table and every
+    /// Data Collector table, each with `TimeGenerated`); `false` when there is no such table.
+    fn for_table_rows(&self, table: &str, mut f: impl FnMut(&Row)) -> bool {
         let s = self.store();
-        let mut found = None;
+        let mut found = false;
         if self.cfg.stream.strip_prefix("Custom-") == Some(table) {
-            found = Some(s.rows.clone());
+            found = true;
+            s.rows.iter().for_each(&mut f);
         }
         if let Some(t) = table
             .strip_suffix("_CL")
             .and_then(|log_type| s.dc_tables.get(log_type))
         {
-            found
-                .get_or_insert_with(Vec::new)
-                .extend(t.rows.iter().cloned());
+            found = true;
+            t.rows.iter().for_each(&mut f);
         }
         found
     }

@@ -206,7 +206,28 @@ fn process(shared: &Shared, workspace: &str, headers: &HeaderMap, body: &[u8]) -
         Ok(q) => q,
         Err(e) => return bad_query(&e),
     };
-    let Some(rows) = shared.table_rows(&q.table) else {
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    let found = shared.for_table_rows(&q.table, |row| {
+        if row.get("domain_s").and_then(Value::as_str) != Some(q.domain.as_str()) {
+            return;
+        }
+        let Some(published) = row_time(row, "published_t") else {
+            return;
+        };
+        if published < q.from || published >= q.to {
+            return;
+        }
+        if let Some((a, b)) = timespan {
+            match row_time(row, "TimeGenerated") {
+                Some(t) if t >= a && t < b => {}
+                _ => return,
+            }
+        }
+        if let Some(u) = row.get("uuid_g").and_then(Value::as_str) {
+            *counts.entry(u.to_ascii_lowercase()).or_default() += 1;
+        }
+    });
+    if !found {
         return query_error(
             StatusCode::BAD_REQUEST,
             "BadArgumentError",
@@ -216,31 +237,10 @@ fn process(shared: &Shared, workspace: &str, headers: &HeaderMap, body: &[u8]) -
                 "message": "A semantic error occurred.",
                 "innererror": {
                     "code": "SEM0100",
-                    "message": format!("'{}' operator: Failed to resolve table or column expression named '{}'", "where", q.table),
+                    "message": format!("'where' operator: Failed to resolve table or column expression named '{}'", q.table),
                 },
             })),
         );
-    };
-    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-    for row in &rows {
-        if row.get("domain_s").and_then(Value::as_str) != Some(q.domain.as_str()) {
-            continue;
-        }
-        let Some(published) = row_time(row, "published_t") else {
-            continue;
-        };
-        if published < q.from || published >= q.to {
-            continue;
-        }
-        if let Some((a, b)) = timespan {
-            match row_time(row, "TimeGenerated") {
-                Some(t) if t >= a && t < b => {}
-                _ => continue,
-            }
-        }
-        if let Some(u) = row.get("uuid_g").and_then(Value::as_str) {
-            *counts.entry(u.to_ascii_lowercase()).or_default() += 1;
-        }
     }
     let limit = shared.cfg.query_row_limit;
     let truncated = counts.len() > limit;

@@ -177,7 +177,7 @@ pub async fn logs(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap) -> 
     let mut resp = match auth {
         Err(r) => r.into_response(),
         Ok(_) if !decision.allowed => okta_error(E::E0000047, ""),
-        Ok(p) => serve(&app, &p, &uri, seq).await,
+        Ok(p) => serve(&app, &p, &uri, seq, decision.remaining).await,
     };
     let remaining = if resp.status() == StatusCode::TOO_MANY_REQUESTS {
         lock(&app.stats).rate_limited += 1;
@@ -206,7 +206,7 @@ struct Page {
     limit: usize,
 }
 
-async fn serve(app: &App, p: &Principal, uri: &Uri, seq: u64) -> Response {
+async fn serve(app: &App, p: &Principal, uri: &Uri, seq: u64, remaining: u32) -> Response {
     let fault = app.next_fault();
     match &fault {
         Some(OktaFault::Status500 { .. }) => return okta_error(E::E0000009, ""),
@@ -245,6 +245,7 @@ async fn serve(app: &App, p: &Principal, uri: &Uri, seq: u64) -> Response {
             bounded: page.bounded,
             events: page.count,
             limit: page.limit,
+            remaining,
         });
     }
     let mut body = std::mem::take(&mut page.body);

@@ -199,6 +199,8 @@ pub struct LogsRequest {
     pub events: usize,
     /// The request's `limit`: a polling page with fewer events means "caught up".
     pub limit: usize,
+    /// `X-Rate-Limit-Remaining` of the answer.
+    pub remaining: u32,
 }
 
 /// State shared by the handlers.
