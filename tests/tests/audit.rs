@@ -290,3 +290,72 @@ async fn background_audit_repairs_on_spare_budget_only_and_never_while_behind() 
     assert_eq!(full_before, 9, "{:?}", stats.trace);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_query_fake_answers_only_the_audit_shape_and_refuses_like_the_service(
+) -> anyhow::Result<()> {
+    use world::fakes::log_analytics::{logs_query, LogAnalyticsFake, LogAnalyticsFakeConfig};
+    let la = LogAnalyticsFake::start(LogAnalyticsFakeConfig::default()).await?;
+    let ws = la.config().workspace_id.clone();
+    let url = format!("{}/v1/workspaces/{ws}/query", la.query_endpoint());
+    let good = "Okta_CL\n| where domain_s == 'acme.okta.com'\n| where published_t >= datetime(2026-12-01T10:00:00.000Z) and published_t < datetime(2026-12-01T11:00:00.000Z)\n| summarize n = count() by uuid_g";
+    let token = world::fakes::token::issue(logs_query::QUERY_AUDIENCE, "system", 3600);
+    let http = reqwest::Client::new();
+    let post = |url: String, token: String, query: &str| {
+        http.post(url)
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "query": query }))
+            .send()
+    };
+    let r = post(url.clone(), token.clone(), good).await?;
+    assert_eq!(r.status(), 200);
+    let doc: serde_json::Value = r.json().await?;
+    assert_eq!(doc["tables"][0]["name"], "PrimaryResult");
+    assert_eq!(doc["tables"][0]["columns"][0]["name"], "uuid_g");
+
+    let r = post(url.clone(), token.clone(), "Okta_CL | take 10").await?;
+    assert_eq!(r.status(), 400);
+    let doc: serde_json::Value = r.json().await?;
+    assert_eq!(doc["error"]["code"], "BadArgumentError");
+
+    let wrong_audience = world::fakes::token::issue("https://monitor.azure.com", "system", 3600);
+    assert_eq!(post(url.clone(), wrong_audience, good).await?.status(), 401);
+    let other = format!(
+        "{}/v1/workspaces/00000000-0000-0000-0000-00000000ffff/query",
+        la.query_endpoint()
+    );
+    assert_eq!(post(other, token.clone(), good).await?.status(), 404);
+    la.set_query_forbidden(true);
+    assert_eq!(post(url.clone(), token.clone(), good).await?.status(), 403);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_auto_stays_off_when_the_identity_cannot_read_the_table() -> anyhow::Result<()> {
+    let world = LocalWorld::start(WorldOptions {
+        okta: okta(155, 500),
+        ..WorldOptions::default()
+    })
+    .await?;
+    world.la.set_query_forbidden(true);
+    let mut env = audit::env(&world);
+    env.remove("AUDIT_ENABLED"); // auto
+    env.insert("AUDIT_SETTLE".into(), "1s".into());
+    let c = world.start_collector("collector", &audit::pairs(&env))?;
+    eventually(
+        Duration::from_secs(60),
+        "the start-up check's verdict",
+        || async {
+            let log = c.log_text();
+            log.contains("audit off (AUDIT_ENABLED=auto)").then_some(())
+        },
+    )
+    .await?;
+    assert!(
+        c.log_text().contains("table-level read on Okta_CL"),
+        "{}",
+        c.log_text()
+    );
+    assert_eq!(world.okta.stats().bounded_requests, 0);
+    Ok(())
+}
