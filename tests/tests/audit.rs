@@ -1,4 +1,4 @@
-//! The completeness audit (DESIGN.md §2 "Audit", issue 15) against a real pipeline: events
+//! The completeness audit (docs/design.md §2 "Audit", issue 15) against a real pipeline: events
 //! lost inside Log Analytics after acceptance are found exactly, repaired once through the
 //! normal pipeline, and a second audit finds nothing missing; a page parked as poison is
 //! reported as parked and never repaired; the background audit stays inside the pacing budget
