@@ -46,6 +46,8 @@ async fn highest_epoch(blobs: &Blobs, org: &OrgKey) -> Result<u64, StorageError>
                 .split('/')
                 .next()
                 .and_then(|e| parse_number("epoch", e).ok())
+                // Repair pages have their own epoch space; live epochs never reach it.
+                .filter(|e| !crate::audit::repair::is_repair_epoch(*e))
             {
                 max = max.max(epoch);
             }
@@ -76,6 +78,10 @@ pub async fn status(cfg: &CollectorConfig, storage: &Storage, json: bool) -> any
         .as_ref()
         .and_then(|c| c.newest_published)
         .map(|p| (Utc::now() - p).num_seconds());
+    let audit = crate::audit::record::summary(&storage.blobs, &cfg.org)
+        .await
+        .ok()
+        .flatten();
     let doc = serde_json::json!({
         "org": cfg.org,
         "leader": hb,
@@ -83,6 +89,9 @@ pub async fn status(cfg: &CollectorConfig, storage: &Storage, json: bool) -> any
         "lag_seconds": lag,
         "caught_up": hb.as_ref().and_then(|h| h.caught_up),
         "queue_depth": depth,
+        "audit": audit.as_ref().map(|(last, from, to, windows)| serde_json::json!({
+            "audited_from": from, "audited_to": to, "windows": windows, "last": last,
+        })),
     });
     if json {
         println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -140,6 +149,17 @@ pub async fn status(cfg: &CollectorConfig, storage: &Storage, json: bool) -> any
     }
     if let Some(d) = depth {
         println!("queue depth:    {d} (all orgs)");
+    }
+    match &audit {
+        Some((last, from, to, windows)) => {
+            println!("audited:        {windows} windows between {from:?} and {to:?}");
+            let f = &last.figures;
+            println!(
+                "last audit:     {} {} — {} in Okta, {} missing, {} repaired, {} in flight, {} parked, {} duplicated",
+                last.window.describe(), last.result, f.okta_events, f.missing, f.repaired, f.in_flight, f.parked, f.duplicated
+            );
+        }
+        None => println!("audited:        nothing yet"),
     }
     Ok(())
 }

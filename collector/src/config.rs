@@ -47,6 +47,19 @@ pub enum Command {
     /// Check every dependency with the collector's identity and configuration; one OK or
     /// FAILED line (with the fix) per check; exit 0 when all are OK, 1 otherwise.
     Doctor,
+    /// Audit a past span now: compare Okta with Log Analytics, repair what is missing, print
+    /// the result per window (exit 3 when a window stays incomplete).
+    Audit {
+        /// Start: RFC 3339 time or a duration back (`3h`).
+        #[arg(long)]
+        from: String,
+        /// End (exclusive): RFC 3339 time or a duration back (`1h`).
+        #[arg(long)]
+        to: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Start collecting from another point: bumps the epoch, keeps nothing pending.
     Reset {
         /// RFC 3339 time or a duration back (`15m`, `7d`).
@@ -112,6 +125,8 @@ pub struct CollectorArgs {
     pub okta_rate_limit_reserve: String,
     #[command(flatten)]
     pub service: ServiceArgs,
+    #[command(flatten)]
+    pub audit: crate::audit::settings::AuditArgs,
 }
 
 /// Where the Okta credential comes from.
@@ -160,6 +175,8 @@ pub struct CollectorConfig {
     pub stale_after: Duration,
     /// Whole-request timeout towards Okta (above Okta's own 30 s query timeout).
     pub request_timeout: Duration,
+    /// The completeness audit (`AUDIT_*`).
+    pub audit: crate::audit::settings::AuditSettings,
 }
 
 impl CollectorArgs {
@@ -237,6 +254,7 @@ impl CollectorArgs {
             stats_interval: config::env_duration("STATS_INTERVAL", Duration::from_secs(60))?,
             stale_after: config::env_duration("READY_STALE_AFTER", Duration::from_secs(300))?,
             request_timeout: config::env_duration("OKTA_REQUEST_TIMEOUT", Duration::from_secs(45))?,
+            audit: self.audit.validate()?,
         })
     }
 

@@ -3,8 +3,10 @@
 //!
 //! `run` is the loop; `leader`, `checkpoint` and `handoff` are its crash-safe steps; `okta`
 //! talks to Okta; `pacing` and `dedupe` shape what is fetched; `commands` are the operator
-//! commands (`status`, `reset`); `doctor` checks a live deployment.
+//! commands (`status`, `reset`); `doctor` checks a live deployment; `audit` proves
+//! completeness against Log Analytics.
 
+pub mod audit;
 pub mod checkpoint;
 pub mod commands;
 pub mod config;

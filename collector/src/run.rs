@@ -161,6 +161,8 @@ impl Collector {
         let last_success = Arc::new(AtomicI64::new(Utc::now().timestamp()));
         let watchdog = self.spawn_watchdog(last_success.clone(), lead.lost.clone());
         let pacer = Pacer::new(self.cfg.reserve);
+        // The completeness audit runs beside the loop on spare budget (`crate::audit`).
+        let audit = crate::audit::AuditHook::start(self, &lead.lost);
         let mut dedupe = RecentUuids::new(DEDUPE_CAPACITY);
         dedupe.restore(&checkpoint::decode_recent(cp.checkpoint.recent.as_deref()));
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
@@ -203,6 +205,10 @@ impl Collector {
                 _ = lead.lost.cancelled() => break TermEnd::LostLeadership,
                 r = self.okta.fetch(&url) => r,
             };
+            match &fetched {
+                Ok(page) => audit.observe(&url, page),
+                Err(e) => audit.observe_error(e),
+            }
             let wait = match fetched {
                 Ok(page) => {
                     self.metrics.request(200);
@@ -277,6 +283,7 @@ impl Collector {
                 tracing::warn!(error = %e, "could not clear the last page's envelope; the next leader sends it again (harmless)");
             }
         }
+        drop(audit);
         Ok(end)
     }
 

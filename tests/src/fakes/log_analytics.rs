@@ -29,11 +29,13 @@ mod data_collector;
 mod faults;
 pub mod flatten;
 mod logs_ingestion;
+pub mod logs_query;
 mod rows;
 mod server;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -92,6 +94,10 @@ pub struct LogAnalyticsFakeConfig {
     /// §3.3 has 404 (unverified, [M]); 400 is the other plausible answer, so the fake runs
     /// both ways (docs/design.md §6) and the `doctor` suite covers both.
     pub unknown_stream_status: u16,
+    /// Logs Query API: the audience a query token must carry.
+    pub query_audience: String,
+    /// Logs Query API: rows one result holds at most (beyond: 200 with a `PartialError`).
+    pub query_row_limit: usize,
 }
 
 impl Default for LogAnalyticsFakeConfig {
@@ -109,6 +115,8 @@ impl Default for LogAnalyticsFakeConfig {
             log_type: "Okta".into(),
             store_rows: true,
             unknown_stream_status: 404,
+            query_audience: logs_query::QUERY_AUDIENCE.into(),
+            query_row_limit: logs_query::QUERY_ROW_LIMIT,
         }
     }
 }
@@ -128,6 +136,8 @@ impl std::fmt::Debug for LogAnalyticsFakeConfig {
             .field("log_type", &self.log_type)
             .field("store_rows", &self.store_rows)
             .field("unknown_stream_status", &self.unknown_stream_status)
+            .field("query_audience", &self.query_audience)
+            .field("query_row_limit", &self.query_row_limit)
             .finish()
     }
 }
@@ -176,6 +186,43 @@ pub struct LaStats {
     /// so they are kept out of every counter above and never meet an injected [`LaFault`]:
     /// the suites count and break the requests that carry pages.
     pub probe_requests_by_status: BTreeMap<u16, u64>,
+    /// Rows accepted and then thrown away by [`Discard`] (lost after acceptance).
+    pub discarded_rows: u64,
+    /// The `uuid_g` of those rows, in order.
+    pub discarded_uuids: Vec<String>,
+    /// Logs Query API requests (any answer).
+    pub query_requests: u64,
+}
+
+/// Accepted rows to throw away, as if lost inside the service after a 204/200: the client
+/// did everything right and the rows never become queryable. What the completeness audit
+/// exists to find.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Discard {
+    /// Every `n`-th accepted row (counting from the first row accepted after this is set).
+    EveryNth(u64),
+    /// Rows with these `uuid_g` (lower-case), the first time each is accepted.
+    Uuids(HashSet<String>),
+}
+
+#[derive(Debug, Default)]
+struct DiscardState {
+    rule: Option<Discard>,
+    counter: u64,
+}
+
+impl DiscardState {
+    /// Whether the row with `uuid` is to be thrown away.
+    fn take(&mut self, uuid: Option<&str>) -> bool {
+        match &mut self.rule {
+            None => false,
+            Some(Discard::EveryNth(n)) => {
+                self.counter += 1;
+                *n > 0 && self.counter.is_multiple_of(*n)
+            }
+            Some(Discard::Uuids(set)) => uuid.is_some_and(|u| set.remove(&u.to_ascii_lowercase())),
+        }
+    }
 }
 
 /// Which API a request is for (their error bodies differ).
@@ -212,6 +259,7 @@ struct DcTableState {
 #[derive(Debug, Default)]
 struct Store {
     rows: Vec<Row>,
+    discard: DiscardState,
     dc_tables: HashMap<String, DcTableState>,
     /// The caller lacks Monitoring Metrics Publisher on the DCR ([`LogAnalyticsFake::set_publisher_denied`]).
     publisher_denied: bool,
@@ -231,6 +279,10 @@ struct Shared {
     faults_changed: Notify,
     /// Ids (`jti`) of bearer tokens refused with 401 though valid otherwise (revoked).
     revoked: Mutex<HashSet<String>>,
+    /// Statuses the next Logs Query requests get, in order.
+    query_faults: Mutex<VecDeque<u16>>,
+    /// Logs Query answers 403 (the identity has no read role on the table).
+    query_forbidden: AtomicBool,
 }
 
 impl Shared {
@@ -250,6 +302,36 @@ impl Shared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .contains(jti)
+    }
+
+    fn take_query_status(&self) -> Option<u16> {
+        self.query_faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
+    }
+
+    fn query_forbidden(&self) -> bool {
+        self.query_forbidden.load(Ordering::Relaxed)
+    }
+
+    /// Calls `f` on each queryable row of `table` (the Logs Ingestion stream's table and every
+    /// Data Collector table, each with `TimeGenerated`); `false` when there is no such table.
+    fn for_table_rows(&self, table: &str, mut f: impl FnMut(&Row)) -> bool {
+        let s = self.store();
+        let mut found = false;
+        if self.cfg.stream.strip_prefix("Custom-") == Some(table) {
+            found = true;
+            s.rows.iter().for_each(&mut f);
+        }
+        if let Some(t) = table
+            .strip_suffix("_CL")
+            .and_then(|log_type| s.dc_tables.get(log_type))
+        {
+            found = true;
+            t.rows.iter().for_each(&mut f);
+        }
+        found
     }
 
     fn down_until(&self) -> Option<Instant> {
@@ -327,13 +409,33 @@ impl Shared {
         s.stats.bytes_on_wire += wire;
         s.stats.bytes_decompressed += decompressed;
         s.stats.truncated_fields += parsed.truncated_fields;
-        for id in &parsed.uuids {
-            if !s.seen.insert(id) {
-                s.stats.duplicate_rows += 1;
+        if !self.cfg.store_rows || s.discard.rule.is_none() {
+            for id in &parsed.uuids {
+                if !s.seen.insert(id) {
+                    s.stats.duplicate_rows += 1;
+                }
             }
+            if self.cfg.store_rows {
+                s.rows.extend(parsed.rows);
+            }
+            return;
         }
-        if self.cfg.store_rows {
-            s.rows.extend(parsed.rows);
+        for row in parsed.rows {
+            let id = row
+                .get("uuid_g")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if s.discard.take(id.as_deref()) {
+                s.stats.discarded_rows += 1;
+                s.stats.discarded_uuids.push(id.unwrap_or_default());
+                continue;
+            }
+            if let Some(id) = &id {
+                if !s.seen.insert(id) {
+                    s.stats.duplicate_rows += 1;
+                }
+            }
+            s.rows.push(row);
         }
     }
 
@@ -349,6 +451,15 @@ impl Shared {
             s.stats.dc_truncated_fields += flat.truncated_fields;
             s.stats.dc_dropped_fields += flat.dropped_fields;
             let mut row = flat.row;
+            let id = row
+                .get("uuid_g")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if s.discard.take(id.as_deref()) {
+                s.stats.discarded_rows += 1;
+                s.stats.discarded_uuids.push(id.unwrap_or_default());
+                continue;
+            }
             if let Some(Value::String(id)) = row.get("uuid_g") {
                 if !s.dc_seen.insert(id) {
                     s.stats.dc_duplicate_rows += 1;
@@ -456,6 +567,8 @@ impl LogAnalyticsFake {
             faults: Mutex::new(FaultState::default()),
             faults_changed: Notify::new(),
             revoked: Mutex::new(HashSet::new()),
+            query_faults: Mutex::new(VecDeque::new()),
+            query_forbidden: AtomicBool::new(false),
         });
         let router = axum::Router::new()
             .route(
@@ -463,6 +576,7 @@ impl LogAnalyticsFake {
                 post(logs_ingestion::handle),
             )
             .route("/api/logs", post(data_collector::handle))
+            .route("/v1/workspaces/{workspace}/query", post(logs_query::handle))
             .fallback(fallback)
             .layer(DefaultBodyLimit::disable())
             .with_state(shared.clone());
@@ -552,6 +666,32 @@ impl LogAnalyticsFake {
     /// `OperationFailed` (contracts.md §3.3), empty batches included.
     pub fn set_publisher_denied(&self, denied: bool) {
         self.shared.store().publisher_denied = denied;
+    }
+
+    /// The origin of the Logs Query API (`{origin}/v1/workspaces/{id}/query`); the same
+    /// listener as the ingestion APIs.
+    pub fn query_endpoint(&self) -> String {
+        self.endpoint()
+    }
+
+    /// Throws away accepted rows from now on (see [`Discard`]); `None` stops it.
+    pub fn discard(&self, rule: Option<Discard>) {
+        let mut s = self.shared.store();
+        s.discard = DiscardState { rule, counter: 0 };
+    }
+
+    /// The next Logs Query requests are answered with these statuses, in order.
+    pub fn inject_query_statuses(&self, statuses: &[u16]) {
+        self.shared
+            .query_faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(statuses.iter().copied());
+    }
+
+    /// Logs Query answers 403 while `on` (no read role on the table).
+    pub fn set_query_forbidden(&self, on: bool) {
+        self.shared.query_forbidden.store(on, Ordering::Relaxed);
     }
 
     /// Schedules a failure (see [`LaFault`]).

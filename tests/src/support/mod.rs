@@ -3,6 +3,7 @@
 //! The re-exports below keep the short `support::name` paths every suite uses. One concept
 //! per file:
 //!
+//! - [`audit`]: the completeness audit against the world's fakes;
 //! - [`health`]: the health address a service logged, `/readyz` waits;
 //! - [`metrics`]: reading samples from `/metrics`;
 //! - [`logs`]: searching a service's JSON log the way an operator's alert would;
@@ -13,6 +14,7 @@
 //! - [`secret_scan`]: finding secrets in everything a run produced;
 //! - [`trap`]: a listener standing in for a foreign origin.
 
+pub mod audit;
 pub mod blobs;
 pub mod health;
 pub mod logs;

@@ -6,6 +6,7 @@
 //! helpers compile once (a fresh `.ci/run` spent most of its time linking twenty near-identical
 //! test binaries). Run one suite with `cargo test -p okta-sentinel-tests --test suite chaos::`.
 
+mod audit;
 mod azurite_launcher;
 mod chaos;
 mod collector_behaviour;
