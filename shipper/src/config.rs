@@ -118,6 +118,16 @@ pub struct ShipperArgs {
     pub concurrency: usize,
     #[arg(long, env = "SHIPPER_MAX_DEQUEUE", default_value_t = 5, global = true)]
     pub max_dequeue: u32,
+    /// The table was deployed without the columns whose names exceed 45 characters (Bicep
+    /// `omitOverlongColumns=true`): their values go to additionalFields_s instead.
+    #[arg(
+        long,
+        env = "OMIT_OVERLONG_COLUMNS",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub omit_overlong_columns: bool,
     #[command(flatten)]
     pub service: ServiceArgs,
 }
@@ -161,6 +171,8 @@ pub struct Knobs {
     pub stats_interval: Duration,
     /// Time to finish in-flight pages after SIGTERM.
     pub grace: Duration,
+    /// Which manifest columns the table declares (`OMIT_OVERLONG_COLUMNS`).
+    pub columns: crate::rows::TableColumns,
 }
 
 #[derive(Debug, Clone)]
@@ -232,6 +244,11 @@ impl ShipperArgs {
                 hand_back: config::env_duration("HAND_BACK_DELAY", Duration::from_secs(30))?,
                 stats_interval: config::env_duration("STATS_INTERVAL", Duration::from_secs(60))?,
                 grace: config::env_duration("SHUTDOWN_GRACE", Duration::from_secs(30))?,
+                columns: if self.omit_overlong_columns {
+                    crate::rows::TableColumns::WithoutOverlong
+                } else {
+                    crate::rows::TableColumns::All
+                },
             },
         })
     }

@@ -305,6 +305,7 @@ async fn ship_leased(
         }
     };
     ctx.metrics.truncations.inc_by(rows.truncations);
+    ctx.metrics.unmapped_fields.inc_by(rows.unmapped_fields);
     let mut work: VecDeque<Chunk> = chunk::chunks(&rows.rows, ctx.sink.max_body_bytes()).into();
     let newest = rows.rows.iter().filter_map(|r| r.published).max();
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
@@ -603,6 +604,7 @@ async fn load_rows(ctx: &Ctx, env: &Envelope, from: usize) -> Result<rows::RowBa
         Err(e) => return Err(LoadError::Storage(e)),
     };
     let payload = ctx.sink.payload();
+    let columns = ctx.knobs.columns;
     let sha = env.sha256.clone();
     // Hashing, inflating and row building are CPU work: keep them off the async workers.
     let built = tokio::task::spawn_blocking(move || -> Result<rows::RowBatch, String> {
@@ -616,7 +618,8 @@ async fn load_rows(ctx: &Ctx, env: &Envelope, from: usize) -> Result<rows::RowBa
         if payload == Payload::OriginalEvents {
             rows::build_dc_events(&json, from).map_err(|e| e.to_string())
         } else {
-            rows::build_rows(&json, from, &RowLimits::default()).map_err(|e| e.to_string())
+            rows::build_rows_for(&json, from, &RowLimits::default(), columns)
+                .map_err(|e| e.to_string())
         }
     })
     .await;

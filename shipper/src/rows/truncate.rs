@@ -172,6 +172,12 @@ pub(crate) fn cap_for_excess(sizes: &[usize], excess: usize) -> usize {
     lo
 }
 
+/// The members of the JSON object text `raw`, in document order; `None` if it is not one.
+pub(crate) fn object_members(raw: &str) -> Option<Vec<(Cow<'_, str>, &RawValue)>> {
+    let mut de = serde_json::Deserializer::from_str(raw);
+    PairsSeed.deserialize(&mut de).ok()
+}
+
 /// Members of an object in document order (serde_json's `Map` would sort them).
 struct PairsSeed;
 
