@@ -119,6 +119,32 @@ pub fn split(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
     ))
 }
 
+/// A single-row chunk the service refused as too large (413) although it is under the limit
+/// we pack for: the service's limit is lower than assumed, so the row is cut like any
+/// over-long value (docs/design.md §4: largest values first, never inside a JSON value,
+/// counted) to at most half its size, and posted again; a further 413 halves it again.
+/// Returns the new chunk and the number of values cut; `None` when the chunk has more than one
+/// row, is not a body we built, or its row cannot get any smaller.
+pub fn shrink_single(chunk: &Chunk) -> Option<(Chunk, u64)> {
+    if chunk.len() != 1 {
+        return None;
+    }
+    let row = chunk.body.strip_prefix(b"[")?.strip_suffix(b"]")?;
+    let (smaller, cuts) = crate::rows::shrink_row(row, row.len() / 2)?;
+    let mut body = Vec::with_capacity(smaller.len() + 2);
+    body.push(b'[');
+    body.extend_from_slice(&smaller);
+    body.push(b']');
+    Some((
+        Chunk {
+            first_event: chunk.first_event,
+            end_event: chunk.end_event,
+            body,
+        },
+        cuts,
+    ))
+}
+
 /// gzip of `body` at `level` (0–9).
 pub fn gzip(body: &[u8], level: u32) -> Vec<u8> {
     let mut enc = GzEncoder::new(
@@ -176,6 +202,28 @@ mod tests {
         assert_eq!(whole, parts);
         let (single, _) = split(&a).unwrap();
         assert!(split(&single).is_none());
+    }
+
+    #[test]
+    fn a_single_row_shrinks_to_half_until_nothing_is_left_to_cut() {
+        let rows = vec![row(7, 10_000)];
+        let mut c = chunks(&rows, MAX_UNCOMPRESSED).remove(0);
+        let mut rounds = 0;
+        while let Some((smaller, cuts)) = shrink_single(&c) {
+            let empty = smaller.body == br#"[{"a":""}]"#;
+            assert!(smaller.body.len() <= c.body.len() / 2 + 2 || empty);
+            assert!(smaller.body.len() < c.body.len());
+            assert_eq!((smaller.first_event, smaller.end_event), (7, 8));
+            assert_eq!(cuts, 1);
+            let v: Vec<serde_json::Value> = serde_json::from_slice(&smaller.body).unwrap();
+            assert!(v[0]["a"].as_str().unwrap().chars().all(|ch| ch == 'x'));
+            c = smaller;
+            rounds += 1;
+        }
+        assert!(rounds >= 8, "{rounds}");
+        assert_eq!(c.body, br#"[{"a":""}]"#);
+        let two: Vec<Row> = (0..2).map(|i| row(i, 100)).collect();
+        assert!(shrink_single(&chunks(&two, MAX_UNCOMPRESSED)[0]).is_none());
     }
 
     #[test]

@@ -408,13 +408,30 @@ async fn ship_leased(
                         work.push_front(b);
                         work.push_front(a);
                     }
-                    None => {
-                        let reason = "a single row was refused as too large (413)".to_string();
-                        return page_fault(
-                            ctx, msg, env, keeper, state_name, lease_id, &mut etag, state, &reason,
-                        )
-                        .await;
-                    }
+                    // One row above the service's real limit: cut it like any over-long
+                    // value (docs/design.md §4) and post it again; a page fault only when
+                    // nothing is left to cut.
+                    None => match chunk::shrink_single(&c) {
+                        Some((smaller, cuts)) => {
+                            tracing::warn!(
+                                event = c.first_event,
+                                bytes = c.body.len(),
+                                now = smaller.body.len(),
+                                cuts,
+                                "a single row was refused as too large (413): cutting its largest values"
+                            );
+                            ctx.metrics.truncations.inc_by(cuts);
+                            work.push_front(smaller);
+                        }
+                        None => {
+                            let reason = "a single row was refused as too large (413)".to_string();
+                            return page_fault(
+                                ctx, msg, env, keeper, state_name, lease_id, &mut etag, state,
+                                &reason,
+                            )
+                            .await;
+                        }
+                    },
                 }
             }
         }

@@ -257,6 +257,25 @@ fn shrink(
     }
 }
 
+/// Cuts the row (or original event) `row` to at most `max` bytes, its largest values first,
+/// never inside a JSON value (docs/design.md §4): for a single row the service refused as too
+/// large although it is under the limit we pack for. Returns the new row and the number of
+/// values cut; `None` when it cannot get smaller.
+pub fn shrink_row(row: &[u8], max: usize) -> Option<(Vec<u8>, u64)> {
+    let text = std::str::from_utf8(row).ok()?;
+    let m = manifest();
+    let json_text = |name: &str| {
+        m.columns().iter().any(|c| {
+            c.name == name
+                && matches!(
+                    c.kind,
+                    ColumnKind::Json | ColumnKind::Rest | ColumnKind::Additional
+                )
+        })
+    };
+    truncate::shrink_object(text, max, json_text)
+}
+
 /// The original events `from_event..` of `page` for the Data Collector sink: byte for byte, but
 /// for values over the API's per-field limit, which are cut and counted ([`dc_fit`]).
 pub fn build_dc_events(page: &[u8], from_event: usize) -> Result<RowBatch, PageError> {

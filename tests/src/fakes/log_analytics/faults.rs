@@ -27,6 +27,10 @@ pub enum LaFault {
     /// refused) and requests on already-open connections have their connection closed.
     /// Replaces an outage under way; `Duration::ZERO` ends it.
     Down { duration: Duration },
+    /// From now on the Logs Ingestion API refuses (413) a body whose decompressed size is
+    /// above `bytes`: a service limit stricter than the one the shipper packs for, so that a
+    /// single big row is refused. `usize::MAX` lifts it.
+    RefuseLargerThan { bytes: usize },
 }
 
 /// What a request must suffer before it is validated.
@@ -69,6 +73,7 @@ pub struct FaultState {
     status_until: Option<(u16, Instant)>,
     down_until: Option<Instant>,
     chaos: Option<Chaos>,
+    body_limit: Option<usize>,
 }
 
 /// `Retry-After` for a status the service sends it with.
@@ -95,7 +100,15 @@ impl FaultState {
                 self.queue.push_back(Queued::AcceptThenDrop { left: count });
             }
             LaFault::Down { duration } => self.down_until = Some(Instant::now() + duration),
+            LaFault::RefuseLargerThan { bytes } => {
+                self.body_limit = (bytes < usize::MAX).then_some(bytes)
+            }
         }
+    }
+
+    /// The injected limit on a decompressed body, if any.
+    pub fn body_limit(&self) -> Option<usize> {
+        self.body_limit
     }
 
     pub fn set_rate(&mut self, rate: f64, statuses: Vec<u16>, seed: u64) {

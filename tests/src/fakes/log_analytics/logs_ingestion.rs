@@ -169,6 +169,9 @@ async fn process(
     if shared.cfg.strict_decompressed_limit && json.len() > LI_MAX_BODY_BYTES {
         return too_large(json.len() as u64);
     }
+    if shared.body_limit().is_some_and(|limit| json.len() > limit) {
+        return too_large(json.len() as u64);
+    }
     let parsed = match rows::parse(&json, shared.columns.as_ref(), shared.cfg.store_rows) {
         Ok(p) => p,
         Err(msg) => return li_error(bad, "InvalidPayload", &msg),
