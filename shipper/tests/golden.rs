@@ -502,3 +502,72 @@ fn an_undeclared_overlong_column_goes_to_additional_fields() {
     );
     assert_eq!(short.unmapped_fields, all.unmapped_fields + 2);
 }
+
+/// Issue 12 item 3: nothing that carries no information is sent. An empty string column, a
+/// `null` or `""` member of a catch-all, an empty unknown field: Log Analytics reads each of
+/// them exactly as it reads an absent one, and each costs ingestion bytes.
+#[test]
+fn values_that_carry_nothing_are_not_sent() {
+    let page = r#"[{"uuid":"55555555-6666-4777-8888-999999999999","published":"2024-08-13T18:00:00Z",
+        "displayMessage":"","client":{"zone":"","ipAddress":"192.0.2.1"},
+        "transaction":{"id":"tx","detail":{"requestApiTokenId":"","other":null}},
+        "debugContext":{"debugData":{"clientSecret":"","gone":null,"kept":"v","requestUri":""}},
+        "domain":"acme.okta.com"}]"#;
+    let batch = build_rows(page.as_bytes(), 0, &RowLimits::default()).unwrap();
+    let row: Map<String, Value> = serde_json::from_slice(&batch.rows[0].json).unwrap();
+    let mut names: Vec<&str> = row.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "TimeGenerated",
+            "client_ipAddress_s",
+            "debugContext_debugData_s",
+            "domain_s",
+            "published_t",
+            "transaction_id_s",
+            "uuid_g"
+        ]
+    );
+    assert_eq!(row["debugContext_debugData_s"], r#"{"kept":"v"}"#);
+    assert_eq!(batch.unmapped_fields, 0);
+}
+
+/// Ingestion bytes per row as Log Analytics bills them (the uncompressed JSON of the declared
+/// columns) on 1,000 realistic events; printed for BENCHMARKS.md (`-- --nocapture`), not
+/// asserted beyond what must hold: no row carries an empty value.
+#[test]
+fn bytes_per_row_on_realistic_events() {
+    let t0 = chrono::DateTime::parse_from_rfc3339("2024-08-13T15:58:20.353Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let mut events =
+        world::fakes::okta_events::generate(42, 1_000, t0, chrono::Duration::milliseconds(60));
+    for e in &mut events {
+        e["domain"] = Value::String("acme.okta.com".into());
+    }
+    let page = serde_json::to_vec(&events).unwrap();
+    let batch = build_rows(&page, 0, &RowLimits::default()).unwrap();
+    let total: usize = batch.rows.iter().map(|r| r.json.len()).sum();
+    println!(
+        "realistic events: page {} B/event, rows {} B/row (uncompressed JSON of the declared columns), {} unmapped fields kept",
+        page.len() / events.len(),
+        total / batch.rows.len(),
+        batch.unmapped_fields
+    );
+    for r in &batch.rows {
+        let row: Map<String, Value> = serde_json::from_slice(&r.json).unwrap();
+        for (col, v) in &row {
+            assert_ne!(v, "", "{col} sent empty");
+        }
+        for col in ["debugContext_debugData_s", "additionalFields_s"] {
+            let Some(text) = row.get(col).and_then(Value::as_str) else {
+                continue;
+            };
+            let members: Map<String, Value> = serde_json::from_str(text).unwrap();
+            for (k, v) in &members {
+                assert!(!v.is_null() && v != "", "{col}: {k} = {v} sent");
+            }
+        }
+    }
+}

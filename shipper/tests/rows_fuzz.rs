@@ -62,7 +62,8 @@ fn at<'a>(event: &'a Value, path: &str) -> Option<&'a Value> {
         .try_fold(event, |v, k| v.as_object()?.get(k))
 }
 
-/// The keys a manifest `rest` column does not claim.
+/// The keys a manifest `rest` column does not claim and that carry something (`null` and `""`
+/// members are not sent: a query reads them exactly as absent ones).
 fn unclaimed(event: &Value, rest_source: &str) -> Vec<(String, Value)> {
     let m = manifest();
     let Some(obj) = at(event, rest_source).and_then(Value::as_object) else {
@@ -78,6 +79,7 @@ fn unclaimed(event: &Value, rest_source: &str) -> Vec<(String, Value)> {
                         .is_some_and(|tail| tail.split('.').next() == Some(k.as_str()))
             })
         })
+        .filter(|(_, v)| !v.is_null() && v.as_str() != Some(""))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
@@ -422,7 +424,8 @@ fn check_additional(
                     .strip_prefix(h.as_str())
                     .is_some_and(|t| t.starts_with('_'))
         });
-        if !held_by_row && !ignored(&name) {
+        // An empty string makes a column a query reads as absent: not sent.
+        if !held_by_row && !ignored(&name) && value != "" {
             want.insert(name, value);
         }
     }

@@ -13,7 +13,8 @@
 //! join their path with `_`; an array is one `_s` column holding its JSON text; `null` (and
 //! an empty object) makes no column; a string is `_g` when it is GUID-shaped (stored in the
 //! dashed lower-case form), `_t` when it is an ISO 8601 date-time, `_s` otherwise; a number is
-//! `_d`, a boolean `_b`. Three kinds of values land here:
+//! `_d`, a boolean `_b`; an empty string is left out too (Log Analytics reads an absent string
+//! column as `""`, so it carries nothing and costs bytes). Three kinds of values land here:
 //!
 //! * members of a manifest object that no column names (`transaction.detail`, `device`);
 //! * a non-object value where the manifest expects an object (`"client": "x"` → `client_s`);
@@ -125,6 +126,8 @@ impl AdditionalWriter {
                 push_as_string(text, &mut self.member);
             }
             b'"' => match string_value(text) {
+                // The empty string makes a column a query reads as absent: not sent.
+                Some(s) if s.is_empty() => return,
                 Some(s) => {
                     if let Some(g) = dc_guid(&s) {
                         self.name.push_str("_g");

@@ -124,11 +124,13 @@ impl RowWriter {
                     None => Written::Omitted,
                 },
                 Slot::Rest(id) => {
-                    let pairs = &cap.rests[id];
-                    if pairs.is_empty() {
+                    // Members whose value is `null` or `""` carry nothing (a query reads the
+                    // same from an absent key): they are not sent.
+                    let pairs = cap.rests[id].iter().filter(|(_, v)| !is_empty_value(v));
+                    if pairs.clone().next().is_none() {
                         Written::Omitted
                     } else {
-                        let it = pairs.iter().map(|(k, v)| (k.as_ref(), *v));
+                        let it = pairs.map(|(k, v)| (k.as_ref(), *v));
                         push_object_text_limited(it, field_cap, out, &mut self.member).into()
                     }
                 }
@@ -231,8 +233,9 @@ fn write_value(
 ) -> Written {
     let text = raw.get();
     let first = text.as_bytes().first().copied().unwrap_or(b'n');
-    if first == b'n' {
-        // null: the legacy API omits the property from the row; so do we.
+    if first == b'n' || text == "\"\"" {
+        // null: the legacy API omits the property from the row; so do we. An empty string
+        // is sent by nobody either: Log Analytics reads an absent string column as "".
         return Written::Omitted;
     }
     match ty {
@@ -327,6 +330,11 @@ fn write_value(
             Written::Whole
         }
     }
+}
+
+/// Whether a raw value carries nothing a query could read: `null` or the empty string.
+pub(crate) fn is_empty_value(v: &RawValue) -> bool {
+    matches!(v.get(), "null" | "\"\"")
 }
 
 /// Appends `f` as serde_json prints it (finite: never fails; a failure drops the value).
