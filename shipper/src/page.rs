@@ -649,6 +649,9 @@ async fn load_rows(ctx: &Ctx, env: &Envelope, from: usize) -> Result<rows::RowBa
 
 /// Inflates at most `limit` bytes; more is refused (a gzip bomb is the page's fault).
 pub fn gunzip_bounded(gz: &[u8], limit: u64) -> Result<Vec<u8>, String> {
+    if let Some(json) = chunk::gunzip_fast(gz, limit) {
+        return Ok(json);
+    }
     let mut out = Vec::with_capacity((gz.len() * 6).min(limit as usize));
     let mut dec = flate2::read::GzDecoder::new(gz).take(limit + 1);
     dec.read_to_end(&mut out)

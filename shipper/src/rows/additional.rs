@@ -27,8 +27,6 @@
 //! `"a": {"b": 2}`) keeps the first and gets `#2`, `#3`… on the next, so the object text has
 //! unique keys and nothing is overwritten.
 
-use std::collections::HashSet;
-
 use chrono::{DateTime, NaiveDateTime};
 
 use super::encode::{guid_of, string_value};
@@ -42,8 +40,12 @@ pub(crate) struct AdditionalWriter {
     name: String,
     /// One compact member (`"name":value`).
     member: Vec<u8>,
-    /// Names already written in this row.
-    seen: HashSet<String>,
+    /// Names already written in this row, one after the other (`spans` delimits them): a
+    /// row has a handful, so a linear scan without hashing or allocating beats a set.
+    seen: String,
+    spans: Vec<(usize, usize)>,
+    /// Scratch for one member's key literal.
+    key: Vec<u8>,
     /// Length of the compact object text written so far (without the closing `}`).
     len: usize,
     /// Members written / left out for the field cap, in this row.
@@ -65,6 +67,7 @@ impl AdditionalWriter {
     /// most `limit` bytes, trailing members left out beyond it).
     pub(crate) fn begin(&mut self, limit: usize, out: &mut Vec<u8>) {
         self.seen.clear();
+        self.spans.clear();
         self.len = 1;
         self.written = 0;
         self.cut = false;
@@ -108,6 +111,9 @@ impl AdditionalWriter {
         match first {
             b'n' => return,
             b'{' => {
+                if text == "{}" {
+                    return;
+                }
                 let Some(members) = object_members(text) else {
                     return;
                 };
@@ -166,32 +172,39 @@ impl AdditionalWriter {
         if self.cut {
             return;
         }
-        if !self.seen.insert(self.name.clone()) {
+        if self.is_seen(&self.name) {
             let base = self.name.clone();
             let mut n = 2;
             loop {
                 self.name = format!("{base}#{n}");
-                if self.seen.insert(self.name.clone()) {
+                if !self.is_seen(&self.name) {
                     break;
                 }
                 n += 1;
             }
         }
-        let mut key = Vec::with_capacity(self.name.len() + 3);
-        push_str_literal(&self.name, &mut key);
-        key.push(b':');
+        self.key.clear();
+        push_str_literal(&self.name, &mut self.key);
+        self.key.push(b':');
         let sep = usize::from(self.written > 0);
-        if self.len + sep + key.len() + self.member.len() + 1 > self.limit {
+        if self.len + sep + self.key.len() + self.member.len() + 1 > self.limit {
             self.cut = true;
             return;
         }
+        let start = self.seen.len();
+        self.seen.push_str(&self.name);
+        self.spans.push((start, self.seen.len()));
         if sep == 1 {
             out.push(b',');
         }
-        self.len += sep + key.len() + self.member.len();
-        escape_json_text(&key, out);
+        self.len += sep + self.key.len() + self.member.len();
+        escape_json_text(&self.key, out);
         escape_json_text(&self.member, out);
         self.written += 1;
+    }
+
+    fn is_seen(&self, name: &str) -> bool {
+        self.spans.iter().any(|&(a, b)| &self.seen[a..b] == name)
     }
 }
 
