@@ -121,6 +121,16 @@ pub struct ShipperArgs {
     pub concurrency: usize,
     #[arg(long, env = "SHIPPER_MAX_DEQUEUE", default_value_t = 5, global = true)]
     pub max_dequeue: u32,
+    /// The table was deployed without the columns whose names exceed 45 characters (Bicep
+    /// `omitOverlongColumns=true`): their values go to additionalFields_s instead.
+    #[arg(
+        long,
+        env = "OMIT_OVERLONG_COLUMNS",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub omit_overlong_columns: bool,
     #[command(flatten)]
     pub tuning: TuningArgs,
     #[command(flatten)]
@@ -213,6 +223,8 @@ pub struct Tuning {
     /// `CHUNK_MAX_TRANSIENT`: transient failures of one chunk, while the sink accepts
     /// others, after which the page counts as at fault.
     pub chunk_max_transient: u32,
+    /// Which manifest columns the table declares (`OMIT_OVERLONG_COLUMNS`).
+    pub columns: crate::rows::TableColumns,
 }
 
 /// The validated configuration of every shipper command.
@@ -294,6 +306,11 @@ impl ShipperArgs {
                 stats_interval: t.stats_interval,
                 grace: t.shutdown_grace,
                 chunk_max_transient: t.chunk_max_transient,
+                columns: if self.omit_overlong_columns {
+                    crate::rows::TableColumns::WithoutOverlong
+                } else {
+                    crate::rows::TableColumns::All
+                },
             },
         })
     }

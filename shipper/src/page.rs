@@ -393,6 +393,7 @@ async fn ship(ctx: &Replica, mut claim: Claim<'_>) -> Result<Disposition, Stop> 
         ctx.metrics.truncations.inc_by(rows.truncations);
         claim.state.truncations_counted = true;
     }
+    ctx.metrics.unmapped_fields.inc_by(rows.unmapped_fields);
     let mut work: VecDeque<Chunk> = chunk::chunks(&rows.rows, ctx.sink.max_body_bytes()).into();
     let newest = rows.rows.iter().filter_map(|r| r.published).max();
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
@@ -509,10 +510,26 @@ async fn ship(ctx: &Replica, mut claim: Claim<'_>) -> Result<Disposition, Stop> 
                         work.push_front(b);
                         work.push_front(a);
                     }
-                    None => {
-                        let reason = "a single row was refused as too large (413)".to_string();
-                        return claim.fault(ctx, &reason).await;
-                    }
+                    // One row above the service's real limit: cut it like any over-long
+                    // value (docs/design.md §4) and post it again; a page fault only when
+                    // nothing is left to cut.
+                    None => match chunk::shrink_single(&c) {
+                        Some((smaller, cuts)) => {
+                            tracing::warn!(
+                                event = c.first_event,
+                                bytes = c.body.len(),
+                                now = smaller.body.len(),
+                                cuts,
+                                "a single row was refused as too large (413): cutting its largest values"
+                            );
+                            ctx.metrics.truncations.inc_by(cuts);
+                            work.push_front(smaller);
+                        }
+                        None => {
+                            let reason = "a single row was refused as too large (413)".to_string();
+                            return claim.fault(ctx, &reason).await;
+                        }
+                    },
                 }
             }
         }
@@ -772,6 +789,7 @@ async fn load_rows(
         Err(e) => return Err(LoadError::Storage(e)),
     };
     let payload = ctx.sink.payload();
+    let columns = ctx.tuning.columns;
     let sha = env.sha256.clone();
     // Hashing, inflating and row building are CPU work: keep them off the async workers.
     let built = tokio::task::spawn_blocking(move || -> Result<rows::RowBatch, String> {
@@ -785,7 +803,8 @@ async fn load_rows(
         if payload == Payload::OriginalEvents {
             rows::build_dc_events(&json, from).map_err(|e| e.to_string())
         } else {
-            rows::build_rows(&json, from, &RowLimits::default()).map_err(|e| e.to_string())
+            rows::build_rows_for(&json, from, &RowLimits::default(), columns)
+                .map_err(|e| e.to_string())
         }
     })
     .await;
@@ -798,6 +817,9 @@ async fn load_rows(
 
 /// Inflates at most `limit` bytes; more is refused (a gzip bomb is the page's fault).
 pub fn gunzip_bounded(gz: &[u8], limit: u64) -> Result<Vec<u8>, String> {
+    if let Some(json) = chunk::gunzip_fast(gz, limit) {
+        return Ok(json);
+    }
     let mut out = Vec::with_capacity((gz.len() * 6).min(limit as usize));
     let mut dec = flate2::read::GzDecoder::new(gz).take(limit + 1);
     dec.read_to_end(&mut out)

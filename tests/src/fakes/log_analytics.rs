@@ -390,6 +390,10 @@ impl Shared {
     }
 
     /// Whether an accepted request must be left unanswered (counted if so).
+    fn body_limit(&self) -> Option<usize> {
+        self.faults().body_limit()
+    }
+
     fn take_accept_then_drop(&self, rows: u64) -> bool {
         let drop = self.faults().take_accept_then_drop();
         if drop {

@@ -11,6 +11,7 @@
 //! | 429 storm longer than its `Retry-After` | breaker opens; one probe per `Retry-After`, no burst |
 //! | token revoked (401) | one new token at once, rows land; not at the token's expiry |
 //! | 413 | chunk split and shipped |
+//! | 413 on a single row (service limit below ours) | the row is cut, lands; page not parked |
 //! | identity endpoint down at start-up | retried until it answers, then ships |
 //! | progress write lost (never arrived / answer lost) | read back and retried: nothing twice |
 //!
@@ -23,7 +24,8 @@ use std::time::Duration;
 use common::storage::Storage;
 use support::blobs::read_page_state;
 use support::logs::wait_operator_line;
-use support::worlds::{la_status, okta};
+use support::pages::{envelope, gzip, uuid_of, ORG};
+use support::worlds::{la_status, okta, strict_la};
 use support::{health_addr_within, metric, wait_not_ready, wait_ready};
 use world::fakes::log_analytics::LaFault;
 use world::local::{Delivery, LocalWorld, WorldOptions};
@@ -322,6 +324,106 @@ async fn a_413_splits_the_chunk_and_ships_it() -> anyhow::Result<()> {
     assert_eq!(la_status(&world, 413), 1);
     wait_operator_line(&shipper, &["413", "splitting"], LOG_LINE).await?;
     assert!(poison_records(&support::storage(&world)).await.is_empty());
+    Ok(())
+}
+
+/// Issue 11 item 6. The fake refuses (413) every body above 200,000 bytes, a limit lower than
+/// the one the shipper packs for, and one event of the page makes a row of ≈ 600 KB (ten
+/// `debugData` values of 60,000 bytes, each under the field limit). The chunk is split down to
+/// that single row, which is then cut like any over-long value — its largest values shortened,
+/// every value still valid, the cut counted — until the service takes it. Every event lands
+/// once and the page is shipped, not parked (before: "a single row was refused as too large
+/// (413)" counted as the page's fault until the whole page was poisoned).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_413_on_a_single_row_cuts_that_row_and_ships_the_page() -> anyhow::Result<()> {
+    const LIMIT: usize = 200_000;
+    let world = LocalWorld::start(WorldOptions {
+        la: strict_la(),
+        ..WorldOptions::default()
+    })
+    .await?;
+    let storage = support::storage(&world);
+    storage.ensure_created().await?;
+    let from = chrono::Utc::now() - chrono::Duration::minutes(10);
+    let mut evs =
+        world::fakes::okta_events::generate(67, 5, from, chrono::Duration::milliseconds(9));
+    let big_keys = [
+        "initiationType",
+        "signOnMode",
+        "attributesModified",
+        "attributesAdded",
+        "attributesDeleted",
+        "groupAppAssignmentId",
+        "loginResult",
+        "jobId",
+        "importType",
+        "detailedmessage",
+    ];
+    for k in big_keys {
+        evs[2]["debugContext"]["debugData"][k] =
+            serde_json::Value::String(k.repeat(60_000 / k.len()));
+    }
+    let bytes = gzip(&serde_json::to_vec(&evs)?);
+    let env = envelope(ORG, 1, &bytes, evs.len());
+    storage
+        .blobs
+        .write(&env.page_blob(), bytes::Bytes::from(bytes), None)
+        .await?;
+    storage.queue.send(&env.encode(), None).await?;
+    world.la.inject(LaFault::RefuseLargerThan { bytes: LIMIT });
+    let shipper = world.start_shipper(
+        "shipper",
+        &[("SHIPPER_MAX_DEQUEUE", "2"), ("HAND_BACK_DELAY", "1s")],
+    )?;
+    let done = common::org::names::done(&env.org, env.epoch, env.seq);
+    let poison = common::org::names::poison(&env.org, env.epoch, env.seq);
+    eventually(LANDING, "the page to be shipped or parked", || async {
+        let d = storage.blobs.exists(&done).await.unwrap_or(false);
+        let p = storage.blobs.exists(&poison).await.unwrap_or(false);
+        (d || p).then_some(())
+    })
+    .await?;
+    assert!(
+        poison_records(&storage).await.is_empty(),
+        "the page was parked; logs in {}",
+        world.log_dir.display()
+    );
+    let rows = world.la.rows();
+    assert_eq!(rows.len(), evs.len(), "every event landed once");
+    for (row, ev) in rows.iter().zip(&evs) {
+        assert_eq!(row["uuid_g"].as_str(), Some(uuid_of(ev).as_str()));
+    }
+    assert_no_duplicates(&world, &world.delivery());
+    // The big row: cut under the service's limit, its small values whole, the big ones
+    // shortened prefixes (never dropped, never invalid).
+    let big = &rows[2];
+    assert!(serde_json::to_vec(big)?.len() <= LIMIT);
+    assert_eq!(big["displayMessage_s"], evs[2]["displayMessage"]);
+    assert_eq!(big["client_ipAddress_s"], evs[2]["client"]["ipAddress"]);
+    let target: Vec<serde_json::Value> =
+        serde_json::from_str(big["target_s"].as_str().unwrap_or("[]"))?;
+    assert!(target.len() <= evs[2]["target"].as_array().map_or(0, Vec::len));
+    for k in big_keys {
+        let col = format!("debugContext_debugData_{k}_s");
+        let v = big[&col].as_str().unwrap_or_default();
+        let full = evs[2]["debugContext"]["debugData"][k]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            !v.is_empty() && v.len() < full.len() && full.starts_with(v),
+            "{col}"
+        );
+    }
+    // The other rows are untouched by the cut.
+    assert_eq!(
+        rows[3]["debugContext_debugData_requestUri_s"],
+        evs[3]["debugContext"]["debugData"]["requestUri"]
+    );
+    assert!(la_status(&world, 413) >= 3, "{:?}", world.la.stats());
+    wait_operator_line(&shipper, &["413", "cutting"], LOG_LINE).await?;
+    let addr = health_addr_within(&shipper, ADDR).await?;
+    let truncations = metric(&addr, "okta_sentinel_truncations_total").await;
+    assert!(truncations.is_some_and(|n| n >= 10.0), "{truncations:?}");
     Ok(())
 }
 

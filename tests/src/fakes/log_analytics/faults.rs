@@ -43,6 +43,10 @@ pub enum LaFault {
     /// Requests arriving within `duration` from now get no answer until it is over, then a
     /// 503 (nothing stored): a backend that hangs. `Duration::ZERO` ends it.
     Stall { duration: Duration },
+    /// From now on the Logs Ingestion API refuses (413) a body whose decompressed size is
+    /// above `bytes`: a service limit stricter than the one the shipper packs for, so that a
+    /// single big row is refused. `usize::MAX` lifts it.
+    RefuseLargerThan { bytes: usize },
 }
 
 /// What a request must suffer before it is validated.
@@ -91,6 +95,7 @@ pub struct FaultState {
     /// [`LaFault::StatusWhenBodyContains`] rules.
     content: Vec<(String, u16)>,
     stall_until: Option<Instant>,
+    body_limit: Option<usize>,
 }
 
 /// `Retry-After` for a status the service sends it with.
@@ -129,7 +134,15 @@ impl FaultState {
                 self.content.push((needle, status))
             }
             LaFault::Stall { duration } => self.stall_until = Some(Instant::now() + duration),
+            LaFault::RefuseLargerThan { bytes } => {
+                self.body_limit = (bytes < usize::MAX).then_some(bytes)
+            }
         }
+    }
+
+    /// The injected limit on a decompressed body, if any.
+    pub fn body_limit(&self) -> Option<usize> {
+        self.body_limit
     }
 
     pub fn set_rate(&mut self, rate: f64, statuses: Vec<u16>, seed: u64) {

@@ -211,6 +211,9 @@ async fn process(
     if shared.cfg.strict_decompressed_limit && json.len() > LI_MAX_BODY_BYTES {
         return too_large(json.len() as u64);
     }
+    if shared.body_limit().is_some_and(|limit| json.len() > limit) {
+        return too_large(json.len() as u64);
+    }
     if let Some(resp) = shared.body_fault(Api::LogsIngestion, &json) {
         return resp;
     }
