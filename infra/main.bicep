@@ -39,7 +39,7 @@ type oktaOrg = {
 @description('Azure region for every resource (defaults to the resource group\'s).')
 param location string = resourceGroup().location
 
-@description('Short prefix for resource names (lower-case letters and digits).')
+@description('Short prefix for resource names (letters and digits; it is lower-cased and stripped of - _ . for the storage account and vault names, which allow only those).')
 @minLength(2)
 @maxLength(10)
 param namePrefix string = 'okta'
@@ -60,9 +60,6 @@ param registryName string = ''
 
 @description('Resource id of an existing Log Analytics workspace (Sentinel-enabled); empty creates a new workspace.')
 param existingWorkspaceResourceId string = ''
-
-@description('Region of the existing workspace when it is not `location`: the data collection rule must be in the workspace\'s region. Empty: `location`.')
-param workspaceLocation string = ''
 
 @description('Retention of a newly created workspace, in days.')
 @minValue(30)
@@ -85,8 +82,16 @@ param tableRetentionInDays int = -1
 @description('Total retention (interactive + long-term) of the table in days (-1 = same as interactive).')
 param tableTotalRetentionInDays int = -1
 
-@description('Create the table without columns whose names exceed 45 characters (authenticationContext_authenticationProvider_s): only if the service refuses a brand-new table with it. Those values are then dropped. See infra/README.md.')
-param omitOverlongColumns bool = false
+@description('The table already exists and this deployment did not create it: a classic Okta_CL migrated to DCR-based (az monitor log-analytics workspace table migrate). A table an earlier run of this template created is redeployed with false (the template owns its schema). The deployment then reads its schema and only ADDS missing manifest columns: it never deletes a column or changes a type (a PUT of the schema replaces the custom column set). See infra/README.md, "Existing table".')
+param existingTable bool = false
+
+@description('Columns whose names exceed the documented 45 characters (authenticationContext_authenticationProvider_s, 46): auto = omit on a new table, keep on an existing (migrated) one; keep = always declare; omit = never declare. An omitted column\'s values stay in the row\'s additionalFields_s (see the manifest notes). See infra/README.md, "The 46-character column".')
+@allowed([
+  'auto'
+  'keep'
+  'omit'
+])
+param overlongColumns string = 'auto'
 
 @description('Drop Okta DEBUG events in the data collection rule to save ingestion cost.')
 param dropDebugEvents bool = false
@@ -141,6 +146,13 @@ param orphanPageRetentionDays int = 180
 @description('Alert when no new rows arrived in the table for this ISO 8601 window.')
 param noRowsAlertWindow string = 'PT1H'
 
+@description('Key Vault create mode: default, or recover to bring back a soft-deleted vault of the same name (purge protection keeps the name reserved for 90 days).')
+@allowed([
+  'default'
+  'recover'
+])
+param keyVaultCreateMode string = 'default'
+
 @description('E-mail address for alerts; empty creates the alert rules without an action group.')
 param alertEmail string = ''
 
@@ -150,8 +162,12 @@ param tags object = {}
 // ---------------------------------------------------------------- names
 
 var suffix = uniqueString(resourceGroup().id)
-var storageAccountName = take('${namePrefix}${suffix}', 24)
-var keyVaultName = take('kv-${namePrefix}-${suffix}', 24)
+// Storage account names are 3-24 lower-case letters and digits, vault names 3-24 letters, digits
+// and single hyphens (https://learn.microsoft.com/en-us/azure/azure-resource-manager/management/resource-name-rules):
+// both are built from a cleaned prefix and the 13-character uniqueString, whatever namePrefix holds.
+var cleanPrefix = toLower(replace(replace(replace(namePrefix, '-', ''), '_', ''), '.', ''))
+var storageAccountName = take('${cleanPrefix}${suffix}', 24)
+var keyVaultName = take('kv-${cleanPrefix}-${suffix}', 24)
 var queueName = 'okta-pages'
 var containerName = 'okta-sentinel'
 var streamName = 'Custom-${tableName}'
@@ -162,8 +178,16 @@ var workspaceId = createWorkspace ? newWorkspace.id : existingWorkspaceResourceI
 var workspaceSubscriptionId = createWorkspace ? subscription().subscriptionId : (split(existingWorkspaceResourceId, '/')[2])
 var workspaceResourceGroup = createWorkspace ? resourceGroup().name : (split(existingWorkspaceResourceId, '/')[4])
 var workspaceName = createWorkspace ? '${namePrefix}-law-${suffix}' : last(split(existingWorkspaceResourceId, '/'))
+// auto: a new table must not declare a column over 45 characters (the service refuses it); a
+// migrated classic table already has it and keeps it.
+var omitOverlongColumns = overlongColumns == 'omit' || (overlongColumns == 'auto' && !existingTable)
+// The Logs Ingestion audience of the cloud being deployed to: environment() names the cloud but
+// has no monitor endpoint (https://learn.microsoft.com/en-us/azure/azure-resource-manager/bicep/bicep-functions-deployment#environment).
+var monitorAudience = environment().name =~ 'AzureChinaCloud'
+  ? 'https://monitor.azure.cn'
+  : (environment().name =~ 'AzureUSGovernment' ? 'https://monitor.azure.us' : 'https://monitor.azure.com')
 
-// The org key of DESIGN.md §2 with dots as dashes: the default Key Vault secret names of §3.
+// The org key of docs/design.md §2 with dots as dashes: the default Key Vault secret names of §3.
 var orgs = [
   for org in oktaOrgs: {
     domain: toLower(org.domain)
@@ -197,6 +221,13 @@ resource shipperIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-
   tags: tags
 }
 
+// The ops job's own identity: only what the poison commands do (list, show, requeue, purge).
+resource opsIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: 'id-${namePrefix}-shipper-ops'
+  location: location
+  tags: tags
+}
+
 // ---------------------------------------------------------------- workspace
 
 resource newWorkspace 'Microsoft.OperationalInsights/workspaces@2022-10-01' = if (createWorkspace) {
@@ -211,7 +242,19 @@ resource newWorkspace 'Microsoft.OperationalInsights/workspaces@2022-10-01' = if
   }
 }
 
-module table 'modules/table.bicep' = {
+// The workspace as it is, for its region: a DCR must be in its destination workspace's region
+// (https://learn.microsoft.com/en-us/azure/azure-monitor/essentials/data-collection-rule-overview).
+resource existingWorkspace 'Microsoft.OperationalInsights/workspaces@2022-10-01' existing = {
+  name: workspaceName
+  scope: resourceGroup(workspaceSubscriptionId, workspaceResourceGroup)
+}
+
+// The DCR-based table, the DCR and its role exist only for the Logs Ingestion sink: with the
+// legacy Data Collector sink the table must stay classic (after migration that API creates no
+// new columns, and posts to a DCR-based table can be refused).
+
+// A new table: PUT with the manifest's columns.
+module table 'modules/table.bicep' = if (!useLegacySink && !existingTable) {
   name: 'okta-table'
   scope: resourceGroup(workspaceSubscriptionId, workspaceResourceGroup)
   params: {
@@ -228,10 +271,35 @@ module table 'modules/table.bicep' = {
   ]
 }
 
-module dcr 'modules/dcr.bicep' = {
+// An existing table: its current schema is read first (a separate deployment, so the PUT that
+// follows is not a reference to itself) and only missing columns are added.
+module currentTable 'modules/table-read.bicep' = if (!useLegacySink && existingTable) {
+  name: 'okta-table-read'
+  scope: resourceGroup(workspaceSubscriptionId, workspaceResourceGroup)
+  params: {
+    workspaceName: workspaceName
+    tableName: tableName
+  }
+}
+
+module tableExtend 'modules/table-extend.bicep' = if (!useLegacySink && existingTable) {
+  name: 'okta-table-extend'
+  scope: resourceGroup(workspaceSubscriptionId, workspaceResourceGroup)
+  params: {
+    workspaceName: workspaceName
+    tableName: tableName
+    current: existingTable ? (currentTable.outputs.table) : {}
+    omitOverlongColumns: omitOverlongColumns
+    dedupFunctionAlias: dedupFunctionAlias
+  }
+}
+
+// Created after its table: a DCR whose output table does not exist (yet) fails with
+// InvalidOutputTable; rerunning the deployment after the table exists fixes it.
+module dcr 'modules/dcr.bicep' = if (!useLegacySink) {
   name: 'okta-dcr'
   params: {
-    location: empty(workspaceLocation) ? location : workspaceLocation
+    location: createWorkspace ? newWorkspace.location : (existingWorkspace.location)
     tags: tags
     name: '${namePrefix}-dcr-${suffix}'
     workspaceResourceId: workspaceId
@@ -241,6 +309,7 @@ module dcr 'modules/dcr.bicep' = {
   }
   dependsOn: [
     table
+    tableExtend
   ]
 }
 
@@ -269,6 +338,7 @@ module vault 'modules/keyvault.bicep' = {
     secretDomains: [for org in orgs: org.domain]
     oktaCredentials: oktaCredentials
     workspaceKeySecretName: useLegacySink ? workspaceKeySecretName : ''
+    createMode: keyVaultCreateMode
     workspaceName: workspaceName
     workspaceSubscriptionId: workspaceSubscriptionId
     workspaceResourceGroup: workspaceResourceGroup
@@ -287,7 +357,7 @@ module roles 'modules/roles.bicep' = {
     queueName: queueName
     containerName: containerName
     keyVaultName: vault.outputs.name
-    dcrName: dcr.outputs.name
+    dcrName: useLegacySink ? '' : (dcr.outputs.name)
     registryName: registryName
     collectorGrants: [
       for (org, i) in orgs: {
@@ -297,6 +367,7 @@ module roles 'modules/roles.bicep' = {
       }
     ]
     shipperPrincipalId: shipperIdentity.properties.principalId
+    opsPrincipalId: opsIdentity.properties.principalId
     shipperWorkspaceKeySecretName: useLegacySink ? workspaceKeySecretName : ''
   }
 }
@@ -311,7 +382,7 @@ module apps 'modules/apps.bicep' = {
     namePrefix: namePrefix
     suffix: suffix
     image: image
-    registryServer: empty(registryName) ? '' : '${registryName}.azurecr.io'
+    registryServer: empty(registryName) ? '' : '${registryName}${environment().suffixes.acrLoginServer}'
     workspaceName: workspaceName
     workspaceSubscriptionId: workspaceSubscriptionId
     workspaceResourceGroup: workspaceResourceGroup
@@ -336,9 +407,12 @@ module apps 'modules/apps.bicep' = {
     ]
     shipperIdentityId: shipperIdentity.id
     shipperIdentityClientId: shipperIdentity.properties.clientId
+    opsIdentityId: opsIdentity.id
+    opsIdentityClientId: opsIdentity.properties.clientId
     sink: sink
-    logsIngestionEndpoint: dcr.outputs.logsIngestionEndpoint
-    dcrImmutableId: dcr.outputs.immutableId
+    monitorAudience: monitorAudience
+    logsIngestionEndpoint: useLegacySink ? '' : (dcr.outputs.logsIngestionEndpoint)
+    dcrImmutableId: useLegacySink ? '' : (dcr.outputs.immutableId)
     streamName: streamName
     workspaceKeySecretName: workspaceKeySecretName
     shipperMinReplicas: shipperMinReplicas
@@ -349,7 +423,10 @@ module apps 'modules/apps.bicep' = {
     oktaRateLimitReserve: oktaRateLimitReserve
     terminationGracePeriodSeconds: terminationGracePeriodSeconds
   }
-  // The images are pulled with AcrPull, which must exist before the first revision starts.
+  // The images are pulled with AcrPull, which must exist before the first revision starts
+  // (https://learn.microsoft.com/en-us/azure/container-apps/managed-identity-image-pull). A new
+  // assignment can still take minutes to propagate: if the first revision fails to pull,
+  // rerun the deployment (infra/README.md, Troubleshooting).
   dependsOn: [
     roles
   ]
@@ -365,12 +442,15 @@ module alerts 'modules/alerts.bicep' = {
     namePrefix: namePrefix
     workspaceResourceId: workspaceId
     tableName: tableName
+    // An existing table keeps its plan: the alerts follow the plan it really has.
+    tablePlan: (!useLegacySink && existingTable) ? (currentTable.outputs.plan) : tablePlan
     noRowsWindow: noRowsAlertWindow
     alertEmail: alertEmail
     appNames: concat(apps.outputs.collectorAppNames, [apps.outputs.shipperAppName])
   }
   dependsOn: [
     table
+    tableExtend
   ]
 }
 
@@ -381,8 +461,11 @@ output queueEndpoint string = storage.outputs.queueEndpoint
 output blobEndpoint string = storage.outputs.blobEndpoint
 output keyVaultUrl string = vault.outputs.uri
 output workspaceResourceId string = workspaceId
-output dcrImmutableId string = dcr.outputs.immutableId
-output logsIngestionEndpoint string = dcr.outputs.logsIngestionEndpoint
+output dcrImmutableId string = useLegacySink ? '' : (dcr.outputs.immutableId)
+output logsIngestionEndpoint string = useLegacySink ? '' : (dcr.outputs.logsIngestionEndpoint)
+// Existing table: manifest columns the table already has with another type (kept as they are;
+// the shipper's values for them may be refused or dropped — see infra/README.md).
+output tableTypeConflicts array = (!useLegacySink && existingTable) ? (tableExtend.outputs.typeConflicts) : []
 output streamName string = streamName
 output collectorApps array = [
   for (org, i) in orgs: {
@@ -395,3 +478,4 @@ output collectorApps array = [
 output shipperApp string = apps.outputs.shipperAppName
 output shipperOpsJob string = apps.outputs.shipperOpsJobName
 output shipperIdentityClientId string = shipperIdentity.properties.clientId
+output opsIdentityClientId string = opsIdentity.properties.clientId

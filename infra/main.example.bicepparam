@@ -28,5 +28,10 @@ param registryName = 'myregistry'
 // Use the Sentinel workspace you already have (empty creates a new one).
 param existingWorkspaceResourceId = ''
 
+// true when Okta_CL already exists there (a classic table migrated with
+// `az monitor log-analytics workspace table migrate`): columns are then only added, never
+// deleted or retyped, and the 46-character column is kept (overlongColumns 'auto').
+param existingTable = false
+
 param shipperMaxReplicas = 10
 param alertEmail = 'soc@example.com'

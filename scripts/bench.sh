@@ -50,11 +50,33 @@ if [ "$python" = 1 ]; then
 fi
 
 echo "== end-to-end bench"
+load_before=$(cat /proc/loadavg)
 # RUST_BACKTRACE makes every internal error value of the Azure SDK capture a backtrace in the
 # measured binaries; production does not set it, so neither does the bench.
 env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE \
   OKTA_SENTINEL_BIN_DIR="$PWD/target/release" \
   target/release/okta-sentinel-bench --json .local/bench/e2e.json --log-dir .local/bench/logs "${args[@]}"
+load_after=$(cat /proc/loadavg)
+
+# One summary line per run (issue 14): the Python client's CPU over the shipper's in this same
+# run — both share the machine's noise, so this ratio, not either figure alone, is the result.
+echo "== summary"
+echo "load average before: $load_before"
+echo "load average after:  $load_after"
+python3 - .local/bench/e2e.json <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+s, c, p = d["shipper"], d["collector"], d.get("python")
+print(f"collector: {c['cpu_secs_per_100k_events']:.3f} CPU s per 100k events, "
+      f"{c['events_per_sec']:.0f} events/s, peak RSS {c['peak_rss_mib']:.1f} MiB")
+print(f"shipper:   {s['cpu_secs_per_100k_events']:.3f} CPU s per 100k events, "
+      f"{s['events_per_sec']:.0f} events/s, peak RSS {s['peak_rss_mib']:.1f} MiB")
+if p:
+    pp = p["process"]
+    ratio = pp["cpu_secs"] / max(s["cpu_secs"], 1e-9)
+    print(f"python:    {pp['cpu_secs_per_100k_events']:.3f} CPU s per 100k events")
+    print(f"python CPU / shipper CPU (same run): {ratio:.2f}x (goal >= 8)")
+PY
 
 if [ "$criterion" = 1 ]; then
   echo "== cargo bench -p shipper --bench transform"

@@ -248,6 +248,8 @@ pub async fn highest_epoch(blobs: &Blobs, org: &OrgKey) -> Result<u64, StorageEr
                 .split('/')
                 .next()
                 .and_then(|e| parse_number("epoch", e).ok())
+                // Repair pages have their own epoch space; live epochs never reach it.
+                .filter(|e| !crate::audit::repair::is_repair_epoch(*e))
             {
                 max = max.max(epoch);
             }

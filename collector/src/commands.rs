@@ -33,6 +33,10 @@ pub async fn status(cfg: &CollectorConfig, storage: &Storage, json: bool) -> any
         .as_ref()
         .and_then(|c| c.newest_published)
         .map(|p| (Utc::now() - p).num_seconds());
+    let audit = crate::audit::record::summary(&storage.blobs, &cfg.org)
+        .await
+        .ok()
+        .flatten();
     let doc = serde_json::json!({
         "org": cfg.org,
         "leader": hb,
@@ -40,6 +44,9 @@ pub async fn status(cfg: &CollectorConfig, storage: &Storage, json: bool) -> any
         "lag_seconds": lag,
         "caught_up": hb.as_ref().and_then(|h| h.caught_up),
         "queue_depth": depth,
+        "audit": audit.as_ref().map(|(last, from, to, windows)| serde_json::json!({
+            "audited_from": from, "audited_to": to, "windows": windows, "last": last,
+        })),
     });
     if json {
         println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -97,6 +104,17 @@ pub async fn status(cfg: &CollectorConfig, storage: &Storage, json: bool) -> any
     }
     if let Some(d) = depth {
         println!("queue depth:    {d} (all orgs)");
+    }
+    match &audit {
+        Some((last, from, to, windows)) => {
+            println!("audited:        {windows} windows between {from:?} and {to:?}");
+            let f = &last.figures;
+            println!(
+                "last audit:     {} {} — {} in Okta, {} missing, {} repaired, {} in flight, {} parked, {} duplicated",
+                last.window.describe(), last.result, f.okta_events, f.missing, f.repaired, f.in_flight, f.parked, f.duplicated
+            );
+        }
+        None => println!("audited:        nothing yet"),
     }
     Ok(())
 }

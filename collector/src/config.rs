@@ -44,6 +44,22 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check every dependency with the collector's identity and configuration; one OK or
+    /// FAILED line (with the fix) per check; exit 0 when all are OK, 1 otherwise.
+    Doctor,
+    /// Audit a past span now: compare Okta with Log Analytics, repair what is missing, print
+    /// the result per window (exit 3 when a window stays incomplete).
+    Audit {
+        /// Start: RFC 3339 time or a duration back (`3h`).
+        #[arg(long)]
+        from: String,
+        /// End (exclusive): RFC 3339 time or a duration back (`1h`).
+        #[arg(long)]
+        to: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Start collecting from another point: bumps the epoch, keeps nothing pending.
     Reset {
         /// RFC 3339 time or a duration back (`15m`, `7d`).
@@ -150,6 +166,8 @@ pub struct CollectorArgs {
     pub stats_interval: String,
     #[command(flatten)]
     pub service: ServiceArgs,
+    #[command(flatten)]
+    pub audit: crate::audit::settings::AuditArgs,
 }
 
 /// A tuning knob's duration (humantime: `15s`, `5m`); an empty value (a deployment that sets
@@ -208,6 +226,8 @@ pub struct CollectorConfig {
     pub stale_after: Duration,
     /// Whole-request timeout towards Okta (above Okta's own 30 s query timeout).
     pub request_timeout: Duration,
+    /// The completeness audit (`AUDIT_*`).
+    pub audit: crate::audit::settings::AuditSettings,
 }
 
 impl CollectorArgs {
@@ -301,6 +321,7 @@ impl CollectorArgs {
                 &self.okta_request_timeout,
                 Duration::from_secs(45),
             )?,
+            audit: self.audit.validate()?,
         })
     }
 

@@ -3,12 +3,15 @@
 //!
 //! `run` is the loop; `leader`, `checkpoint` and `handoff` are its crash-safe steps; `okta`
 //! talks to Okta; `pacing` and `dedupe` shape what is fetched; `commands` are the operator
-//! commands (`status`, `reset`).
+//! commands (`status`, `reset`); `doctor` checks a live deployment; `audit` proves
+//! completeness against Log Analytics.
 
+pub mod audit;
 pub mod checkpoint;
 pub mod commands;
 pub mod config;
 pub mod dedupe;
+pub mod doctor;
 pub mod handoff;
 pub mod leader;
 pub mod okta;

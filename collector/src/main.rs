@@ -23,6 +23,10 @@ fn main() -> ExitCode {
                 let storage = connect(&cfg).await?;
                 collector::commands::status(&cfg, &storage, json).await
             }
+            Command::Doctor => collector::doctor::command(&cfg).await,
+            Command::Audit { from, to, json } => {
+                collector::audit::command::run(&cfg, &from, &to, json).await
+            }
             Command::Reset {
                 start,
                 next_url,
@@ -40,6 +44,12 @@ fn main() -> ExitCode {
             }
         }
     });
+    if let Err(e) = &result {
+        if let Some(i) = e.downcast_ref::<collector::audit::command::Incomplete>() {
+            eprintln!("collector: {i}");
+            return ExitCode::from(collector::audit::command::INCOMPLETE_EXIT);
+        }
+    }
     common::service::finish("collector", result)
 }
 

@@ -95,6 +95,7 @@ pub async fn run(cfg: CollectorConfig, shutdown: CancellationToken) -> anyhow::R
         w.okta_http.clone(),
     )
     .context("building the Okta client")?;
+    crate::doctor::spawn_self_check(cfg.clone(), okta.credential().clone());
     let c = Collector {
         blobs: storage.blobs.clone(),
         queue: storage.queue.clone(),
@@ -111,6 +112,7 @@ impl Collector {
     /// Alternates between waiting for leadership and leading, until shutdown.
     pub async fn serve(&self) -> anyhow::Result<()> {
         loop {
+            self.health.park("main_loop"); // standby waits for the lease without bound
             self.health
                 .set_ready(READY_POLL, true, "standby: waiting for the leader lease");
             // A standby is healthy, just not leading: the previous term's alarms end with it.
@@ -171,6 +173,8 @@ impl Collector {
         let _watchdog =
             AbortOnDropHandle::new(self.spawn_watchdog(last_success.clone(), lead.lost.clone()));
         let pacer = Pacer::new(self.cfg.reserve);
+        // The completeness audit runs beside the loop on spare budget (`crate::audit`).
+        let audit = crate::audit::AuditHook::start(self, &lead.lost);
         let mut dedupe = RecentUuids::new(DEDUPE_CAPACITY);
         dedupe.restore(&checkpoint::decode_recent(cp.checkpoint.recent.as_deref()));
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
@@ -179,6 +183,7 @@ impl Collector {
         // again.
         let mut pending_sent = false;
         let end = loop {
+            self.health.beat("main_loop"); // /healthz watchdog (common::health)
             if self.cancel.is_cancelled() {
                 break TermEnd::Shutdown;
             }
@@ -212,6 +217,10 @@ impl Collector {
                 _ = lead.lost.cancelled() => break TermEnd::LostLeadership,
                 r = self.okta.fetch(&url) => r,
             };
+            match &fetched {
+                Ok(page) => audit.observe(&url, page),
+                Err(e) => audit.observe_error(e),
+            }
             let wait = match fetched {
                 Ok(page) => {
                     self.metrics.request(200);
@@ -285,6 +294,7 @@ impl Collector {
                 tracing::warn!(error = %e, "could not clear the last page's envelope; the next leader sends it again (harmless)");
             }
         }
+        drop(audit);
         Ok(end)
     }
 

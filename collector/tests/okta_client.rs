@@ -1,5 +1,7 @@
 //! The collector's Okta client against the fake Okta org (`world::fakes::okta`) and, for
 //! answers the fake does not give (a 200 with an HTML page), a tiny scripted HTTP server.
+// Test code: helpers outside `#[test]` functions may unwrap too (the lint is for product code).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -4,6 +4,8 @@
 //! keys, which Log Analytics would read ambiguously).
 //!
 //! `PROPTEST_CASES=N` raises the case count (see FUZZING.md); failure persistence is off.
+// Test code: helpers outside `#[test]` functions may unwrap too (the lint is for product code).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashSet;
 

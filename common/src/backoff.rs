@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
-use rand::Rng;
+use rand::RngExt;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 /// The longest wait a server hint can impose. Okta's windows are one minute and Azure's

@@ -5,6 +5,7 @@
 
 pub mod backoff;
 pub mod config;
+pub mod doctor;
 pub mod envelope;
 pub mod failpoint;
 pub mod health;
@@ -19,3 +20,4 @@ pub mod service;
 pub mod shutdown;
 pub mod storage;
 pub mod telemetry;
+pub mod token_cache;

@@ -24,6 +24,10 @@ pub struct PageState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     pub updated: DateTime<Utc>,
+    /// The page's truncated values were added to the metric already (by a delivery that
+    /// loaded it from the start): a redelivery does not count them again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncations_counted: bool,
 }
 
 impl PageState {
@@ -34,6 +38,7 @@ impl PageState {
             failures: 0,
             last_error: None,
             updated: Utc::now(),
+            truncations_counted: false,
         }
     }
 
@@ -49,6 +54,43 @@ impl PageState {
             return Err("page state larger than 64 KiB".into());
         }
         serde_json::from_slice(bytes).map_err(|e| format!("unreadable page state: {e}"))
+    }
+}
+
+/// The content of `done/{org}/{epoch}/{seq}`: which page was shipped under that name.
+///
+/// A twin envelope is recognised by the marker; the hash makes sure it is a twin of *this*
+/// page and not of another page that got the same epoch and sequence (a reused epoch): such
+/// an envelope is parked as poison, never dropped with its page unshipped. Markers written
+/// before the hash existed are empty and keep meaning "shipped".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DoneMarker {
+    pub v: u32,
+    /// sha256 (hex) of the stored page that was shipped, as in its envelope.
+    pub sha256: String,
+}
+
+impl DoneMarker {
+    pub fn new(sha256: &str) -> DoneMarker {
+        DoneMarker {
+            v: 1,
+            sha256: sha256.to_string(),
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // A struct of plain fields always serialises.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// `Ok(None)` for an empty marker (written before markers held a hash).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Option<DoneMarker>, String> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        serde_json::from_slice(bytes)
+            .map(Some)
+            .map_err(|e| format!("unreadable done marker: {e}"))
     }
 }
 
@@ -70,5 +112,13 @@ mod tests {
         s.last_error = Some("400 from the sink".into());
         assert_eq!(PageState::from_bytes(&s.to_bytes()).unwrap(), s);
         assert!(PageState::from_bytes(b"{}").is_err());
+    }
+
+    #[test]
+    fn done_markers_old_and_new() {
+        let m = DoneMarker::new("ab12");
+        assert_eq!(DoneMarker::from_bytes(&m.to_bytes()).unwrap(), Some(m));
+        assert_eq!(DoneMarker::from_bytes(b"").unwrap(), None);
+        assert!(DoneMarker::from_bytes(b"garbage").is_err());
     }
 }

@@ -6,6 +6,8 @@
 //! number of cases of every property (default: small, the suite runs in seconds), and
 //! `FUZZ_SEED=S` changes the base seed. A failure prints the case's seed and its input, so it
 //! can be replayed with `FUZZ_SEED=<seed> PROPTEST_CASES=1` and turned into a regression test.
+// Test code: helpers outside `#[test]` functions may unwrap too (the lint is for product code).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -14,7 +16,7 @@ use common::envelope::{DecodeError, Envelope, MAX_TEXT_LEN};
 use common::org::{names, parse_number, OrgKey};
 use common::page_state::PageState;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@
 //! One test function on purpose: the credential reads its endpoint from the process
 //! environment, which must be set before any credential is built and must not change under
 //! another test running in parallel.
+// Test code: helpers outside `#[test]` functions may unwrap too (the lint is for product code).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 

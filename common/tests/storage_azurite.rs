@@ -3,6 +3,8 @@
 //!
 //! Each test starts its own in-memory Azurite on ephemeral ports, so tests run in parallel and
 //! never share state.
+// Test code: helpers outside `#[test]` functions may unwrap too (the lint is for product code).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use std::time::Duration;

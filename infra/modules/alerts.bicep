@@ -1,12 +1,27 @@
 // Alerts as scheduled query rules on the workspace: no new rows for a window, and the services'
 // periodic "stats" log lines (ContainerAppConsoleLogs_CL) reporting poison records waiting in
 // storage, an open circuit breaker, or an Okta credential refused or unreadable. An optional action group e-mails someone.
+//
+// Every rule sets skipQueryValidation: a log alert's query is validated when the rule is created
+// (https://learn.microsoft.com/en-us/azure/templates/microsoft.insights/scheduledqueryrules,
+// properties.skipQueryValidation), and neither table exists yet on a first deployment:
+// ContainerAppConsoleLogs_CL appears with the environment's first log lines
+// (https://learn.microsoft.com/en-us/azure/container-apps/log-monitoring), and the Okta table
+// is created in the same deployment (or, for the legacy sink, by the first post).
+//
+// A Basic table supports only simple log search alerts, which judge rows one by one and cannot
+// see the absence of rows (https://learn.microsoft.com/en-us/azure/azure-monitor/alerts/alerts-types):
+// on a Basic table the no-rows rule is not created; the stats rule (on the Analytics table
+// ContainerAppConsoleLogs_CL) still reports a stalled pipeline.
 
 param location string
 param tags object
 param namePrefix string
 param workspaceResourceId string
 param tableName string
+
+@description('Plan of the Okta table: Analytics or Basic.')
+param tablePlan string
 
 @description('ISO 8601 window without new rows that raises the alert, e.g. PT1H.')
 param noRowsWindow string
@@ -58,7 +73,7 @@ ContainerAppConsoleLogs_CL
   join(map(appNames, n => '"${n}"'), ', ')
 )
 
-resource noRows 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+resource noRows 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = if (tablePlan != 'Basic') {
   name: '${namePrefix}-okta-no-new-rows'
   location: location
   tags: tags
@@ -72,6 +87,7 @@ resource noRows 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
     ]
     evaluationFrequency: 'PT15M'
     windowSize: noRowsWindow
+    skipQueryValidation: true
     criteria: {
       allOf: [
         {
@@ -106,6 +122,7 @@ resource unhealthy 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
     ]
     evaluationFrequency: 'PT5M'
     windowSize: 'PT15M'
+    skipQueryValidation: true
     criteria: {
       allOf: [
         {

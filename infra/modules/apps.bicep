@@ -29,7 +29,15 @@ param collectors array
 
 param shipperIdentityId string
 param shipperIdentityClientId string
+
+@description('The ops job\'s own identity (poison commands only).')
+param opsIdentityId string
+param opsIdentityClientId string
+
 param sink string
+
+@description('Token audience of the Logs Ingestion API in this cloud (from environment() in main.bicep).')
+param monitorAudience string
 param logsIngestionEndpoint string
 param dcrImmutableId string
 param streamName string
@@ -66,7 +74,7 @@ resource managedEnvironment 'Microsoft.App/managedEnvironments@2024-03-01' = {
   }
 }
 
-// Settings both services share (DESIGN.md §3). Storage endpoints come from the account so
+// Settings both services share (docs/design.md §3). Storage endpoints come from the account so
 // sovereign clouds and custom domains need no change.
 var commonEnv = [
   {
@@ -95,6 +103,12 @@ var commonEnv = [
   }
 ]
 
+// Probes check the process only (https://learn.microsoft.com/en-us/azure/container-apps/health-probes).
+// These apps have no ingress, so readiness routes no traffic; a readiness probe on /readyz
+// (storage, Key Vault, Okta, sink) would keep a revision from provisioning while role
+// assignments propagate or before the Okta secret is set ("Operation expired"). /healthz fails
+// only when the main loop stopped turning (common/src/health.rs); dependency health goes to
+// /readyz, the metrics, the stats alerts and `doctor`.
 func probes(port int) array => [
   {
     type: 'Liveness'
@@ -109,7 +123,7 @@ func probes(port int) array => [
   {
     type: 'Readiness'
     httpGet: {
-      path: '/readyz'
+      path: '/healthz'
       port: port
     }
     periodSeconds: 10
@@ -291,6 +305,10 @@ resource shipperApp 'Microsoft.App/containerApps@2025-01-01' = {
                 value: sink
               }
               {
+                name: 'AZURE_MONITOR_AUDIENCE'
+                value: monitorAudience
+              }
+              {
                 name: 'SHIPPER_CONCURRENCY'
                 value: string(shipperConcurrency)
               }
@@ -361,9 +379,14 @@ resource shipperApp 'Microsoft.App/containerApps@2025-01-01' = {
 }
 
 // The operator's way to run the shipper's poison commands (`poison list | show | requeue |
-// purge`) with the shipper's identity: a job started by hand, whose command line is given at
-// start (`az containerapp job start … --args`). `az containerapp exec` cannot pass arguments to
-// a command, and the distroless image has no shell to work around it.
+// purge`) with its own identity, limited to what those commands do (roles.bicep): a job started
+// by hand. Its command line is changed per execution with the YAML flow of infra/README.md §6
+// (`job show --query properties.template` → edit `args` → `job start --yaml`; example:
+// infra/shipper-ops.example.yaml): `job start --args` refuses arguments that start with `--`,
+// and a container override given on the command line replaces the job's env
+// (https://learn.microsoft.com/en-us/rest/api/resource-manager/containerapps/jobs/start: the
+// start body is a whole JobExecutionTemplate). `az containerapp exec` cannot pass arguments,
+// and the distroless image has no shell.
 resource shipperOpsJob 'Microsoft.App/jobs@2024-03-01' = {
   name: 'shipper-ops-${suffix}'
   location: location
@@ -373,7 +396,7 @@ resource shipperOpsJob 'Microsoft.App/jobs@2024-03-01' = {
   identity: {
     type: 'UserAssigned'
     userAssignedIdentities: {
-      '${shipperIdentityId}': {}
+      '${opsIdentityId}': {}
     }
   }
   properties: {
@@ -391,7 +414,7 @@ resource shipperOpsJob 'Microsoft.App/jobs@2024-03-01' = {
         : [
             {
               server: registryServer
-              identity: shipperIdentityId
+              identity: opsIdentityId
             }
           ]
     }
@@ -415,7 +438,7 @@ resource shipperOpsJob 'Microsoft.App/jobs@2024-03-01' = {
           env: concat(commonEnv, [
             {
               name: 'AZURE_CLIENT_ID'
-              value: shipperIdentityClientId
+              value: opsIdentityClientId
             }
           ])
         }

@@ -15,6 +15,13 @@ param secretDomains array
 @secure()
 param oktaCredentials object
 
+@description('default, or recover: bring back a soft-deleted vault of this name (https://learn.microsoft.com/en-us/azure/templates/microsoft.keyvault/vaults, properties.createMode).')
+@allowed([
+  'default'
+  'recover'
+])
+param createMode string
+
 @description('Name of the workspace-key secret for the legacy sink; empty when it is not used.')
 param workspaceKeySecretName string
 
@@ -28,6 +35,7 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   tags: tags
   properties: {
     tenantId: subscription().tenantId
+    createMode: createMode
     sku: {
       family: 'A'
       name: 'standard'

@@ -1,5 +1,5 @@
 // Storage for the pipeline: one queue (okta-pages) and one container (okta-sentinel) holding
-// leader/, checkpoints/, pages/, state/, done/ and poison/ (DESIGN.md §2). Created here because
+// leader/, checkpoints/, pages/, state/, done/ and poison/ (docs/design.md §2). Created here because
 // the services never create them in production. Shared-key access is off: every caller uses
 // Microsoft Entra ID (managed identity) and the roles in roles.bicep.
 

@@ -2,8 +2,8 @@
 // resource group (the workspace may be an existing Sentinel workspace elsewhere).
 //
 // The columns come from the shipper's column manifest, the single source of truth for what the
-// shipper emits (DESIGN.md §4): a DCR-based table silently drops undeclared columns, so the table
-// and the manifest must never drift. tests/tests/infra_bicep.rs checks they are equal.
+// shipper emits (docs/design.md §4): a DCR-based table silently drops undeclared columns, so the table
+// and the manifest must never drift. tests/tests/suite/infra_bicep.rs checks they are equal.
 
 param workspaceName string
 param tableName string

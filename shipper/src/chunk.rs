@@ -5,10 +5,12 @@
 //! (contracts §3.2, §3.5), so that is what we do, before gzip. A chunk remembers which events
 //! it carries: after the service accepts it, progress (`posted_upto`) becomes `end_event`.
 
+use std::cell::RefCell;
 use std::io::Write;
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
+use libdeflater::Decompressor;
 use serde_json::value::RawValue;
 
 use crate::rows::Row;
@@ -20,11 +22,11 @@ pub const MAX_UNCOMPRESSED: usize = 1_000_000;
 pub const DATA_COLLECTOR_MAX: usize = 30_000_000;
 
 /// gzip level used by default. Measured by `benches/transform.rs` on 1,000 realistic events
-/// (3.1 MB of rows): level 1 compresses 4.6:1 at ≈ 580 MiB/s with flate2's `zlib-rs` backend
-/// (≈ 420 MiB/s with the default miniz_oxide); level 3 gives 6.5–7:1 at roughly half the
-/// speed, level 6 7.6:1 at a third. Requests are packed by *uncompressed* size, so a better
-/// ratio saves only bandwidth (≈ 0.7 KB per event at level 1), while gzip is most of the
-/// shipper's CPU: level 1 wins.
+/// (3.1 MB of rows), first with flate2's streaming encoders: level 1 compressed 4.6:1 at
+/// ≈ 580 MiB/s with the `zlib-rs` backend (≈ 420 MiB/s with miniz_oxide), level 3 6.5–7:1 at
+/// half the speed, level 6 7.6:1 at a third. Requests are packed by *uncompressed* size, so a
+/// better ratio saves only bandwidth, while gzip is a large share of the shipper's CPU: level 1
+/// wins (and stays on zlib-rs: see [`gzip`]).
 pub const DEFAULT_GZIP_LEVEL: u32 = 1;
 
 /// A request body: consecutive rows of one page.
@@ -119,7 +121,39 @@ pub fn split(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
     ))
 }
 
-/// gzip of `body` at `level` (0–9).
+/// A single-row chunk the service refused as too large (413) although it is under the limit
+/// we pack for: the service's limit is lower than assumed, so the row is cut like any
+/// over-long value (docs/design.md §4: largest values first, never inside a JSON value,
+/// counted) to at most half its size, and posted again; a further 413 halves it again.
+/// Returns the new chunk and the number of values cut; `None` when the chunk has more than one
+/// row, is not a body we built, or its row cannot get any smaller.
+pub fn shrink_single(chunk: &Chunk) -> Option<(Chunk, u64)> {
+    if chunk.len() != 1 {
+        return None;
+    }
+    let row = chunk.body.strip_prefix(b"[")?.strip_suffix(b"]")?;
+    let (smaller, cuts) = crate::rows::shrink_row(row, row.len() / 2)?;
+    let mut body = Vec::with_capacity(smaller.len() + 2);
+    body.push(b'[');
+    body.extend_from_slice(&smaller);
+    body.push(b']');
+    Some((
+        Chunk {
+            first_event: chunk.first_event,
+            end_event: chunk.end_event,
+            body,
+        },
+        cuts,
+    ))
+}
+
+/// gzip of `body` at `level` (0–9), with flate2's zlib-rs backend.
+///
+/// libdeflate's whole-buffer compressor was measured against it on the bench's request bodies
+/// (`benches/instructions.rs`, `benches/transform.rs` group `backend`): at level 1 it
+/// compresses much better (6.3:1 against 4.6:1) but costs ≈ 40 % more instructions per body,
+/// and requests are packed and billed by their *uncompressed* size, so the better ratio saves
+/// only bandwidth while the instructions are shipper CPU. zlib-rs stays.
 pub fn gzip(body: &[u8], level: u32) -> Vec<u8> {
     let mut enc = GzEncoder::new(
         Vec::with_capacity(body.len() / 4 + 64),
@@ -129,6 +163,29 @@ pub fn gzip(body: &[u8], level: u32) -> Vec<u8> {
     enc.write_all(body)
         .and_then(|()| enc.finish())
         .unwrap_or_default()
+}
+
+/// Inflates the single-member gzip `gz` in one call when its trailer announces a size of at
+/// most `limit` bytes and the stream really inflates to exactly that size; `None` otherwise
+/// (malformed, truncated, lying or over the limit), and the caller's careful streaming path
+/// decides and explains. A stored page is whole in memory: libdeflate's whole-buffer inflater
+/// takes ≈ 20 % fewer instructions than zlib-rs's streaming decoder on the bench's page
+/// (`benches/instructions.rs`; BENCHMARKS.md), and the output is allocated once at its size.
+pub fn gunzip_fast(gz: &[u8], limit: u64) -> Option<Vec<u8>> {
+    thread_local! {
+        static DECOMPRESSOR: RefCell<Decompressor> = RefCell::new(Decompressor::new());
+    }
+    // ISIZE: the uncompressed size modulo 2^32, the last four bytes of the member.
+    let trailer: [u8; 4] = gz.get(gz.len().checked_sub(4)?..)?.try_into().ok()?;
+    let size = u32::from_le_bytes(trailer) as usize;
+    if gz.len() < 18 || size as u64 > limit {
+        return None;
+    }
+    let mut out = vec![0; size];
+    let n = DECOMPRESSOR
+        .with(|d| d.borrow_mut().gzip_decompress(gz, &mut out))
+        .ok()?;
+    (n == size).then_some(out)
 }
 
 #[cfg(test)]
@@ -179,9 +236,49 @@ mod tests {
     }
 
     #[test]
+    fn a_single_row_shrinks_to_half_until_nothing_is_left_to_cut() {
+        let rows = vec![row(7, 10_000)];
+        let mut c = chunks(&rows, MAX_UNCOMPRESSED).remove(0);
+        let mut rounds = 0;
+        while let Some((smaller, cuts)) = shrink_single(&c) {
+            let empty = smaller.body == br#"[{"a":""}]"#;
+            assert!(smaller.body.len() <= c.body.len() / 2 + 2 || empty);
+            assert!(smaller.body.len() < c.body.len());
+            assert_eq!((smaller.first_event, smaller.end_event), (7, 8));
+            assert_eq!(cuts, 1);
+            let v: Vec<serde_json::Value> = serde_json::from_slice(&smaller.body).unwrap();
+            assert!(v[0]["a"].as_str().unwrap().chars().all(|ch| ch == 'x'));
+            c = smaller;
+            rounds += 1;
+        }
+        assert!(rounds >= 8, "{rounds}");
+        assert_eq!(c.body, br#"[{"a":""}]"#);
+        let two: Vec<Row> = (0..2).map(|i| row(i, 100)).collect();
+        assert!(shrink_single(&chunks(&two, MAX_UNCOMPRESSED)[0]).is_none());
+    }
+
+    #[test]
+    fn gunzip_fast_takes_only_what_it_can_vouch_for() {
+        let body = br#"[{"a":1},{"a":2}]"#.repeat(100);
+        let gz = gzip(&body, 1);
+        assert_eq!(gunzip_fast(&gz, 1 << 20), Some(body.clone()));
+        assert_eq!(
+            gunzip_fast(&gz, body.len() as u64 - 1),
+            None,
+            "over the limit"
+        );
+        assert_eq!(gunzip_fast(&gz[..gz.len() - 1], 1 << 20), None, "truncated");
+        let mut lying = gz.clone();
+        let n = lying.len();
+        lying[n - 4..].copy_from_slice(&10u32.to_le_bytes());
+        assert_eq!(gunzip_fast(&lying, 1 << 20), None, "trailer lies");
+        assert_eq!(gunzip_fast(b"", 1 << 20), None);
+    }
+
+    #[test]
     fn gzip_round_trips() {
         let body = br#"[{"a":1},{"a":2}]"#.repeat(100);
-        for level in [1, 6, 9] {
+        for level in [0, 1, 6, 9] {
             let z = gzip(&body, level);
             assert_eq!(&z[..2], &[0x1f, 0x8b]);
             let mut back = Vec::new();

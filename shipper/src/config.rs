@@ -27,6 +27,9 @@ pub struct Cli {
 pub enum Command {
     /// Ship (the default).
     Run,
+    /// Check every dependency with the shipper's identity and configuration; one OK or
+    /// FAILED line (with the fix) per check; exit 0 when all are OK, 1 otherwise.
+    Doctor,
     /// Inspect, requeue or purge poison records.
     Poison {
         #[command(subcommand)]
@@ -118,8 +121,63 @@ pub struct ShipperArgs {
     pub concurrency: usize,
     #[arg(long, env = "SHIPPER_MAX_DEQUEUE", default_value_t = 5, global = true)]
     pub max_dequeue: u32,
+    /// The table was deployed without the columns whose names exceed 45 characters (Bicep
+    /// `omitOverlongColumns=true`): their values go to additionalFields_s instead.
+    #[arg(
+        long,
+        env = "OMIT_OVERLONG_COLUMNS",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub omit_overlong_columns: bool,
+    #[command(flatten)]
+    pub tuning: TuningArgs,
     #[command(flatten)]
     pub service: ServiceArgs,
+}
+
+/// Tuning knobs: the defaults suit production; tests shorten them to keep failure suites
+/// within minutes (docs/design.md §6). Listed by `--help`, hidden from `-h`. Durations are
+/// `humantime` (`500ms`, `15s`, `2m`, `7d`).
+#[derive(Args, Debug, Clone)]
+pub struct TuningArgs {
+    /// Visibility timeout of a received message, renewed while its page is worked on (5s–7d).
+    #[arg(long, env = "VISIBILITY_TIMEOUT", default_value = "120s", value_parser = duration, hide_short_help = true, global = true)]
+    pub visibility_timeout: Duration,
+    /// Lease on a page state, renewed while the page is worked on (15s–60s, the blob lease
+    /// limits). A replica that dies holds its pages this long.
+    #[arg(long, env = "STATE_LEASE_DURATION", default_value = "60s", value_parser = duration, hide_short_help = true, global = true)]
+    pub state_lease_duration: Duration,
+    /// How long the breaker stays open before one page probes the sink again.
+    #[arg(long, env = "BREAKER_OPEN_TIME", default_value = "60s", value_parser = duration, hide_short_help = true, global = true)]
+    pub breaker_open_time: Duration,
+    /// Longest wait between two receives on an empty queue (each receive is a billed
+    /// storage transaction).
+    #[arg(long, env = "SHIPPER_IDLE_POLL", default_value = "10s", value_parser = duration, hide_short_help = true, global = true)]
+    pub idle_poll: Duration,
+    /// Delay before a handed-back message (lease held elsewhere, newer envelope) is seen
+    /// again; a page-caused failure waits this times its failure count.
+    #[arg(long, env = "HAND_BACK_DELAY", default_value = "30s", value_parser = duration, hide_short_help = true, global = true)]
+    pub hand_back_delay: Duration,
+    /// Interval of the one-line `stats` log record and of the poison-record count.
+    #[arg(long, env = "STATS_INTERVAL", default_value = "60s", value_parser = duration, hide_short_help = true, global = true)]
+    pub stats_interval: Duration,
+    /// Time to finish in-flight pages after SIGTERM; then requests to the sink are cut and
+    /// the rest gets at most 10 s more. Leave at least 15 s to the platform's termination
+    /// grace period (the Bicep sets it 15 s shorter).
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "30s", value_parser = duration, hide_short_help = true, global = true)]
+    pub shutdown_grace: Duration,
+    /// Transient failures of one chunk, while the sink accepts other chunks, after which the
+    /// page counts as at fault (it ends in poison if that persists) (2–1000).
+    #[arg(long, env = "CHUNK_MAX_TRANSIENT", default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..=1000), hide_short_help = true, global = true)]
+    pub chunk_max_transient: u32,
+}
+
+/// A `humantime` duration (`500ms`, `15s`, `7d`).
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration ({e}); use e.g. 500ms, 15s, 5m, 7d"))
 }
 
 /// Where the shipper posts.
@@ -145,35 +203,49 @@ pub enum WorkspaceKey {
     Vault { secret: String },
 }
 
-/// Test-time knobs, documented in the README (defaults suit production).
+/// The tuning knobs, validated (see [`TuningArgs`] for each one's meaning and default).
 #[derive(Debug, Clone)]
-pub struct Knobs {
-    /// Visibility timeout of a received message; renewed while the page is worked on.
+pub struct Tuning {
+    /// `VISIBILITY_TIMEOUT`: of a received message, renewed while its page is worked on.
     pub visibility: Duration,
-    /// Lease on a page state (15–60 s).
+    /// `STATE_LEASE_DURATION`: lease on a page state (15–60 s).
     pub state_lease: Duration,
-    /// How long the breaker stays open before one page probes the sink again.
+    /// `BREAKER_OPEN_TIME`: how long the breaker stays open before one page probes again.
     pub breaker_open: Duration,
-    /// Longest wait between two receives on an empty queue.
+    /// `SHIPPER_IDLE_POLL`: longest wait between two receives on an empty queue.
     pub idle_poll: Duration,
-    /// Delay before a handed-back message (lease held elsewhere, newer envelope) is seen again.
+    /// `HAND_BACK_DELAY`: before a handed-back message is seen again.
     pub hand_back: Duration,
+    /// `STATS_INTERVAL`: of the `stats` log record and the poison-record count.
     pub stats_interval: Duration,
-    /// Time to finish in-flight pages after SIGTERM.
+    /// `SHUTDOWN_GRACE`: to finish in-flight pages after SIGTERM.
     pub grace: Duration,
+    /// `CHUNK_MAX_TRANSIENT`: transient failures of one chunk, while the sink accepts
+    /// others, after which the page counts as at fault.
+    pub chunk_max_transient: u32,
+    /// Which manifest columns the table declares (`OMIT_OVERLONG_COLUMNS`).
+    pub columns: crate::rows::TableColumns,
 }
 
+/// The validated configuration of every shipper command.
 #[derive(Debug, Clone)]
 pub struct ShipperConfig {
+    /// Queue and container, and how to authenticate to them.
     pub storage: StorageSettings,
     /// `None` for the poison commands, which never post.
     pub sink: Option<SinkSettings>,
+    /// `SHIPPER_CONCURRENCY`: pages in flight in this replica.
     pub concurrency: usize,
+    /// `SHIPPER_MAX_DEQUEUE`: page-caused failures before a page is parked as poison.
     pub max_dequeue: u32,
+    /// `KEY_VAULT_URL`, when secrets come from a vault.
     pub key_vault_url: Option<Url>,
+    /// `AZURE_CLIENT_ID`: the user-assigned managed identity, when not the system one.
     pub azure_client_id: Option<String>,
+    /// `HTTP_ADDR`: `/healthz`, `/readyz`, `/metrics`.
     pub http_addr: SocketAddr,
-    pub knobs: Knobs,
+    /// The tuning knobs.
+    pub tuning: Tuning,
 }
 
 impl ShipperArgs {
@@ -202,14 +274,15 @@ impl ShipperArgs {
                 "must be between 1 and 100",
             ));
         }
-        let state_lease = config::env_duration("STATE_LEASE_DURATION", Duration::from_secs(60))?;
-        if !(15..=60).contains(&state_lease.as_secs()) {
+        let t = &self.tuning;
+        let state_lease = t.state_lease_duration;
+        if !(15..=60).contains(&state_lease.as_secs()) || state_lease.subsec_nanos() != 0 {
             return Err(ConfigError::new(
                 "STATE_LEASE_DURATION",
-                "must be between 15s and 60s (blob lease limits)",
+                "must be whole seconds between 15s and 60s (blob lease limits)",
             ));
         }
-        let visibility = config::env_duration("VISIBILITY_TIMEOUT", Duration::from_secs(120))?;
+        let visibility = t.visibility_timeout;
         if visibility < Duration::from_secs(5) || visibility > Duration::from_secs(7 * 24 * 3600) {
             return Err(ConfigError::new(
                 "VISIBILITY_TIMEOUT",
@@ -224,14 +297,20 @@ impl ShipperArgs {
             key_vault_url,
             azure_client_id: service.azure_client_id,
             http_addr: service.http_addr,
-            knobs: Knobs {
+            tuning: Tuning {
                 visibility,
                 state_lease,
-                breaker_open: config::env_duration("BREAKER_OPEN_TIME", Duration::from_secs(60))?,
-                idle_poll: config::env_duration("SHIPPER_IDLE_POLL", Duration::from_secs(10))?,
-                hand_back: config::env_duration("HAND_BACK_DELAY", Duration::from_secs(30))?,
-                stats_interval: config::env_duration("STATS_INTERVAL", Duration::from_secs(60))?,
-                grace: config::env_duration("SHUTDOWN_GRACE", Duration::from_secs(30))?,
+                breaker_open: t.breaker_open_time,
+                idle_poll: t.idle_poll,
+                hand_back: t.hand_back_delay,
+                stats_interval: t.stats_interval,
+                grace: t.shutdown_grace,
+                chunk_max_transient: t.chunk_max_transient,
+                columns: if self.omit_overlong_columns {
+                    crate::rows::TableColumns::WithoutOverlong
+                } else {
+                    crate::rows::TableColumns::All
+                },
             },
         })
     }

@@ -3,11 +3,13 @@
 //!
 //! `run` receives; `page` ships one message (claim, rows, chunks, progress, done); `keeper`
 //! keeps its claim alive; `breaker` pauses on sink-wide failures; `poison` parks and
-//! reprocesses pages; `rows` and `chunk` build request bodies; `sinks` post them.
+//! reprocesses pages; `rows` and `chunk` build request bodies; `sinks` post them; `doctor`
+//! checks a live deployment.
 
 pub mod breaker;
 pub mod chunk;
 pub mod config;
+pub mod doctor;
 pub mod keeper;
 pub mod page;
 pub mod poison;

@@ -13,7 +13,7 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     let command = cli.command.unwrap_or(Command::Run);
-    let is_run = matches!(command, Command::Run);
+    let is_run = matches!(command, Command::Run | Command::Doctor);
     let cfg = match cli.args.validate(is_run) {
         Ok(c) => c,
         Err(e) => return common::service::config_failed("shipper", &e),
@@ -21,8 +21,9 @@ fn main() -> ExitCode {
     let result = rt.block_on(async move {
         match command {
             Command::Run => shipper::run::run(cfg).await,
+            Command::Doctor => shipper::doctor::command(&cfg).await,
             Command::Poison { action } => {
-                let w = shipper::wiring::Wiring::new(&cfg, Default::default()).await?;
+                let w = shipper::wiring::Clients::new(&cfg, Default::default()).await?;
                 let storage =
                     Storage::connect(&cfg.storage, w.azure_http.clone(), w.credential.clone())?;
                 match action {

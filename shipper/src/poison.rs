@@ -13,7 +13,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use common::envelope::Envelope;
 use common::org::{names, parse_number, OrgKey};
-use common::page_state::PageState;
+use common::page_state::{DoneMarker, PageState};
 use common::storage::{Blobs, Queue, ReceivedMessage, Storage, StorageError};
 use serde::{Deserialize, Serialize};
 
@@ -139,11 +139,18 @@ pub fn blob_for_id(id: &str) -> anyhow::Result<String> {
 }
 
 async fn read_record(blobs: &Blobs, name: &str) -> anyhow::Result<PoisonRecord> {
+    Ok(read_record_at(blobs, name).await?.0)
+}
+
+/// The record and the ETag it was read at.
+async fn read_record_at(blobs: &Blobs, name: &str) -> anyhow::Result<(PoisonRecord, String)> {
     let content = blobs
         .read_limited(name, 1024 * 1024)
         .await?
         .with_context(|| format!("no poison record {name}"))?;
-    serde_json::from_slice(&content.bytes).with_context(|| format!("{name} is not a poison record"))
+    let rec = serde_json::from_slice(&content.bytes)
+        .with_context(|| format!("{name} is not a poison record"))?;
+    Ok((rec, content.etag))
 }
 
 async fn all_records(blobs: &Blobs) -> anyhow::Result<Vec<(String, PoisonRecord)>> {
@@ -223,7 +230,8 @@ pub async fn requeue(storage: &Storage, ids: &[String], all: bool) -> anyhow::Re
     for name in &names {
         if let Err(e) = requeue_one(&storage.blobs, &storage.queue, name).await {
             failed += 1;
-            bar.println(format!("{name}: {e:#}"));
+            // `println` of a hidden bar (no terminal) prints nothing: say it on stderr.
+            bar.suspend(|| eprintln!("{name}: {e:#}"));
         }
         bar.inc(1);
     }
@@ -235,8 +243,11 @@ pub async fn requeue(storage: &Storage, ids: &[String], all: bool) -> anyhow::Re
     Ok(())
 }
 
+/// Sends the envelope, then deletes the record only if it is still the one read (If-Match):
+/// should the page be parked again in between (a shipper wrote a new record), the new record
+/// is kept — deleting it would leave a parked page nobody is told about.
 async fn requeue_one(blobs: &Blobs, queue: &Queue, name: &str) -> anyhow::Result<()> {
-    let rec = read_record(blobs, name).await?;
+    let (rec, etag) = read_record_at(blobs, name).await?;
     let text = match (&rec.envelope, &rec.raw) {
         (Some(env), _) => {
             // Keep the progress, reset the failure count.
@@ -257,8 +268,14 @@ async fn requeue_one(blobs: &Blobs, queue: &Queue, name: &str) -> anyhow::Result
         _ => bail!("the record holds no complete message to requeue"),
     };
     queue.send(&text, None).await?;
-    blobs.delete(name, None).await?;
-    Ok(())
+    match blobs.delete_if_match(name, &etag).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_condition_not_met() => bail!(
+            "requeued, but the page was parked again meanwhile: its new record is kept (see `shipper poison show {}`)",
+            rec.id
+        ),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `poison purge [--older-than D] [--yes]`: gives up on pages for good. Their page blob and
@@ -293,14 +310,14 @@ pub async fn purge(
             blobs
                 .write(
                     &names::done(&env.org, env.epoch, env.seq),
-                    Bytes::new(),
+                    Bytes::from(DoneMarker::new(&env.sha256).to_bytes()),
                     None,
                 )
                 .await?;
             blobs.delete(&env.page_blob(), None).await?;
             let state = names::state(&env.org, env.epoch, env.seq);
             if let Err(e) = blobs.delete(&state, None).await {
-                bar.println(format!("{state}: {e} (left in place)"));
+                bar.suspend(|| eprintln!("{state}: {e} (left in place)"));
             }
         }
         blobs.delete(name, None).await?;

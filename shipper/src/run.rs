@@ -21,16 +21,20 @@ use tokio_util::sync::CancellationToken;
 
 use crate::breaker::Breaker;
 use crate::config::ShipperConfig;
-use crate::page::{self, Ctx};
+use crate::page::{self, Replica};
 use crate::stats::ShipperMetrics;
-use crate::wiring::Wiring;
+use crate::wiring::Clients;
 
 const READY_STORAGE: &str = "storage";
+
+/// Longest wait for in-flight pages once SHUTDOWN_GRACE is over and requests to the sink are
+/// cut: inside the 15 s the Bicep leaves between SHUTDOWN_GRACE and the platform's kill.
+const ABORT_MARGIN: Duration = Duration::from_secs(10);
 
 pub async fn run(cfg: ShipperConfig) -> anyhow::Result<()> {
     let cancel = common::shutdown::install();
     let metrics = ShipperMetrics::new();
-    let w = Wiring::new(
+    let w = Clients::new(
         &cfg,
         crate::sinks::SinkMetrics {
             statuses: Some(metrics.responses.clone()),
@@ -46,6 +50,7 @@ pub async fn run(cfg: ShipperConfig) -> anyhow::Result<()> {
             .await
             .context("creating the queue and container (local storage)")?;
     }
+    crate::doctor::spawn_self_check(cfg.clone());
     let sink = w.sink.clone().context("no sink configured")?;
     let health = Health::new();
     let (listener, addr) = common::health::bind(cfg.http_addr)
@@ -60,37 +65,39 @@ pub async fn run(cfg: ShipperConfig) -> anyhow::Result<()> {
     ));
     common::metrics::spawn_stats_logger(
         metrics.registry.clone(),
-        cfg.knobs.stats_interval,
+        cfg.tuning.stats_interval,
         cancel.clone(),
     );
-    let ctx = Arc::new(Ctx {
+    let ctx = Arc::new(Replica {
         blobs: storage.blobs.clone(),
         queue: storage.queue.clone(),
         sink,
-        breaker: Breaker::new(cfg.knobs.breaker_open),
+        breaker: Breaker::new(cfg.tuning.breaker_open),
         health,
         metrics,
-        knobs: cfg.knobs.clone(),
+        tuning: cfg.tuning.clone(),
         max_dequeue: cfg.max_dequeue,
         abort: CancellationToken::new(),
+        sink_accepts: Default::default(),
     });
     receive_loop(&ctx, &storage, cfg.concurrency, &cancel).await;
     Ok(())
 }
 
 async fn receive_loop(
-    ctx: &Arc<Ctx>,
+    ctx: &Arc<Replica>,
     storage: &Storage,
     concurrency: usize,
     cancel: &CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(concurrency));
     let mut tasks: JoinSet<()> = JoinSet::new();
-    let mut idle = Backoff::new(Duration::from_millis(250), ctx.knobs.idle_poll);
+    let mut idle = Backoff::new(Duration::from_millis(250), ctx.tuning.idle_poll);
     let mut trouble = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     let mut last_depth = Instant::now() - Duration::from_secs(3600);
     let mut last_poison_count = Instant::now() - Duration::from_secs(3600);
     loop {
+        ctx.health.beat("main_loop"); // /healthz watchdog (common::health)
         while tasks.try_join_next().is_some() {}
         ctx.metrics
             .in_flight
@@ -102,7 +109,7 @@ async fn receive_loop(
                 ctx.metrics.queue_depth.set(n as i64);
             }
         }
-        if last_poison_count.elapsed() > ctx.knobs.stats_interval {
+        if last_poison_count.elapsed() > ctx.tuning.stats_interval {
             last_poison_count = Instant::now();
             // Counted in storage, not since this process started: the alert on it lasts
             // exactly as long as records wait, on every replica, across restarts.
@@ -132,7 +139,7 @@ async fn receive_loop(
         }
         let received = tokio::select! {
             _ = cancel.cancelled() => break,
-            r = storage.queue.receive(want as u8, ctx.knobs.visibility) => r,
+            r = storage.queue.receive(want as u8, ctx.tuning.visibility) => r,
         };
         match received {
             Ok(msgs) if msgs.is_empty() => {
@@ -172,17 +179,28 @@ async fn receive_loop(
     if !tasks.is_empty() {
         tracing::info!(
             in_flight = tasks.len(),
-            grace_s = ctx.knobs.grace.as_secs(),
+            grace_s = ctx.tuning.grace.as_secs(),
             "stopping: finishing in-flight pages"
         );
-        let deadline = tokio::time::sleep(ctx.knobs.grace);
+        let deadline = tokio::time::sleep(ctx.tuning.grace);
         tokio::pin!(deadline);
         loop {
             tokio::select! {
                 r = tasks.join_next() => if r.is_none() { break },
                 _ = &mut deadline => {
+                    // Requests to the sink are cut now; what is left is short storage steps
+                    // (a progress write, a lease release, a hand-back), bounded so that the
+                    // process ends inside the platform's margin after SHUTDOWN_GRACE. A page
+                    // still at work after that is safe as after a kill (docs/design.md §2).
                     ctx.abort.cancel();
-                    while tasks.join_next().await.is_some() {}
+                    let drained = tokio::time::timeout(ABORT_MARGIN, async {
+                        while tasks.join_next().await.is_some() {}
+                    })
+                    .await;
+                    if drained.is_err() {
+                        tracing::warn!(in_flight = tasks.len(), "stopping with pages still in flight; they are picked up again as after a kill");
+                        tasks.abort_all();
+                    }
                     break;
                 }
             }

@@ -19,6 +19,8 @@ pub struct ShipperMetrics {
     pub retries: Counter,
     pub poisoned: Counter,
     pub truncations: Counter,
+    /// Fields kept in additionalFields_s because no declared column holds them.
+    pub unmapped_fields: Counter,
     pub storage_errors: Counter,
     /// 1 while the breaker is open.
     pub breaker_open: Gauge,
@@ -60,6 +62,10 @@ impl ShipperMetrics {
             truncations: m.counter(
                 "truncations",
                 "Values truncated to fit Log Analytics limits",
+            ),
+            unmapped_fields: m.counter(
+                "unmapped_fields",
+                "Event fields kept in additionalFields_s because no declared column holds them",
             ),
             storage_errors: m.counter("storage_errors", "Failed storage operations (retried)"),
             breaker_open: m.gauge("breaker_open", "1 while the sink breaker is open"),

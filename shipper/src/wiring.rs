@@ -12,16 +12,20 @@ use common::storage::StorageAuth;
 use crate::config::{ShipperConfig, SinkSettings, WorkspaceKey};
 use crate::sinks::{DataCollectorSink, LogsIngestionSink, Sink, SinkMetrics};
 
-pub struct Wiring {
+/// The clients the shipper's commands talk through, built once from the configuration.
+pub struct Clients {
+    /// The HTTP client shared by the Azure SDK clients and the sinks (test CA, no automatic
+    /// decompression).
     pub azure_http: reqwest::Client,
+    /// The managed identity, when storage or the Logs Ingestion sink needs it.
     pub credential: Option<Arc<dyn TokenCredential>>,
     /// `None` for the poison commands.
     pub sink: Option<Arc<dyn Sink>>,
 }
 
-impl Wiring {
+impl Clients {
     /// Builds the sink when the configuration has one (not for the poison commands).
-    pub async fn new(cfg: &ShipperConfig, metrics: SinkMetrics) -> anyhow::Result<Wiring> {
+    pub async fn new(cfg: &ShipperConfig, metrics: SinkMetrics) -> anyhow::Result<Clients> {
         let azure = AzureClients::build(
             matches!(cfg.storage.auth, StorageAuth::ManagedIdentity)
                 || matches!(cfg.sink, Some(SinkSettings::LogsIngestion { .. })),
@@ -34,7 +38,7 @@ impl Wiring {
             vault,
         } = azure;
         let Some(settings) = &cfg.sink else {
-            return Ok(Wiring {
+            return Ok(Clients {
                 azure_http,
                 credential,
                 sink: None,
@@ -52,9 +56,12 @@ impl Wiring {
                     endpoint.clone(),
                     dcr_immutable_id.clone(),
                     stream.clone(),
-                    credential
-                        .clone()
-                        .context("the Logs Ingestion sink needs a managed identity")?,
+                    // Its own token cache: a 401 can force a new token (sinks/logs_ingestion.rs).
+                    common::token_cache::TokenCache::managed_identity(
+                        cfg.azure_client_id.as_deref(),
+                        azure_http.clone(),
+                    )
+                    .context("AZURE_CLIENT_ID: cannot build the managed identity credential")?,
                     audience.clone(),
                 )?
                 .with_metrics(metrics),
@@ -86,7 +93,7 @@ impl Wiring {
                 )
             }
         };
-        Ok(Wiring {
+        Ok(Clients {
             azure_http,
             credential,
             sink: Some(sink),

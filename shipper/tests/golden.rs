@@ -7,10 +7,15 @@
 //! The corpus's event 6 carries the placeholder `"OVERLONG"` in `debugData.detailedmessage`,
 //! replaced here by 40,000 × "é" (80,000 bytes), so the expected value is the 65,536-byte,
 //! char-boundary prefix: 32,768 × "é".
+// Test code: helpers outside `#[test]` functions may unwrap too (the lint is for product code).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Map, Value};
 use shipper::chunk::{chunks, MAX_UNCOMPRESSED};
-use shipper::rows::{build_dc_events, build_rows, manifest, PageError, RowLimits, DC_FIELD_LIMIT};
+use shipper::rows::{
+    build_dc_events, build_rows, build_rows_for, manifest, PageError, RowLimits, TableColumns,
+    DC_FIELD_LIMIT, MAX_COLUMN_NAME,
+};
 
 const EVENTS: &str = include_str!("golden/events.json");
 const ROWS: &str = include_str!("golden/rows.json");
@@ -342,4 +347,229 @@ fn malformed_pages_are_page_errors() {
         Err(PageError::NotAnObject { index: 0 })
     ));
     assert!(build_rows(b"  [ ]  ", 0, &l).unwrap().rows.is_empty());
+}
+
+/// An event carrying fields the manifest does not know, at several depths, in the shapes Okta
+/// could send them: a new top-level object, a new member of a known object (`transaction.detail`),
+/// a new nested object under a known one, a scalar where the manifest expects an object, a
+/// value a declared column cannot hold, arrays, GUID and date-time strings, numbers, booleans,
+/// nulls and empty objects (which hold nothing).
+const UNKNOWN_FIELDS: &str = r#"[{
+  "uuid": "44444444-5555-4666-8777-888888888888",
+  "published": "2024-08-13T17:00:00.000Z",
+  "eventType": "user.session.start",
+  "version": "0",
+  "severity": "INFO",
+  "displayMessage": "User login to Okta",
+  "actor": {"id": "00u1", "type": "User", "alternateId": "a@example.com", "displayName": "A",
+            "detailEntry": null, "riskScore": 87.5,
+            "profile": {"department": "Sales", "manager": {"id": "00u2", "active": true}}},
+  "client": "not an object",
+  "authenticationContext": {"authenticationProvider": "FACTOR_PROVIDER", "externalSessionId": "s1",
+                            "authenticationStep": 0, "issuer": {"id": "aus1", "type": "AS", "region": "eu"}},
+  "outcome": {"result": "SUCCESS", "reason": null},
+  "securityContext": {"asNumber": "n/a", "asOrg": "org", "isProxy": false,
+                      "ipDetails": {"asNumber": 7922, "ipServiceCategories": ["VPN", "TOR"]}},
+  "transaction": {"type": "WEB", "id": "tx1",
+                  "detail": {"requestApiTokenId": "00T1abc", "dtHash": null, "nested": {}}},
+  "debugContext": {"debugData": {"requestId": "r1", "newDebugKey": "kept in debugData"}},
+  "request": {"ipChain": []},
+  "newTopLevelField": {"sessionGuid": "{3F2504E0-4F89-11D3-9A0C-0305E82C3301}",
+                       "seenAt": "2024-08-13T16:59:59Z", "deep": {"deeper": {"deepest": "x"}}},
+  "tags": [1, "two", {"three": 3}],
+  "domain": "acme.okta.com"
+}]"#;
+
+/// What the Data Collector API would make of the event (the fake's flattening, a fresh table).
+fn data_collector_columns(event: &Value) -> Map<String, Value> {
+    let mut table = world::fakes::log_analytics::flatten::DcTable::default();
+    table.ingest(event.as_object().unwrap()).row
+}
+
+#[test]
+fn fields_outside_the_manifest_are_kept_in_additional_fields() {
+    let batch = build_rows(UNKNOWN_FIELDS.as_bytes(), 0, &RowLimits::default()).unwrap();
+    let row: Map<String, Value> = serde_json::from_slice(&batch.rows[0].json).unwrap();
+    let text = row["additionalFields_s"].as_str().unwrap();
+    let extra: Map<String, Value> = world::strict_json::strict(text.as_bytes())
+        .unwrap()
+        .as_object()
+        .unwrap()
+        .clone();
+    let want = serde_json::json!({
+        "actor_riskScore_d": 87.5,
+        "actor_profile_department_s": "Sales",
+        "actor_profile_manager_id_s": "00u2",
+        "actor_profile_manager_active_b": true,
+        "client_s": "not an object",
+        "authenticationContext_issuer_region_s": "eu",
+        "securityContext_ipDetails_asNumber_d": 7922,
+        "securityContext_ipDetails_ipServiceCategories_s": "[\"VPN\",\"TOR\"]",
+        "transaction_detail_requestApiTokenId_s": "00T1abc",
+        "newTopLevelField_sessionGuid_g": "3f2504e0-4f89-11d3-9a0c-0305e82c3301",
+        "newTopLevelField_seenAt_t": "2024-08-13T16:59:59Z",
+        "newTopLevelField_deep_deeper_deepest_s": "x",
+        "tags_s": "[1,\"two\",{\"three\":3}]",
+        "securityContext_asNumber_s": "n/a",
+    });
+    assert_eq!(Value::Object(extra.clone()), want);
+    assert_eq!(batch.unmapped_fields, 14, "every kept field is counted");
+    // Declared columns are not repeated there, new debugData keys stay in their own catch-all.
+    assert_eq!(row["transaction_id_s"], "tx1");
+    assert_eq!(row["authenticationContext_issuer_id_s"], "aus1");
+    assert_eq!(
+        row["debugContext_debugData_s"],
+        r#"{"newDebugKey":"kept in debugData"}"#
+    );
+    assert!(row.get("securityContext_asNumber_d").is_none());
+
+    // Names and values are exactly the Data Collector API's: every column it would have made
+    // is a declared column of the row (same value), a debugData key, or in additionalFields_s.
+    let event: Value = serde_json::from_str::<Vec<Value>>(UNKNOWN_FIELDS)
+        .unwrap()
+        .remove(0);
+    let declared: Vec<&str> = manifest()
+        .columns()
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    let mut expected_extra = Map::new();
+    for (name, value) in data_collector_columns(&event) {
+        if declared.contains(&name.as_str()) {
+            let got = &row[&name];
+            assert!(
+                same(got, &value),
+                "{name}: row has {got}, the legacy API {value}"
+            );
+        } else if !name.starts_with("debugContext_debugData_") {
+            expected_extra.insert(name, value);
+        }
+    }
+    let as_f64 = |m: &Map<String, Value>| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = m
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_f64().map_or(v.to_string(), |f| f.to_string()),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(as_f64(&extra), as_f64(&expected_extra));
+}
+
+/// With `OMIT_OVERLONG_COLUMNS` (a table deployed without the 46-character column) the value
+/// of `authenticationContext_authenticationProvider_s` is kept in additionalFields_s.
+#[test]
+fn an_undeclared_overlong_column_goes_to_additional_fields() {
+    let page = corpus();
+    let all = build_rows(page.as_bytes(), 0, &RowLimits::default()).unwrap();
+    let short = build_rows_for(
+        page.as_bytes(),
+        0,
+        &RowLimits::default(),
+        TableColumns::WithoutOverlong,
+    )
+    .unwrap();
+    let col = "authenticationContext_authenticationProvider_s";
+    assert!(col.len() > MAX_COLUMN_NAME);
+    let mut moved = 0;
+    for (a, s) in all.rows.iter().zip(&short.rows) {
+        let mut a: Map<String, Value> = serde_json::from_slice(&a.json).unwrap();
+        let mut s: Map<String, Value> = serde_json::from_slice(&s.json).unwrap();
+        assert!(!s.contains_key(col));
+        let extra_s: Map<String, Value> = s
+            .remove("additionalFields_s")
+            .map(|t| serde_json::from_str(t.as_str().unwrap()).unwrap())
+            .unwrap_or_default();
+        let mut extra_a: Map<String, Value> = a
+            .remove("additionalFields_s")
+            .map(|t| serde_json::from_str(t.as_str().unwrap()).unwrap())
+            .unwrap_or_default();
+        if let Some(v) = a.remove(col) {
+            extra_a.insert(col.to_string(), v);
+            moved += 1;
+        }
+        a.remove("TimeGenerated");
+        s.remove("TimeGenerated");
+        assert_eq!(a, s, "every other column is the same");
+        assert_eq!(extra_a, extra_s);
+    }
+    assert_eq!(
+        moved, 2,
+        "the corpus has two events with an authenticationProvider"
+    );
+    assert_eq!(short.unmapped_fields, all.unmapped_fields + 2);
+}
+
+/// Issue 12 item 3: nothing that carries no information is sent. An empty string column, a
+/// `null` or `""` member of a catch-all, an empty unknown field: Log Analytics reads each of
+/// them exactly as it reads an absent one, and each costs ingestion bytes.
+#[test]
+fn values_that_carry_nothing_are_not_sent() {
+    let page = r#"[{"uuid":"55555555-6666-4777-8888-999999999999","published":"2024-08-13T18:00:00Z",
+        "displayMessage":"","client":{"zone":"","ipAddress":"192.0.2.1"},
+        "transaction":{"id":"tx","detail":{"requestApiTokenId":"","other":null}},
+        "debugContext":{"debugData":{"clientSecret":"","gone":null,"kept":"v","requestUri":""}},
+        "domain":"acme.okta.com"}]"#;
+    let batch = build_rows(page.as_bytes(), 0, &RowLimits::default()).unwrap();
+    let row: Map<String, Value> = serde_json::from_slice(&batch.rows[0].json).unwrap();
+    let mut names: Vec<&str> = row.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "TimeGenerated",
+            "client_ipAddress_s",
+            "debugContext_debugData_s",
+            "domain_s",
+            "published_t",
+            "transaction_id_s",
+            "uuid_g"
+        ]
+    );
+    assert_eq!(row["debugContext_debugData_s"], r#"{"kept":"v"}"#);
+    assert_eq!(batch.unmapped_fields, 0);
+}
+
+/// Ingestion bytes per row as Log Analytics bills them (the uncompressed JSON of the declared
+/// columns) on 1,000 realistic events; printed for BENCHMARKS.md (`-- --nocapture`), not
+/// asserted beyond what must hold: no row carries an empty value.
+#[test]
+fn bytes_per_row_on_realistic_events() {
+    let t0 = chrono::DateTime::parse_from_rfc3339("2024-08-13T15:58:20.353Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let mut events =
+        world::fakes::okta_events::generate(42, 1_000, t0, chrono::Duration::milliseconds(60));
+    for e in &mut events {
+        e["domain"] = Value::String("acme.okta.com".into());
+    }
+    let page = serde_json::to_vec(&events).unwrap();
+    let batch = build_rows(&page, 0, &RowLimits::default()).unwrap();
+    let total: usize = batch.rows.iter().map(|r| r.json.len()).sum();
+    println!(
+        "realistic events: page {} B/event, rows {} B/row (uncompressed JSON of the declared columns), {} unmapped fields kept",
+        page.len() / events.len(),
+        total / batch.rows.len(),
+        batch.unmapped_fields
+    );
+    for r in &batch.rows {
+        let row: Map<String, Value> = serde_json::from_slice(&r.json).unwrap();
+        for (col, v) in &row {
+            assert_ne!(v, "", "{col} sent empty");
+        }
+        for col in ["debugContext_debugData_s", "additionalFields_s"] {
+            let Some(text) = row.get(col).and_then(Value::as_str) else {
+                continue;
+            };
+            let members: Map<String, Value> = serde_json::from_str(text).unwrap();
+            for (k, v) in &members {
+                assert!(!v.is_null() && v != "", "{col}: {k} = {v} sent");
+            }
+        }
+    }
 }

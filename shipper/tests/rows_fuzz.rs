@@ -6,6 +6,8 @@
 //! property to N cases for a longer run. Failure persistence is off (no regression files are
 //! written into the source tree): a failure prints the minimal input, which belongs in a
 //! regression test below.
+// Test code: helpers outside `#[test]` functions may unwrap too (the lint is for product code).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
 
@@ -62,7 +64,8 @@ fn at<'a>(event: &'a Value, path: &str) -> Option<&'a Value> {
         .try_fold(event, |v, k| v.as_object()?.get(k))
 }
 
-/// The keys a manifest `rest` column does not claim.
+/// The keys a manifest `rest` column does not claim and that carry something (`null` and `""`
+/// members are not sent: a query reads them exactly as absent ones).
 fn unclaimed(event: &Value, rest_source: &str) -> Vec<(String, Value)> {
     let m = manifest();
     let Some(obj) = at(event, rest_source).and_then(Value::as_object) else {
@@ -78,6 +81,7 @@ fn unclaimed(event: &Value, rest_source: &str) -> Vec<(String, Value)> {
                         .is_some_and(|tail| tail.split('.').next() == Some(k.as_str()))
             })
         })
+        .filter(|(_, v)| !v.is_null() && v.as_str() != Some(""))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
@@ -209,6 +213,7 @@ fn check_rows(events: &[Value], from: usize, limits: &RowLimits) -> Result<(), T
         "one row per event"
     );
     let mut observed_truncations = 0u64;
+    let mut observed_unmapped = 0u64;
     for (k, row) in batch.rows.iter().enumerate() {
         prop_assert_eq!(row.event_index, from + k, "event_index contiguous");
         let ev = &events[row.event_index];
@@ -248,6 +253,21 @@ fn check_rows(events: &[Value], from: usize, limits: &RowLimits) -> Result<(), T
                         .as_str()
                         .ok_or_else(|| TestCaseError::fail(format!("{name} is not a string")))?;
                     match (col.kind, source) {
+                        (ColumnKind::Additional, _) => {
+                            let text = strict(s.as_bytes()).map_err(TestCaseError::fail)?;
+                            let got = text.as_object().ok_or_else(|| {
+                                TestCaseError::fail(format!("{name} is not an object text"))
+                            })?;
+                            prop_assert!(
+                                !got.is_empty()
+                                    || limits.max_field_bytes < 64 * 1024
+                                    || limits.max_row_bytes < MAX_UNCOMPRESSED - 2,
+                                "{} written empty",
+                                name
+                            );
+                            observed_unmapped += got.len() as u64;
+                            check_additional(ev, obj, got, limits)?;
+                        }
                         (ColumnKind::Rest, _) => {
                             let text = strict(s.as_bytes()).map_err(TestCaseError::fail)?;
                             let got = text.as_object().ok_or_else(|| {
@@ -356,12 +376,114 @@ fn check_rows(events: &[Value], from: usize, limits: &RowLimits) -> Result<(), T
             .map(|d| d.with_timezone(&chrono::Utc));
         prop_assert_eq!(row.published, published);
     }
+    prop_assert_eq!(
+        batch.unmapped_fields,
+        observed_unmapped,
+        "unmapped fields counted"
+    );
     prop_assert!(
         batch.truncations >= observed_truncations,
         "{} truncations counted, {} seen",
         batch.truncations,
         observed_truncations
     );
+    Ok(())
+}
+
+/// The `additional` column `got` of `row` against what the Data Collector API would have made
+/// of `ev` (the fake's flattening): each member is such a column, with its value, and — unless
+/// members were cut for the field cap — every such column that no declared column of the row
+/// holds is there. `debugData` keys (their own catch-all) are left out of the comparison.
+fn check_additional(
+    ev: &Value,
+    row: &Map<String, Value>,
+    got: &Map<String, Value>,
+    limits: &RowLimits,
+) -> Result<(), TestCaseError> {
+    let m = manifest();
+    let dc = world::fakes::log_analytics::flatten::DcTable::default()
+        .ingest(ev.as_object().unwrap_or(&Map::new()))
+        .row;
+    // Legacy paths (no suffix) whose value a declared column of the row holds (TimeGenerated
+    // may hold the shipping time instead; published_t holds `published` when it is valid).
+    let held: Vec<String> = m
+        .columns()
+        .iter()
+        .filter(|c| {
+            row.contains_key(&c.name)
+                && c.name != "TimeGenerated"
+                && !matches!(c.kind, ColumnKind::Rest | ColumnKind::Additional)
+        })
+        .map(|c| c.source.replace('.', "_"))
+        .collect();
+    let ignored = |n: &str| n.starts_with("debugContext_debugData_");
+    let mut want = Map::new();
+    for (name, value) in dc {
+        let path = &name[..name.len() - 2];
+        let held_by_row = held.iter().any(|h| {
+            path == h
+                || path
+                    .strip_prefix(h.as_str())
+                    .is_some_and(|t| t.starts_with('_'))
+        });
+        // An empty string makes a column a query reads as absent: not sent.
+        if !held_by_row && !ignored(&name) && value != "" {
+            want.insert(name, value);
+        }
+    }
+    let suffixed = |n: &str| {
+        ["_s", "_d", "_b", "_t", "_g"]
+            .iter()
+            .any(|x| n.ends_with(x))
+    };
+    // A name met twice in one event gets `#2`, `#3`… on the later ones.
+    let base_of = |n: &str| -> String {
+        match n.rsplit_once('#') {
+            Some((b, k))
+                if !suffixed(n) && !k.is_empty() && k.bytes().all(|c| c.is_ascii_digit()) =>
+            {
+                b.to_string()
+            }
+            _ => n.to_string(),
+        }
+    };
+    let renamed = got.keys().any(|k| base_of(k) != *k);
+    for (name, value) in got {
+        let base = base_of(name);
+        let base = base.as_str();
+        prop_assert!(suffixed(base), "member {} has no type suffix", name);
+        match &base[base.len() - 2..] {
+            "_d" => prop_assert!(value.is_number(), "{} = {}", name, value),
+            "_b" => prop_assert!(value.is_boolean(), "{} = {}", name, value),
+            _ => prop_assert!(value.is_string(), "{} = {}", name, value),
+        }
+        if ignored(base) || renamed {
+            continue;
+        }
+        let w = want.get(base).ok_or_else(|| {
+            TestCaseError::fail(format!(
+                "member {name} = {value}: the legacy API makes no such column"
+            ))
+        })?;
+        let long = w.as_str().is_some_and(|t| t.len() >= 32_000);
+        prop_assert!(
+            long || same(value, w),
+            "member {}: {} vs the legacy API's {}",
+            name,
+            value,
+            w
+        );
+    }
+    let cut = limits.max_field_bytes < 64 * 1024 || limits.max_row_bytes < MAX_UNCOMPRESSED - 2;
+    if !cut && !renamed {
+        for name in want.keys() {
+            prop_assert!(
+                got.contains_key(name),
+                "{} missing from additionalFields_s",
+                name
+            );
+        }
+    }
     Ok(())
 }
 

@@ -2,6 +2,8 @@
 //! each answer becomes as an [`Outcome`], that rows land with the manifest's columns, that the
 //! legacy path fills the Sentinel content columns with the same values, and that no token,
 //! key or signature ever appears in an outcome.
+// Test code: helpers outside `#[test]` functions may unwrap too (the lint is for product code).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
 use common::secrets::{SecretSource, SecretString};
+use common::token_cache::TokenCache;
 use serde_json::{Map, Value};
 use shipper::chunk::{chunks, Chunk, DATA_COLLECTOR_MAX, MAX_UNCOMPRESSED};
 use shipper::rows::{build_dc_events, build_rows, manifest, RowLimits};
@@ -71,7 +74,7 @@ fn li_sink(la: &LogAnalyticsFake, cred: Arc<TestCredential>) -> LogsIngestionSin
         Url::parse(&la.endpoint()).unwrap(),
         la.config().dcr_immutable_id.clone(),
         la.config().stream.clone(),
-        cred,
+        TokenCache::over(cred),
         AUDIENCE,
     )
     .unwrap()
@@ -186,11 +189,18 @@ async fn logs_ingestion_statuses_become_outcomes() {
     assert!(matches!(sink.post(chunk).await, Outcome::PageFault { .. }));
     inject(413, None);
     assert_eq!(sink.post(chunk).await, Outcome::TooLarge);
-    for status in [401, 404] {
-        inject(status, None);
-        let o = sink.post(chunk).await;
-        assert!(matches!(o, Outcome::SinkWide { .. }), "{status}: {o:?}");
-    }
+    // A 401 is answered by one more POST with a new token; refused again, it is sink-wide.
+    la.inject(LaFault::Status {
+        status: 401,
+        count: 2,
+        retry_after_secs: None,
+    });
+    let o = sink.post(chunk).await;
+    assert!(matches!(o, Outcome::SinkWide { .. }), "401: {o:?}");
+    assert_eq!(la.stats().requests_by_status.get(&401), Some(&2));
+    inject(404, None);
+    let o = sink.post(chunk).await;
+    assert!(matches!(o, Outcome::SinkWide { .. }), "404: {o:?}");
     // Only 204 is success: a 200 or 202 (a proxy, a wrong endpoint) must not count as shipped.
     for status in [200, 202] {
         inject(status, None);
@@ -209,6 +219,36 @@ async fn logs_ingestion_statuses_become_outcomes() {
     assert_eq!(la.rows().len(), 8);
     let token = cred.last.lock().unwrap().clone();
     assert!(!token.is_empty());
+}
+
+/// A refused token (401) is replaced at once, not when it expires: the sink fetches a new
+/// token and posts once more; a second refusal within a minute forces no further refresh.
+#[tokio::test]
+async fn a_refused_token_is_replaced_once_a_minute() {
+    let la = fake().await;
+    let cred = Arc::new(TestCredential::default());
+    let sink = li_sink(&la, cred.clone());
+    let chunk = &row_chunks()[0];
+    assert_eq!(sink.post(chunk).await, Outcome::Accepted);
+    let first = cred.last.lock().unwrap().clone();
+    la.inject(LaFault::Status {
+        status: 401,
+        count: 1,
+        retry_after_secs: None,
+    });
+    assert_eq!(sink.post(chunk).await, Outcome::Accepted);
+    let second = cred.last.lock().unwrap().clone();
+    assert_ne!(first, second, "the refused token was sent again");
+    assert_eq!(la.rows().len(), 2 * chunk.len());
+    // Within the minute: the next 401 is reported, with no new token.
+    la.inject(LaFault::Status {
+        status: 401,
+        count: 1,
+        retry_after_secs: None,
+    });
+    let o = sink.post(chunk).await;
+    assert!(matches!(o, Outcome::SinkWide { .. }), "{o:?}");
+    assert_eq!(*cred.last.lock().unwrap(), second);
 }
 
 #[tokio::test]
@@ -236,7 +276,7 @@ async fn logs_ingestion_real_refusals_are_classified() {
         Url::parse(&la.endpoint()).unwrap(),
         "dcr-ffffffffffffffffffffffffffffffff",
         la.config().stream.clone(),
-        cred.clone(),
+        TokenCache::over(cred.clone()),
         AUDIENCE,
     )
     .unwrap();
@@ -291,7 +331,7 @@ async fn transport_failures_are_classified() {
         Url::parse(&format!("http://127.0.0.1:{port}")).unwrap(),
         "dcr-00000000000000000000000000000000",
         "Custom-Okta_CL",
-        cred,
+        TokenCache::over(cred),
         AUDIENCE,
     )
     .unwrap();
@@ -309,7 +349,7 @@ fn settings_are_validated() {
             Url::parse(e).unwrap(),
             dcr,
             stream,
-            cred.clone(),
+            TokenCache::over(cred.clone()),
             AUDIENCE,
         )
         .is_ok()

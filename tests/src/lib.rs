@@ -9,4 +9,5 @@ pub mod local;
 pub mod procs;
 pub mod storage_proxy;
 pub mod strict_json;
+pub mod support;
 pub mod tls;

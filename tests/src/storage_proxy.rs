@@ -7,6 +7,10 @@
 //! whose answer never arrives. Both look the same to the client (the connection breaks), which
 //! is exactly what a conditional write must survive.
 //!
+//! It can also refuse one kind of operation the way Azure refuses a role that lacks its data
+//! action ([`FaultRule::refuse_kind`]): `403 AuthorizationPermissionMismatch`, without
+//! forwarding the request, so `doctor` can be shown to name the role to grant.
+//!
 //! Why a proxy and not Azurite's debug log: the log mixes every client (the bench's own queue
 //! polling included) and its format is not a contract. Each measured process gets its own
 //! proxy pair (blob + queue), so attributing a request to a process is just "which port".
@@ -18,6 +22,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -47,6 +52,63 @@ pub enum FaultMode {
     /// Azurite gets the whole request and carries it out; the connection breaks before the
     /// answer reaches the client.
     LoseAnswer,
+    /// Storage stops answering for this long: from the matching request on (that one
+    /// included), every request through every proxy sharing the [`Hold`] waits, then goes on
+    /// unchanged. Nothing fails; answers are just late — a storage outage as a client with
+    /// long timeouts sees it.
+    Hold(Duration),
+    /// Azurite never sees the request: the proxy answers `403 AuthorizationPermissionMismatch`
+    /// (the storage service's answer to a caller whose role lacks the data action) and closes.
+    RefusePermission,
+}
+
+/// The storage service's answer to a request whose caller lacks the data action.
+fn permission_mismatch() -> Vec<u8> {
+    let body = "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>AuthorizationPermissionMismatch</Code>\
+        <Message>This request is not authorized to perform this operation using this permission.\n\
+        RequestId:00000000-0000-0000-0000-000000000000\nTime:2026-01-01T00:00:00.0000000Z</Message></Error>";
+    format!(
+        "HTTP/1.1 403 This request is not authorized to perform this operation using this permission.\r\n\
+         Content-Type: application/xml\r\n\
+         x-ms-error-code: AuthorizationPermissionMismatch\r\n\
+         x-ms-request-id: 00000000-0000-0000-0000-000000000000\r\n\
+         Content-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// A storage freeze shared by proxies (blob and queue), started by a [`FaultMode::Hold`] rule.
+#[derive(Debug, Clone, Default)]
+pub struct Hold {
+    until: Arc<Mutex<Option<Instant>>>,
+    started: Arc<AtomicU64>,
+}
+
+impl Hold {
+    /// Holds every request from now for `d` (a freeze under way is extended, never shortened).
+    pub fn start(&self, d: Duration) {
+        let mut until = self.until.lock().unwrap_or_else(|e| e.into_inner());
+        let end = Instant::now() + d;
+        if until.is_none_or(|u| u < end) {
+            *until = Some(end);
+        }
+        self.started.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// How many times a freeze was started.
+    pub fn started(&self) -> u64 {
+        self.started.load(Ordering::SeqCst)
+    }
+
+    /// Waits while a freeze is under way.
+    async fn wait(&self) {
+        let until = *self.until.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = until {
+            tokio::time::sleep_until(t.into()).await;
+        }
+    }
 }
 
 /// Breaks the `nth` (1-based) request whose method is `method`, whose path contains
@@ -57,6 +119,9 @@ pub struct FaultRule {
     pub method: &'static str,
     pub path_contains: String,
     pub header: Option<&'static str>,
+    /// When set, matches requests of this kind (see [`classify`]) instead of `method`,
+    /// `path_contains` and `header`.
+    pub kind: Option<String>,
     pub nth: u64,
     pub times: u64,
     pub mode: FaultMode,
@@ -76,12 +141,22 @@ impl FaultRule {
             method,
             path_contains: path_contains.into(),
             header,
+            kind: None,
             nth,
             times: 1,
             mode,
             seen: AtomicU64::new(0),
             fired: AtomicBool::new(false),
         }
+    }
+
+    /// Refuses every request of `kind` (e.g. `queue PUT message`, `blob lease:acquire`) with
+    /// `403 AuthorizationPermissionMismatch`, as storage does when the caller's role lacks the
+    /// operation's data action.
+    pub fn refuse_kind(kind: impl Into<String>) -> FaultRule {
+        let mut rule = FaultRule::new("", "", None, 1, FaultMode::RefusePermission).times(u64::MAX);
+        rule.kind = Some(kind.into());
+        rule
     }
 
     /// Breaks `times` matching requests in a row, from the `nth` on.
@@ -104,17 +179,22 @@ impl FaultRule {
             .unwrap_or("")
             .replace("%2F", "/")
             .replace("%2f", "/");
-        let matches = head.method == self.method
-            && path.contains(&self.path_contains)
-            && self
-                .header
-                .is_none_or(|h| head.headers.iter().any(|n| n == h));
+        let matches = match &self.kind {
+            Some(kind) => head.kind == *kind,
+            None => {
+                head.method == self.method
+                    && path.contains(&self.path_contains)
+                    && self
+                        .header
+                        .is_none_or(|h| head.headers.iter().any(|n| n == h))
+            }
+        };
         let hit = if matches {
             self.seen.fetch_add(1, Ordering::SeqCst) + 1
         } else {
             0
         };
-        if hit >= self.nth && hit < self.nth + self.times {
+        if hit >= self.nth && hit < self.nth.saturating_add(self.times) {
             self.fired.store(true, Ordering::SeqCst);
             return Some(self.mode);
         }
@@ -127,6 +207,7 @@ pub struct CountingProxy {
     addr: SocketAddr,
     counts: Arc<Mutex<ProxyCounts>>,
     faults: Arc<Vec<FaultRule>>,
+    hold: Hold,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -143,19 +224,30 @@ impl CountingProxy {
         service: &'static str,
         faults: Vec<FaultRule>,
     ) -> anyhow::Result<Self> {
+        Self::with_faults_and_hold(upstream, service, faults, Hold::default()).await
+    }
+
+    /// Like [`CountingProxy::with_faults`]; a [`FaultMode::Hold`] rule freezes `hold`, which
+    /// other proxies may share (blob and queue freeze together).
+    pub async fn with_faults_and_hold(
+        upstream: SocketAddr,
+        service: &'static str,
+        faults: Vec<FaultRule>,
+        hold: Hold,
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let counts = Arc::new(Mutex::new(ProxyCounts::default()));
         let faults = Arc::new(faults);
-        let (shared, rules) = (counts.clone(), faults.clone());
+        let (shared, rules, freeze) = (counts.clone(), faults.clone(), hold.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (counts, rules) = (shared.clone(), rules.clone());
+                let (counts, rules, hold) = (shared.clone(), rules.clone(), freeze.clone());
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(upstream).await {
                         let _ = client.set_nodelay(true);
                         let _ = server.set_nodelay(true);
-                        relay(client, server, service, counts, rules).await;
+                        relay(client, server, service, counts, rules, hold).await;
                     }
                 });
             }
@@ -164,6 +256,7 @@ impl CountingProxy {
             addr,
             counts,
             faults,
+            hold,
             task,
         })
     }
@@ -180,6 +273,11 @@ impl CountingProxy {
     /// How many of the fault rules have fired.
     pub fn faults_fired(&self) -> usize {
         self.faults.iter().filter(|f| f.fired()).count()
+    }
+
+    /// The freeze this proxy honours.
+    pub fn hold(&self) -> &Hold {
+        &self.hold
     }
 }
 
@@ -200,6 +298,7 @@ async fn relay(
     service: &'static str,
     counts: Arc<Mutex<ProxyCounts>>,
     faults: Arc<Vec<FaultRule>>,
+    hold: Hold,
 ) {
     let (mut cr, mut cw) = client.into_split();
     let (mut sr, mut sw) = server.into_split();
@@ -209,6 +308,9 @@ async fn relay(
     let lose_answer = Arc::new(AtomicBool::new(false));
     let lose = lose_answer.clone();
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    // The answer to a refused request, written by the downstream half, which owns the
+    // client's write side.
+    let (refuse_tx, mut refuse_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
     let up = async move {
         let mut parser = RequestParser::new(service);
         let mut buf = vec![0u8; 64 * 1024];
@@ -219,6 +321,7 @@ async fn relay(
             };
             let seen = parser.feed(&buf[..n]);
             let mut drop_request = false;
+            let mut refuse = false;
             {
                 let mut c = lock(&up_counts);
                 c.bytes_up += n as u64;
@@ -233,15 +336,32 @@ async fn relay(
                         match mode {
                             FaultMode::DropRequest => drop_request = true,
                             FaultMode::LoseAnswer => lose.store(true, Ordering::SeqCst),
+                            FaultMode::Hold(d) => hold.start(d),
+                            FaultMode::RefusePermission => refuse = true,
                         }
                     }
                 }
+            }
+            if refuse {
+                // Nothing goes to Azurite. Read the rest of the request (its body) so the
+                // client is not cut off mid-write, then answer and close.
+                while !parser.at_request_boundary() {
+                    match cr.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            parser.feed(&buf[..n]);
+                        }
+                    }
+                }
+                let _ = refuse_tx.send(permission_mismatch());
+                return;
             }
             if drop_request {
                 // Without pipelining the buffer holding a request's head starts with it.
                 let _ = stop_tx.send(true);
                 return;
             }
+            hold.wait().await;
             if sw.write_all(&buf[..n]).await.is_err() {
                 break;
             }
@@ -252,6 +372,14 @@ async fn relay(
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let n = tokio::select! {
+                // A refusal first: the upstream half ends right after sending it, which also
+                // makes `stop_rx` ready.
+                biased;
+                Some(answer) = refuse_rx.recv() => {
+                    let _ = cw.write_all(&answer).await;
+                    let _ = cw.shutdown().await;
+                    return;
+                }
                 r = sr.read(&mut buf) => match r {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
@@ -315,6 +443,11 @@ impl RequestParser {
             state: State::Head,
             line: Vec::new(),
         }
+    }
+
+    /// Whether the stream is between requests (the last request's body is complete).
+    pub fn at_request_boundary(&self) -> bool {
+        matches!(self.state, State::Head) && self.line.is_empty()
     }
 
     /// Consumes `data`; returns the requests whose heads completed in it.
@@ -478,6 +611,48 @@ pub fn classify(service: &str, method: &str, target: &str, lease_action: Option<
         Some(c) => format!("{service} {method} comp={c}"),
         None => format!("{service} {method}"),
     }
+}
+
+// ------------------------------------------------------------------ permissions (issue 13 §1.9)
+
+/// The Azure permissions that authorize a request of `kind` (as [`classify`] names it): any one
+/// of them suffices. `None` for a kind no mapping covers, which a least-privilege check must
+/// treat as a failure. A `blob PUT` is create-only (`add/action`) or an overwrite (`write`):
+/// the proxy does not read headers other than the lease action, so either is accepted.
+/// Source: https://learn.microsoft.com/en-us/azure/role-based-access-control/permissions/storage
+/// and the operation table of infra/README.md.
+pub fn permissions_for(kind: &str) -> Option<&'static [&'static str]> {
+    const READ: &[&str] = &["Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"];
+    const WRITE: &[&str] =
+        &["Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write"];
+    Some(match kind {
+        "blob GET" | "blob HEAD" | "blob GET comp=list" => READ,
+        "blob PUT" => &[
+            "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write",
+            "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action",
+        ],
+        "blob DELETE" => {
+            &["Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete"]
+        }
+        k if k.starts_with("blob lease:") => WRITE,
+        "queue POST messages" => {
+            &["Microsoft.Storage/storageAccounts/queueServices/queues/messages/add/action"]
+        }
+        "queue GET messages" => {
+            &["Microsoft.Storage/storageAccounts/queueServices/queues/messages/process/action"]
+        }
+        "queue PUT message" => {
+            &["Microsoft.Storage/storageAccounts/queueServices/queues/messages/write"]
+        }
+        "queue DELETE message" => &[
+            "Microsoft.Storage/storageAccounts/queueServices/queues/messages/process/action",
+            "Microsoft.Storage/storageAccounts/queueServices/queues/messages/delete",
+        ],
+        "queue GET comp=metadata" => {
+            &["Microsoft.Storage/storageAccounts/queueServices/queues/read"]
+        }
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

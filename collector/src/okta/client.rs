@@ -120,6 +120,12 @@ impl OktaClient {
         self.auth.credential()
     }
 
+    /// Whether requests carry DPoP proofs: learned from the token endpoint on the first
+    /// request (`collector doctor` reports whether the service app requires DPoP).
+    pub async fn uses_dpop(&self) -> bool {
+        self.auth.uses_dpop().await
+    }
+
     /// GETs one page. `url` must be on the org's origin (else nothing is sent).
     pub async fn fetch(&self, url: &Url) -> Result<OktaPage, OktaError> {
         if !links::same_origin(url, &self.origin) {

@@ -35,6 +35,13 @@ pub struct BlobContent {
     pub etag: String,
 }
 
+/// A lease just taken, and the blob's ETag at that moment (when the service sent it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AcquiredLease {
+    pub lease_id: String,
+    pub etag: Option<String>,
+}
+
 /// One entry of a listing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlobItem {
@@ -252,6 +259,23 @@ impl Blobs {
         }
     }
 
+    /// Deletes a blob only if its ETag is still `etag`: a blob rewritten since it was read
+    /// (say, a poison record written again) is kept, failing with
+    /// [`StorageError::is_condition_not_met`]; `false` when it did not exist. Not retried by
+    /// the SDK.
+    pub async fn delete_if_match(&self, name: &str, etag: &str) -> Result<bool, StorageError> {
+        let blob = self.blob(name, true)?;
+        let options = BlobClientDeleteOptions {
+            if_match: Some(Etag::from(etag)),
+            ..Default::default()
+        };
+        match blob.delete(Some(options)).await.map_err(StorageError::from) {
+            Ok(_) => Ok(true),
+            Err(e) if is_blob_missing(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Whether the blob exists.
     pub async fn exists(&self, name: &str) -> Result<bool, StorageError> {
         Ok(self.blob(name, false)?.exists().await?)
@@ -312,6 +336,22 @@ impl Blobs {
         duration: Duration,
         proposed_id: Option<&str>,
     ) -> Result<String, StorageError> {
+        Ok(self
+            .acquire_lease_at(name, duration, proposed_id)
+            .await?
+            .lease_id)
+    }
+
+    /// Like [`Self::acquire_lease`], also returning the blob's ETag at the moment the lease
+    /// was taken (the Lease Blob answer carries it): a caller that knows which ETag it wrote
+    /// then knows the content without reading it back.
+    /// <https://learn.microsoft.com/rest/api/storageservices/lease-blob#response-headers>
+    pub async fn acquire_lease_at(
+        &self,
+        name: &str,
+        duration: Duration,
+        proposed_id: Option<&str>,
+    ) -> Result<AcquiredLease, StorageError> {
         let blob = self.blob(name, true)?;
         let secs = duration.as_secs().clamp(LEASE_MIN_SECS, LEASE_MAX_SECS);
         let options = BlobClientAcquireLeaseOptions {
@@ -322,9 +362,11 @@ impl Blobs {
         let rsp = blob
             .acquire_lease(i32::try_from(secs).unwrap_or(60), Some(options))
             .await?;
-        rsp.lease_id()?.ok_or_else(|| {
+        let lease_id = rsp.lease_id()?.ok_or_else(|| {
             StorageError::Decode(format!("lease acquire on {name} returned no lease id"))
-        })
+        })?;
+        let etag = rsp.etag().ok().flatten().map(|e| e.to_string());
+        Ok(AcquiredLease { lease_id, etag })
     }
 
     /// Renews a lease; [`StorageError::is_lease_lost`] when it is no longer ours.

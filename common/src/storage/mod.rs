@@ -27,7 +27,7 @@ pub mod queue;
 pub mod sas;
 pub mod settings;
 
-pub use blob::{BlobContent, BlobItem, Blobs};
+pub use blob::{AcquiredLease, BlobContent, BlobItem, Blobs};
 pub use error::StorageError;
 pub use queue::{Queue, ReceivedMessage, SentMessage};
 pub use settings::{StorageArgs, StorageAuth, StorageSettings};

@@ -138,6 +138,41 @@ impl Queue {
         }
     }
 
+    /// Enqueues `text` invisible for `invisible_for` and expiring after `ttl` (at least one
+    /// second longer: Put Message requires visibility < TTL). For `doctor`'s probe: a message
+    /// no receiver should see, which vanishes by itself if it cannot be deleted. Not retried
+    /// by the SDK.
+    pub async fn send_expiring(
+        &self,
+        text: &str,
+        invisible_for: Duration,
+        ttl: Duration,
+    ) -> Result<SentMessage, StorageError> {
+        let c = self.clients.get()?;
+        let body: RequestContent<QueueMessage, XmlFormat> = QueueMessage {
+            message_text: Some(text.to_owned()),
+        }
+        .try_into()?;
+        let visibility = secs(invisible_for, 0);
+        let options = QueueClientSendMessageOptions {
+            message_time_to_live: Some(secs(ttl, 1).max(visibility + 1)),
+            visibility_timeout: Some(visibility),
+            ..Default::default()
+        };
+        let sent = c
+            .once
+            .send_message(body, Some(options))
+            .await?
+            .into_model()?
+            .into_message()?;
+        match (sent.message_id, sent.pop_receipt) {
+            (Some(id), Some(pop_receipt)) => Ok(SentMessage { id, pop_receipt }),
+            _ => Err(StorageError::Decode(
+                "Put Message answer lacks MessageId or PopReceipt".into(),
+            )),
+        }
+    }
+
     /// Receives up to `max` messages (clamped to 1..=32; 0 returns nothing without a call),
     /// hiding them from other receivers for `visibility_timeout` (at least 1 s).
     pub async fn receive(

@@ -9,9 +9,10 @@ use std::io::Write as _;
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 
+use super::additional;
 use super::flatten::Captured;
 use super::jsontext::push_compact;
-use super::manifest::{ColumnKind, ColumnType, Manifest, Slot};
+use super::manifest::{ColumnKind, ColumnType, Manifest, Slot, TableColumns};
 use super::truncate::{push_json_text_limited, push_object_text_limited, push_string_limited};
 
 /// The column every row of a DCR-based table must have.
@@ -30,6 +31,9 @@ pub(crate) struct RowWriter {
     time_leaves: Vec<usize>,
     /// Per leaf id, the parsed time of the current event (only `time_leaves` are filled).
     times: Vec<Option<DateTime<Utc>>>,
+    /// Per leaf id, whether a column of the row being written holds its value.
+    kept: Vec<bool>,
+    additional: additional::AdditionalWriter,
 }
 
 impl RowWriter {
@@ -51,6 +55,8 @@ impl RowWriter {
             member: Vec::new(),
             time_leaves,
             times: vec![None; m.leaf_count],
+            kept: vec![false; m.leaf_count],
+            additional: additional::AdditionalWriter::default(),
         }
     }
 
@@ -72,19 +78,31 @@ impl RowWriter {
     }
 
     /// Writes the row for `cap` (times loaded) into `out` (cleared first), capping each value
-    /// at `field_cap` bytes. Returns the number of values truncated.
+    /// at `field_cap` bytes, leaving out the columns `table` does not declare.
     pub(crate) fn write(
         &mut self,
         m: &Manifest,
         cap: &Captured<'_>,
+        table: TableColumns,
         field_cap: usize,
         out: &mut Vec<u8>,
-    ) -> u64 {
+    ) -> RowCounts {
         out.clear();
         self.sizes.clear();
+        self.kept.clear();
+        self.kept.resize(m.leaf_count, false);
         out.push(b'{');
-        let mut truncations = 0;
-        for ((col, slot), prefix) in m.columns().iter().zip(&m.slots).zip(&m.prefixes) {
+        let mut counts = RowCounts::default();
+        for (index, ((col, slot), prefix)) in m
+            .columns()
+            .iter()
+            .zip(&m.slots)
+            .zip(&m.prefixes)
+            .enumerate()
+        {
+            if m.omitted(index, table) {
+                continue;
+            }
             let mark = out.len();
             if mark > 1 {
                 out.push(b',');
@@ -106,15 +124,27 @@ impl RowWriter {
                     None => Written::Omitted,
                 },
                 Slot::Rest(id) => {
-                    let pairs = &cap.rests[id];
-                    if pairs.is_empty() {
+                    // Members whose value is `null` or `""` carry nothing (a query reads the
+                    // same from an absent key): they are not sent.
+                    let pairs = cap.rests[id].iter().filter(|(_, v)| !is_empty_value(v));
+                    if pairs.clone().next().is_none() {
                         Written::Omitted
                     } else {
-                        let it = pairs.iter().map(|(k, v)| (k.as_ref(), *v));
+                        let it = pairs.map(|(k, v)| (k.as_ref(), *v));
                         push_object_text_limited(it, field_cap, out, &mut self.member).into()
                     }
                 }
+                Slot::Additional => match self.write_additional(m, cap, field_cap, out) {
+                    Some(w) => {
+                        counts.unmapped += w.members;
+                        w.truncated.into()
+                    }
+                    None => Written::Omitted,
+                },
             };
+            if let (Slot::Leaf(id), Written::Whole | Written::Truncated) = (slot, &written) {
+                self.kept[*id] = true;
+            }
             // Every row of a DCR-based table needs a TimeGenerated: an event whose `published`
             // is missing or unparseable gets the time it is shipped, as the Data Collector API
             // does (its `published_t` stays empty, so the substitution is visible).
@@ -131,15 +161,51 @@ impl RowWriter {
             match written {
                 Written::Omitted => out.truncate(mark),
                 Written::Truncated => {
-                    truncations += 1;
+                    counts.truncations += 1;
                     self.sizes.push(out.len() - value_start);
                 }
                 Written::Whole => self.sizes.push(out.len() - value_start),
             }
         }
         out.push(b'}');
-        truncations
+        counts
     }
+
+    /// The `additional` column: the event's members no column claims, then the captured
+    /// values no column could hold (written after every other column, which the manifest's
+    /// rule that it comes last guarantees). `None` when there is nothing to keep.
+    fn write_additional(
+        &mut self,
+        m: &Manifest,
+        cap: &Captured<'_>,
+        field_cap: usize,
+        out: &mut Vec<u8>,
+    ) -> Option<additional::Written> {
+        let w = &mut self.additional;
+        w.begin(field_cap, out);
+        for extra in &cap.extras {
+            let parent = m.node_paths.get(extra.node).map_or("", String::as_str);
+            match &extra.key {
+                Some(key) => w.member(parent, key, &extra.text, out),
+                None => w.field(parent, &extra.text, out),
+            }
+        }
+        for (id, raw) in cap.leaves.iter().enumerate() {
+            if let (Some(raw), false) = (raw, self.kept[id]) {
+                w.field(&m.leaf_paths[id], raw.get(), out);
+            }
+        }
+        w.finish(out)
+    }
+}
+
+/// What writing one row counted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RowCounts {
+    /// Values truncated.
+    pub(crate) truncations: u64,
+    /// Fields kept in the `additional` column.
+    pub(crate) unmapped: u64,
 }
 
 enum Written {
@@ -167,8 +233,9 @@ fn write_value(
 ) -> Written {
     let text = raw.get();
     let first = text.as_bytes().first().copied().unwrap_or(b'n');
-    if first == b'n' {
-        // null: the legacy API omits the property from the row; so do we.
+    if first == b'n' || text == "\"\"" {
+        // null: the legacy API omits the property from the row; so do we. An empty string
+        // is sent by nobody either: Log Analytics reads an absent string column as "".
         return Written::Omitted;
     }
     match ty {
@@ -265,6 +332,11 @@ fn write_value(
     }
 }
 
+/// Whether a raw value carries nothing a query could read: `null` or the empty string.
+pub(crate) fn is_empty_value(v: &RawValue) -> bool {
+    matches!(v.get(), "null" | "\"\"")
+}
+
 /// Appends `f` as serde_json prints it (finite: never fails; a failure drops the value).
 fn write_number(f: f64, out: &mut Vec<u8>) -> Written {
     match serde_json::to_writer(&mut *out, &f) {
@@ -301,6 +373,11 @@ fn guid(text: &str) -> Option<[u8; 36]> {
         .strip_prefix('{')
         .and_then(|x| x.strip_suffix('}'))
         .unwrap_or(s);
+    guid_of(s)
+}
+
+/// The dashed lower-case form of `s` if it is 32 hex digits, plain or dashed 8-4-4-4-12.
+pub(crate) fn guid_of(s: &str) -> Option<[u8; 36]> {
     let b = s.as_bytes();
     let dashed = match b.len() {
         32 => false,

@@ -3,15 +3,16 @@
 //! The legacy flattening (`client.geographicalContext.city` → `client_geographicalContext_city_s`)
 //! is fixed per path by the manifest, so the walk only descends into objects the manifest
 //! names, borrows each leaf as a `&RawValue` (no copy, no re-serialisation), keeps unclaimed
-//! keys of a `rest` object (new `debugData` keys) and skips everything else without building
-//! values.
+//! keys of a `rest` object (new `debugData` keys), and borrows every other member as an
+//! [`Extra`] for the `additional` column (docs/design.md §4: nothing is dropped silently).
 
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
+use super::jsontext::push_str_literal;
 use super::manifest::{Child, Node};
 
 /// The captured values of one event, indexed like the manifest's leaves and rest objects.
@@ -19,6 +20,18 @@ use super::manifest::{Child, Node};
 pub(crate) struct Captured<'de> {
     pub(crate) leaves: Vec<Option<&'de RawValue>>,
     pub(crate) rests: Vec<Vec<(Cow<'de, str>, &'de RawValue)>>,
+    /// Members (and odd values) no column claims, in document order.
+    pub(crate) extras: Vec<Extra<'de>>,
+}
+
+/// A value of the event that the manifest has no column for: member `key` of the object at
+/// manifest node `node`, or (`key: None`) a non-object value where the manifest expects the
+/// object `node` (`"client": "x"`).
+pub(crate) struct Extra<'de> {
+    pub(crate) node: usize,
+    pub(crate) key: Option<Cow<'de, str>>,
+    /// The value's JSON text: borrowed from the page, or rebuilt for an odd value (rare).
+    pub(crate) text: Cow<'de, str>,
 }
 
 impl<'de> Captured<'de> {
@@ -26,12 +39,23 @@ impl<'de> Captured<'de> {
         Captured {
             leaves: vec![None; leaf_count],
             rests: (0..rest_count).map(|_| Vec::new()).collect(),
+            extras: Vec::new(),
         }
     }
 
     pub(crate) fn clear(&mut self) {
         self.leaves.iter_mut().for_each(|l| *l = None);
         self.rests.iter_mut().for_each(Vec::clear);
+        self.extras.clear();
+    }
+
+    /// Keeps the odd value `text` found where node `node`'s object was expected.
+    fn odd(&mut self, node: usize, text: String) {
+        self.extras.push(Extra {
+            node,
+            key: None,
+            text: Cow::Owned(text),
+        });
     }
 }
 
@@ -50,7 +74,7 @@ pub(crate) fn capture<'de>(
 }
 
 /// Captures the members of the object it is given along `node`; where the manifest expects an
-/// object but the event has another kind of value, that value is skipped (it has no column).
+/// object but the event has another kind of value, that value is kept as an [`Extra`].
 pub(crate) struct ObjectSeed<'a, 'c, 'de> {
     node: &'a Node,
     cap: &'c mut Captured<'de>,
@@ -94,7 +118,14 @@ impl<'de> Visitor<'de> for ObjectSeed<'_, '_, 'de> {
                         self.cap.rests[r].push((key, raw));
                     }
                     None => {
-                        map.next_value::<IgnoredAny>()?;
+                        let raw: &'de RawValue = map.next_value()?;
+                        if raw.get() != "null" {
+                            self.cap.extras.push(Extra {
+                                node: self.node.id,
+                                key: Some(key),
+                                text: Cow::Borrowed(raw.get()),
+                            });
+                        }
                     }
                 },
             }
@@ -102,24 +133,43 @@ impl<'de> Visitor<'de> for ObjectSeed<'_, '_, 'de> {
         Ok(())
     }
 
-    // Where the manifest expects an object, anything else has no column: skip it.
+    // Where the manifest expects an object, anything else has no column: it is kept as an
+    // extra, its JSON text rebuilt (the visitor no longer sees the raw text). Rare.
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        let mut text = String::from("[");
+        while let Some(item) = seq.next_element::<&'de RawValue>()? {
+            if text.len() > 1 {
+                text.push(',');
+            }
+            text.push_str(item.get());
+        }
+        text.push(']');
+        self.cap.odd(self.node.id, text);
         Ok(())
     }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+        self.cap.odd(self.node.id, v.to_string());
         Ok(())
     }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        self.cap.odd(self.node.id, v.to_string());
         Ok(())
     }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        self.cap.odd(self.node.id, v.to_string());
         Ok(())
     }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+        // serde_json gives finite values only (an out-of-range literal is a parse error).
+        let text = serde_json::to_string(&v).unwrap_or_else(|_| format!("\"{v}\""));
+        self.cap.odd(self.node.id, text);
         Ok(())
     }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        let mut lit = Vec::with_capacity(v.len() + 2);
+        push_str_literal(v, &mut lit);
+        self.cap
+            .odd(self.node.id, String::from_utf8_lossy(&lit).into_owned());
         Ok(())
     }
     fn visit_unit<E>(self) -> Result<(), E> {

@@ -28,7 +28,10 @@
 //! * `kind` (optional, default `value`): `value` converts the scalar to the column type; `json`
 //!   keeps an array/object as compact JSON text; `guid` is `value` plus normalisation of
 //!   GUID-shaped strings to the dashed lower-case form; `rest` collects the keys of the object
-//!   at `source` that no other column claims into one JSON object text.
+//!   at `source` that no other column claims into one JSON object text; `additional` (source
+//!   `*`, the last column, at most one) keeps every other field of the event that no column
+//!   holds, as one JSON object text keyed by the legacy column name the Data Collector API
+//!   would have given the field (docs/design.md §4; see [`super::additional`]).
 
 use std::collections::HashSet;
 use std::sync::OnceLock;
@@ -75,6 +78,24 @@ pub enum ColumnKind {
     Json,
     Guid,
     Rest,
+    Additional,
+}
+
+/// Longest custom column name a DCR-based table is documented to accept. The manifest keeps
+/// the one legacy name above it (`authenticationContext_authenticationProvider_s`, 46
+/// characters); a table deployed without it ([`TableColumns::WithoutOverlong`]) gets its
+/// values in the `additional` column instead.
+pub const MAX_COLUMN_NAME: usize = 45;
+
+/// Which manifest columns the destination table declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TableColumns {
+    /// Every column (a classic table migrated in place keeps the 46-character one).
+    #[default]
+    All,
+    /// Every column whose name is at most [`MAX_COLUMN_NAME`] characters (the Bicep's
+    /// `omitOverlongColumns=true`): the values of the others go to the `additional` column.
+    WithoutOverlong,
 }
 
 /// One declared column.
@@ -106,6 +127,8 @@ struct ManifestFile {
 pub(crate) enum Slot {
     Leaf(usize),
     Rest(usize),
+    /// The fields no other column holds.
+    Additional,
 }
 
 /// A node of the source-path tree used by the flattener: which keys of an object are leaves
@@ -114,6 +137,8 @@ pub(crate) enum Slot {
 pub(crate) struct Node {
     pub(crate) children: Vec<(Box<str>, Child)>,
     pub(crate) rest: Option<usize>,
+    /// Index of this object in [`Manifest::node_paths`].
+    pub(crate) id: usize,
 }
 
 #[derive(Debug)]
@@ -151,6 +176,8 @@ pub enum ManifestError {
     PathConflict { name: String, source_path: String },
     #[error("column {name}: kind {kind:?} needs type string")]
     KindNeedsString { name: String, kind: ColumnKind },
+    #[error("column {name}: kind additional needs source \"*\", must be the last column and the only one of its kind")]
+    BadAdditional { name: String },
 }
 
 /// The parsed manifest plus the compiled path tree.
@@ -169,6 +196,12 @@ pub struct Manifest {
     pub(crate) rest_count: usize,
     /// The leaf that holds `published` (for [`crate::rows::Row::published`]).
     pub(crate) published_leaf: Option<usize>,
+    /// Per leaf id, the legacy name of its source path without suffix
+    /// (`client.geographicalContext.city` → `client_geographicalContext_city`): where a value
+    /// no column can hold is kept in the `additional` column.
+    pub(crate) leaf_paths: Vec<String>,
+    /// Per object node id, its legacy path (`""` for the event, `client_userAgent`, …).
+    pub(crate) node_paths: Vec<String>,
 }
 
 impl Manifest {
@@ -202,7 +235,7 @@ impl Manifest {
             }
             if matches!(
                 col.kind,
-                ColumnKind::Json | ColumnKind::Guid | ColumnKind::Rest
+                ColumnKind::Json | ColumnKind::Guid | ColumnKind::Rest | ColumnKind::Additional
             ) && col.ty != ColumnType::String
             {
                 return Err(ManifestError::KindNeedsString {
@@ -214,6 +247,19 @@ impl Manifest {
                 name: col.name.clone(),
                 source_path: col.source.clone(),
             };
+            if col.kind == ColumnKind::Additional {
+                let last = std::ptr::eq(col, &file.columns[file.columns.len() - 1]);
+                if col.source != "*" || !last {
+                    return Err(ManifestError::BadAdditional {
+                        name: col.name.clone(),
+                    });
+                }
+                slots.push(Slot::Additional);
+                let mut prefix = serde_json::to_vec(&col.name)?;
+                prefix.push(b':');
+                prefixes.push(prefix);
+                continue;
+            }
             let segments: Vec<&str> = col.source.split('.').collect();
             if segments.iter().any(|s| s.is_empty()) {
                 return Err(conflict());
@@ -251,6 +297,9 @@ impl Manifest {
             .iter()
             .find(|(s, _)| s == "published")
             .map(|(_, id)| *id);
+        let leaf_paths = leaves.iter().map(|(s, _)| s.replace('.', "_")).collect();
+        let mut node_paths = Vec::new();
+        number_nodes(&mut tree, String::new(), &mut node_paths);
         Ok(Manifest {
             version: file.version,
             table: file.table,
@@ -263,7 +312,30 @@ impl Manifest {
             tree,
             rest_count,
             published_leaf,
+            leaf_paths,
+            node_paths,
         })
+    }
+
+    /// Whether column `index` is absent from a table that declares `table`.
+    pub(crate) fn omitted(&self, index: usize, table: TableColumns) -> bool {
+        table == TableColumns::WithoutOverlong && self.columns[index].name.len() > MAX_COLUMN_NAME
+    }
+}
+
+/// Gives every object node its id and legacy path, depth first.
+fn number_nodes(node: &mut Node, path: String, paths: &mut Vec<String>) {
+    node.id = paths.len();
+    paths.push(path.clone());
+    for (key, child) in &mut node.children {
+        if let Child::Object(n) = child {
+            let p = if path.is_empty() {
+                key.to_string()
+            } else {
+                format!("{path}_{key}")
+            };
+            number_nodes(n, p, paths);
+        }
     }
 }
 

@@ -21,6 +21,7 @@
 //! [`flatten::capture`] per event), only to name its error precisely: errors are rare (the
 //! page is then poisoned) and their kind and event index must not depend on the fast path.
 
+mod additional;
 mod dc_fit;
 mod encode;
 mod flatten;
@@ -34,7 +35,10 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 pub use dc_fit::DC_FIELD_LIMIT;
-pub use manifest::{manifest, manifest_json, Column, ColumnKind, ColumnType, Manifest};
+pub use manifest::{
+    manifest, manifest_json, Column, ColumnKind, ColumnType, Manifest, TableColumns,
+    MAX_COLUMN_NAME,
+};
 
 /// Deepest nesting of arrays/objects accepted in a page (the page's own array counts as one).
 /// serde_json's own recursion limit is 128; we check first, iteratively, so a hostile page is
@@ -77,6 +81,9 @@ pub struct RowBatch {
     pub rows: Vec<Row>,
     /// Values we truncated (field limit, or shrinking a row above the request limit).
     pub truncations: u64,
+    /// Fields kept in `additionalFields_s` because no declared column holds them (metric
+    /// `unmapped_fields_total`).
+    pub unmapped_fields: u64,
 }
 
 /// Why a page cannot be turned into rows. Always the page's own fault: retrying will not help.
@@ -124,7 +131,8 @@ fn events(page: &[u8]) -> Result<Vec<&RawValue>, PageError> {
     Ok(events)
 }
 
-/// Builds the `okta_cl` rows of events `from_event..` of `page`.
+/// Builds the `okta_cl` rows of events `from_event..` of `page`, for a table that declares
+/// every manifest column.
 ///
 /// Rows are never dropped: an over-long value is truncated (counted in
 /// [`RowBatch::truncations`]), and a row above `limits.max_row_bytes` is shrunk by truncating
@@ -134,10 +142,21 @@ pub fn build_rows(
     from_event: usize,
     limits: &RowLimits,
 ) -> Result<RowBatch, PageError> {
+    build_rows_for(page, from_event, limits, TableColumns::All)
+}
+
+/// [`build_rows`] for a table that declares the columns `table` says; the values of the
+/// others are kept in `additionalFields_s`.
+pub fn build_rows_for(
+    page: &[u8],
+    from_event: usize,
+    limits: &RowLimits,
+    table: TableColumns,
+) -> Result<RowBatch, PageError> {
     let text = page_text(page)?;
     let m = manifest();
     let mut cap = flatten::Captured::new(m.leaf_count, m.rest_count);
-    let mut builder = RowBuilder::new(m, limits);
+    let mut builder = RowBuilder::new(m, limits, table);
     let streamed = stream::for_each_event(text, &m.tree, from_event, &mut cap, |index, cap| {
         builder.push(index, cap)
     });
@@ -175,6 +194,7 @@ fn diagnose(page: &[u8], from_event: usize, streamed: serde_json::Error) -> Page
 struct RowBuilder<'m> {
     m: &'m Manifest,
     limits: RowLimits,
+    table: TableColumns,
     writer: encode::RowWriter,
     /// The row being written; copied into its [`Row`] at its final size.
     buf: Vec<u8>,
@@ -182,10 +202,11 @@ struct RowBuilder<'m> {
 }
 
 impl<'m> RowBuilder<'m> {
-    fn new(m: &'m Manifest, limits: &RowLimits) -> Self {
+    fn new(m: &'m Manifest, limits: &RowLimits, table: TableColumns) -> Self {
         RowBuilder {
             m,
             limits: *limits,
+            table,
             writer: encode::RowWriter::new(m),
             buf: Vec::new(),
             batch: RowBatch::default(),
@@ -194,15 +215,16 @@ impl<'m> RowBuilder<'m> {
 
     /// Writes the row of event `index`, whose values are in `cap`.
     fn push(&mut self, index: usize, cap: &flatten::Captured<'_>) {
-        let (m, limits) = (self.m, &self.limits);
+        let (m, limits, table) = (self.m, &self.limits, self.table);
         self.writer.load_times(cap);
-        let mut truncations = self
+        let mut counts = self
             .writer
-            .write(m, cap, limits.max_field_bytes, &mut self.buf);
+            .write(m, cap, table, limits.max_field_bytes, &mut self.buf);
         if self.buf.len() > limits.max_row_bytes {
-            truncations = shrink(m, cap, limits, &mut self.writer, &mut self.buf);
+            counts = shrink(m, cap, table, limits, &mut self.writer, &mut self.buf);
         }
-        self.batch.truncations += truncations;
+        self.batch.truncations += counts.truncations;
+        self.batch.unmapped_fields += counts.unmapped;
         self.batch.rows.push(Row {
             event_index: index,
             json: self.buf.as_slice().to_vec(),
@@ -212,26 +234,46 @@ impl<'m> RowBuilder<'m> {
 }
 
 /// Rewrites a row that is above the request limit with a smaller per-value cap, chosen so that
-/// only its largest values are cut. Returns the number of values truncated in the final row.
+/// only its largest values are cut. Returns what the final row counted.
 fn shrink(
     m: &Manifest,
     cap: &flatten::Captured<'_>,
+    table: TableColumns,
     limits: &RowLimits,
     writer: &mut encode::RowWriter,
     json: &mut Vec<u8>,
-) -> u64 {
+) -> encode::RowCounts {
     let mut field_cap = truncate::cap_for_excess(writer.sizes(), json.len() - limits.max_row_bytes)
         .min(limits.max_field_bytes);
     loop {
-        let truncations = writer.write(m, cap, field_cap, json);
+        let counts = writer.write(m, cap, table, field_cap, json);
         if json.len() <= limits.max_row_bytes || field_cap == 0 {
-            return truncations;
+            return counts;
         }
         // Escapes can make a value longer than its cap in bytes: tighten and try again.
         let excess = json.len() - limits.max_row_bytes;
         field_cap = truncate::cap_for_excess(writer.sizes(), excess)
             .min(field_cap.saturating_sub(1) * 9 / 10);
     }
+}
+
+/// Cuts the row (or original event) `row` to at most `max` bytes, its largest values first,
+/// never inside a JSON value (docs/design.md §4): for a single row the service refused as too
+/// large although it is under the limit we pack for. Returns the new row and the number of
+/// values cut; `None` when it cannot get smaller.
+pub fn shrink_row(row: &[u8], max: usize) -> Option<(Vec<u8>, u64)> {
+    let text = std::str::from_utf8(row).ok()?;
+    let m = manifest();
+    let json_text = |name: &str| {
+        m.columns().iter().any(|c| {
+            c.name == name
+                && matches!(
+                    c.kind,
+                    ColumnKind::Json | ColumnKind::Rest | ColumnKind::Additional
+                )
+        })
+    };
+    truncate::shrink_object(text, max, json_text)
 }
 
 /// The original events `from_event..` of `page` for the Data Collector sink: byte for byte, but
@@ -259,5 +301,9 @@ pub fn build_dc_events(page: &[u8], from_event: usize) -> Result<RowBatch, PageE
             published: p.published.and_then(|r| encode::parse_time(r.get())),
         });
     }
-    Ok(RowBatch { rows, truncations })
+    Ok(RowBatch {
+        rows,
+        truncations,
+        unmapped_fields: 0,
+    })
 }

@@ -172,6 +172,78 @@ pub(crate) fn cap_for_excess(sizes: &[usize], excess: usize) -> usize {
     lo
 }
 
+/// Rewrites the JSON object `row` (one row, or one original event) to at most `max` bytes by
+/// cutting its largest values, the way an over-long value is always cut: a string at a char
+/// boundary, a JSON-text string (`json_text(name)`: `target_s`, the catch-alls) or an array by
+/// whole trailing elements, so every value stays valid; other values are copied. Returns the
+/// new row and the number of values cut, or `None` when it cannot get any smaller (or is not an
+/// object).
+pub(crate) fn shrink_object(
+    row: &str,
+    max: usize,
+    json_text: impl Fn(&str) -> bool,
+) -> Option<(Vec<u8>, u64)> {
+    let members = object_members(row)?;
+    let sizes: Vec<usize> = members.iter().map(|(_, v)| v.get().len()).collect();
+    let mut cap = cap_for_excess(&sizes, row.len().saturating_sub(max));
+    let mut out = Vec::with_capacity(row.len().min(max + 64));
+    loop {
+        out.clear();
+        out.push(b'{');
+        let mut cuts = 0;
+        for (i, (k, v)) in members.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            push_str_literal(k, &mut out);
+            out.push(b':');
+            let raw = v.get();
+            let cut = match raw.as_bytes().first() {
+                Some(b'"') if json_text(k) => match serde_json::from_str::<String>(raw) {
+                    Ok(text) if text.starts_with(['[', '{']) => {
+                        serde_json::from_str::<&RawValue>(&text).is_ok()
+                            && push_json_text_limited(&text, cap, &mut out)
+                    }
+                    _ => push_string_limited(raw, cap, &mut out),
+                },
+                Some(b'"') => push_string_limited(raw, cap, &mut out),
+                Some(b'[') if raw.len() > cap => {
+                    match serde_json::from_str::<Vec<&RawValue>>(raw) {
+                        Ok(items) => {
+                            out.extend_from_slice(&trim_array(&items, cap));
+                            true
+                        }
+                        Err(_) => {
+                            out.extend_from_slice(raw.as_bytes());
+                            false
+                        }
+                    }
+                }
+                _ => {
+                    out.extend_from_slice(raw.as_bytes());
+                    false
+                }
+            };
+            cuts += u64::from(cut);
+        }
+        out.push(b'}');
+        if out.len() <= max {
+            return Some((out, cuts));
+        }
+        if cap == 0 {
+            return (out.len() < row.len()).then_some((out, cuts));
+        }
+        // Escapes can make a value longer than its cap in bytes: tighten and try again.
+        cap = cap_for_excess(&sizes, out.len() - max).min(cap.saturating_sub(1) * 9 / 10);
+    }
+}
+
+/// The members of the JSON object text `raw`, in document order; `None` if it is not one.
+pub(crate) fn object_members(raw: &str) -> Option<Vec<(Cow<'_, str>, &RawValue)>> {
+    let mut de = serde_json::Deserializer::from_str(raw);
+    PairsSeed.deserialize(&mut de).ok()
+}
+
 /// Members of an object in document order (serde_json's `Map` would sort them).
 struct PairsSeed;
 
@@ -263,6 +335,42 @@ mod tests {
         let mut out = Vec::new();
         assert!(push_json_text_limited(raw, 15, &mut out));
         assert_eq!(decoded(&out), r#"{"z":"1111"}"#);
+    }
+
+    #[test]
+    fn shrinking_an_object_cuts_its_largest_values_and_keeps_them_valid() {
+        let targets: Vec<String> = (0..400).map(|i| format!(r#"{{"id":"t{i:04}"}}"#)).collect();
+        let target_text = format!("[{}]", targets.join(","));
+        let row = serde_json::json!({
+            "uuid_g": "u",
+            "displayMessage_s": "é".repeat(3000),
+            "target_s": target_text,
+            "n_d": 1.5,
+            "arr": (0..3000).collect::<Vec<u32>>(),
+        })
+        .to_string();
+        let (small, cuts) = shrink_object(&row, row.len() / 2, |n| n == "target_s").unwrap();
+        assert!(
+            small.len() <= row.len() / 2,
+            "{} > {}",
+            small.len(),
+            row.len() / 2
+        );
+        assert_eq!(cuts, 3);
+        let v: serde_json::Value = serde_json::from_slice(&small).unwrap();
+        assert_eq!(v["uuid_g"], "u");
+        assert_eq!(v["n_d"], 1.5);
+        let msg = v["displayMessage_s"].as_str().unwrap();
+        assert!(!msg.is_empty() && msg.chars().all(|c| c == 'é'));
+        let kept: Vec<serde_json::Value> =
+            serde_json::from_str(v["target_s"].as_str().unwrap()).unwrap();
+        assert!(!kept.is_empty() && kept.len() < 400);
+        assert_eq!(kept[0]["id"], "t0000");
+        assert!(v["arr"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty() && a.len() < 3000));
+        // Nothing left to cut: no smaller row.
+        assert!(shrink_object(r#"{"a":1,"b":true}"#, 3, |_| false).is_none());
     }
 
     #[test]

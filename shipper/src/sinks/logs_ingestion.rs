@@ -1,14 +1,18 @@
 //! The Logs Ingestion API sink (contracts §3): one gzip POST per chunk to a DCR stream.
 //!
 //! `POST {endpoint}/dataCollectionRules/{dcr}/streams/{stream}?api-version=2023-01-01` with an
-//! Entra bearer token for `{audience}/.default` (the credential — managed identity in
-//! production — caches tokens itself). The call is all-or-nothing: 204 means every row of the
-//! chunk was taken.
-
-use std::sync::Arc;
+//! Entra bearer token for `{audience}/.default`. The call is all-or-nothing: 204 means every
+//! row of the chunk was taken.
+//!
+//! Tokens come from our own [`TokenCache`], not straight from the credential: after a 401 the
+//! refused token is dropped and the POST is sent once more with a new one (at most one forced
+//! refresh a minute), instead of sending the refused token until it expires — the same
+//! "re-read once" the Data Collector sink does for a rotated key after a 403.
 
 use async_trait::async_trait;
-use azure_core::credentials::TokenCredential;
+use azure_core::credentials::AccessToken;
+use bytes::Bytes;
+use common::token_cache::TokenCache;
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use reqwest::StatusCode;
 use url::Url;
@@ -26,8 +30,10 @@ pub struct LogsIngestionSink {
     endpoint: Url,
     dcr_immutable_id: String,
     stream: String,
-    credential: Arc<dyn TokenCredential>,
+    tokens: TokenCache,
     audience: String,
+    /// `{audience}/.default`.
+    scope: String,
     upload_url: Url,
     gzip_level: u32,
     metrics: SinkMetrics,
@@ -53,7 +59,7 @@ impl LogsIngestionSink {
         endpoint: Url,
         dcr_immutable_id: impl Into<String>,
         stream: impl Into<String>,
-        credential: Arc<dyn TokenCredential>,
+        tokens: TokenCache,
         audience: impl Into<String>,
     ) -> Result<Self, SinkConfigError> {
         let dcr_immutable_id = dcr_immutable_id.into();
@@ -85,7 +91,7 @@ impl LogsIngestionSink {
             endpoint,
             dcr_immutable_id,
             stream,
-            credential,
+            tokens,
             audience,
         ))
     }
@@ -98,7 +104,7 @@ impl LogsIngestionSink {
         endpoint: Url,
         dcr_immutable_id: impl Into<String>,
         stream: impl Into<String>,
-        credential: Arc<dyn TokenCredential>,
+        tokens: TokenCache,
         audience: impl Into<String>,
     ) -> Self {
         let dcr_immutable_id = dcr_immutable_id.into();
@@ -119,7 +125,8 @@ impl LogsIngestionSink {
             endpoint,
             dcr_immutable_id,
             stream,
-            credential,
+            tokens,
+            scope: format!("{audience}/.default"),
             audience,
             upload_url,
             gzip_level: DEFAULT_GZIP_LEVEL,
@@ -189,21 +196,22 @@ impl LogsIngestionSink {
     }
 }
 
-#[async_trait]
-impl Sink for LogsIngestionSink {
-    async fn post(&self, chunk: &Chunk) -> Outcome {
-        let scope = format!("{}/.default", self.audience);
-        let token = match self.credential.get_token(&[scope.as_str()], None).await {
-            Ok(t) => t,
-            Err(e) => {
-                return Outcome::sink_wide(format!(
-                    "cannot get a token for {} from the managed identity: {e}",
-                    self.audience
-                ))
-            }
-        };
-        let body = gzip(&chunk.body, self.gzip_level);
-        let wire_len = body.len() as u64;
+impl LogsIngestionSink {
+    async fn token(&self) -> Result<AccessToken, Outcome> {
+        self.tokens.token(&self.scope).await.map_err(|e| {
+            Outcome::sink_wide(format!(
+                "cannot get a token for {} from the managed identity: {e}",
+                self.audience
+            ))
+        })
+    }
+
+    /// One POST: the answer's status, headers and body, or the outcome of a transport error.
+    async fn send(
+        &self,
+        token: &AccessToken,
+        body: Bytes,
+    ) -> Result<(StatusCode, reqwest::header::HeaderMap, Bytes), Outcome> {
         let sent = self
             .http
             .post(self.upload_url.clone())
@@ -217,7 +225,7 @@ impl Sink for LogsIngestionSink {
             Ok(r) => r,
             Err(e) => {
                 self.metrics.status(None);
-                return from_transport(self.name(), &e);
+                return Err(from_transport(self.name(), &e));
             }
         };
         let status = resp.status();
@@ -225,9 +233,39 @@ impl Sink for LogsIngestionSink {
         let headers = resp.headers().clone();
         // The status is known; a body lost afterwards only loses the message.
         let body = resp.bytes().await.unwrap_or_default();
-        let outcome = self.classify(status, &headers, &body);
+        Ok((status, headers, body))
+    }
+}
+
+#[async_trait]
+impl Sink for LogsIngestionSink {
+    async fn post(&self, chunk: &Chunk) -> Outcome {
+        let body = Bytes::from(gzip(&chunk.body, self.gzip_level));
+        let token = match self.token().await {
+            Ok(t) => t,
+            Err(outcome) => return outcome,
+        };
+        let mut answer = self.send(&token, body.clone()).await;
+        if let Ok((status, _, _)) = &answer {
+            if *status == StatusCode::UNAUTHORIZED && self.tokens.refused(&self.scope, &token).await
+            {
+                tracing::warn!(
+                    "Logs Ingestion refused the token (401): posting once more with a new token"
+                );
+                let token = match self.token().await {
+                    Ok(t) => t,
+                    Err(outcome) => return outcome,
+                };
+                answer = self.send(&token, body.clone()).await;
+            }
+        }
+        let (status, headers, answer_body) = match answer {
+            Ok(a) => a,
+            Err(outcome) => return outcome,
+        };
+        let outcome = self.classify(status, &headers, &answer_body);
         if let (Outcome::Accepted, Some(c)) = (&outcome, &self.metrics.wire_bytes) {
-            c.inc_by(wire_len);
+            c.inc_by(body.len() as u64);
         }
         outcome
     }

@@ -18,6 +18,8 @@
 
 #[path = "../bench/procstat.rs"]
 mod procstat;
+#[path = "../bench/steady.rs"]
+mod steady;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -76,6 +78,16 @@ struct Args {
     /// Extra environment of the shipper, `KEY=VALUE` (repeatable).
     #[arg(long = "shipper-env", value_parser = key_value)]
     shipper_env: Vec<(String, String)>,
+    /// Instead of the throughput phases: a caught-up org publishing this many events a second,
+    /// measured with production settings and extrapolated to a day (see `bench/steady.rs`).
+    #[arg(long)]
+    steady: Option<f64>,
+    /// Measured span of `--steady` (after its warm-up).
+    #[arg(long, default_value = "180s", value_parser = humantime::parse_duration)]
+    measure: Duration,
+    /// `OKTA_POLL_INTERVAL` of `--steady`.
+    #[arg(long, default_value = "15s")]
+    poll_interval: String,
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {
@@ -182,6 +194,16 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(rate) = args.steady {
+        return steady::run(steady::SteadyArgs {
+            rate,
+            measure: args.measure,
+            poll_interval: args.poll_interval.clone(),
+            log_dir: args.log_dir.clone(),
+            json: args.json.clone(),
+        })
+        .await;
+    }
     let n = args.events;
     if n == 0 {
         bail!("--events must be positive");

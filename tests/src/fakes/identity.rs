@@ -66,6 +66,8 @@ struct Shared {
     down: AtomicBool,
     requests: AtomicUsize,
     issued: Mutex<HashMap<String, usize>>,
+    /// Ids (`jti`) of the tokens issued, by resource.
+    issued_ids: Mutex<HashMap<String, Vec<String>>>,
 }
 
 /// A running fake token endpoint. Dropping it stops the server.
@@ -94,6 +96,7 @@ impl IdentityFake {
             down: AtomicBool::new(false),
             requests: AtomicUsize::new(0),
             issued: Mutex::new(HashMap::new()),
+            issued_ids: Mutex::new(HashMap::new()),
         });
         let router = axum::Router::new()
             .route(TOKEN_PATH, axum::routing::get(token_handler))
@@ -149,6 +152,17 @@ impl IdentityFake {
             .lock()
             .map(|m| m.get(&key).copied().unwrap_or(0))
             .unwrap_or(0)
+    }
+
+    /// Ids (`jti`) of the tokens issued for `resource` so far, oldest first: to revoke them
+    /// at a fake service ([`crate::fakes::log_analytics::LogAnalyticsFake::revoke_tokens`]).
+    pub fn token_ids_issued_for(&self, resource: &str) -> Vec<String> {
+        let key = normalize_resource(resource);
+        self.shared
+            .issued_ids
+            .lock()
+            .map(|m| m.get(&key).cloned().unwrap_or_default())
+            .unwrap_or_default()
     }
 
     /// Stops the server; later requests are refused.
@@ -237,10 +251,13 @@ async fn token_handler(
     }
     let resource = normalize_resource(resource);
     let ttl = shared.ttl.load(Ordering::SeqCst);
-    let access_token = token::issue(&resource, identity, ttl);
+    let (access_token, jti) = token::issue_with_id(&resource, identity, ttl);
     let expires_on = chrono::Utc::now().timestamp() + ttl;
     if let Ok(mut issued) = shared.issued.lock() {
         *issued.entry(resource.clone()).or_insert(0) += 1;
+    }
+    if let Ok(mut ids) = shared.issued_ids.lock() {
+        ids.entry(resource.clone()).or_default().push(jti);
     }
     Json(json!({
         "access_token": access_token,

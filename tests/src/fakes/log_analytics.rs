@@ -29,11 +29,13 @@ mod data_collector;
 mod faults;
 pub mod flatten;
 mod logs_ingestion;
+pub mod logs_query;
 mod rows;
 mod server;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -88,6 +90,14 @@ pub struct LogAnalyticsFakeConfig {
     /// Keep accepted rows for [`LogAnalyticsFake::rows`]; `false` only counts them
     /// (benchmarks), which avoids building every row.
     pub store_rows: bool,
+    /// Logs Ingestion: the status of a post to a stream the DCR does not declare. contracts.md
+    /// §3.3 has 404 (unverified, [M]); 400 is the other plausible answer, so the fake runs
+    /// both ways (docs/design.md §6) and the `doctor` suite covers both.
+    pub unknown_stream_status: u16,
+    /// Logs Query API: the audience a query token must carry.
+    pub query_audience: String,
+    /// Logs Query API: rows one result holds at most (beyond: 200 with a `PartialError`).
+    pub query_row_limit: usize,
 }
 
 impl Default for LogAnalyticsFakeConfig {
@@ -104,6 +114,9 @@ impl Default for LogAnalyticsFakeConfig {
                 .encode(b"okta-sentinel fake Log Analytics workspace key (test only)......"),
             log_type: "Okta".into(),
             store_rows: true,
+            unknown_stream_status: 404,
+            query_audience: logs_query::QUERY_AUDIENCE.into(),
+            query_row_limit: logs_query::QUERY_ROW_LIMIT,
         }
     }
 }
@@ -122,6 +135,9 @@ impl std::fmt::Debug for LogAnalyticsFakeConfig {
             .field("workspace_key_b64", &"<redacted>")
             .field("log_type", &self.log_type)
             .field("store_rows", &self.store_rows)
+            .field("unknown_stream_status", &self.unknown_stream_status)
+            .field("query_audience", &self.query_audience)
+            .field("query_row_limit", &self.query_row_limit)
             .finish()
     }
 }
@@ -153,6 +169,8 @@ pub struct LaStats {
     pub accepted_then_dropped_rows: u64,
     /// Requests whose connection was closed by a [`LaFault::Down`] outage.
     pub dropped_connections: u64,
+    /// Requests held without an answer by a [`LaFault::Stall`] (counted when they arrive).
+    pub stalled_requests: u64,
     /// Data Collector posts accepted.
     pub dc_accepted_requests: u64,
     /// Data Collector records accepted.
@@ -163,6 +181,48 @@ pub struct LaStats {
     pub dc_truncated_fields: u64,
     /// Data Collector values dropped because the table had 500 columns.
     pub dc_dropped_fields: u64,
+    /// Answers to empty batches (`[]`, both APIs) by status: the health probe `doctor` and the
+    /// shippers' start-up self-check send (as Vector's health check does). They carry no data,
+    /// so they are kept out of every counter above and never meet an injected [`LaFault`]:
+    /// the suites count and break the requests that carry pages.
+    pub probe_requests_by_status: BTreeMap<u16, u64>,
+    /// Rows accepted and then thrown away by [`Discard`] (lost after acceptance).
+    pub discarded_rows: u64,
+    /// The `uuid_g` of those rows, in order.
+    pub discarded_uuids: Vec<String>,
+    /// Logs Query API requests (any answer).
+    pub query_requests: u64,
+}
+
+/// Accepted rows to throw away, as if lost inside the service after a 204/200: the client
+/// did everything right and the rows never become queryable. What the completeness audit
+/// exists to find.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Discard {
+    /// Every `n`-th accepted row (counting from the first row accepted after this is set).
+    EveryNth(u64),
+    /// Rows with these `uuid_g` (lower-case), the first time each is accepted.
+    Uuids(HashSet<String>),
+}
+
+#[derive(Debug, Default)]
+struct DiscardState {
+    rule: Option<Discard>,
+    counter: u64,
+}
+
+impl DiscardState {
+    /// Whether the row with `uuid` is to be thrown away.
+    fn take(&mut self, uuid: Option<&str>) -> bool {
+        match &mut self.rule {
+            None => false,
+            Some(Discard::EveryNth(n)) => {
+                self.counter += 1;
+                *n > 0 && self.counter.is_multiple_of(*n)
+            }
+            Some(Discard::Uuids(set)) => uuid.is_some_and(|u| set.remove(&u.to_ascii_lowercase())),
+        }
+    }
 }
 
 /// Which API a request is for (their error bodies differ).
@@ -199,7 +259,10 @@ struct DcTableState {
 #[derive(Debug, Default)]
 struct Store {
     rows: Vec<Row>,
+    discard: DiscardState,
     dc_tables: HashMap<String, DcTableState>,
+    /// The caller lacks Monitoring Metrics Publisher on the DCR ([`LogAnalyticsFake::set_publisher_denied`]).
+    publisher_denied: bool,
     stats: LaStats,
     seen: Seen,
     dc_seen: Seen,
@@ -214,6 +277,12 @@ struct Shared {
     faults: Mutex<FaultState>,
     /// Wakes the accept loop when a fault is injected (an outage closes the listener).
     faults_changed: Notify,
+    /// Ids (`jti`) of bearer tokens refused with 401 though valid otherwise (revoked).
+    revoked: Mutex<HashSet<String>>,
+    /// Statuses the next Logs Query requests get, in order.
+    query_faults: Mutex<VecDeque<u16>>,
+    /// Logs Query answers 403 (the identity has no read role on the table).
+    query_forbidden: AtomicBool,
 }
 
 impl Shared {
@@ -227,8 +296,59 @@ impl Shared {
         self.faults.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether the token with id `jti` was revoked.
+    fn is_revoked(&self, jti: &str) -> bool {
+        self.revoked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(jti)
+    }
+
+    fn take_query_status(&self) -> Option<u16> {
+        self.query_faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
+    }
+
+    fn query_forbidden(&self) -> bool {
+        self.query_forbidden.load(Ordering::Relaxed)
+    }
+
+    /// Calls `f` on each queryable row of `table` (the Logs Ingestion stream's table and every
+    /// Data Collector table, each with `TimeGenerated`); `false` when there is no such table.
+    fn for_table_rows(&self, table: &str, mut f: impl FnMut(&Row)) -> bool {
+        let s = self.store();
+        let mut found = false;
+        if self.cfg.stream.strip_prefix("Custom-") == Some(table) {
+            found = true;
+            s.rows.iter().for_each(&mut f);
+        }
+        if let Some(t) = table
+            .strip_suffix("_CL")
+            .and_then(|log_type| s.dc_tables.get(log_type))
+        {
+            found = true;
+            t.rows.iter().for_each(&mut f);
+        }
+        found
+    }
+
     fn down_until(&self) -> Option<Instant> {
         self.faults().down_until()
+    }
+
+    fn count_probe_status(&self, status: StatusCode) {
+        *self
+            .store()
+            .stats
+            .probe_requests_by_status
+            .entry(status.as_u16())
+            .or_default() += 1;
+    }
+
+    fn publisher_denied(&self) -> bool {
+        self.store().publisher_denied
     }
 
     fn count_status(&self, status: StatusCode) {
@@ -254,10 +374,26 @@ impl Shared {
                 status,
                 retry_after_secs,
             } => Some(fault_response(api, status, retry_after_secs)),
+            Before::StallUntil(until) => {
+                self.store().stats.stalled_requests += 1;
+                tokio::time::sleep_until(until.into()).await;
+                Some(fault_response(api, 503, Some(1)))
+            }
         }
     }
 
+    /// The injected answer for a request with this decompressed body, if a
+    /// [`LaFault::StatusWhenBodyContains`] rule matches it.
+    fn body_fault(&self, api: Api, body: &[u8]) -> Option<Response> {
+        let status = self.faults().for_body(body)?;
+        Some(fault_response(api, status, None))
+    }
+
     /// Whether an accepted request must be left unanswered (counted if so).
+    fn body_limit(&self) -> Option<usize> {
+        self.faults().body_limit()
+    }
+
     fn take_accept_then_drop(&self, rows: u64) -> bool {
         let drop = self.faults().take_accept_then_drop();
         if drop {
@@ -277,13 +413,33 @@ impl Shared {
         s.stats.bytes_on_wire += wire;
         s.stats.bytes_decompressed += decompressed;
         s.stats.truncated_fields += parsed.truncated_fields;
-        for id in &parsed.uuids {
-            if !s.seen.insert(id) {
-                s.stats.duplicate_rows += 1;
+        if !self.cfg.store_rows || s.discard.rule.is_none() {
+            for id in &parsed.uuids {
+                if !s.seen.insert(id) {
+                    s.stats.duplicate_rows += 1;
+                }
             }
+            if self.cfg.store_rows {
+                s.rows.extend(parsed.rows);
+            }
+            return;
         }
-        if self.cfg.store_rows {
-            s.rows.extend(parsed.rows);
+        for row in parsed.rows {
+            let id = row
+                .get("uuid_g")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if s.discard.take(id.as_deref()) {
+                s.stats.discarded_rows += 1;
+                s.stats.discarded_uuids.push(id.unwrap_or_default());
+                continue;
+            }
+            if let Some(id) = &id {
+                if !s.seen.insert(id) {
+                    s.stats.duplicate_rows += 1;
+                }
+            }
+            s.rows.push(row);
         }
     }
 
@@ -299,6 +455,15 @@ impl Shared {
             s.stats.dc_truncated_fields += flat.truncated_fields;
             s.stats.dc_dropped_fields += flat.dropped_fields;
             let mut row = flat.row;
+            let id = row
+                .get("uuid_g")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if s.discard.take(id.as_deref()) {
+                s.stats.discarded_rows += 1;
+                s.stats.discarded_uuids.push(id.unwrap_or_default());
+                continue;
+            }
             if let Some(Value::String(id)) = row.get("uuid_g") {
                 if !s.dc_seen.insert(id) {
                     s.stats.dc_duplicate_rows += 1;
@@ -405,6 +570,9 @@ impl LogAnalyticsFake {
             store: Mutex::new(Store::default()),
             faults: Mutex::new(FaultState::default()),
             faults_changed: Notify::new(),
+            revoked: Mutex::new(HashSet::new()),
+            query_faults: Mutex::new(VecDeque::new()),
+            query_forbidden: AtomicBool::new(false),
         });
         let router = axum::Router::new()
             .route(
@@ -412,6 +580,7 @@ impl LogAnalyticsFake {
                 post(logs_ingestion::handle),
             )
             .route("/api/logs", post(data_collector::handle))
+            .route("/v1/workspaces/{workspace}/query", post(logs_query::handle))
             .fallback(fallback)
             .layer(DefaultBodyLimit::disable())
             .with_state(shared.clone());
@@ -496,10 +665,55 @@ impl LogAnalyticsFake {
         self.shared.store().stats.clone()
     }
 
+    /// Takes away (`true`) or gives back the caller's Monitoring Metrics Publisher role on the
+    /// DCR: every Logs Ingestion request to the existing DCR then gets the service's 403
+    /// `OperationFailed` (contracts.md §3.3), empty batches included.
+    pub fn set_publisher_denied(&self, denied: bool) {
+        self.shared.store().publisher_denied = denied;
+    }
+
+    /// The origin of the Logs Query API (`{origin}/v1/workspaces/{id}/query`); the same
+    /// listener as the ingestion APIs.
+    pub fn query_endpoint(&self) -> String {
+        self.endpoint()
+    }
+
+    /// Throws away accepted rows from now on (see [`Discard`]); `None` stops it.
+    pub fn discard(&self, rule: Option<Discard>) {
+        let mut s = self.shared.store();
+        s.discard = DiscardState { rule, counter: 0 };
+    }
+
+    /// The next Logs Query requests are answered with these statuses, in order.
+    pub fn inject_query_statuses(&self, statuses: &[u16]) {
+        self.shared
+            .query_faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(statuses.iter().copied());
+    }
+
+    /// Logs Query answers 403 while `on` (no read role on the table).
+    pub fn set_query_forbidden(&self, on: bool) {
+        self.shared.query_forbidden.store(on, Ordering::Relaxed);
+    }
+
     /// Schedules a failure (see [`LaFault`]).
     pub fn inject(&self, fault: LaFault) {
         self.shared.faults().inject(fault);
         self.shared.faults_changed.notify_one();
+    }
+
+    /// Refuses the tokens with these ids (`jti`, see
+    /// [`crate::fakes::identity::IdentityFake::token_ids_issued_for`]) from now on with the
+    /// 401 the Logs Ingestion API gives an invalid token, as if they had been revoked: a client
+    /// must fetch a new token, which is accepted.
+    pub fn revoke_tokens(&self, ids: impl IntoIterator<Item = String>) {
+        self.shared
+            .revoked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(ids);
     }
 
     /// Answers a fraction `rate` of requests with a status drawn from `statuses` (429 and

@@ -12,7 +12,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use serde_json::{json, Map, Value};
 
 /// People the generator impersonates; some names are non-ASCII on purpose.

@@ -21,10 +21,20 @@ pub struct Claims {
     pub iat: i64,
     pub nbf: i64,
     pub exp: i64,
+    /// Unique id of this token, so a test can revoke one token and not the next one issued
+    /// in the same second ([`crate::fakes::log_analytics::LogAnalyticsFake::revoke_tokens`]).
+    #[serde(default)]
+    pub jti: String,
 }
 
 /// Issues a token for `audience` valid for `ttl_secs`.
 pub fn issue(audience: &str, client_id: &str, ttl_secs: i64) -> String {
+    issue_with_id(audience, client_id, ttl_secs).0
+}
+
+/// Issues a token like [`issue`]; also returns its id (`jti`).
+pub fn issue_with_id(audience: &str, client_id: &str, ttl_secs: i64) -> (String, String) {
+    let jti = uuid::Uuid::new_v4().to_string();
     let now = chrono::Utc::now().timestamp();
     let claims = Claims {
         aud: audience.trim_end_matches('/').to_string(),
@@ -33,14 +43,16 @@ pub fn issue(audience: &str, client_id: &str, ttl_secs: i64) -> String {
         iat: now,
         nbf: now - 5,
         exp: now + ttl_secs,
+        jti: jti.clone(),
     };
     // Encoding HS256 with a static key cannot fail.
-    encode(
+    let token = encode(
         &Header::new(Algorithm::HS256),
         &claims,
         &EncodingKey::from_secret(SIGNING_KEY),
     )
-    .unwrap_or_default()
+    .unwrap_or_default();
+    (token, jti)
 }
 
 /// Why a bearer token was refused.

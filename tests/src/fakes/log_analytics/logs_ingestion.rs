@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 
-use super::body::{gunzip_bounded, read_bounded, GunzipError};
+use super::body::{gunzip_bounded, read_bounded, Bounded, GunzipError};
 use super::server::ConnKill;
 use super::{rows, Api, Shared};
 use crate::fakes::token;
@@ -53,33 +53,53 @@ pub async fn handle(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
+    // The body is read first so an empty batch (`[]`, the health probe) can be told apart: it
+    // is validated like any request but meets no injected fault and is counted on its own.
+    let read = read_bounded(body, LI_MAX_BODY_BYTES).await;
+    let probe = read
+        .as_ref()
+        .ok()
+        .and_then(|r| r.bytes.as_deref())
+        .is_some_and(|b| is_empty_batch(&headers, b));
+    let args = (dcr.as_str(), stream.as_str(), query.as_deref(), &headers);
+    if probe {
+        let resp = process(&shared, &kill, args, read, true).await;
+        shared.count_probe_status(resp.status());
+        return resp;
+    }
     let resp = match shared.before(Api::LogsIngestion, &kill).await {
         Some(r) => r,
-        None => {
-            process(
-                &shared,
-                &kill,
-                &dcr,
-                &stream,
-                query.as_deref(),
-                &headers,
-                body,
-            )
-            .await
-        }
+        None => process(&shared, &kill, args, read, false).await,
     };
     shared.count_status(resp.status());
     resp
 }
 
+/// Whether a body is the empty batch `[]` (after gunzip when gzip-encoded): what health checks
+/// post (Vector's `azure_logs_ingestion` sink, `doctor`). The service validates such a request
+/// like any other and answers 204, storing nothing (contracts.md §3.3: 204 = accepted).
+fn is_empty_batch(headers: &HeaderMap, body: &[u8]) -> bool {
+    let gzip = headers
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+    let text = if gzip {
+        match gunzip_bounded(body, 64) {
+            Ok(d) => d,
+            Err(_) => return false,
+        }
+    } else {
+        body.to_vec()
+    };
+    text.trim_ascii() == b"[]"
+}
+
 async fn process(
     shared: &Arc<Shared>,
     kill: &ConnKill,
-    dcr: &str,
-    stream: &str,
-    query: Option<&str>,
-    headers: &HeaderMap,
-    body: axum::body::Body,
+    (dcr, stream, query, headers): (&str, &str, Option<&str>, &HeaderMap),
+    read: Result<Bounded, axum::Error>,
+    probe: bool,
 ) -> Response {
     let bad = StatusCode::BAD_REQUEST;
     match super::query_param(query, "api-version") {
@@ -100,12 +120,22 @@ async fn process(
         Some(_) => {}
     }
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-    if let Err(e) = token::verify_bearer(auth, &shared.cfg.audience) {
-        return li_error(
-            StatusCode::UNAUTHORIZED,
-            "InvalidAuthenticationToken",
-            &format!("The access token is missing or invalid: {e}"),
-        );
+    match token::verify_bearer(auth, &shared.cfg.audience) {
+        Err(e) => {
+            return li_error(
+                StatusCode::UNAUTHORIZED,
+                "InvalidAuthenticationToken",
+                &format!("The access token is missing or invalid: {e}"),
+            )
+        }
+        Ok(claims) if shared.is_revoked(&claims.jti) => {
+            return li_error(
+                StatusCode::UNAUTHORIZED,
+                "InvalidAuthenticationToken",
+                "The access token is missing or invalid: the token has been revoked",
+            )
+        }
+        Ok(_) => {}
     }
     if dcr != shared.cfg.dcr_immutable_id {
         return li_error(
@@ -114,9 +144,21 @@ async fn process(
             &format!("Data collection rule with immutable Id '{dcr}' not found."),
         );
     }
+    if shared.publisher_denied() {
+        return li_error(
+            StatusCode::FORBIDDEN,
+            "OperationFailed",
+            &format!(
+                "The authentication token provided does not have access to ingest data for the data \
+                 collection rule with immutable Id '{dcr}' PipelineAccessResult: AccessGranted: False, \
+                 IsRbacPresent: False, IsDcrDceBindingValid: , Message: Required authorization action \
+                 was not found for tenantId <tenant> objectId <object> on resourceId <dcr>"
+            ),
+        );
+    }
     if stream != shared.cfg.stream {
         return li_error(
-            StatusCode::NOT_FOUND,
+            StatusCode::from_u16(shared.cfg.unknown_stream_status).unwrap_or(StatusCode::NOT_FOUND),
             "InvalidStream",
             &format!("Stream '{stream}' is not declared in data collection rule '{dcr}'."),
         );
@@ -125,7 +167,7 @@ async fn process(
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let read = match read_bounded(body, LI_MAX_BODY_BYTES).await {
+    let read = match read {
         Ok(r) => r,
         Err(_) => {
             return li_error(
@@ -169,10 +211,19 @@ async fn process(
     if shared.cfg.strict_decompressed_limit && json.len() > LI_MAX_BODY_BYTES {
         return too_large(json.len() as u64);
     }
+    if shared.body_limit().is_some_and(|limit| json.len() > limit) {
+        return too_large(json.len() as u64);
+    }
+    if let Some(resp) = shared.body_fault(Api::LogsIngestion, &json) {
+        return resp;
+    }
     let parsed = match rows::parse(&json, shared.columns.as_ref(), shared.cfg.store_rows) {
         Ok(p) => p,
         Err(msg) => return li_error(bad, "InvalidPayload", &msg),
     };
+    if probe {
+        return StatusCode::NO_CONTENT.into_response();
+    }
     let count = parsed.count as u64;
     shared.store_li(parsed, wire.len() as u64, json.len() as u64);
     if shared.take_accept_then_drop(count) {

@@ -19,7 +19,7 @@
 use super::super::okta_events::{okta_timestamp, EventGenerator};
 use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use std::time::Instant;
 
 /// Number of distinct event bodies generated before templates are reused.

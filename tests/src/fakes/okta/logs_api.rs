@@ -178,7 +178,7 @@ pub async fn logs(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap) -> 
     let mut resp = match auth {
         Err(r) => r.into_response(),
         Ok(_) if !decision.allowed => okta_error(E::E0000047, ""),
-        Ok(p) => serve(&app, &p, &uri, seq).await,
+        Ok(p) => serve(&app, &p, &uri, seq, decision.remaining).await,
     };
     let remaining = if resp.status() == StatusCode::TOO_MANY_REQUESTS {
         lock(&app.stats).rate_limited += 1;
@@ -202,9 +202,12 @@ struct Page {
     count: usize,
     self_url: String,
     next_url: Option<String>,
+    /// A bounded request (`until` or DESCENDING), and the `limit` it asked for.
+    bounded: bool,
+    limit: usize,
 }
 
-async fn serve(app: &App, p: &Principal, uri: &Uri, seq: u64) -> Response {
+async fn serve(app: &App, p: &Principal, uri: &Uri, seq: u64, remaining: u32) -> Response {
     let fault = app.next_fault();
     match &fault {
         Some(OktaFault::Status500 { .. }) => return okta_error(E::E0000009, ""),
@@ -233,7 +236,19 @@ async fn serve(app: &App, p: &Principal, uri: &Uri, seq: u64) -> Response {
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
-    lock(&app.stats).events_served += page.count as u64;
+    {
+        let mut stats = lock(&app.stats);
+        stats.events_served += page.count as u64;
+        if page.bounded {
+            stats.bounded_requests += 1;
+        }
+        stats.trace.push(super::LogsRequest {
+            bounded: page.bounded,
+            events: page.count,
+            limit: page.limit,
+            remaining,
+        });
+    }
     let mut body = std::mem::take(&mut page.body);
     match fault {
         Some(OktaFault::TruncatedJson { .. }) => body.truncate((body.len() / 2).max(1)),
@@ -425,6 +440,8 @@ fn build_page(app: &App, uri: &Uri) -> Result<Page, Refusal> {
             count,
             self_url,
             next_url: Some(next_url),
+            bounded: false,
+            limit,
         });
     }
 
@@ -456,6 +473,8 @@ fn build_page(app: &App, uri: &Uri) -> Result<Page, Refusal> {
         count,
         self_url,
         next_url,
+        bounded: true,
+        limit,
     })
 }
 

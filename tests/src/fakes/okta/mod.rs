@@ -28,7 +28,7 @@ use axum::Router;
 use cursor::CursorKey;
 use log::{EventLog, LogConfig};
 use oauth::OAuthState;
-use rand::Rng;
+use rand::RngExt;
 use rate_limit::RateLimiter;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::AtomicU64;
@@ -183,6 +183,24 @@ pub struct OktaStats {
     pub dpop_nonce_challenges: u64,
     /// Events (array elements) sent in 200 pages, repeats included.
     pub events_served: u64,
+    /// 200 pages of bounded requests (`since` + `until`: the completeness audit's).
+    pub bounded_requests: u64,
+    /// Every 200 page of `/api/v1/logs`, in the order served.
+    pub trace: Vec<LogsRequest>,
+}
+
+/// One answered `/api/v1/logs` request, for tests that check the order of polling and
+/// bounded requests (an audit must never run while the collector is behind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogsRequest {
+    /// `since` + `until` (a bounded request), not a polling one.
+    pub bounded: bool,
+    /// Events in the page.
+    pub events: usize,
+    /// The request's `limit`: a polling page with fewer events means "caught up".
+    pub limit: usize,
+    /// `X-Rate-Limit-Remaining` of the answer.
+    pub remaining: u32,
 }
 
 /// State shared by the handlers.

@@ -1,0 +1,76 @@
+//! Instruction counts of the shipper's CPU steps, for before/after comparisons on a noisy
+//! machine: run one step `N` times under callgrind and subtract the `none` step (page
+//! generation, the same in every run). Counts are reproducible where timings are not; they are
+//! not times (vector code does more per instruction), so a choice also needs the criterion
+//! bench's timing in the same run (`benches/transform.rs`, group `backend`).
+//!
+//! ```text
+//! cargo bench -p shipper --bench instructions --no-run
+//! for op in none rows gzip1 gzip1_libdeflate inflate inflate_zlib_rs; do
+//!   OP=$op N=5 valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+//!     target/release/deps/instructions-* 2>&1 | grep Collected
+//! done
+//! ```
+
+use std::hint::black_box;
+use std::io::Read;
+
+use shipper::chunk::{chunks, gunzip_fast, gzip, MAX_UNCOMPRESSED};
+use shipper::rows::{build_rows, RowLimits};
+
+fn main() {
+    let op = std::env::var("OP").unwrap_or_else(|_| "none".into());
+    let n: usize = std::env::var("N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let t0 = chrono::DateTime::parse_from_rfc3339("2024-08-13T15:58:20.353Z")
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_default();
+    let mut events =
+        world::fakes::okta_events::generate(42, 1_000, t0, chrono::Duration::milliseconds(60));
+    for e in &mut events {
+        e["domain"] = serde_json::Value::String("acme.okta.com".into());
+    }
+    let page = serde_json::to_vec(&events).unwrap_or_default();
+    let rows = build_rows(&page, 0, &RowLimits::default())
+        .map(|b| b.rows)
+        .unwrap_or_default();
+    let bodies: Vec<Vec<u8>> = chunks(&rows, MAX_UNCOMPRESSED)
+        .into_iter()
+        .map(|c| c.body)
+        .collect();
+    let stored = gzip(&page, 1);
+    let mut sink = 0usize;
+    for _ in 0..n {
+        sink += match op.as_str() {
+            "rows" => {
+                build_rows(black_box(&page), 0, &RowLimits::default()).map_or(0, |b| b.rows.len())
+            }
+            "gzip1" => bodies.iter().map(|b| gzip(black_box(b), 1).len()).sum(),
+            "gzip1_libdeflate" => bodies
+                .iter()
+                .map(|b| libdeflate_gzip(black_box(b), 1).len())
+                .sum(),
+            "inflate" => gunzip_fast(black_box(&stored), 1 << 30).map_or(0, |v| v.len()),
+            "inflate_zlib_rs" => {
+                let mut out = Vec::with_capacity(stored.len() * 6);
+                flate2::read::GzDecoder::new(black_box(&stored[..]))
+                    .read_to_end(&mut out)
+                    .map_or(0, |_| out.len())
+            }
+            _ => 0,
+        };
+    }
+    println!("{op} x{n}: {sink}");
+}
+
+/// libdeflate's whole-buffer gzip (measured against `chunk::gzip`, not used).
+fn libdeflate_gzip(body: &[u8], level: i32) -> Vec<u8> {
+    let lvl = libdeflater::CompressionLvl::new(level).unwrap_or_default();
+    let mut c = libdeflater::Compressor::new(lvl);
+    let mut out = vec![0; c.gzip_compress_bound(body.len())];
+    let n = c.gzip_compress(body, &mut out).unwrap_or(0);
+    out.truncate(n);
+    out
+}
