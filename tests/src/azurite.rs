@@ -31,7 +31,7 @@ pub const ACCOUNT_KEY: &str =
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a graceful stop (SIGTERM, lets Azurite flush its on-disk database) may take before
 /// the group is killed.
-const GRACEFUL_STOP: Duration = Duration::from_secs(5);
+const GRACEFUL_STOP: Duration = Duration::from_secs(30);
 /// Attempts with fresh ports when a start fails (a port grabbed by someone else in between).
 const START_ATTEMPTS: usize = 4;
 

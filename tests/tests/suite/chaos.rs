@@ -213,7 +213,7 @@ async fn chaos_kills_restarts_and_outages_lose_nothing_and_duplicate_only_lost_a
     };
     println!("chaos seed: {seed} (replay with CHAOS_SEED={seed})");
     let mut rng = StdRng::seed_from_u64(seed);
-    let plan = schedule(&mut rng);
+    let mut plan = schedule(&mut rng);
     for (t, a) in &plan {
         println!("  plan {:>6.1}s {a:?}", t.as_secs_f64());
     }
@@ -322,11 +322,21 @@ async fn chaos_kills_restarts_and_outages_lose_nothing_and_duplicate_only_lost_a
                 Action::Kill(i) => {
                     let p = &mut procs[i];
                     let Some(mut svc) = p.svc.take() else {
-                        // Still down from an earlier kill: the kill becomes a shorter pause.
+                        // Still down (an earlier kill, or the loop was busy restarting
+                        // Azurite, which takes long on a loaded machine): the kill is deferred
+                        // until it has been back a while, never skipped, so every process is
+                        // killed KILLS_PER_PROCESS times whatever the machine's speed.
+                        let later = t0.elapsed() + Duration::from_secs(4);
+                        let pos = plan[next..]
+                            .iter()
+                            .position(|(t, _)| *t > later)
+                            .map_or(plan.len(), |p| next + p);
+                        plan.insert(pos, (later, action));
                         println!(
-                            "  {:>6.1}s {} already down; kill skipped",
+                            "  {:>6.1}s {} down; kill deferred to {:.1}s",
                             at.as_secs_f64(),
-                            p.label
+                            p.label,
+                            later.as_secs_f64()
                         );
                         continue;
                     };
