@@ -305,7 +305,30 @@ fn a_lifecycle_rule_on_state_fails() {
         "'${containerName}/pages/'",
         "'${containerName}/state/'",
     );
-    assert_fails(&broken, "may only target done/ or pages/");
+    assert_fails(&broken, "may only target done/, pages/ or doctor/");
+}
+
+#[test]
+fn a_storage_account_without_the_doctor_lifecycle_rule_fails() {
+    // The collector's doctor probe blobs would pile up under doctor/ for ever.
+    let broken = real().mutated(
+        "infra/modules/storage.bicep",
+        "'${containerName}/doctor/'",
+        "'${containerName}/done/'",
+    );
+    assert_fails(
+        &broken,
+        "needs an enabled lifecycle rule deleting '<container>/doctor/' blobs",
+    );
+    let broken = real().mutated(
+        "infra/modules/storage.bicep",
+        "name: 'expire-doctor-probes'\n          enabled: true",
+        "name: 'expire-doctor-probes'\n          enabled: false",
+    );
+    assert_fails(
+        &broken,
+        "needs an enabled lifecycle rule deleting '<container>/doctor/' blobs",
+    );
 }
 
 #[test]
