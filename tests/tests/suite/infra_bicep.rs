@@ -671,8 +671,8 @@ fn p10_a_public_cloud_host_or_a_missing_audience_fails() {
     );
     let broken = real().mutated(
         "infra/modules/apps.bicep",
-        "                name: 'AZURE_MONITOR_AUDIENCE'",
-        "                name: 'AZURE_MONITOR_AUDIENCE_X'",
+        "    name: 'AZURE_MONITOR_AUDIENCE'",
+        "    name: 'AZURE_MONITOR_AUDIENCE_X'",
     );
     assert_fails(&broken, "the shipper app must set AZURE_MONITOR_AUDIENCE");
 }
@@ -788,4 +788,32 @@ async fn every_storage_request_of_the_binaries_is_allowed_by_their_roles() -> an
     }
     eprintln!("{report}");
     Ok(())
+}
+
+#[test]
+fn a_doctor_job_missing_or_drifting_from_its_app_fails() {
+    // The job's env no longer the app's variable: a setting added to the app would be missing.
+    let broken = real().mutated(
+        "infra/modules/apps.bicep",
+        "          env: shipperEnv\n        }\n      ]\n    }\n  }\n}\n\nresource collectorDoctorJobs",
+        "          env: commonEnv\n        }\n      ]\n    }\n  }\n}\n\nresource collectorDoctorJobs",
+    );
+    assert_fails(
+        &broken,
+        "doctor job shipperDoctorJob env `commonEnv` is not app shipperApp's env `shipperEnv`",
+    );
+    // The collector's job under the shipper's identity.
+    let broken = real().mutated(
+        "infra/modules/apps.bicep",
+        "        '${c.identityId}': {}\n      }\n    }\n    properties: {\n      environmentId: managedEnvironment.id\n      configuration: {\n        triggerType: 'Manual'",
+        "        '${shipperIdentityId}': {}\n      }\n    }\n    properties: {\n      environmentId: managedEnvironment.id\n      configuration: {\n        triggerType: 'Manual'",
+    );
+    assert_fails(&broken, "doctor job collectorDoctorJobs runs as");
+    // No doctor job for the collectors.
+    let broken = real().mutated(
+        "infra/modules/apps.bicep",
+        "            args: [\n              'doctor'\n            ]",
+        "            args: [\n              'run'\n            ]",
+    );
+    assert_fails(&broken, "app collectorApps has no manual doctor job");
 }
