@@ -50,6 +50,9 @@ param shipperMaxDequeue int
 param oktaRateLimitReserve string
 param terminationGracePeriodSeconds int
 
+@description('The workspace customer id the completeness audit queries (LOG_ANALYTICS_WORKSPACE_ID); empty turns the audit off.')
+param auditWorkspaceId string
+
 var collectorPort = 9464
 var shipperPort = 9465
 var useLegacySink = sink == 'data-collector'
@@ -197,7 +200,21 @@ var collectorEnvs = [
             value: 'true'
           }
         ]
-      : []
+      : [],
+    // The completeness audit (collector/src/audit/): reads Okta_CL only (audit-access.bicep).
+    empty(auditWorkspaceId)
+      ? [
+          {
+            name: 'AUDIT_ENABLED'
+            value: 'false'
+          }
+        ]
+      : [
+          {
+            name: 'LOG_ANALYTICS_WORKSPACE_ID'
+            value: auditWorkspaceId
+          }
+        ]
   )
 ]
 

@@ -43,6 +43,7 @@ fn the_real_templates_pass() {
         "infra/modules/keyvault.bicep",
         "infra/modules/apps.bicep",
         "infra/modules/alerts.bicep",
+        "infra/modules/audit-access.bicep",
     ] {
         assert!(sources.files.contains_key(f), "{f} is missing");
     }
@@ -681,12 +682,12 @@ fn p10_a_public_cloud_host_or_a_missing_audience_fails() {
 fn p10_apps_before_acr_pull_or_a_dcr_before_its_table_fails() {
     let broken = real().mutated(
         "infra/main.bicep",
-        "  // rerun the deployment (infra/README.md, Troubleshooting).\n  dependsOn: [\n    roles\n  ]",
+        "  // rerun the deployment (infra/README.md, Troubleshooting).\n  dependsOn: [\n    roles\n    auditAccess\n  ]",
         "  // rerun the deployment (infra/README.md, Troubleshooting).",
     );
     assert_fails(
         &broken,
-        "module apps pulls images with AcrPull: it must dependsOn [\"roles\"]",
+        "module apps pulls images with AcrPull: it must dependsOn [\"roles\", \"auditAccess\"]",
     );
     let broken = real().mutated(
         "infra/main.bicep",
@@ -816,4 +817,32 @@ fn a_doctor_job_missing_or_drifting_from_its_app_fails() {
         "            args: [\n              'run'\n            ]",
     );
     assert_fails(&broken, "app collectorApps has no manual doctor job");
+}
+
+#[test]
+fn a_workspace_wide_read_role_for_the_collector_fails() {
+    // Reader on the whole workspace instead of the Okta table: every table becomes readable.
+    let broken = real().mutated(
+        "infra/modules/audit-access.bicep",
+        "    name: guid(table.id, grant.principalId, readerRoleId)\n    scope: table",
+        "    name: guid(table.id, grant.principalId, readerRoleId)\n    scope: workspace",
+    );
+    assert_fails(
+        &broken,
+        "the collector gets Reader on Microsoft.OperationalInsights/workspaces",
+    );
+    // Log Analytics Reader, at any scope.
+    let broken = real().mutated(
+        "infra/modules/audit-access.bicep",
+        "var readerRoleId = 'acdd72a7-3385-48ef-bd42-f606fba81ae7'",
+        "var readerRoleId = '73c42c96-874c-492b-b04d-ab87d138a893'",
+    );
+    assert_fails(&broken, "the collector gets Log Analytics Reader");
+    // The query role reading table data by itself.
+    let broken = real().mutated(
+        "infra/modules/audit-access.bicep",
+        "          'Microsoft.OperationalInsights/workspaces/query/read'\n",
+        "          'Microsoft.OperationalInsights/workspaces/query/read'\n          'Microsoft.OperationalInsights/workspaces/query/*/read'\n",
+    );
+    assert_fails(&broken, "the audit may read the Okta table only");
 }
