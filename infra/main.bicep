@@ -156,6 +156,9 @@ param keyVaultCreateMode string = 'default'
 @description('E-mail address for alerts; empty creates the alert rules without an action group.')
 param alertEmail string = ''
 
+@description('Completeness audit (infra/README.md "Proof of completeness"): give each collector read access to the Okta table only and LOG_ANALYTICS_WORKSPACE_ID. false: no grant, AUDIT_ENABLED=false.')
+param auditEnabled bool = true
+
 @description('Tags applied to every resource.')
 param tags object = {}
 
@@ -372,6 +375,26 @@ module roles 'modules/roles.bicep' = {
   }
 }
 
+// The completeness audit's read access: the Okta table only, in the workspace's resource group
+// (table-level read access, https://learn.microsoft.com/azure/azure-monitor/logs/manage-table-access).
+module auditAccess 'modules/audit-access.bicep' = if (auditEnabled) {
+  name: 'okta-audit-access'
+  scope: resourceGroup(workspaceSubscriptionId, workspaceResourceGroup)
+  params: {
+    workspaceName: workspaceName
+    tableName: tableName
+    collectorGrants: [
+      for (org, i) in orgs: {
+        principalId: collectorIdentities[i].properties.principalId
+      }
+    ]
+  }
+  dependsOn: [
+    table
+    tableExtend
+  ]
+}
+
 // ---------------------------------------------------------------- apps
 
 module apps 'modules/apps.bicep' = {
@@ -422,6 +445,7 @@ module apps 'modules/apps.bicep' = {
     shipperMaxDequeue: shipperMaxDequeue
     oktaRateLimitReserve: oktaRateLimitReserve
     terminationGracePeriodSeconds: terminationGracePeriodSeconds
+    auditWorkspaceId: auditEnabled ? existingWorkspace.properties.customerId : ''
   }
   // The images are pulled with AcrPull, which must exist before the first revision starts
   // (https://learn.microsoft.com/en-us/azure/container-apps/managed-identity-image-pull). A new
@@ -429,6 +453,7 @@ module apps 'modules/apps.bicep' = {
   // rerun the deployment (infra/README.md, Troubleshooting).
   dependsOn: [
     roles
+    auditAccess
   ]
 }
 

@@ -4,9 +4,9 @@
 //! The checks, through the collector's own clients ([`crate::wiring::Wiring`], `Storage`,
 //! [`OktaClient`]):
 //! * identity: a token for storage (managed identity) and for Key Vault (`KEY_VAULT_URL`);
-//! * storage: the queue accepts a Put Message (the only queue operation the collector's role
-//!   allows), the container takes a create-only write, a read, a lease and a delete of a probe
-//!   blob under `doctor/`;
+//! * storage, with only what the collector's role grants (`common::doctor::storage`): the queue
+//!   accepts a Put Message, the container takes a create-only write, a read and a lease of a
+//!   probe blob under `doctor/`, left for the lifecycle rule (the role cannot delete blobs);
 //! * Key Vault: the Okta credential's secret exists and is readable (never printed);
 //! * Okta: one `GET /api/v1/logs?limit=1` with the credential (it counts against the org's
 //!   rate-limit budget, and the line says so), whether the service app requires DPoP, and the
@@ -19,7 +19,7 @@
 
 use std::sync::Arc;
 
-use common::doctor::storage::{Probe, QueueUse};
+use common::doctor::storage::{BlobCleanup, Probe, QueueUse};
 use common::doctor::{identity, identity_label, vault, Check, Report};
 use common::storage::{Storage, StorageAuth};
 use url::Url;
@@ -99,7 +99,7 @@ pub async fn check(cfg: &CollectorConfig, mode: Mode, credential: Option<Credent
             if mode == Mode::Command {
                 report.extend(probe.queue(QueueUse::Send).await);
             }
-            report.extend(probe.container().await);
+            report.extend(probe.container(BlobCleanup::Lifecycle).await);
         }
         Err(e) => report.push(Check::failed(
             "storage",

@@ -141,3 +141,55 @@ resource unhealthy 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
     actions: actions
   }
 }
+
+// The completeness audit (collector/src/audit/check.rs) logs a warning with message
+// `audit: window incomplete` and a `record` field holding the window's evidence as JSON; an
+// `incomplete_after_repair` of true means events stayed missing after the audit re-fetched and
+// re-shipped the window (infra/README.md "Proof of completeness").
+var auditQuery = format(
+  '''
+ContainerAppConsoleLogs_CL
+| where ContainerAppName_s in ({0})
+| extend line = parse_json(Log_s)
+| extend f = iff(isnotnull(line.fields), line.fields, line)
+| where tostring(f.message) == "audit: window incomplete"
+| extend r = parse_json(tostring(f.record))
+| where tobool(r.incomplete_after_repair)
+| project TimeGenerated, ContainerAppName_s, window = tostring(f.window), Log_s
+''',
+  join(map(appNames, n => '"${n}"'), ', ')
+)
+
+resource auditIncomplete 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${namePrefix}-okta-audit-incomplete'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'Okta: completeness audit: window incomplete after repair'
+    description: 'The collector\'s completeness audit found Okta events missing from the table in a window even after repairing it: see the evidence under audit/{org}/windows/ and run `collector audit` for that window (infra/README.md, Proof of completeness).'
+    severity: 1
+    enabled: true
+    scopes: [
+      workspaceResourceId
+    ]
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT1H'
+    skipQueryValidation: true
+    criteria: {
+      allOf: [
+        {
+          query: auditQuery
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: actions
+  }
+}

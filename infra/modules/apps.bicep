@@ -50,6 +50,9 @@ param shipperMaxDequeue int
 param oktaRateLimitReserve string
 param terminationGracePeriodSeconds int
 
+@description('The workspace customer id the completeness audit queries (LOG_ANALYTICS_WORKSPACE_ID); empty turns the audit off.')
+param auditWorkspaceId string
+
 var collectorPort = 9464
 var shipperPort = 9465
 var useLegacySink = sink == 'data-collector'
@@ -131,8 +134,157 @@ func probes(port int) array => [
   }
 ]
 
+// Each collector's env, shared by its app and its doctor job so they cannot drift.
+var collectorEnvs = [
+  for c in collectors: concat(
+    commonEnv,
+    [
+      {
+        name: 'AZURE_CLIENT_ID'
+        value: c.identityClientId
+      }
+      {
+        name: 'KEY_VAULT_URL'
+        value: keyVaultUrl
+      }
+      {
+        name: 'OKTA_DOMAIN'
+        value: c.domain
+      }
+      {
+        name: 'OKTA_RATE_LIMIT_RESERVE'
+        value: oktaRateLimitReserve
+      }
+      {
+        name: 'HTTP_ADDR'
+        value: '0.0.0.0:${collectorPort}'
+      }
+    ],
+    c.auth == 'token'
+      ? [
+          {
+            name: 'OKTA_API_TOKEN_SECRET'
+            value: c.secretName
+          }
+        ]
+      : [
+          {
+            name: 'OKTA_CLIENT_ID'
+            value: c.clientId
+          }
+          {
+            name: 'OKTA_PRIVATE_KEY_SECRET'
+            value: c.secretName
+          }
+        ],
+    empty(c.keyId)
+      ? []
+      : [
+          {
+            name: 'OKTA_KEY_ID'
+            value: c.keyId
+          }
+        ],
+    empty(c.start)
+      ? []
+      : [
+          {
+            name: 'OKTA_START'
+            value: c.start
+          }
+        ],
+    c.allowRestamp
+      ? [
+          {
+            name: 'OKTA_ALLOW_RESTAMP'
+            value: 'true'
+          }
+        ]
+      : [],
+    // The completeness audit (collector/src/audit/): reads Okta_CL only (audit-access.bicep).
+    empty(auditWorkspaceId)
+      ? [
+          {
+            name: 'AUDIT_ENABLED'
+            value: 'false'
+          }
+        ]
+      : [
+          {
+            name: 'LOG_ANALYTICS_WORKSPACE_ID'
+            value: auditWorkspaceId
+          }
+        ]
+  )
+]
+
+// The shipper's env, shared by its app and its doctor job so they cannot drift.
+var shipperEnv = concat(
+  commonEnv,
+  [
+    {
+      name: 'AZURE_CLIENT_ID'
+      value: shipperIdentityClientId
+    }
+    {
+      name: 'SINK'
+      value: sink
+    }
+    {
+      name: 'AZURE_MONITOR_AUDIENCE'
+      value: monitorAudience
+    }
+    {
+      name: 'SHIPPER_CONCURRENCY'
+      value: string(shipperConcurrency)
+    }
+    {
+      name: 'SHIPPER_MAX_DEQUEUE'
+      value: string(shipperMaxDequeue)
+    }
+    {
+      // Finish or hand back in-flight pages before Container Apps kills the replica.
+      name: 'SHUTDOWN_GRACE'
+      value: '${terminationGracePeriodSeconds - 15}s'
+    }
+    {
+      name: 'HTTP_ADDR'
+      value: '0.0.0.0:${shipperPort}'
+    }
+  ],
+  useLegacySink
+    ? [
+        {
+          name: 'KEY_VAULT_URL'
+          value: keyVaultUrl
+        }
+        {
+          name: 'WORKSPACE_ID'
+          value: workspace.properties.customerId
+        }
+        {
+          name: 'WORKSPACE_KEY_SECRET'
+          value: workspaceKeySecretName
+        }
+      ]
+    : [
+        {
+          name: 'LOGS_INGESTION_ENDPOINT'
+          value: logsIngestionEndpoint
+        }
+        {
+          name: 'DCR_IMMUTABLE_ID'
+          value: dcrImmutableId
+        }
+        {
+          name: 'DCR_STREAM'
+          value: streamName
+        }
+      ]
+)
+
 resource collectorApps 'Microsoft.App/containerApps@2025-01-01' = [
-  for c in collectors: {
+  for (c, i) in collectors: {
     name: 'col-${uniqueString(c.domain, suffix)}'
     location: location
     tags: union(tags, {
@@ -174,72 +326,7 @@ resource collectorApps 'Microsoft.App/containerApps@2025-01-01' = [
               cpu: json('0.25')
               memory: '0.5Gi'
             }
-            env: concat(
-              commonEnv,
-              [
-                {
-                  name: 'AZURE_CLIENT_ID'
-                  value: c.identityClientId
-                }
-                {
-                  name: 'KEY_VAULT_URL'
-                  value: keyVaultUrl
-                }
-                {
-                  name: 'OKTA_DOMAIN'
-                  value: c.domain
-                }
-                {
-                  name: 'OKTA_RATE_LIMIT_RESERVE'
-                  value: oktaRateLimitReserve
-                }
-                {
-                  name: 'HTTP_ADDR'
-                  value: '0.0.0.0:${collectorPort}'
-                }
-              ],
-              c.auth == 'token'
-                ? [
-                    {
-                      name: 'OKTA_API_TOKEN_SECRET'
-                      value: c.secretName
-                    }
-                  ]
-                : [
-                    {
-                      name: 'OKTA_CLIENT_ID'
-                      value: c.clientId
-                    }
-                    {
-                      name: 'OKTA_PRIVATE_KEY_SECRET'
-                      value: c.secretName
-                    }
-                  ],
-              empty(c.keyId)
-                ? []
-                : [
-                    {
-                      name: 'OKTA_KEY_ID'
-                      value: c.keyId
-                    }
-                  ],
-              empty(c.start)
-                ? []
-                : [
-                    {
-                      name: 'OKTA_START'
-                      value: c.start
-                    }
-                  ],
-              c.allowRestamp
-                ? [
-                    {
-                      name: 'OKTA_ALLOW_RESTAMP'
-                      value: 'true'
-                    }
-                  ]
-                : []
-            )
+            env: collectorEnvs[i]
             probes: probes(collectorPort)
           }
         ]
@@ -293,69 +380,7 @@ resource shipperApp 'Microsoft.App/containerApps@2025-01-01' = {
             cpu: json('0.5')
             memory: '1Gi'
           }
-          env: concat(
-            commonEnv,
-            [
-              {
-                name: 'AZURE_CLIENT_ID'
-                value: shipperIdentityClientId
-              }
-              {
-                name: 'SINK'
-                value: sink
-              }
-              {
-                name: 'AZURE_MONITOR_AUDIENCE'
-                value: monitorAudience
-              }
-              {
-                name: 'SHIPPER_CONCURRENCY'
-                value: string(shipperConcurrency)
-              }
-              {
-                name: 'SHIPPER_MAX_DEQUEUE'
-                value: string(shipperMaxDequeue)
-              }
-              {
-                // Finish or hand back in-flight pages before Container Apps kills the replica.
-                name: 'SHUTDOWN_GRACE'
-                value: '${terminationGracePeriodSeconds - 15}s'
-              }
-              {
-                name: 'HTTP_ADDR'
-                value: '0.0.0.0:${shipperPort}'
-              }
-            ],
-            useLegacySink
-              ? [
-                  {
-                    name: 'KEY_VAULT_URL'
-                    value: keyVaultUrl
-                  }
-                  {
-                    name: 'WORKSPACE_ID'
-                    value: workspace.properties.customerId
-                  }
-                  {
-                    name: 'WORKSPACE_KEY_SECRET'
-                    value: workspaceKeySecretName
-                  }
-                ]
-              : [
-                  {
-                    name: 'LOGS_INGESTION_ENDPOINT'
-                    value: logsIngestionEndpoint
-                  }
-                  {
-                    name: 'DCR_IMMUTABLE_ID'
-                    value: dcrImmutableId
-                  }
-                  {
-                    name: 'DCR_STREAM'
-                    value: streamName
-                  }
-                ]
-          )
+          env: shipperEnv
           probes: probes(shipperPort)
         }
       ]
@@ -447,6 +472,122 @@ resource shipperOpsJob 'Microsoft.App/jobs@2024-03-01' = {
   }
 }
 
+// `doctor` as manual jobs (infra/README.md "After deploying, run doctor"): each runs the
+// service's binary with `doctor`, the service's own identity and the very env of its app (the
+// same variable), so it checks exactly what the app will use, with no more rights than the app
+// (common/src/doctor/storage.rs). Container Apps job names are at most 32 characters, so the
+// collector's job is named like its app (`coldoc-` + the app's hash) and tagged with its domain.
+resource shipperDoctorJob 'Microsoft.App/jobs@2024-03-01' = {
+  name: 'shipper-doctor-${suffix}'
+  location: location
+  tags: union(tags, {
+    'okta-sentinel-role': 'shipper-doctor'
+  })
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${shipperIdentityId}': {}
+    }
+  }
+  properties: {
+    environmentId: managedEnvironment.id
+    configuration: {
+      triggerType: 'Manual'
+      replicaTimeout: 600
+      replicaRetryLimit: 0
+      manualTriggerConfig: {
+        parallelism: 1
+        replicaCompletionCount: 1
+      }
+      registries: empty(registryServer)
+        ? []
+        : [
+            {
+              server: registryServer
+              identity: shipperIdentityId
+            }
+          ]
+    }
+    template: {
+      containers: [
+        {
+          name: 'shipper-doctor'
+          image: image
+          command: [
+            '/usr/local/bin/shipper'
+          ]
+          args: [
+            'doctor'
+          ]
+          resources: {
+            cpu: json('0.25')
+            memory: '0.5Gi'
+          }
+          env: shipperEnv
+        }
+      ]
+    }
+  }
+}
+
+resource collectorDoctorJobs 'Microsoft.App/jobs@2024-03-01' = [
+  for (c, i) in collectors: {
+    name: 'coldoc-${uniqueString(c.domain, suffix)}'
+    location: location
+    tags: union(tags, {
+      'okta-domain': c.domain
+      'okta-sentinel-role': 'collector-doctor'
+    })
+    identity: {
+      type: 'UserAssigned'
+      userAssignedIdentities: {
+        '${c.identityId}': {}
+      }
+    }
+    properties: {
+      environmentId: managedEnvironment.id
+      configuration: {
+        triggerType: 'Manual'
+        replicaTimeout: 600
+        replicaRetryLimit: 0
+        manualTriggerConfig: {
+          parallelism: 1
+          replicaCompletionCount: 1
+        }
+        registries: empty(registryServer)
+          ? []
+          : [
+              {
+                server: registryServer
+                identity: c.identityId
+              }
+            ]
+      }
+      template: {
+        containers: [
+          {
+            name: 'collector-doctor'
+            image: image
+            command: [
+              '/usr/local/bin/collector'
+            ]
+            args: [
+              'doctor'
+            ]
+            resources: {
+              cpu: json('0.25')
+              memory: '0.5Gi'
+            }
+            env: collectorEnvs[i]
+          }
+        ]
+      }
+    }
+  }
+]
+
 output collectorAppNames array = [for (c, i) in collectors: collectorApps[i].name]
 output shipperAppName string = shipperApp.name
 output shipperOpsJobName string = shipperOpsJob.name
+output shipperDoctorJobName string = shipperDoctorJob.name
+output collectorDoctorJobNames array = [for (c, i) in collectors: collectorDoctorJobs[i].name]

@@ -58,9 +58,13 @@ resource container 'Microsoft.Storage/storageAccounts/blobServices/containers@20
   }
 }
 
-// Lifecycle: only done/ markers (after the twin-envelope window) and orphan pages/ (a page
-// written but never enqueued, long after Okta's 90-day retention) are ever deleted by Azure.
-// leader/, checkpoints/, state/ and poison/ are never touched: they are the pipeline's memory.
+// Lifecycle: only done/ markers (after the twin-envelope window), orphan pages/ (a page
+// written but never enqueued, long after Okta's 90-day retention) and doctor/ probe blobs are
+// ever deleted by Azure. leader/, checkpoints/, state/ and poison/ are never touched: they are
+// the pipeline's memory. doctor/ holds the collector's probe blobs (`collector doctor` and its
+// start-up self-check): its role cannot delete blobs, so they are removed here after a day
+// (common/src/doctor/storage.rs). Rule schema:
+// https://learn.microsoft.com/azure/templates/microsoft.storage/storageaccounts/managementpolicies
 resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
   parent: account
   name: 'default'
@@ -84,6 +88,28 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
               baseBlob: {
                 delete: {
                   daysAfterModificationGreaterThan: doneMarkerRetentionDays
+                }
+              }
+            }
+          }
+        }
+        {
+          name: 'expire-doctor-probes'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${containerName}/doctor/'
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: 1
                 }
               }
             }

@@ -4,9 +4,9 @@
 //! The checks, through the shipper's own clients ([`Clients`], `Storage`, the sink):
 //! * identity: a token for storage (managed identity), Key Vault (`KEY_VAULT_URL`) and the
 //!   Azure Monitor audience (`AZURE_MONITOR_AUDIENCE`, Logs Ingestion sink);
-//! * storage: an invisible probe message is added, updated and deleted by its pop receipt (a
-//!   real message is never received), and a probe blob under `doctor/` is written create-only,
-//!   read, leased and deleted;
+//! * storage, with only what the shipper's role grants (`common::doctor::storage`): at most one
+//!   message is received and put back visible at once (Update Message), and a probe blob under
+//!   `doctor/` is written create-only, read, leased and deleted;
 //! * Key Vault: the workspace key's secret (legacy sink) exists and is readable;
 //! * sink: an empty batch `[]` posted through the sink itself, as Vector's health checks do
 //!   for both APIs (github.com/vectordotdev/vector, `src/sinks/azure_logs_ingestion/service.rs`
@@ -21,7 +21,7 @@
 //! The shipper runs the same checks at start-up ([`spawn_self_check`]) and logs each FAILED
 //! line as a warning, so a wrong DCR id shows in its first log lines, before any page arrives.
 
-use common::doctor::storage::{Probe, QueueUse};
+use common::doctor::storage::{BlobCleanup, Probe, QueueUse};
 use common::doctor::{identity, identity_label, vault, Check, Report};
 use common::metrics::Metrics;
 use common::secrets::{KeyVault, SecretSource};
@@ -112,7 +112,7 @@ pub async fn check(cfg: &ShipperConfig) -> Report {
                 identity: who.clone(),
             };
             report.extend(probe.queue(QueueUse::Process).await);
-            report.extend(probe.container().await);
+            report.extend(probe.container(BlobCleanup::Delete).await);
         }
         Err(e) => report.push(Check::failed(
             "storage",

@@ -1,19 +1,27 @@
-//! Storage probes: the queue and the container, with the operations the service performs.
+//! Storage probes: the queue and the container, with only the operations the service's own
+//! role grants (`infra/modules/roles.bicep`, table "Storage operations and data actions" in
+//! `infra/README.md`): doctor proves the service can do its job, so it must not need more
+//! rights than the job.
 //!
-//! Real messages and blobs are never touched:
-//! * the queue probe is a message of its own, put *invisible* until just before it expires
-//!   (Put Message requires visibility < TTL), so no receiver sees it; the shipper then updates
-//!   it and deletes it by its pop receipt. Nothing is *received*: on a live queue a receive
-//!   would take a real page's message. The collector's role can only add (Storage Queue Data
-//!   Message Sender), so its probe is left to expire by itself.
-//! * the blob probe is `doctor/{service}-{uuid}.probe`, a prefix nothing else reads: written
-//!   create-only (`If-None-Match: *`, as pages and page states are), read back, leased and
-//!   released (as the leader blob and page states are), then deleted.
+//! * collector queue: a probe message of its own, Put Message *invisible* until just before it
+//!   expires (Put Message requires visibility < TTL), so no shipper sees it; the collector's
+//!   role can only add, so the probe expires by itself.
+//! * shipper queue: the shipper's role has no add, so it receives at most one message with a
+//!   short visibility timeout and puts it back visible at once with Update Message (visibility
+//!   0): that proves `messages/process/action` (receive and delete) and `messages/write`. An
+//!   empty queue proves the receive only ("update not checked: queue empty"). A real message
+//!   received this way has its dequeue count raised by one, which is harmless: a page's
+//!   failures are counted in its page state, not by the dequeue count, and only an undecodable
+//!   envelope (poison anyway) is judged by it (docs/design.md §2).
+//! * container: the probe is `doctor/{service}-{uuid}.probe`, a prefix nothing else reads:
+//!   written create-only (`If-None-Match: *`, as pages and page states are), read back, leased
+//!   and released (as the leader blob and page states are). The shipper, whose role deletes
+//!   blobs, deletes it; the collector's role cannot, so its probe is left for the storage
+//!   account's lifecycle rule on `doctor/` (`infra/modules/storage.bicep`, one day).
 //!
-//! A 403 `AuthorizationPermissionMismatch` names the data action that was refused, the
-//! built-in role that grants it as `infra/modules/roles.bicep` assigns it, and the scope
-//! (contracts.md §7.2; role definitions: learn.microsoft.com/azure/role-based-access-control/
-//! built-in-roles/storage).
+//! A 403 `AuthorizationPermissionMismatch` names the data action that was refused, the custom
+//! role that grants it as `infra/modules/roles.bicep` assigns it, and the scope (contracts.md
+//! §7.2; data actions: learn.microsoft.com/azure/role-based-access-control/permissions/storage).
 
 use std::time::Duration;
 
@@ -23,10 +31,13 @@ use crate::storage::{Storage, StorageAuth, StorageError, StorageSettings};
 
 use super::Check;
 
-/// Life of the queue probe: invisible all but its last second, so that a probe that could not
-/// be deleted (the collector's, or a refused delete) is never worked on by a shipper in
-/// practice and vanishes by itself.
+/// Life of the collector's queue probe: invisible all but its last second, so that no shipper
+/// works on it in practice and it vanishes by itself (the collector cannot delete it).
 const PROBE_TTL: Duration = Duration::from_secs(30);
+
+/// Visibility timeout of the shipper's probe receive: if putting the message back fails, it
+/// reappears by itself this soon and a shipper takes it as usual.
+const PROBE_RECEIVE_VISIBILITY: Duration = Duration::from_secs(30);
 
 /// Lease of the blob probe (the shortest the service accepts); released at once.
 const PROBE_LEASE: Duration = Duration::from_secs(15);
@@ -36,17 +47,24 @@ const PROBE_TEXT: &str = r#"{"okta_sentinel_doctor_probe":"written by `doctor` t
 
 const QUEUE_ACTIONS: &str = "Microsoft.Storage/storageAccounts/queueServices/queues/messages";
 const BLOB_ACTIONS: &str = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs";
-const QUEUE_CONTRIBUTOR: &str = "Storage Queue Data Contributor";
-const QUEUE_SENDER: &str = "Storage Queue Data Message Sender";
-const BLOB_CONTRIBUTOR: &str = "Storage Blob Data Contributor";
 
 /// What the service does with the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueueUse {
     /// Put Message only (the collector).
     Send,
-    /// Receive, update visibility, delete (the shipper; `poison requeue` also adds).
+    /// Receive, update visibility, delete (the shipper).
     Process,
+}
+
+/// What becomes of the probe blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobCleanup {
+    /// The role deletes blobs (the shipper): delete it, which checks `blobs/delete`.
+    Delete,
+    /// The role cannot delete blobs (the collector): leave it to the lifecycle rule on
+    /// `doctor/` (`infra/modules/storage.bicep`).
+    Lifecycle,
 }
 
 /// The service whose identity runs the probes.
@@ -65,13 +83,17 @@ struct Op {
     what: &'static str,
     /// The data action the service checks.
     action: String,
-    /// The built-in role that grants it, as the deployment assigns it.
-    role: &'static str,
 }
 
 impl Probe<'_> {
     fn managed(&self) -> bool {
         matches!(self.settings.auth, StorageAuth::ManagedIdentity)
+    }
+
+    /// The custom role `infra/modules/roles.bicep` defines and assigns to this service's
+    /// identity (its `roleName`, without the resource-group suffix in parentheses).
+    fn role(&self) -> String {
+        format!("okta-sentinel {} storage", self.service)
     }
 
     fn queue_scope(&self) -> String {
@@ -93,8 +115,10 @@ impl Probe<'_> {
         let code = e.code().unwrap_or_default();
         let fix = match (e.status(), code) {
             (Some(403), "AuthorizationPermissionMismatch") => format!(
-                "grant {} the data action {} on the {scope}: the built-in role {} grants it (as infra/modules/roles.bicep assigns it); a new role assignment can take up to 30 minutes to apply",
-                self.identity, op.action, op.role
+                "grant {} the data action {} on the {scope}: the custom role \"{} (…)\" holds it, assigned on the {scope} by infra/modules/roles.bicep (redeploy it, or add the data action to that role); a new role assignment can take up to 30 minutes to apply",
+                self.identity,
+                op.action,
+                self.role()
             ),
             (Some(403), "AuthorizationFailure") => format!(
                 "the storage account's network rules refuse this client: allow the app's subnet or private endpoint on storage account {} (Networking → firewalls and virtual networks)",
@@ -129,93 +153,125 @@ impl Probe<'_> {
 
     /// The queue checks for `usage`.
     pub async fn queue(&self, usage: QueueUse) -> Vec<Check> {
+        match usage {
+            QueueUse::Send => self.queue_send().await,
+            QueueUse::Process => self.queue_process().await,
+        }
+    }
+
+    /// The collector: one invisible, expiring probe message (Put Message).
+    async fn queue_send(&self) -> Vec<Check> {
         let q = &self.settings.queue_name;
         let scope = self.queue_scope();
         let name = |what: &str| format!("storage queue {q}: {what}");
         let add = Op {
             what: "add message",
             action: format!("{QUEUE_ACTIONS}/add/action"),
-            role: match usage {
-                QueueUse::Send => QUEUE_SENDER,
-                QueueUse::Process => QUEUE_CONTRIBUTOR,
-            },
         };
         let invisible = PROBE_TTL - Duration::from_secs(1);
-        let sent = match self
+        match self
             .storage
             .queue
             .send_expiring(PROBE_TEXT, invisible, PROBE_TTL)
             .await
         {
-            Ok(s) => s,
+            Ok(_) => vec![
+                Check::ok(name("exists")),
+                Check::ok_with(
+                    name(add.what),
+                    format!(
+                        "an invisible probe message that expires unseen within {} s; the {}'s role cannot delete messages",
+                        PROBE_TTL.as_secs(),
+                        self.service
+                    ),
+                ),
+            ],
+            Err(e) if e.is_not_found() => vec![self.failed(name("exists"), &add, &scope, &e)],
+            Err(e) => vec![self.failed(name(add.what), &add, &scope, &e)],
+        }
+    }
+
+    /// The shipper: receive at most one message, put it back visible at once.
+    async fn queue_process(&self) -> Vec<Check> {
+        let q = &self.settings.queue_name;
+        let scope = self.queue_scope();
+        let name = |what: &str| format!("storage queue {q}: {what}");
+        let receive = Op {
+            what: "receive message",
+            action: format!("{QUEUE_ACTIONS}/process/action"),
+        };
+        let got = match self
+            .storage
+            .queue
+            .receive(1, PROBE_RECEIVE_VISIBILITY)
+            .await
+        {
+            Ok(got) => got,
             Err(e) if e.is_not_found() => {
-                return vec![self.failed(name("exists"), &add, &scope, &e)];
+                return vec![self.failed(name("exists"), &receive, &scope, &e)];
             }
-            Err(e) => return vec![self.failed(name(add.what), &add, &scope, &e)],
+            Err(e) => return vec![self.failed(name(receive.what), &receive, &scope, &e)],
         };
         let mut out = vec![Check::ok(name("exists"))];
-        if usage == QueueUse::Send {
-            out.push(Check::ok_with(
-                name(add.what),
-                format!(
-                    "an invisible probe message that expires unseen within {} s; the {}'s role cannot delete messages",
-                    PROBE_TTL.as_secs(),
-                    self.service
-                ),
-            ));
-            return out;
-        }
-        out.push(Check::ok_with(
-            name(add.what),
-            "an invisible probe message, deleted below",
-        ));
         let update = Op {
             what: "update message",
             action: format!("{QUEUE_ACTIONS}/write"),
-            role: QUEUE_CONTRIBUTOR,
         };
-        let mut pop = sent.pop_receipt.clone();
-        match self
-            .storage
-            .queue
-            .update_visibility(&sent.id, &sent.pop_receipt, invisible)
-            .await
-        {
-            Ok(p) => {
-                pop = p;
-                out.push(Check::ok(name(update.what)));
+        match got.first() {
+            None => {
+                out.push(Check::ok_with(
+                    name(receive.what),
+                    "queue empty: nothing received",
+                ));
+                out.push(Check::ok_with(
+                    name(update.what),
+                    format!(
+                        "update not checked: queue empty (it needs {}; run doctor again while pages are queued)",
+                        update.action
+                    ),
+                ));
             }
-            Err(e) => out.push(self.failed(name(update.what), &update, &scope, &e)),
-        }
-        let delete = Op {
-            what: "delete message",
-            action: format!("{QUEUE_ACTIONS}/delete"),
-            role: QUEUE_CONTRIBUTOR,
-        };
-        match self.storage.queue.delete(&sent.id, &pop).await {
-            Ok(()) => out.push(Check::ok(name(delete.what))),
-            Err(e) => {
-                let mut c = self.failed(name(delete.what), &delete, &scope, &e);
-                if let super::Status::Failed { cause, .. } = &mut c.status {
-                    cause.push_str(&format!(
-                        " (the probe message expires by itself within {} s)",
-                        PROBE_TTL.as_secs()
-                    ));
+            Some(m) => {
+                out.push(Check::ok_with(
+                    name(receive.what),
+                    "one message received and put back below; its dequeue count went up by one, which is harmless (docs/design.md §2: page failures are counted in the page state)",
+                ));
+                match self
+                    .storage
+                    .queue
+                    .update_visibility(&m.id, &m.pop_receipt, Duration::ZERO)
+                    .await
+                {
+                    Ok(_) => out.push(Check::ok_with(
+                        name(update.what),
+                        "the received message is visible again at once",
+                    )),
+                    Err(e) => {
+                        let mut c = self.failed(name(update.what), &update, &scope, &e);
+                        if let super::Status::Failed { cause, .. } = &mut c.status {
+                            cause.push_str(&format!(
+                                " (the received message is visible again by itself within {} s)",
+                                PROBE_RECEIVE_VISIBILITY.as_secs()
+                            ));
+                        }
+                        out.push(c);
+                    }
                 }
-                out.push(c);
             }
         }
         out.push(Check::ok_with(
-            name("receive message"),
+            name("delete message"),
             format!(
-                "skipped: a receive on a live queue would take a real page's message; it needs {QUEUE_ACTIONS}/process/action, which {QUEUE_CONTRIBUTOR} grants with delete"
+                "not probed on a real message; Delete Message needs {}, the data action the receive above proved",
+                receive.action
             ),
         ));
         out
     }
 
-    /// The container checks: create-only write, read, lease, delete of a probe blob.
-    pub async fn container(&self) -> Vec<Check> {
+    /// The container checks: create-only write, read, lease and release of a probe blob, then
+    /// its delete or its hand-over to the lifecycle rule (`cleanup`).
+    pub async fn container(&self, cleanup: BlobCleanup) -> Vec<Check> {
         let c = &self.settings.container_name;
         let scope = self.container_scope();
         let blob = format!("doctor/{}-{}.probe", self.service, uuid::Uuid::new_v4());
@@ -223,10 +279,11 @@ impl Probe<'_> {
         let op = |what: &'static str, action: &str| Op {
             what,
             action: format!("{BLOB_ACTIONS}/{action}"),
-            role: BLOB_CONTRIBUTOR,
         };
-        let write = op("create-only write", "write");
-        let body = Bytes::from_static(b"okta-sentinel doctor probe: deleted at once\n");
+        let write = op("create-only write", "add/action");
+        let body = Bytes::from_static(
+            b"okta-sentinel doctor probe: deleted at once, or by the lifecycle rule on doctor/ within a day\n",
+        );
         match self.storage.blobs.create_only(&blob, body.clone()).await {
             Ok(_) => {}
             Err(e) if e.code() == Some("ContainerNotFound") => {
@@ -268,6 +325,16 @@ impl Probe<'_> {
             },
             Err(e) => out.push(self.failed(name(lease.what), &lease, &scope, &e)),
         }
+        if cleanup == BlobCleanup::Lifecycle {
+            out.push(Check::ok_with(
+                name("probe blob left"),
+                format!(
+                    "{blob} is left for the storage account's lifecycle rule on doctor/ (deleted after one day): the {}'s role cannot delete blobs",
+                    self.service
+                ),
+            ));
+            return out;
+        }
         let delete = op("delete", "delete");
         match self.storage.blobs.delete(&blob, None).await {
             Ok(_) => out.push(Check::ok(name(delete.what))),
@@ -276,14 +343,16 @@ impl Probe<'_> {
                 out.push(Check::ok_with(
                     name(delete.what),
                     format!(
-                        "not checked: the probe is still leased; {blob} can be deleted after 15 s"
+                        "not checked: the probe is still leased; {blob} is removed by the lifecycle rule on doctor/"
                     ),
                 ))
             }
             Err(e) => {
                 let mut c = self.failed(name(delete.what), &delete, &scope, &e);
                 if let super::Status::Failed { cause, .. } = &mut c.status {
-                    cause.push_str(&format!(" ({blob} is left behind: delete it by hand)"));
+                    cause.push_str(&format!(
+                        " ({blob} is left behind for the lifecycle rule on doctor/)"
+                    ));
                 }
                 out.push(c);
             }

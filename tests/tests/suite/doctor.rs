@@ -125,7 +125,7 @@ async fn the_all_good_world_gives_exit_0_with_only_ok_lines() -> anyhow::Result<
         "identity: token for Key Vault",
         "storage queue okta-pages: add message",
         "storage container okta-sentinel: lease",
-        "storage container okta-sentinel: delete",
+        "storage container okta-sentinel: probe blob left",
         &format!(
             "secret: Key Vault secret {}",
             okta_secret_name(&world.okta.domain())
@@ -141,8 +141,11 @@ async fn the_all_good_world_gives_exit_0_with_only_ok_lines() -> anyhow::Result<
     s.assert_all_ok();
     for expected in [
         "identity: token for Azure Monitor (https://monitor.azure.com)",
+        "storage queue okta-pages: receive message",
         "storage queue okta-pages: update message",
+        "update not checked: queue empty",
         "storage queue okta-pages: delete message",
+        "storage container okta-sentinel: delete",
         "sink: empty batch [] to DCR",
         "accepted: 204",
         "table columns equal the manifest (skipped: no workspace read configured",
@@ -153,9 +156,12 @@ async fn the_all_good_world_gives_exit_0_with_only_ok_lines() -> anyhow::Result<
             s.stdout
         );
     }
-    // The probes left nothing behind and posted no data.
+    // The probes posted no data and left only the collector's probe blob (its role cannot
+    // delete blobs: the lifecycle rule on doctor/ removes it); the shipper deleted its own.
     let storage = world.storage()?;
-    assert!(support::blob_names(&storage, "doctor/").await.is_empty());
+    let left = support::blob_names(&storage, "doctor/").await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].starts_with("doctor/collector-"), "{left:?}");
     let la = world.la.stats();
     assert_eq!(
         la.probe_requests_by_status.get(&204).copied(),
@@ -218,6 +224,13 @@ async fn a_refused_queue_update_names_the_data_action_and_the_role() -> anyhow::
     let conn = world
         .azurite
         .connection_string_via(None, Some(proxy.addr()));
+    // A message to receive: the shipper's role has no Put Message, so the probe works on what
+    // the queue holds.
+    let storage = world.storage()?;
+    storage
+        .queue
+        .send("a message the probe must not lose", None)
+        .await?;
     let run = doctor(
         &world,
         "shipper",
@@ -233,11 +246,14 @@ async fn a_refused_queue_update_names_the_data_action_and_the_role() -> anyhow::
             "403",
             "AuthorizationPermissionMismatch",
             "Microsoft.Storage/storageAccounts/queueServices/queues/messages/write",
-            "Storage Queue Data Contributor",
+            "custom role \"okta-sentinel shipper storage",
+            "infra/modules/roles.bicep",
             "queue okta-pages of storage account devstoreaccount1",
+            "visible again by itself",
         ],
     );
-    // Only that check failed: the probe was still deleted by its first pop receipt.
+    // Only that check failed, and the received message is still in the queue.
+    assert_eq!(storage.queue.approximate_count().await?, 1);
     assert_eq!(
         run.lines()
             .iter()
@@ -286,14 +302,19 @@ async fn a_refused_blob_lease_names_the_data_action_and_the_role() -> anyhow::Re
         &[
             "AuthorizationPermissionMismatch",
             "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write",
-            "Storage Blob Data Contributor",
+            "custom role \"okta-sentinel collector storage",
+            "infra/modules/roles.bicep",
             "container okta-sentinel of storage account devstoreaccount1",
         ],
     );
-    // The probe blob was deleted all the same.
-    assert!(support::blob_names(&world.storage()?, "doctor/")
-        .await
-        .is_empty());
+    // The probe blob is left under doctor/ only, for the lifecycle rule.
+    let left = support::blob_names(&world.storage()?, "").await;
+    assert!(
+        left.iter()
+            .filter(|b| b.starts_with("doctor/"))
+            .all(|b| b.starts_with("doctor/collector-")),
+        "{left:?}"
+    );
     Ok(())
 }
 

@@ -43,6 +43,7 @@ fn the_real_templates_pass() {
         "infra/modules/keyvault.bicep",
         "infra/modules/apps.bicep",
         "infra/modules/alerts.bicep",
+        "infra/modules/audit-access.bicep",
     ] {
         assert!(sources.files.contains_key(f), "{f} is missing");
     }
@@ -305,7 +306,30 @@ fn a_lifecycle_rule_on_state_fails() {
         "'${containerName}/pages/'",
         "'${containerName}/state/'",
     );
-    assert_fails(&broken, "may only target done/ or pages/");
+    assert_fails(&broken, "may only target done/, pages/ or doctor/");
+}
+
+#[test]
+fn a_storage_account_without_the_doctor_lifecycle_rule_fails() {
+    // The collector's doctor probe blobs would pile up under doctor/ for ever.
+    let broken = real().mutated(
+        "infra/modules/storage.bicep",
+        "'${containerName}/doctor/'",
+        "'${containerName}/done/'",
+    );
+    assert_fails(
+        &broken,
+        "needs an enabled lifecycle rule deleting '<container>/doctor/' blobs",
+    );
+    let broken = real().mutated(
+        "infra/modules/storage.bicep",
+        "name: 'expire-doctor-probes'\n          enabled: true",
+        "name: 'expire-doctor-probes'\n          enabled: false",
+    );
+    assert_fails(
+        &broken,
+        "needs an enabled lifecycle rule deleting '<container>/doctor/' blobs",
+    );
 }
 
 #[test]
@@ -648,8 +672,8 @@ fn p10_a_public_cloud_host_or_a_missing_audience_fails() {
     );
     let broken = real().mutated(
         "infra/modules/apps.bicep",
-        "                name: 'AZURE_MONITOR_AUDIENCE'",
-        "                name: 'AZURE_MONITOR_AUDIENCE_X'",
+        "    name: 'AZURE_MONITOR_AUDIENCE'",
+        "    name: 'AZURE_MONITOR_AUDIENCE_X'",
     );
     assert_fails(&broken, "the shipper app must set AZURE_MONITOR_AUDIENCE");
 }
@@ -658,12 +682,12 @@ fn p10_a_public_cloud_host_or_a_missing_audience_fails() {
 fn p10_apps_before_acr_pull_or_a_dcr_before_its_table_fails() {
     let broken = real().mutated(
         "infra/main.bicep",
-        "  // rerun the deployment (infra/README.md, Troubleshooting).\n  dependsOn: [\n    roles\n  ]",
+        "  // rerun the deployment (infra/README.md, Troubleshooting).\n  dependsOn: [\n    roles\n    auditAccess\n  ]",
         "  // rerun the deployment (infra/README.md, Troubleshooting).",
     );
     assert_fails(
         &broken,
-        "module apps pulls images with AcrPull: it must dependsOn [\"roles\"]",
+        "module apps pulls images with AcrPull: it must dependsOn [\"roles\", \"auditAccess\"]",
     );
     let broken = real().mutated(
         "infra/main.bicep",
@@ -765,4 +789,60 @@ async fn every_storage_request_of_the_binaries_is_allowed_by_their_roles() -> an
     }
     eprintln!("{report}");
     Ok(())
+}
+
+#[test]
+fn a_doctor_job_missing_or_drifting_from_its_app_fails() {
+    // The job's env no longer the app's variable: a setting added to the app would be missing.
+    let broken = real().mutated(
+        "infra/modules/apps.bicep",
+        "          env: shipperEnv\n        }\n      ]\n    }\n  }\n}\n\nresource collectorDoctorJobs",
+        "          env: commonEnv\n        }\n      ]\n    }\n  }\n}\n\nresource collectorDoctorJobs",
+    );
+    assert_fails(
+        &broken,
+        "doctor job shipperDoctorJob env `commonEnv` is not app shipperApp's env `shipperEnv`",
+    );
+    // The collector's job under the shipper's identity.
+    let broken = real().mutated(
+        "infra/modules/apps.bicep",
+        "        '${c.identityId}': {}\n      }\n    }\n    properties: {\n      environmentId: managedEnvironment.id\n      configuration: {\n        triggerType: 'Manual'",
+        "        '${shipperIdentityId}': {}\n      }\n    }\n    properties: {\n      environmentId: managedEnvironment.id\n      configuration: {\n        triggerType: 'Manual'",
+    );
+    assert_fails(&broken, "doctor job collectorDoctorJobs runs as");
+    // No doctor job for the collectors.
+    let broken = real().mutated(
+        "infra/modules/apps.bicep",
+        "            args: [\n              'doctor'\n            ]",
+        "            args: [\n              'run'\n            ]",
+    );
+    assert_fails(&broken, "app collectorApps has no manual doctor job");
+}
+
+#[test]
+fn a_workspace_wide_read_role_for_the_collector_fails() {
+    // Reader on the whole workspace instead of the Okta table: every table becomes readable.
+    let broken = real().mutated(
+        "infra/modules/audit-access.bicep",
+        "    name: guid(table.id, grant.principalId, readerRoleId)\n    scope: table",
+        "    name: guid(table.id, grant.principalId, readerRoleId)\n    scope: workspace",
+    );
+    assert_fails(
+        &broken,
+        "the collector gets Reader on Microsoft.OperationalInsights/workspaces",
+    );
+    // Log Analytics Reader, at any scope.
+    let broken = real().mutated(
+        "infra/modules/audit-access.bicep",
+        "var readerRoleId = 'acdd72a7-3385-48ef-bd42-f606fba81ae7'",
+        "var readerRoleId = '73c42c96-874c-492b-b04d-ab87d138a893'",
+    );
+    assert_fails(&broken, "the collector gets Log Analytics Reader");
+    // The query role reading table data by itself.
+    let broken = real().mutated(
+        "infra/modules/audit-access.bicep",
+        "          'Microsoft.OperationalInsights/workspaces/query/read'\n",
+        "          'Microsoft.OperationalInsights/workspaces/query/read'\n          'Microsoft.OperationalInsights/workspaces/query/*/read'\n",
+    );
+    assert_fails(&broken, "the audit may read the Okta table only");
 }

@@ -174,6 +174,24 @@ pub(crate) const ROLES: &[Role] = &[
         actions: &[],
         data_actions: &[],
     },
+    // Reader: read everything at its scope; granted only on the Okta table (audit-access.bicep).
+    Role {
+        name: "Reader",
+        id: "acdd72a7-3385-48ef-bd42-f606fba81ae7",
+        actions: &["*/read"],
+        data_actions: &[],
+    },
+    Role {
+        name: "Log Analytics Reader",
+        id: "73c42c96-874c-492b-b04d-ab87d138a893",
+        actions: &[
+            "*/read",
+            "Microsoft.OperationalInsights/workspaces/analytics/query/action",
+            "Microsoft.OperationalInsights/workspaces/search/action",
+            "Microsoft.Support/*",
+        ],
+        data_actions: &[],
+    },
     Role {
         name: "AcrPull",
         id: "7f951dda-4ed3-4680-a7ca-43fe172d538d",
@@ -207,6 +225,10 @@ pub(crate) const SCOPES: &[(&str, &str)] = &[
     ("secret", "Microsoft.KeyVault/vaults/secrets"),
     ("dcr", "Microsoft.Insights/dataCollectionRules"),
     ("registry", "Microsoft.ContainerRegistry/registries"),
+    // The completeness audit's read access (audit-access.bicep); the workspace scope takes only
+    // the query role (rules/roles.rs, audit_reads_the_table_only).
+    ("table", "Microsoft.OperationalInsights/workspaces/tables"),
+    ("workspace", "Microsoft.OperationalInsights/workspaces"),
 ];
 
 /// Bicep functions (and `az`/`sys` namespaces) an expression may call.

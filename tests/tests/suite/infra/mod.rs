@@ -28,7 +28,7 @@ use rules::{
     deployment::deployment,
     identifiers::identifiers,
     resources::{hardening, resources, role_guids},
-    roles::{operations, role_assignments},
+    roles::{audit_reads_the_table_only, operations, role_assignments},
 };
 use tree::{declarations, syntax, Ctx, File};
 
@@ -75,6 +75,7 @@ pub(crate) fn validate(sources: &Sources) -> Vec<String> {
     role_guids(&files, &mut problems);
     let grants = role_assignments(&ctx, &mut problems);
     operations(sources, &grants, &mut problems);
+    audit_reads_the_table_only(&grants, &mut problems);
     columns(&ctx, &mut problems);
     deployment(&ctx, &grants, &mut problems);
     problems

@@ -49,6 +49,7 @@ pub(crate) fn deployment(ctx: &Ctx, grants: &[Grant], problems: &mut Vec<String>
     basic_table_has_no_log_alert(ctx, problems);
     probes_check_the_process_only(ctx, problems);
     ops_yaml_matches_the_job(ctx, problems);
+    doctor_jobs_equal_their_apps(ctx, problems);
     storage_roles_equal_the_operation_table(ctx, grants, problems);
     names_from_any_prefix(ctx, problems);
     key_vault_can_recover(ctx, problems);
@@ -686,6 +687,78 @@ fn ops_yaml_matches_the_job(ctx: &Ctx, problems: &mut Vec<String>) {
     }
 }
 
+// ------------------------------------------------------------------ doctor jobs
+
+/// What a doctor job and an app are compared on, as whitespace-free source text.
+struct Runs {
+    at: String,
+    sym: String,
+    command: String,
+    args: String,
+    env: String,
+    identity: String,
+}
+
+fn runs(ctx: &Ctx, r: &Res) -> Option<Runs> {
+    let f = ctx.files[r.fi];
+    let container = path_prop(f, r.body, &["properties", "template", "containers"])
+        .and_then(|a| named(a).into_iter().find(|c| c.kind() == "object"))?;
+    let compact = |n: Option<Node>| -> String {
+        n.map(|n| text(f, n).split_whitespace().collect())
+            .unwrap_or_default()
+    };
+    Some(Runs {
+        at: at(ctx, r.fi, r.decl),
+        sym: r.sym.clone(),
+        command: compact(prop(f, container, "command")),
+        args: compact(prop(f, container, "args")),
+        env: compact(prop(f, container, "env")),
+        identity: compact(path_prop(
+            f,
+            r.body,
+            &["identity", "userAssignedIdentities"],
+        )),
+    })
+}
+
+/// Every app has a manual `doctor` job (infra/README.md "After deploying, run doctor") that
+/// runs the same binary with the same identity and the same env expression (one variable
+/// both use), so the job checks exactly what the app will use and cannot drift from it.
+fn doctor_jobs_equal_their_apps(ctx: &Ctx, problems: &mut Vec<String>) {
+    let apps: Vec<Runs> = resources(ctx, "Microsoft.App/containerApps@")
+        .iter()
+        .filter(|r| !r.existing)
+        .filter_map(|r| runs(ctx, r))
+        .collect();
+    let jobs: Vec<Runs> = resources(ctx, "Microsoft.App/jobs@")
+        .iter()
+        .filter(|r| !r.existing)
+        .filter_map(|r| runs(ctx, r))
+        .filter(|j| j.args == "['doctor']")
+        .collect();
+    for app in &apps {
+        let Some(job) = jobs.iter().find(|j| j.command == app.command) else {
+            problems.push(format!(
+                "{}: app {} has no manual doctor job (a Microsoft.App/jobs with the same command and args ['doctor'])",
+                app.at, app.sym
+            ));
+            continue;
+        };
+        if job.env.is_empty() || job.env != app.env {
+            problems.push(format!(
+                "{}: doctor job {} env `{}` is not app {}'s env `{}`: use the one variable both share",
+                job.at, job.sym, job.env, app.sym, app.env
+            ));
+        }
+        if job.identity != app.identity {
+            problems.push(format!(
+                "{}: doctor job {} runs as `{}`, not as app {}'s identity `{}`",
+                job.at, job.sym, job.identity, app.sym, app.identity
+            ));
+        }
+    }
+}
+
 /// Env names an env expression declares: objects with a literal `name` and a `value`, through
 /// `concat(...)`, arrays, conditionals and variables of the same file.
 fn env_names(ctx: &Ctx, fi: usize, n: Node, out: &mut BTreeSet<String>) {
@@ -781,7 +854,12 @@ fn storage_roles_equal_the_operation_table(
     for who in table.keys() {
         let roles: BTreeSet<(&str, BTreeSet<String>)> = grants
             .iter()
-            .filter(|g| g.binary == *who && g.role.starts_with("custom role"))
+            // Custom storage roles only (the audit's workspace query role has no storage action).
+            .filter(|g| {
+                g.binary == *who
+                    && g.role.starts_with("custom role")
+                    && g.permissions.iter().any(storage)
+            })
             .map(|g| {
                 (
                     g.role.as_str(),
@@ -920,7 +998,18 @@ fn audiences_come_from_the_cloud(ctx: &Ctx, problems: &mut Vec<String>) {
     let shipper_env = resources(ctx, "Microsoft.App/containerApps@")
         .into_iter()
         .filter(|r| r.sym.contains("shipper"))
-        .any(|r| text(ctx.files[r.fi], r.body).contains("'AZURE_MONITOR_AUDIENCE'"));
+        .any(|r| {
+            // Through the env variable the app shares with its doctor job.
+            let f = ctx.files[r.fi];
+            let mut names = BTreeSet::new();
+            if let Some(env) = path_prop(f, r.body, &["properties", "template", "containers"])
+                .and_then(|a| named(a).into_iter().find(|c| c.kind() == "object"))
+                .and_then(|c| prop(f, c, "env"))
+            {
+                env_names(ctx, r.fi, env, &mut names);
+            }
+            names.contains("AZURE_MONITOR_AUDIENCE")
+        });
     if !shipper_env {
         problems.push(
             "the shipper app must set AZURE_MONITOR_AUDIENCE (the Logs Ingestion audience of the cloud, from environment())"

@@ -96,6 +96,9 @@ pub(crate) fn hardening(f: &File, problems: &mut Vec<String>) {
                 }
             }
         }
+        if ty.starts_with("Microsoft.Storage/storageAccounts@") && !existing {
+            doctor_lifecycle(f, &at, problems);
+        }
         if ty.starts_with("Microsoft.Storage/storageAccounts/managementPolicies@") {
             let mut prefixes = Vec::new();
             all_nodes(body, "object_property", &mut prefixes);
@@ -110,9 +113,12 @@ pub(crate) fn hardening(f: &File, problems: &mut Vec<String>) {
                 }
                 for s in strings {
                     let t = text(f, s);
-                    if !(t.ends_with("/done/'") || t.ends_with("/pages/'")) {
+                    if !(t.ends_with("/done/'")
+                        || t.ends_with("/pages/'")
+                        || t.ends_with("/doctor/'"))
+                    {
                         problems.push(format!(
-                            "{}:{}: lifecycle rule prefix {t} may only target done/ or pages/ (never state/, poison/, leader/, checkpoints/)",
+                            "{}:{}: lifecycle rule prefix {t} may only target done/, pages/ or doctor/ (never state/, poison/, leader/, checkpoints/)",
                             f.path,
                             pos(s)
                         ));
@@ -120,6 +126,55 @@ pub(crate) fn hardening(f: &File, problems: &mut Vec<String>) {
                 }
             }
         }
+    }
+}
+
+/// The collector's role cannot delete blobs, so its doctor probe blob is left under `doctor/`
+/// (common/src/doctor/storage.rs): the file that deploys the storage account must also deploy a
+/// lifecycle rule deleting `doctor/` blobs one day after their last write, or every start-up
+/// and `collector doctor` run leaves a blob behind for ever.
+fn doctor_lifecycle(f: &File, at: &str, problems: &mut Vec<String>) {
+    let mut decls = Vec::new();
+    all_nodes(f.tree.root_node(), "resource_declaration", &mut decls);
+    let mut found = false;
+    for r in decls {
+        let is_policy = named(r)
+            .iter()
+            .find(|c| c.kind() == "string")
+            .and_then(|s| literal(f, *s))
+            .is_some_and(|t| {
+                t.starts_with("Microsoft.Storage/storageAccounts/managementPolicies@")
+            });
+        if !is_policy {
+            continue;
+        }
+        let mut strings = Vec::new();
+        all_nodes(r, "string", &mut strings);
+        for s in strings {
+            if !text(f, s).ends_with("/doctor/'") {
+                continue;
+            }
+            // The rule object holding this prefix: the nearest ancestor with a `definition`.
+            let mut n = s.parent();
+            while let Some(node) = n {
+                if node.kind() == "object" && prop(f, node, "definition").is_some() {
+                    break;
+                }
+                n = node.parent();
+            }
+            let Some(rule) = n else { continue };
+            let compact: String = text(f, rule).split_whitespace().collect();
+            if compact.contains("delete:{daysAfterModificationGreaterThan:1}")
+                && compact.contains("enabled:true")
+            {
+                found = true;
+            }
+        }
+    }
+    if !found {
+        problems.push(format!(
+            "{at}: storage account needs an enabled lifecycle rule deleting '<container>/doctor/' blobs (daysAfterModificationGreaterThan: 1): the collector's doctor probe blobs are never deleted otherwise"
+        ));
     }
 }
 

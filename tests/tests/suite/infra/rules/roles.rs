@@ -196,6 +196,34 @@ pub(crate) fn role_assignments(ctx: &Ctx, problems: &mut Vec<String>) -> Vec<Gra
     grants
 }
 
+/// The completeness audit reads `Okta_CL` only (least privilege,
+/// https://learn.microsoft.com/azure/azure-monitor/logs/manage-table-access): at the workspace
+/// the collector may get only a role that reads the workspace's details and runs a query
+/// (no table data: not Reader, Log Analytics Reader or Contributor); table data comes from
+/// Reader scoped to the table.
+pub(crate) fn audit_reads_the_table_only(grants: &[Grant], problems: &mut Vec<String>) {
+    const QUERY_ONLY: [&str; 2] = [
+        "Microsoft.OperationalInsights/workspaces/read",
+        "Microsoft.OperationalInsights/workspaces/query/read",
+    ];
+    for g in grants {
+        if g.binary != "collector" {
+            continue;
+        }
+        let broad_role = g.role.contains("Log Analytics");
+        let workspace_wide = g.scope_type == "Microsoft.OperationalInsights/workspaces"
+            && g.permissions
+                .iter()
+                .any(|p| !QUERY_ONLY.iter().any(|q| q.eq_ignore_ascii_case(p)));
+        if broad_role || workspace_wide {
+            problems.push(format!(
+                "the collector gets {} on {} ({:?}): the audit may read the Okta table only — Reader scoped to the table plus a workspace role with only {QUERY_ONLY:?}",
+                g.role, g.scope_type, g.permissions
+            ));
+        }
+    }
+}
+
 /// Azure permission matching: `*` matches any run of characters; case-insensitive.
 pub(crate) fn permits(pattern: &str, op: &str) -> bool {
     fn m(p: &[u8], s: &[u8]) -> bool {
