@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmarks (DESIGN §6; figures in BENCHMARKS.md). Not part of the test suite.
+# The benchmarks (docs/design.md §6; figures in BENCHMARKS.md). Not part of the test suite.
 #
 #   scripts/bench.sh                  # everything: e2e bench + Python client + cargo bench
 #   scripts/bench.sh --no-python      # skip the azure-monitor-ingestion comparison

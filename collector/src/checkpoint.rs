@@ -166,7 +166,7 @@ pub async fn create(blobs: &Blobs, cp: Checkpoint) -> Result<Versioned, Checkpoi
     }
 }
 
-/// Replaces the checkpoint if it still has `current.etag` (DESIGN.md §2 step 6).
+/// Replaces the checkpoint if it still has `current.etag` (docs/design.md §2 step 6).
 ///
 /// The write runs without SDK retries; this loop decides. After a 412 or an error whose
 /// outcome is unknown (a timeout, a reset connection) the blob is read back: if it already

@@ -1,4 +1,4 @@
-//! The collector's settings: flags that default from the environment (DESIGN.md §3), and
+//! The collector's settings: flags that default from the environment (docs/design.md §3), and
 //! their validation into a [`CollectorConfig`].
 //!
 //! Validation happens before anything touches the network, and every error names the

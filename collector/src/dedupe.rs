@@ -1,8 +1,8 @@
 //! Remembers the `uuid`s of recently collected events.
 //!
-//! Okta's polling request can, rarely, return an event again on a later page (contracts.md
+//! Okta's polling request can, rarely, return an event again on a later page (docs/contracts.md
 //! §1.9). Log Analytics does not de-duplicate, so the collector drops an event whose `uuid` it
-//! stored recently. "Recently" is a bounded window (DESIGN §2 step 5: the last ~10k), kept as a
+//! stored recently. "Recently" is a bounded window (docs/design.md §2 step 5: the last ~10k), kept as a
 //! ring buffer of insertion order plus a hash map for O(1) look-ups, so memory stays flat no
 //! matter how long the collector runs.
 //!

@@ -1,5 +1,5 @@
 //! The collector: pulls one Okta org's System Log with polling requests, paced on Okta's rate
-//! limits, and hands each page to the shippers through Azure Storage (DESIGN.md §2).
+//! limits, and hands each page to the shippers through Azure Storage (docs/design.md §2).
 //!
 //! `run` is the loop; `leader`, `checkpoint` and `handoff` are its crash-safe steps; `okta`
 //! talks to Okta; `pacing` and `dedupe` shape what is fetched; `commands` are the operator

@@ -1,4 +1,4 @@
-//! How long to wait before the next Okta request (DESIGN §3 "Pacing").
+//! How long to wait before the next Okta request (docs/design.md §3 "Pacing").
 //!
 //! The org's `/api/v1/logs` bucket is shared with every other integration (SIEMs, scripts,
 //! Okta Workflows). The collector never lets `X-Rate-Limit-Remaining` fall below

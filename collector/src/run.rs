@@ -363,7 +363,7 @@ impl Collector {
         }
     }
 
-    /// DESIGN.md §2 step 4: save the response's next link even for an empty page (skipping
+    /// docs/design.md §2 step 4: save the response's next link even for an empty page (skipping
     /// the write when unchanged).
     async fn move_next_link(
         &self,

@@ -187,7 +187,7 @@ pub fn env_duration(var: &'static str, default: Duration) -> Result<Duration, Co
 }
 
 /// Settings every service binary has: Key Vault, managed identity, the health/metrics
-/// address and the log format (DESIGN.md §3).
+/// address and the log format (docs/design.md §3).
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct ServiceArgs {
     /// Key Vault to read secrets from (rotation needs no restart).

@@ -1,4 +1,4 @@
-//! Named crash points, so crash safety is proven rather than sampled (DESIGN.md §2 "Both").
+//! Named crash points, so crash safety is proven rather than sampled (docs/design.md §2 "Both").
 //!
 //! Code calls [`hit`] at every step boundary where a crash must be harmless (after the page
 //! blob is written but before the checkpoint, after the checkpoint but before the enqueue, …).

@@ -2,7 +2,7 @@
 //!
 //! One `reqwest::Client` serves as the Azure SDK's transport and for our own calls to Log
 //! Analytics, so connections and TLS configuration are shared. Automatic decompression is off:
-//! partitioned blob downloads need the raw bytes (azure-sdk-notes.md §Q5). Okta uses its own
+//! partitioned blob downloads need the raw bytes (docs/azure-sdk-notes.md §Q5). Okta uses its own
 //! client with gzip on (see the collector).
 
 use std::time::Duration;

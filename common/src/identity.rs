@@ -1,9 +1,9 @@
 //! The one managed-identity credential of a process.
 //!
 //! Production authenticates to storage, Key Vault and Azure Monitor with managed identity only
-//! (DESIGN.md §5). One `ManagedIdentityCredential` is built at start-up and shared by every
+//! (docs/design.md §5). One `ManagedIdentityCredential` is built at start-up and shared by every
 //! SDK client: it caches a token per scope, so sharing it means one token request per audience
-//! instead of one per client (azure-sdk-notes.md §Q3).
+//! instead of one per client (docs/azure-sdk-notes.md §Q3).
 //!
 //! The credential follows Azure's conventions, read from the environment by `azure_identity`:
 //! `IDENTITY_ENDPOINT` + `IDENTITY_HEADER` (Container Apps, App Service, Functions — and the

@@ -102,7 +102,7 @@ pub fn parse_number(what: &'static str, s: &str) -> Result<u64, NameError> {
     })
 }
 
-/// Blob names of DESIGN.md §2, all inside `OKTA_CONTAINER`.
+/// Blob names of docs/design.md §2, all inside `OKTA_CONTAINER`.
 pub mod names {
     use super::OrgKey;
 

@@ -88,7 +88,7 @@ impl SecretError {
 
 /// Retry policy of Key Vault reads: a few quick retries (Key Vault reads are idempotent and
 /// throttling answers carry `Retry-After`, which the SDK honours), then the error surfaces to
-/// the caller's own slower loop instead of the SDK's 60 s default (azure-sdk-notes.md §Q5).
+/// the caller's own slower loop instead of the SDK's 60 s default (docs/azure-sdk-notes.md §Q5).
 fn vault_retry_options() -> RetryOptions {
     RetryOptions::exponential(ExponentialRetryOptions {
         initial_delay: azure_core::time::Duration::milliseconds(250),

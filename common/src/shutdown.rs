@@ -3,7 +3,7 @@
 //! Container Apps (and Kubernetes, and `docker stop`) send SIGTERM, wait a grace period, then
 //! SIGKILL. Within that period each service must stop taking work, hand back or finish what is
 //! in flight, release its leases (so a standby or another replica takes over at once instead
-//! of after the lease expires) and exit 0 (DESIGN.md §2 "Both"). Every loop therefore selects
+//! of after the lease expires) and exit 0 (docs/design.md §2 "Both"). Every loop therefore selects
 //! on one [`CancellationToken`], cancelled by the first signal.
 //!
 //! A second signal means an impatient operator (Ctrl-C twice): the process exits at once with

@@ -107,7 +107,7 @@ fn key_like(rng: &mut StdRng) -> String {
     s
 }
 
-/// The reference definition of a valid org key (DESIGN.md §2): DNS labels of `[a-z0-9-]`, no
+/// The reference definition of a valid org key (docs/design.md §2): DNS labels of `[a-z0-9-]`, no
 /// empty label, at most 63 bytes a label, 259 in all (253 + `-{port}`).
 fn is_dns_ish(s: &str) -> bool {
     !s.is_empty()

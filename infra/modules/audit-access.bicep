@@ -13,7 +13,7 @@ param tableName string
 @description('Per collector: { principalId }.')
 param collectorGrants array
 
-// Reader, built-in (contracts.md §7.2).
+// Reader, built-in (docs/contracts.md §7.2).
 var readerRoleId = 'acdd72a7-3385-48ef-bd42-f606fba81ae7'
 
 var rgScope = resourceGroup().id

@@ -35,7 +35,7 @@ param opsPrincipalId string
 @description('Workspace-key secret of the legacy sink; empty when the legacy sink is not used.')
 param shipperWorkspaceKeySecretName string
 
-// Built-in role definition ids (contracts.md §7.2).
+// Built-in role definition ids (docs/contracts.md §7.2).
 var roleIds = {
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'

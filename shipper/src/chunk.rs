@@ -2,7 +2,7 @@
 //!
 //! The Logs Ingestion API refuses bodies above 1 MiB; the .NET SDK packs at 1,000,000 bytes of
 //! serialised JSON including `[`, `,` and `]`, which is safe under every reading of the limit
-//! (contracts §3.2, §3.5), so that is what we do, before gzip. A chunk remembers which events
+//! (docs/contracts.md §3.2, §3.5), so that is what we do, before gzip. A chunk remembers which events
 //! it carries: after the service accepts it, progress (`posted_upto`) becomes `end_event`.
 
 use std::cell::RefCell;
@@ -18,7 +18,7 @@ use crate::rows::Row;
 /// Largest uncompressed body of one Logs Ingestion request.
 pub const MAX_UNCOMPRESSED: usize = 1_000_000;
 
-/// Largest body of one Data Collector API post (30 MB per post, contracts §2.3).
+/// Largest body of one Data Collector API post (30 MB per post, docs/contracts.md §2.3).
 pub const DATA_COLLECTOR_MAX: usize = 30_000_000;
 
 /// gzip level used by default. Measured by `benches/transform.rs` on 1,000 realistic events

@@ -1,4 +1,4 @@
-//! The shipper's settings: flags that default from the environment (DESIGN.md §3) and their
+//! The shipper's settings: flags that default from the environment (docs/design.md §3) and their
 //! validation. Errors name the variable and what to fix.
 
 use std::net::SocketAddr;

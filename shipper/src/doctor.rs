@@ -13,8 +13,8 @@
 //!   and `src/sinks/azure_monitor_logs/service.rs`, `healthcheck`): the service validates the
 //!   token, the DCR, its role assignment and the stream, and stores nothing. 404 → wrong DCR
 //!   id, stream or endpoint, 403 → Monitoring Metrics Publisher missing on the DCR (the 403
-//!   body of contracts.md §3.3), 400 → the stream; for the legacy sink, whether the SharedKey
-//!   signature is accepted (contracts.md §2.4: 403 `InvalidAuthorization`);
+//!   body of docs/contracts.md §3.3), 400 → the stream; for the legacy sink, whether the SharedKey
+//!   signature is accepted (docs/contracts.md §2.4: 403 `InvalidAuthorization`);
 //! * the table's columns against the manifest: skipped, because the shipper has no
 //!   workspace-read configuration (no Logs Query access); the line says so.
 //!
@@ -33,7 +33,7 @@ use crate::sinks::{Outcome, Sink, SinkMetrics};
 use crate::wiring::Clients;
 
 /// Monitoring Metrics Publisher grants this action, which Logs Ingestion checks on the DCR
-/// (contracts.md §3.1, §7.2).
+/// (docs/contracts.md §3.1, §7.2).
 const TELEMETRY_WRITE: &str = "Microsoft.Insights/Telemetry/Write";
 
 /// Statuses the sink may have answered, most telling first.

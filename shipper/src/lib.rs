@@ -1,5 +1,5 @@
 //! The shipper: drains the page queue and posts each page's events to Log Analytics exactly
-//! once per page (DESIGN.md §2 "Shipper, per message", §4).
+//! once per page (docs/design.md §2 "Shipper, per message", §4).
 //!
 //! `run` receives; `page` ships one message (claim, rows, chunks, progress, done); `keeper`
 //! keeps its claim alive; `breaker` pauses on sink-wide failures; `poison` parks and

@@ -1,4 +1,4 @@
-//! Shipping one queue message: DESIGN.md §2 "Shipper, per message".
+//! Shipping one queue message: docs/design.md §2 "Shipper, per message".
 //!
 //! The page state blob and its lease own the work, not the message: twins of an envelope and
 //! a message held by two replicas after a visibility timeout are harmless, because the second

@@ -384,7 +384,7 @@ fn settings_are_validated() {
     assert!(!dc("http://ws.ods.opinsights.azure.com", "ws-1", "Okta"));
 }
 
-/// The content columns of okta-cl-schema.md that both sinks must fill with the same values.
+/// The content columns of docs/okta-cl-columns.md that both sinks must fill with the same values.
 const CONTENT: &[&str] = &[
     "eventType_s",
     "legacyEventType_s",
@@ -507,7 +507,7 @@ async fn data_collector_rows_fill_the_content_columns_like_logs_ingestion() {
                 (Some(lv), None) => {
                     // The legacy API infers a column's type per value, so an odd value type
                     // (numeric `version`, string-typed numbers, a boolean in debugData) lands
-                    // in a sibling column with another suffix (DESIGN.md §4): allowed, but only
+                    // in a sibling column with another suffix (docs/design.md §4): allowed, but only
                     // then.
                     let sibling = d.keys().find(|k| base(k) == base(col) && k.as_str() != col);
                     assert!(

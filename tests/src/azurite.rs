@@ -5,7 +5,7 @@
 //! helper processes, so it is spawned as the leader of a new process group and the whole group
 //! is signalled on stop; a test that panics still leaves nothing behind (see `Drop`).
 //!
-//! Two modes (azure-sdk-notes.md §Q2):
+//! Two modes (docs/azure-sdk-notes.md §Q2):
 //! * plain http, for the SAS path (`credential = None`);
 //! * `--oauth basic` over https with a leaf signed by [`crate::tls::shared_ca`], for the
 //!   production path (bearer tokens from the managed-identity fake).

@@ -1,7 +1,7 @@
 //! The Okta side of the audit: one bounded request (`since` + `until`, both in the past,
 //! `sortOrder=ASCENDING`), following `next` links until the window ends. A bounded request is
 //! finite — its last page has no `next` link — and ordered by `published`
-//! (<https://developer.okta.com/docs/reference/system-log-query/>; `contracts.md` §1.2).
+//! (<https://developer.okta.com/docs/reference/system-log-query/>; `docs/contracts.md` §1.2).
 //! Every request waits for the audit's [`Budget`].
 
 use std::time::Duration;

@@ -6,9 +6,9 @@
 //! because getting them wrong loses data or leaks the credential:
 //!
 //! - a URL (requested or `next`) on any origin other than the org's is refused before
-//!   anything is sent (DESIGN §5);
+//!   anything is sent (docs/design.md §5);
 //! - a body that is not a JSON array of objects is `Malformed`, never an empty page: the
-//!   caller retries and alarms, it never skips (DESIGN §5);
+//!   caller retries and alarms, it never skips (docs/design.md §5);
 //! - a refused credential is re-read from its source once (Key Vault rotation) before the
 //!   error is returned.
 
@@ -35,7 +35,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(45);
 /// `limit` of the first request: the maximum Okta allows.
 pub const PAGE_LIMIT: u32 = 1000;
 
-/// Largest body accepted: a full page is ≈ 2–3 MB (1000 events of 2–4 KB, contracts.md
+/// Largest body accepted: a full page is ≈ 2–3 MB (1000 events of 2–4 KB, docs/contracts.md
 /// §1.5); anything far beyond is not a System Log page and must not exhaust memory.
 const MAX_BODY: usize = 64 * 1024 * 1024;
 

@@ -6,7 +6,7 @@
 //! inside `<…>` and inside quoted parameters are not separators.
 //!
 //! The next URL is followed verbatim: the collector never builds an `after` cursor itself
-//! (contracts.md §1.2). It is accepted only when it points at the org's own origin, because
+//! (docs/contracts.md §1.2). It is accepted only when it points at the org's own origin, because
 //! the credential goes wherever the next URL points (docs/design.md §5).
 
 use reqwest::header::{HeaderMap, LINK};
@@ -138,7 +138,7 @@ pub fn next_url(
     Ok(Some(url))
 }
 
-/// Okta's page size when a request names no `limit` (contracts.md §1.2: 0–1000, default 100).
+/// Okta's page size when a request names no `limit` (docs/contracts.md §1.2: 0–1000, default 100).
 pub const DEFAULT_LIMIT: usize = 100;
 
 /// The page size a request asked for: its `limit` query parameter, or Okta's default.

@@ -1,4 +1,4 @@
-//! Talking to Okta's System Log API (contracts.md §1).
+//! Talking to Okta's System Log API (docs/contracts.md §1).
 //!
 //! [`client`] fetches one page (origin checks, credential refresh), reading the answer with
 //! [`response`] and [`rate_limit`] and failing with an [`error::OktaError`]; [`auth`]

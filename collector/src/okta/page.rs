@@ -3,8 +3,8 @@
 //! Each kept event is copied byte for byte from the response (never parsed into a value tree
 //! and re-serialised: that is slower, and would reorder keys or change number formatting), with
 //! `"domain":"{host}"` spliced in before its closing brace so that every row says which org it
-//! came from (`domain_s`, okta-cl-schema.md). Events whose `uuid` was seen recently are dropped
-//! (DESIGN §2 step 5).
+//! came from (`domain_s`, docs/okta-cl-columns.md). Events whose `uuid` was seen recently are dropped
+//! (docs/design.md §2 step 5).
 
 use std::borrow::Cow;
 

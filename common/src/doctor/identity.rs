@@ -10,9 +10,9 @@ use azure_core::credentials::TokenCredential;
 
 use super::{chain, Check};
 
-/// Storage's token audience (azure-sdk-notes.md §Q2).
+/// Storage's token audience (docs/azure-sdk-notes.md §Q2).
 pub const STORAGE_AUDIENCE: &str = "https://storage.azure.com";
-/// Key Vault's token audience (contracts.md §5.2).
+/// Key Vault's token audience (docs/contracts.md §5.2).
 pub const VAULT_AUDIENCE: &str = "https://vault.azure.net";
 
 /// Asks `credential` for a token for `audience` (`{audience}/.default`, as the SDK clients and

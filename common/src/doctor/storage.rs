@@ -20,7 +20,7 @@
 //!   account's lifecycle rule on `doctor/` (`infra/modules/storage.bicep`, one day).
 //!
 //! A 403 `AuthorizationPermissionMismatch` names the data action that was refused, the custom
-//! role that grants it as `infra/modules/roles.bicep` assigns it, and the scope (contracts.md
+//! role that grants it as `infra/modules/roles.bicep` assigns it, and the scope (docs/contracts.md
 //! §7.2; data actions: learn.microsoft.com/azure/role-based-access-control/permissions/storage).
 
 use std::time::Duration;

@@ -9,7 +9,7 @@ use crate::secrets::{SecretError, SecretSource};
 
 use super::Check;
 
-/// Key Vault Secrets User grants this data action (contracts.md §7.2).
+/// Key Vault Secrets User grants this data action (docs/contracts.md §7.2).
 const GET_SECRET_ACTION: &str = "Microsoft.KeyVault/vaults/secrets/getSecret/action";
 
 /// Reads `source` once. `setting` is the variable that names the secret

@@ -1,6 +1,6 @@
 //! The container: leader leases, checkpoints, pages, page state, done markers, poison records.
 //!
-//! The delivery guarantees (DESIGN.md §2) rest on three blob primitives:
+//! The delivery guarantees (docs/design.md §2) rest on three blob primitives:
 //! * create-only writes (`If-None-Match: *`) so an immutable page or a first checkpoint can
 //!   never be overwritten;
 //! * `If-Match` writes so a deposed writer's stale ETag makes its write fail;

@@ -2,7 +2,7 @@
 //!
 //! Every resource gets two SDK clients over the same shared `reqwest::Client`:
 //! * `retrying`, with a small explicit retry budget, for calls whose repetition is harmless
-//!   (reads, lists, existence checks, Put Message — a twin envelope is expected, DESIGN.md §2);
+//!   (reads, lists, existence checks, Put Message — a twin envelope is expected, docs/design.md §2);
 //! * `once`, with the SDK's retries off, for conditional writes, lease operations and message
 //!   updates/deletes. If such a call were retried after its first attempt had succeeded, the
 //!   retry would fail (412, 409, 404, PopReceiptMismatch) and be misread as "someone else did

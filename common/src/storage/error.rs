@@ -1,6 +1,6 @@
 //! One error type for every storage call, with the storage error code kept.
 //!
-//! The delivery logic (DESIGN.md §2) branches on *which* failure happened: a stale ETag
+//! The delivery logic (docs/design.md §2) branches on *which* failure happened: a stale ETag
 //! (`412 ConditionNotMet`) means "someone else wrote", a missing lease id (`412 LeaseIdMissing`)
 //! means "our lease is gone", `409 LeaseAlreadyPresent` means "held elsewhere, come back later".
 //! The same HTTP status carries different meanings, so the classifiers below look at the

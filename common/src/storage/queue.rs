@@ -1,4 +1,4 @@
-//! The page queue: envelopes from the collector to the shippers (contracts.md §4.1).
+//! The page queue: envelopes from the collector to the shippers (docs/contracts.md §4.1).
 //!
 //! Message text goes on the wire as is; the SDK XML-escapes it inside `<MessageText>` and
 //! un-escapes it on receive, so a JSON envelope containing `<` or `&` round-trips unchanged. No
@@ -23,7 +23,7 @@ use super::{time_to_chrono, StorageError};
 /// Longest visibility timeout / delay the service accepts (7 days).
 const MAX_VISIBILITY_SECS: u64 = 7 * 24 * 60 * 60;
 /// `messagettl=-1`: the message never expires. A page envelope must not silently vanish
-/// from a backlog that outlives the default 7-day TTL (DESIGN.md §2 step 7).
+/// from a backlog that outlives the default 7-day TTL (docs/design.md §2 step 7).
 const NEVER_EXPIRES: i32 = -1;
 
 /// A message just enqueued.
@@ -108,7 +108,7 @@ impl Queue {
     /// Enqueues `text` with `messagettl=-1` (never expires), visible after `visibility_delay`.
     ///
     /// Put Message may be retried by the SDK after a lost response, so a message can be
-    /// enqueued twice; consumers de-duplicate by page (DESIGN.md §2).
+    /// enqueued twice; consumers de-duplicate by page (docs/design.md §2).
     pub async fn send(
         &self,
         text: &str,
@@ -232,7 +232,7 @@ impl Queue {
             .once
             .update_message(id, pop_receipt, secs(visibility_timeout, 0), None)
             .await?;
-        // The new receipt is only in this header (azure-sdk-notes.md §Q2).
+        // The new receipt is only in this header (docs/azure-sdk-notes.md §Q2).
         rsp.headers()
             .get_optional_string(&HeaderName::from_static("x-ms-popreceipt"))
             .ok_or_else(|| {

@@ -1,6 +1,6 @@
 //! Account SAS signed in process with the account key.
 //!
-//! The Azure SDK 1.x crates have no SharedKey auth (azure-sdk-notes.md §Q2): a client either
+//! The Azure SDK 1.x crates have no SharedKey auth (docs/azure-sdk-notes.md §Q2): a client either
 //! carries a bearer credential (https only) or has a SAS already in its URL. For Azurite and
 //! other account-key setups we mint an account SAS ourselves, valid for [`SAS_VALIDITY`], and
 //! the client set is rebuilt with a fresh one after [`SAS_REFRESH_AFTER`], long before expiry.

@@ -1,6 +1,6 @@
 //! Where the queue and the container live, and how to authenticate to them.
 //!
-//! Two modes, chosen by which variable is set (DESIGN.md §3):
+//! Two modes, chosen by which variable is set (docs/design.md §3):
 //! * `AZURE_STORAGE_CONNECTION_STRING`: local/dev (Azurite). Requests are signed with an account
 //!   SAS computed from the key in the string ([`super::sas`]).
 //! * `AZURE_STORAGE_ACCOUNT`: production, managed identity, https only.

@@ -9,7 +9,7 @@
 //! with the value that API would have stored, so a query written against a classic table
 //! needs only `parse_json(additionalFields_s).transaction_detail_requestApiTokenId_s`.
 //!
-//! The Data Collector API's flattening (okta-cl-schema.md "Flattening rules"): nested objects
+//! The Data Collector API's flattening (docs/okta-cl-columns.md "Flattening rules"): nested objects
 //! join their path with `_`; an array is one `_s` column holding its JSON text; `null` (and
 //! an empty object) makes no column; a string is `_g` when it is GUID-shaped (stored in the
 //! dashed lower-case form), `_t` when it is an ISO 8601 date-time, `_s` otherwise; a number is

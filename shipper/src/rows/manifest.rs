@@ -390,7 +390,7 @@ mod tests {
 
     #[test]
     fn content_columns_are_declared_byte_for_byte() {
-        // The columns okta-cl-schema.md says the Sentinel content depends on.
+        // The columns docs/okta-cl-columns.md says the Sentinel content depends on.
         let required = [
             "eventType_s",
             "legacyEventType_s",

@@ -48,7 +48,7 @@ pub const MAX_NESTING: usize = 128;
 /// Log Analytics' limits as they apply to one row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RowLimits {
-    /// Per-value limit of a column, in bytes of the value (contracts §3.2: 64 KB per field on
+    /// Per-value limit of a column, in bytes of the value (docs/contracts.md §3.2: 64 KB per field on
     /// the Logs Ingestion API, longer values truncated by the service). Read as KiB.
     pub max_field_bytes: usize,
     /// Largest row: one row must fit in a request body of 1,000,000 bytes with its `[` `]`.

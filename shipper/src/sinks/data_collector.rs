@@ -1,9 +1,9 @@
-//! The legacy HTTP Data Collector API sink (contracts §2), for classic `Okta_CL` tables.
+//! The legacy HTTP Data Collector API sink (docs/contracts.md §2), for classic `Okta_CL` tables.
 //!
 //! The *service* flattens and adds the type suffixes, so the body is the JSON array of the
 //! original nested events (plus `domain`), with `time-generated-field: published`. Posting our
 //! flattened rows here would produce `client_ipAddress_s_s`. Best-effort and legacy: the API's
-//! support ended in September 2026 (contracts §2.5).
+//! support ended in September 2026 (docs/contracts.md §2.5).
 
 use async_trait::async_trait;
 use common::secrets::{SecretSource, SecretString};

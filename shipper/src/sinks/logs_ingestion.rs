@@ -1,4 +1,4 @@
-//! The Logs Ingestion API sink (contracts §3): one gzip POST per chunk to a DCR stream.
+//! The Logs Ingestion API sink (docs/contracts.md §3): one gzip POST per chunk to a DCR stream.
 //!
 //! `POST {endpoint}/dataCollectionRules/{dcr}/streams/{stream}?api-version=2023-01-01` with an
 //! Entra bearer token for `{audience}/.default`. The call is all-or-nothing: 204 means every

@@ -78,7 +78,7 @@ pub enum SinkConfigError {
     },
 }
 
-/// https everywhere, plain http only for loopback test servers (DESIGN.md §5).
+/// https everywhere, plain http only for loopback test servers (docs/design.md §5).
 fn check_origin(setting: &'static str, url: &Url) -> Result<(), SinkConfigError> {
     common::config::require_https_or_loopback(url)
         .map_err(|reason| SinkConfigError::Invalid { setting, reason })

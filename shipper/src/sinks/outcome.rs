@@ -1,4 +1,4 @@
-//! What happened to one post, classified for the run loop (DESIGN.md §2, shipper step 5).
+//! What happened to one post, classified for the run loop (docs/design.md §2, shipper step 5).
 //!
 //! The classification decides who pays for a failure: a *transient* failure is retried with
 //! backoff; a *sink-wide* one (credentials, RBAC still propagating, wrong DCR, DNS/TLS) trips

@@ -1,4 +1,4 @@
-//! The Data Collector API's `SharedKey` authorisation (contracts §2.1).
+//! The Data Collector API's `SharedKey` authorisation (docs/contracts.md §2.1).
 //!
 //! String to sign, `\n`-separated, no trailing newline:
 //! `POST\n{Content-Length}\napplication/json\nx-ms-date:{x-ms-date}\n/api/logs`, where the

@@ -1,4 +1,4 @@
-//! `okta-sentinel-bench`: the end-to-end benchmark (DESIGN §6). Not a test: it prints figures,
+//! `okta-sentinel-bench`: the end-to-end benchmark (docs/design.md §6). Not a test: it prints figures,
 //! it asserts nothing about time.
 //!
 //! 1. **Collector**: a fake org holding `--events` events, no effective rate limit, Azurite;

@@ -1,5 +1,5 @@
 //! Fake managed-identity token endpoint, App Service / Container Apps flavour
-//! (contracts.md §5.3, azure-sdk-notes.md §Q3).
+//! (docs/contracts.md §5.3, docs/azure-sdk-notes.md §Q3).
 //!
 //! The production `azure_identity::ManagedIdentityCredential` picks this flavour when
 //! `IDENTITY_ENDPOINT` and `IDENTITY_HEADER` are set, and sends (azure_identity 1.0.0,

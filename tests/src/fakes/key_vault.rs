@@ -1,4 +1,4 @@
-//! Fake Azure Key Vault (secrets only), https (contracts.md §5.1/§5.2, azure-sdk-notes.md §Q4).
+//! Fake Azure Key Vault (secrets only), https (docs/contracts.md §5.1/§5.2, docs/azure-sdk-notes.md §Q4).
 //!
 //! It behaves like the real data plane where the client can tell the difference:
 //! * a request without a valid bearer token gets the `401` challenge

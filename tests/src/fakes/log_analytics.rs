@@ -1,7 +1,7 @@
 //! A strict fake of Azure Monitor's two ingestion APIs, on one local port:
 //!
-//! - the **Logs Ingestion API** (DCR-based, `contracts.md` §3) — what the shipper uses;
-//! - the legacy **HTTP Data Collector API** (`contracts.md` §2) — SharedKey-signed posts that
+//! - the **Logs Ingestion API** (DCR-based, `docs/contracts.md` §3) — what the shipper uses;
+//! - the legacy **HTTP Data Collector API** (`docs/contracts.md` §2) — SharedKey-signed posts that
 //!   the *service* flattens into suffixed `{Log-Type}_CL` columns.
 //!
 //! It enforces what the real services enforce (tokens, signatures, size limits, column types)
@@ -90,7 +90,7 @@ pub struct LogAnalyticsFakeConfig {
     /// Keep accepted rows for [`LogAnalyticsFake::rows`]; `false` only counts them
     /// (benchmarks), which avoids building every row.
     pub store_rows: bool,
-    /// Logs Ingestion: the status of a post to a stream the DCR does not declare. contracts.md
+    /// Logs Ingestion: the status of a post to a stream the DCR does not declare. docs/contracts.md
     /// §3.3 has 404 (unverified, [M]); 400 is the other plausible answer, so the fake runs
     /// both ways (docs/design.md §6) and the `doctor` suite covers both.
     pub unknown_stream_status: u16,
@@ -667,7 +667,7 @@ impl LogAnalyticsFake {
 
     /// Takes away (`true`) or gives back the caller's Monitoring Metrics Publisher role on the
     /// DCR: every Logs Ingestion request to the existing DCR then gets the service's 403
-    /// `OperationFailed` (contracts.md §3.3), empty batches included.
+    /// `OperationFailed` (docs/contracts.md §3.3), empty batches included.
     pub fn set_publisher_denied(&self, denied: bool) {
         self.shared.store().publisher_denied = denied;
     }

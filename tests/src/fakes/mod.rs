@@ -1,4 +1,4 @@
-//! Fakes of the external services, each following `shared/contracts.md` strictly.
+//! Fakes of the external services, each following `docs/contracts.md` strictly.
 
 pub mod identity;
 pub mod key_vault;

@@ -1,5 +1,5 @@
 //! Deterministic generator of realistic Okta System Log events (`LogEvent`,
-//! `shared/contracts.md` §1.4–§1.5).
+//! `docs/contracts.md` §1.4–§1.5).
 //!
 //! Why it exists: the pipeline has to survive what Okta really sends, not a tidy schema. The
 //! generator therefore mixes into ordinary events, at low rates, the odd shapes seen in Okta's
@@ -191,7 +191,7 @@ const URIS: &[&str] = &[
     "/login/sessionCookieRedirect",
 ];
 
-/// The sample event of `contracts.md` §1.5, verbatim (the `dtHash` ellipsis included).
+/// The sample event of `docs/contracts.md` §1.5, verbatim (the `dtHash` ellipsis included).
 pub fn sample_event() -> Value {
     json!({
       "uuid": "dc9fd3c0-598c-11ef-8478-2b7584bf8d5a",

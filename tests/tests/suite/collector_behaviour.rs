@@ -1,6 +1,6 @@
 //! The real `collector` binary against the fake Okta org and Azurite: leadership and
 //! takeover, pacing on Okta's rate limits, disorder and repeats, refused foreign links,
-//! malformed responses, refused credentials, and OAuth with DPoP (issue #3, DESIGN.md §2–§3).
+//! malformed responses, refused credentials, and OAuth with DPoP (issue #3, docs/design.md §2–§3).
 //!
 //! These suites need only the collector: what it handed off is read back from the queue
 //! (each envelope once, twins folded) and from the page blobs the envelopes name. Every
@@ -575,7 +575,7 @@ async fn pacing_keeps_the_reserve_and_waits_for_the_reset_after_a_429() -> anyho
 }
 
 // ---------------------------------------------------------------------------------------
-// Caught up means quiet (DESIGN §3)
+// Caught up means quiet (docs/design.md §3)
 // ---------------------------------------------------------------------------------------
 
 const CAUGHT_UP: &str = "okta_sentinel_caught_up";

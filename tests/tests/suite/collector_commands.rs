@@ -2,7 +2,7 @@
 //! JSON), `collector reset` (epoch bump, refused while a collector leads, refused without
 //! `--yes` when stdin is not a terminal, refused for a foreign `--next-url`, replacing an
 //! unreadable checkpoint), and the refusal to start when the checkpoint is lost next to the
-//! org's pages, page states, done markers or poison records (DESIGN.md §2, §3).
+//! org's pages, page states, done markers or poison records (docs/design.md §2, §3).
 
 use world::support;
 

@@ -1,5 +1,5 @@
 //! Bad configuration stops the real binaries at once: exit code 2 and a message that names
-//! the variable to fix (DESIGN.md §3), before anything touches the network. The secret
+//! the variable to fix (docs/design.md §3), before anything touches the network. The secret
 //! values themselves never appear in the message.
 //!
 //! Most cases need no world: validation happens before the first connection. The one case

@@ -516,7 +516,7 @@ async fn a_dcr_404_says_wrong_dcr_id_or_endpoint() -> anyhow::Result<()> {
             "LOGS_INGESTION_ENDPOINT",
         ],
     );
-    // A stream the DCR does not declare (404 per contracts.md §3.3): the fix is the stream.
+    // A stream the DCR does not declare (404 per docs/contracts.md §3.3): the fix is the stream.
     let run = doctor(&world, "shipper", &[("DCR_STREAM", "Custom-Wrong_CL")]).await;
     run.assert_exit(1);
     assert_names(
@@ -553,7 +553,7 @@ async fn a_dcr_403_says_grant_monitoring_metrics_publisher_on_the_dcr() -> anyho
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dcr_400_says_correct_the_stream_name() -> anyhow::Result<()> {
-    // The other plausible answer to an undeclared stream (contracts.md §3.3 marks 404 [M]).
+    // The other plausible answer to an undeclared stream (docs/contracts.md §3.3 marks 404 [M]).
     let world = world(WorldOptions {
         okta: okta(1311, 0),
         la: LogAnalyticsFakeConfig {

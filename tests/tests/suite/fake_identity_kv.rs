@@ -1,4 +1,4 @@
-//! The managed-identity and Key Vault fakes speak the wire contracts (contracts.md §5).
+//! The managed-identity and Key Vault fakes speak the wire contracts (docs/contracts.md §5).
 
 use std::collections::HashMap;
 

@@ -1,4 +1,4 @@
-//! The fake Log Analytics answers like the real services (`contracts.md` §2, §3): these tests
+//! The fake Log Analytics answers like the real services (`docs/contracts.md` §2, §3): these tests
 //! drive it over real HTTP with reqwest, as the shipper and the benches do.
 
 use std::io::Write;

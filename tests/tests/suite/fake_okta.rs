@@ -1,4 +1,4 @@
-//! Behaviour of the fake Okta org against `shared/contracts.md` §1: polling semantics,
+//! Behaviour of the fake Okta org against `docs/contracts.md` §1: polling semantics,
 //! cursors, rate limits, errors, OAuth `private_key_jwt` and DPoP.
 
 use jsonwebtoken::Algorithm;

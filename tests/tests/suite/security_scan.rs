@@ -1,4 +1,4 @@
-//! Security (issue #6 item 5, DESIGN.md §5), against the real binaries:
+//! Security (issue #6 item 5, docs/design.md §5), against the real binaries:
 //!
 //! - **No secret anywhere.** A pipeline runs with recognisable secrets — an SSWS token and a
 //!   Data Collector workspace key — coming (a) from the environment and (b) from the Key Vault

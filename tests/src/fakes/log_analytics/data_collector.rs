@@ -1,4 +1,4 @@
-//! The legacy HTTP Data Collector API (`contracts.md` §2): `POST /api/logs`, SharedKey
+//! The legacy HTTP Data Collector API (`docs/contracts.md` §2): `POST /api/logs`, SharedKey
 //! authorisation, service-side flattening into `{Log-Type}_CL`.
 
 use std::sync::Arc;
@@ -32,7 +32,7 @@ const API_VERSION: &str = "2016-04-01";
 
 /// The Base64 HMAC-SHA256 signature of the string-to-sign
 /// `POST\n{content_length}\napplication/json\nx-ms-date:{date}\n/api/logs`, keyed with the
-/// Base64-decoded workspace key (`contracts.md` §2.1). `content_length` is the body's length
+/// Base64-decoded workspace key (`docs/contracts.md` §2.1). `content_length` is the body's length
 /// in **bytes** (UTF-8), not characters.
 ///
 /// A key that is not valid Base64 is used as an empty key (the result then matches nothing
@@ -267,7 +267,7 @@ async fn process(
 }
 
 /// `TimeGenerated` of a record: the time-generated field when it is an ISO 8601 date-time
-/// within [now − 2 days, now + 1 day], the receive time otherwise (`contracts.md` §2.3).
+/// within [now − 2 days, now + 1 day], the receive time otherwise (`docs/contracts.md` §2.3).
 pub fn time_generated(
     record: &Map<String, Value>,
     field: Option<&str>,

@@ -1,5 +1,5 @@
 //! The Data Collector API's own flattening of nested JSON into suffixed columns
-//! (`contracts.md` §2.2, `okta-cl-schema.md` "Flattening rules").
+//! (`docs/contracts.md` §2.2, `docs/okta-cl-columns.md` "Flattening rules").
 //!
 //! The legacy service, not the client, turns `{"client":{"geographicalContext":{"city":"X"}}}`
 //! into `client_geographicalContext_city_s`. The fake reproduces that so a test can check that

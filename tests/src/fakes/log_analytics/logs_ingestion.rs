@@ -1,4 +1,4 @@
-//! The Logs Ingestion API (`contracts.md` §3):
+//! The Logs Ingestion API (`docs/contracts.md` §3):
 //! `POST /dataCollectionRules/{dcrImmutableId}/streams/{stream}?api-version=2023-01-01`.
 
 use std::borrow::Cow;
@@ -77,7 +77,7 @@ pub async fn handle(
 
 /// Whether a body is the empty batch `[]` (after gunzip when gzip-encoded): what health checks
 /// post (Vector's `azure_logs_ingestion` sink, `doctor`). The service validates such a request
-/// like any other and answers 204, storing nothing (contracts.md §3.3: 204 = accepted).
+/// like any other and answers 204, storing nothing (docs/contracts.md §3.3: 204 = accepted).
 fn is_empty_batch(headers: &HeaderMap, body: &[u8]) -> bool {
     let gzip = headers
         .get("content-encoding")

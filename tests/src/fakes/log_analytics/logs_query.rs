@@ -1,4 +1,4 @@
-//! The Logs Query API (`contracts.md` §5.4): `POST /v1/workspaces/{workspaceId}/query`, the
+//! The Logs Query API (`docs/contracts.md` §5.4): `POST /v1/workspaces/{workspaceId}/query`, the
 //! read side the collector's completeness audit uses.
 //!
 //! Real service: <https://learn.microsoft.com/rest/api/loganalytics/query/execute> (request

@@ -1,4 +1,4 @@
-//! Opaque `after` cursors minted by the fake (`contracts.md` §1.1, §1.9).
+//! Opaque `after` cursors minted by the fake (`docs/contracts.md` §1.1, §1.9).
 //!
 //! A cursor carries a position in the log and an HMAC tag, so the fake accepts exactly the
 //! cursors it minted and rejects forged ones. Okta's next links carry `since` beside

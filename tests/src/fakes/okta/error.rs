@@ -1,4 +1,4 @@
-//! Okta's JSON error bodies (`contracts.md` §1.6) and the OAuth error bodies of the token
+//! Okta's JSON error bodies (`docs/contracts.md` §1.6) and the OAuth error bodies of the token
 //! endpoint.
 //!
 //! Clients must key their flow control on `errorCode` only, so the fake always sends the

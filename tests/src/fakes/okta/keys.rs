@@ -3,7 +3,7 @@
 //! Tests need a key pair for `private_key_jwt` and DPoP. rcgen (ring backend here) cannot
 //! generate RSA keys, so the RSA pair is a fixed 2048-bit key made for these tests only;
 //! the P-256 pair is generated fresh by rcgen. The helpers sign exactly what Okta expects
-//! (`contracts.md` §1.8), so tests can drive the fake without the collector.
+//! (`docs/contracts.md` §1.8), so tests can drive the fake without the collector.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;

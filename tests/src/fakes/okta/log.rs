@@ -1,7 +1,7 @@
 //! The fake org's System Log: an append-only sequence of events in ingestion
 //! ("persistence") order.
 //!
-//! Polling queries page through this order (`contracts.md` §1.2), so a cursor is just an
+//! Polling queries page through this order (`docs/contracts.md` §1.2), so a cursor is just an
 //! index into it and stays valid forever.
 //!
 //! Speed and memory: benchmarks pull ~100k events through the fake, so events are not kept

@@ -1,4 +1,4 @@
-//! HTTP handlers: `GET /api/v1/logs` (polling and bounded queries, `contracts.md` §1.1–§1.3),
+//! HTTP handlers: `GET /api/v1/logs` (polling and bounded queries, `docs/contracts.md` §1.1–§1.3),
 //! `POST /oauth2/v1/token` (§1.8) and the 404 fallback.
 //!
 //! Order of checks on `/api/v1/logs`, as at Okta: authentication (401), the per-token rate

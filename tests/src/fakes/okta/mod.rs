@@ -1,6 +1,6 @@
 //! An in-process fake Okta org serving the System Log API (`GET /api/v1/logs`) and the org
 //! authorization server's token endpoint (`POST /oauth2/v1/token`), strictly following
-//! `shared/contracts.md` §1.
+//! `docs/contracts.md` §1.
 //!
 //! The fake refuses what Okta refuses (bad tokens, forged cursors, missing scopes, DPoP
 //! without a nonce, too many requests), implements polling semantics with an

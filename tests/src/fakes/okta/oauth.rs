@@ -1,5 +1,5 @@
 //! The fake org authorization server (`POST /oauth2/v1/token`) and the checks of OAuth and
-//! DPoP credentials at the resource (`contracts.md` §1.8).
+//! DPoP credentials at the resource (`docs/contracts.md` §1.8).
 //!
 //! Service apps authenticate with `private_key_jwt` only; the assertion is verified with
 //! the configured public key exactly as Okta does (audience = token URL, `iss` = `sub` =

@@ -1,4 +1,4 @@
-//! Per-token rate limiter of `/api/v1/logs` (`contracts.md` §1.7).
+//! Per-token rate limiter of `/api/v1/logs` (`docs/contracts.md` §1.7).
 //!
 //! Okta's counters are N per window and reset a fixed time after the window opened, not on
 //! wall-clock minutes; every response carries `X-Rate-Limit-Limit`, `-Remaining` and

@@ -15,7 +15,7 @@ pub(crate) const OPERATION_TABLES: &[(&str, &str)] = &[
     ("shipper", "shipper/storage-operations.json"),
 ];
 
-/// `type@apiVersion` allowed in the templates (contracts.md §7.1, plus the few extra resource
+/// `type@apiVersion` allowed in the templates (docs/contracts.md §7.1, plus the few extra resource
 /// types this deployment uses: lifecycle policy, saved search, alerts, registry).
 pub(crate) const ALLOWED_TYPES: &[&str] = &[
     "Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31",
@@ -39,7 +39,7 @@ pub(crate) const ALLOWED_TYPES: &[&str] = &[
     // Custom roles with exactly each identity's storage data actions (issue 13 §1.9).
     "Microsoft.Authorization/roleDefinitions@2022-04-01",
     "Microsoft.App/managedEnvironments@2024-03-01",
-    // 2025-01-01 is the first stable version with azureQueue.identity (contracts.md §6.2).
+    // 2025-01-01 is the first stable version with azureQueue.identity (docs/contracts.md §6.2).
     "Microsoft.App/containerApps@2025-01-01",
     "Microsoft.App/containerApps@2025-07-01",
     "Microsoft.App/jobs@2024-03-01",
@@ -57,7 +57,7 @@ pub(crate) struct Role {
 pub(crate) const SQ: &str = "Microsoft.Storage/storageAccounts/queueServices/queues";
 pub(crate) const SB: &str = "Microsoft.Storage/storageAccounts/blobServices/containers";
 
-/// The documented built-in roles this validator knows (contracts.md §7.2). Permissions are those
+/// The documented built-in roles this validator knows (docs/contracts.md §7.2). Permissions are those
 /// of the Azure built-in roles reference; only the roles a grant may use need them.
 pub(crate) const ROLES: &[Role] = &[
     Role {
