@@ -176,21 +176,7 @@ impl Report {
     }
 }
 
-/// The error and its sources, `a: b: c`: SDK errors often say only "non-transport error" at
-/// the top. Only for errors raised outside a response body that could hold a secret.
-pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cur = s.source();
-    }
-    out
-}
+pub(crate) use crate::storage::error::error_chain as chain;
 
 /// Who the managed identity is, for the fix texts: the client id, or "system-assigned".
 pub fn identity_label(service: &str, client_id: Option<&str>) -> String {

@@ -219,21 +219,10 @@ fn map_sdk_error(e: &azure_core::Error, what: &str) -> SecretError {
     }
 }
 
-/// The error and its causes, `a: b: c` (the SDK's top-level message alone is often just
-/// "non-transport error occurred"). Only used for errors raised before or outside a Key Vault
-/// response body, so no secret value can be in the chain.
+/// The error and its causes, `a: b: c`. Only used for errors raised before or outside a Key
+/// Vault response body, so no secret value can be in the chain.
 fn chain(e: &azure_core::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let msg = s.to_string();
-        if !out.contains(&msg) {
-            out.push_str(": ");
-            out.push_str(&msg);
-        }
-        source = s.source();
-    }
-    out
+    crate::storage::error::error_chain(e)
 }
 
 enum Origin {

@@ -176,9 +176,12 @@ impl From<azure_core::Error> for StorageError {
     }
 }
 
-/// The error and its sources, joined: reqwest hides the useful part ("connection refused",
-/// "invalid peer certificate") in the source chain.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+/// The error and its sources, `a: b: c`: reqwest hides the useful part ("connection
+/// refused", "invalid peer certificate") in the source chain, and SDK errors often say only
+/// "non-transport error" at the top. Only for errors raised outside a response body that could
+/// hold a secret (the callers redact or never pass such bodies). Shared by storage, Key Vault
+/// and `doctor`.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
     while let Some(s) = cur {

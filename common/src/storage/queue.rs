@@ -10,8 +10,8 @@ use std::time::Duration;
 use azure_core::http::headers::HeaderName;
 use azure_core::http::{ClientOptions, RequestContent, XmlFormat};
 use azure_storage_queue::models::{
-    QueueClientGetPropertiesResultHeaders as _, QueueClientReceiveMessagesOptions,
-    QueueClientSendMessageOptions, QueueMessage,
+    ListOfSentMessage, QueueClientGetPropertiesResultHeaders as _,
+    QueueClientReceiveMessagesOptions, QueueClientSendMessageOptions, QueueMessage,
 };
 use azure_storage_queue::{QueueClient, QueueClientOptions};
 use chrono::{DateTime, Utc};
@@ -124,18 +124,7 @@ impl Queue {
             visibility_timeout: visibility_delay.map(|d| secs(d, 0)),
             ..Default::default()
         };
-        let sent = c
-            .retrying
-            .send_message(body, Some(options))
-            .await?
-            .into_model()?
-            .into_message()?;
-        match (sent.message_id, sent.pop_receipt) {
-            (Some(id), Some(pop_receipt)) => Ok(SentMessage { id, pop_receipt }),
-            _ => Err(StorageError::Decode(
-                "Put Message answer lacks MessageId or PopReceipt".into(),
-            )),
-        }
+        sent_message(c.retrying.send_message(body, Some(options)).await?)
     }
 
     /// Enqueues `text` invisible for `invisible_for` and expiring after `ttl` (at least one
@@ -159,18 +148,7 @@ impl Queue {
             visibility_timeout: Some(visibility),
             ..Default::default()
         };
-        let sent = c
-            .once
-            .send_message(body, Some(options))
-            .await?
-            .into_model()?
-            .into_message()?;
-        match (sent.message_id, sent.pop_receipt) {
-            (Some(id), Some(pop_receipt)) => Ok(SentMessage { id, pop_receipt }),
-            _ => Err(StorageError::Decode(
-                "Put Message answer lacks MessageId or PopReceipt".into(),
-            )),
-        }
+        sent_message(c.once.send_message(body, Some(options)).await?)
     }
 
     /// Receives up to `max` messages (clamped to 1..=32; 0 returns nothing without a call),
@@ -279,6 +257,19 @@ fn check_message_id(id: &str) -> Result<(), StorageError> {
             "invalid queue message id {:?}",
             id.chars().take(64).collect::<String>()
         )))
+    }
+}
+
+/// The id and pop receipt of a Put Message answer (both senders read it the same way).
+fn sent_message(
+    resp: azure_core::http::Response<ListOfSentMessage, XmlFormat>,
+) -> Result<SentMessage, StorageError> {
+    let sent = resp.into_model()?.into_message()?;
+    match (sent.message_id, sent.pop_receipt) {
+        (Some(id), Some(pop_receipt)) => Ok(SentMessage { id, pop_receipt }),
+        _ => Err(StorageError::Decode(
+            "Put Message answer lacks MessageId or PopReceipt".into(),
+        )),
     }
 }
 
