@@ -44,15 +44,39 @@ pub type Histogram = prometheus_client::metrics::histogram::Histogram;
 
 type LabelSet = [(&'static str, String); 1];
 
-/// Counters that share a name and differ by one label (`status`, `org`, `reason`).
+/// Metrics that share a name and differ by one label (`status`, `org`, `reason`): the
+/// [`CounterVec`] and [`GaugeVec`] below.
 #[derive(Clone)]
-pub struct CounterVec {
-    family: Family<LabelSet, Counter>,
+pub struct Labelled<M> {
+    family: Family<LabelSet, M>,
     label: &'static str,
-    handles: Arc<RwLock<BTreeMap<String, Counter>>>,
+    handles: Arc<RwLock<BTreeMap<String, M>>>,
 }
 
-impl CounterVec {
+/// Counters that share a name and differ by one label.
+pub type CounterVec = Labelled<Counter>;
+/// Gauges that share a name and differ by one label (for example per org).
+pub type GaugeVec = Labelled<Gauge>;
+
+/// What the stats JSON shows of one labelled metric.
+pub trait LabelledValue: Clone + Default {
+    /// The current value.
+    fn value(&self) -> Value;
+}
+
+impl LabelledValue for Counter {
+    fn value(&self) -> Value {
+        Value::from(self.get())
+    }
+}
+
+impl LabelledValue for Gauge {
+    fn value(&self) -> Value {
+        Value::from(self.get())
+    }
+}
+
+impl<M: LabelledValue> Labelled<M> {
     fn new(label: &'static str) -> Self {
         Self {
             family: Family::default(),
@@ -61,15 +85,15 @@ impl CounterVec {
         }
     }
 
-    /// The counter for one label value (created on first use).
-    pub fn with(&self, value: &str) -> Counter {
-        if let Some(c) = self
+    /// The metric for one label value (created on first use).
+    pub fn with(&self, value: &str) -> M {
+        if let Some(m) = self
             .handles
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(value)
         {
-            return c.clone();
+            return m.clone();
         }
         let mut map = self.handles.write().unwrap_or_else(PoisonError::into_inner);
         map.entry(value.to_string())
@@ -80,6 +104,13 @@ impl CounterVec {
             .clone()
     }
 
+    fn snapshot(&self) -> Value {
+        let map = self.handles.read().unwrap_or_else(PoisonError::into_inner);
+        Value::Object(map.iter().map(|(k, m)| (k.clone(), m.value())).collect())
+    }
+}
+
+impl Labelled<Counter> {
     pub fn inc(&self, value: &str) {
         self.with(value).inc();
     }
@@ -96,64 +127,11 @@ impl CounterVec {
             .get(value)
             .map_or(0, Counter::get)
     }
-
-    fn snapshot(&self) -> Value {
-        let map = self.handles.read().unwrap_or_else(PoisonError::into_inner);
-        Value::Object(
-            map.iter()
-                .map(|(k, c)| (k.clone(), Value::from(c.get())))
-                .collect(),
-        )
-    }
 }
 
-/// Gauges that share a name and differ by one label (for example per org).
-#[derive(Clone)]
-pub struct GaugeVec {
-    family: Family<LabelSet, Gauge>,
-    label: &'static str,
-    handles: Arc<RwLock<BTreeMap<String, Gauge>>>,
-}
-
-impl GaugeVec {
-    fn new(label: &'static str) -> Self {
-        Self {
-            family: Family::default(),
-            label,
-            handles: Arc::default(),
-        }
-    }
-
-    /// The gauge for one label value (created on first use).
-    pub fn with(&self, value: &str) -> Gauge {
-        if let Some(g) = self
-            .handles
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(value)
-        {
-            return g.clone();
-        }
-        let mut map = self.handles.write().unwrap_or_else(PoisonError::into_inner);
-        map.entry(value.to_string())
-            .or_insert_with(|| {
-                self.family
-                    .get_or_create_owned(&[(self.label, value.to_string())])
-            })
-            .clone()
-    }
-
+impl Labelled<Gauge> {
     pub fn set(&self, value: &str, v: i64) {
         self.with(value).set(v);
-    }
-
-    fn snapshot(&self) -> Value {
-        let map = self.handles.read().unwrap_or_else(PoisonError::into_inner);
-        Value::Object(
-            map.iter()
-                .map(|(k, g)| (k.clone(), Value::from(g.get())))
-                .collect(),
-        )
     }
 }
 

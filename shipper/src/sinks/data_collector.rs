@@ -60,12 +60,6 @@ impl DataCollectorSink {
         let workspace_id = workspace_id.into();
         let log_type = log_type.into();
         super::check_origin("LOG_ANALYTICS_URI", &uri)?;
-        if uri.cannot_be_a_base() {
-            return Err(SinkConfigError::Invalid {
-                setting: "LOG_ANALYTICS_URI",
-                reason: "not a base URL".into(),
-            });
-        }
         if workspace_id.is_empty()
             || !workspace_id
                 .chars()

@@ -80,12 +80,6 @@ impl LogsIngestionSink {
                 });
             }
         }
-        if endpoint.cannot_be_a_base() {
-            return Err(SinkConfigError::Invalid {
-                setting: "LOGS_INGESTION_ENDPOINT",
-                reason: "not a base URL".into(),
-            });
-        }
         Ok(Self::new(
             http,
             endpoint,

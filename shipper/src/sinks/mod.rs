@@ -78,10 +78,18 @@ pub enum SinkConfigError {
     },
 }
 
-/// https everywhere, plain http only for loopback test servers (docs/design.md §5).
+/// https everywhere, plain http only for loopback test servers (docs/design.md §5), and a
+/// base URL that paths can be appended to.
 fn check_origin(setting: &'static str, url: &Url) -> Result<(), SinkConfigError> {
     common::config::require_https_or_loopback(url)
-        .map_err(|reason| SinkConfigError::Invalid { setting, reason })
+        .map_err(|reason| SinkConfigError::Invalid { setting, reason })?;
+    if url.cannot_be_a_base() {
+        return Err(SinkConfigError::Invalid {
+            setting,
+            reason: "not a base URL".into(),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

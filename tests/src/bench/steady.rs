@@ -78,6 +78,8 @@ struct Snapshot {
     la_requests: u64,
     la_rows: u64,
     la_bytes: u64,
+    /// How many arrival lags the sink had recorded.
+    lags: usize,
     collector_storage: ProxyCounts,
     shipper_storage: ProxyCounts,
     collector_cpu: f64,
@@ -156,6 +158,7 @@ pub async fn run(args: SteadyArgs) -> anyhow::Result<()> {
             la_requests: la.accepted_requests,
             la_rows: la.accepted_rows,
             la_bytes: la.bytes_decompressed,
+            lags: world.la.arrival_lags_ms().len(),
             collector_storage: c_proxy.counts(),
             shipper_storage: s_proxy.counts(),
             collector_cpu: procstat::sample(c_pid, ticks)?.cpu_secs,
@@ -209,6 +212,18 @@ pub async fn run(args: SteadyArgs) -> anyhow::Result<()> {
     let rows = (b.la_rows - a.la_rows) as f64;
     let la_bytes = (b.la_bytes - a.la_bytes) as f64;
     let served = (b.events_served - a.events_served) as f64;
+    let mut lags = world
+        .la
+        .arrival_lags_ms()
+        .get(a.lags..b.lags)
+        .unwrap_or_default()
+        .to_vec();
+    lags.sort_unstable();
+    let quantile = |q: f64| -> f64 {
+        let i = ((lags.len() as f64 - 1.0) * q).round().max(0.0) as usize;
+        lags.get(i).map_or(f64::NAN, |ms| *ms as f64 / 1000.0)
+    };
+    let (p50, p95, max) = (quantile(0.5), quantile(0.95), quantile(1.0));
 
     println!(
         "\n== steady state at {} events/s over {secs:.0} s",
@@ -226,6 +241,10 @@ pub async fn run(args: SteadyArgs) -> anyhow::Result<()> {
         per_day(rows),
         per_day(la_bytes) / 1e9,
         la_bytes / rows.max(1.0)
+    );
+    println!(
+        "Latency (published → accepted by the sink) over {} rows: p50 {p50:.1} s, p95 {p95:.1} s, max {max:.1} s",
+        lags.len()
     );
     for (who, total, kinds, cpu) in [
         (
@@ -258,6 +277,7 @@ pub async fn run(args: SteadyArgs) -> anyhow::Result<()> {
             "la_bytes_uncompressed_per_day": per_day(la_bytes),
             "collector_storage_per_day": c_kinds.iter().map(|(k, v)| (k.clone(), per_day(*v as f64))).collect::<BTreeMap<_, _>>(),
             "shipper_storage_per_day": s_kinds.iter().map(|(k, v)| (k.clone(), per_day(*v as f64))).collect::<BTreeMap<_, _>>(),
+            "latency_secs": {"rows": lags.len(), "p50": p50, "p95": p95, "max": max},
             "collector_cpu_secs_per_day": per_day(b.collector_cpu - a.collector_cpu),
             "shipper_cpu_secs_per_day": per_day(b.shipper_cpu - a.shipper_cpu),
         });

@@ -264,6 +264,8 @@ struct Store {
     /// The caller lacks Monitoring Metrics Publisher on the DCR ([`LogAnalyticsFake::set_publisher_denied`]).
     publisher_denied: bool,
     stats: LaStats,
+    /// Milliseconds from each accepted Logs Ingestion row's `published_t` to its acceptance.
+    arrival_lags_ms: Vec<i64>,
     seen: Seen,
     dc_seen: Seen,
 }
@@ -413,6 +415,13 @@ impl Shared {
         s.stats.bytes_on_wire += wire;
         s.stats.bytes_decompressed += decompressed;
         s.stats.truncated_fields += parsed.truncated_fields;
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        s.arrival_lags_ms
+            .extend(parsed.published.iter().filter_map(|p| {
+                chrono::DateTime::parse_from_rfc3339(p)
+                    .ok()
+                    .map(|t| now_ms - t.timestamp_millis())
+            }));
         if !self.cfg.store_rows || s.discard.rule.is_none() {
             for id in &parsed.uuids {
                 if !s.seen.insert(id) {
@@ -658,6 +667,12 @@ impl LogAnalyticsFake {
             .get(log_type)
             .map(|t| t.rows.clone())
             .unwrap_or_default()
+    }
+
+    /// Milliseconds from `published_t` to acceptance of every accepted Logs Ingestion row
+    /// that carries one, in arrival order: how far behind the live log delivery runs.
+    pub fn arrival_lags_ms(&self) -> Vec<i64> {
+        self.shared.store().arrival_lags_ms.clone()
     }
 
     /// A snapshot of the counters.

@@ -129,6 +129,9 @@ pub struct Parsed {
     pub rows: Vec<Map<String, Value>>,
     /// String values longer than [`LI_FIELD_LIMIT_BYTES`] (truncated in stored rows).
     pub truncated_fields: u64,
+    /// The `published_t` of each row that has one (as sent), in order: the arrival lag of an
+    /// event is the time its row is accepted minus this.
+    pub published: Vec<String>,
 }
 
 /// Parses `body` (a JSON array of objects) against `columns` (`None`: accept anything).
@@ -218,7 +221,7 @@ impl<'de> Visitor<'de> for RowSeed<'_, '_> {
                     kind.describe()
                 ))
             };
-            if ctx.store || key == "uuid_g" {
+            if ctx.store || key == "uuid_g" || key == "published_t" {
                 let mut v: Value = map.next_value()?;
                 let kind = Kind::of(&v);
                 if let Some(t) = ty {
@@ -237,6 +240,8 @@ impl<'de> Visitor<'de> for RowSeed<'_, '_> {
                     }
                     if key == "uuid_g" {
                         ctx.out.uuids.push(s.clone());
+                    } else if key == "published_t" {
+                        ctx.out.published.push(s.clone());
                     }
                 }
                 if ctx.store && !v.is_null() {
