@@ -153,8 +153,8 @@ pub struct TuningArgs {
     #[arg(long, env = "BREAKER_OPEN_TIME", default_value = "60s", value_parser = duration, hide_short_help = true, global = true)]
     pub breaker_open_time: Duration,
     /// Longest wait between two receives on an empty queue (each receive is a billed
-    /// storage transaction).
-    #[arg(long, env = "SHIPPER_IDLE_POLL", default_value = "10s", value_parser = duration, hide_short_help = true, global = true)]
+    /// storage transaction; half of it is added to the delivery latency on average).
+    #[arg(long, env = "SHIPPER_IDLE_POLL", default_value = "4s", value_parser = duration, hide_short_help = true, global = true)]
     pub idle_poll: Duration,
     /// Delay before a handed-back message (lease held elsewhere, newer envelope) is seen
     /// again; a page-caused failure waits this times its failure count.

@@ -1,8 +1,11 @@
 //! `shipper run`: drain the queue with `SHIPPER_CONCURRENCY` pages in flight.
 //!
 //! Only as many messages are received as there are free worker slots, so no message waits
-//! invisible in a local buffer while its visibility timeout runs out. An empty queue backs off
-//! to one receive every `SHIPPER_IDLE_POLL` (storage transactions cost money). While the
+//! invisible in a local buffer while its visibility timeout runs out. An empty queue is asked
+//! again after between half and all of `SHIPPER_IDLE_POLL` (jittered so replicas drift apart):
+//! a caught-up collector hands off a page every poll interval at a time the shipper cannot
+//! know, so a steady short wait delivers sooner *and* receives less often than an exponential
+//! backoff restarted by every page (BENCHMARKS.md, "Cost model"). While the
 //! breaker is open nothing is received; when its time is up a single page probes the sink.
 //! SIGTERM stops receiving, lets in-flight pages finish within the grace period, then hands
 //! back what is left (progress is recorded per chunk, so nothing is lost or posted twice).
@@ -11,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use common::backoff::Backoff;
+use common::backoff::{Backoff, Jitter};
 use common::health::Health;
 use common::org::names;
 use common::storage::{Storage, StorageAuth};
@@ -92,7 +95,8 @@ async fn receive_loop(
 ) {
     let slots = Arc::new(Semaphore::new(concurrency));
     let mut tasks: JoinSet<()> = JoinSet::new();
-    let mut idle = Backoff::new(Duration::from_millis(250), ctx.tuning.idle_poll);
+    let mut idle = Backoff::new(ctx.tuning.idle_poll / 2, ctx.tuning.idle_poll)
+        .with_jitter(Jitter::Decorrelated);
     let mut trouble = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     let mut last_depth = Instant::now() - Duration::from_secs(3600);
     let mut last_poison_count = Instant::now() - Duration::from_secs(3600);

@@ -131,7 +131,7 @@ pub async fn run(args: SteadyArgs) -> anyhow::Result<()> {
         ("LEADER_LEASE_DURATION", "60s"),
         ("STATE_LEASE_DURATION", "60s"),
         ("VISIBILITY_TIMEOUT", "120s"),
-        ("SHIPPER_IDLE_POLL", "10s"),
+        ("SHIPPER_IDLE_POLL", "4s"),
         ("HAND_BACK_DELAY", "30s"),
         ("BREAKER_OPEN_TIME", "60s"),
     ];
