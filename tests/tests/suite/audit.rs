@@ -253,12 +253,19 @@ async fn background_audit_repairs_on_spare_budget_only_and_never_while_behind() 
     assert_eq!(world.la.stats().discarded_rows, 10);
     let storage = support::storage(&world);
     let prefix = format!("audit/{}/windows/", org_key(&world));
-    eventually(Duration::from_secs(240), "3 windows audited", || async {
-        (support::blob_names(&storage, &prefix).await.len() >= 3).then_some(())
-    })
+    // Every settled window is audited in the end (newest first, then random older ones), and
+    // re-reading the 9,000 initial events takes at least nine requests: waiting for both
+    // (not for "3 windows", which empty windows of one request each could make up).
+    eventually(
+        Duration::from_secs(240),
+        "3 windows audited, with 9 audit requests",
+        || async {
+            let windows = support::blob_names(&storage, &prefix).await.len();
+            (windows >= 3 && world.okta.stats().bounded_requests >= 9).then_some(())
+        },
+    )
     .await?;
     let stats = world.okta.stats();
-    assert!(stats.bounded_requests >= 6, "{stats:?}");
     // Never over the pacing budget: no 429, and no window used more than limit − reserve.
     assert_eq!(stats.rate_limited, 0, "{stats:?}");
     let busiest = stats
