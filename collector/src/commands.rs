@@ -110,8 +110,8 @@ pub async fn status(cfg: &CollectorConfig, storage: &Storage, json: bool) -> any
             println!("audited:        {windows} windows between {from:?} and {to:?}");
             let f = &last.figures;
             println!(
-                "last audit:     {} {} — {} in Okta, {} missing, {} repaired, {} in flight, {} parked, {} duplicated",
-                last.window.describe(), last.result, f.okta_events, f.missing, f.repaired, f.in_flight, f.parked, f.duplicated
+                "last audit:     {} {} — {} in Okta, {} in Log Analytics, {} missing, {} repaired, {} in flight, {} parked, {} duplicated",
+                last.window.describe(), last.result, f.okta_events, f.la_events, f.missing, f.repaired, f.in_flight, f.parked, f.duplicated
             );
         }
         None => println!("audited:        nothing yet"),

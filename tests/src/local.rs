@@ -157,6 +157,27 @@ impl LocalWorld {
         env
     }
 
+    /// Environment that points a collector's completeness audit at the fake Log Analytics'
+    /// Logs Query endpoint (tokens for its audience come from the identity fake), reading the
+    /// table the world's sink writes. The background audit's own knobs (`AUDIT_ENABLED`,
+    /// `AUDIT_WINDOW`, …) are the caller's.
+    pub fn audit_env(&self) -> BTreeMap<String, String> {
+        let cfg = self.la.config();
+        let mut env = BTreeMap::new();
+        env.insert(
+            "LOG_ANALYTICS_WORKSPACE_ID".into(),
+            cfg.workspace_id.clone(),
+        );
+        env.insert(
+            "LOG_ANALYTICS_QUERY_ENDPOINT".into(),
+            self.la.query_endpoint(),
+        );
+        if self.sink == SinkKind::DataCollector {
+            env.insert("AUDIT_TABLE".into(), format!("{}_CL", cfg.log_type));
+        }
+        env
+    }
+
     /// Environment of a shipper for the fake Log Analytics.
     pub fn shipper_env(&self) -> BTreeMap<String, String> {
         let mut env = self.common_env();

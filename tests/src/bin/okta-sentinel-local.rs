@@ -6,6 +6,10 @@
 //! fakes and Azurite) and prints a summary with the answers to the Okta connector's two sample
 //! queries over the rows that landed. With `OKTA_DOMAIN` and a credential in the environment,
 //! the collector pulls that real org instead of the simulated one.
+//!
+//! The collector's background completeness audit runs too, on short windows, against the local
+//! Log Analytics' query endpoint; the progress line counts audited windows and the summary
+//! shows the last result as `collector status` reports it (from the evidence records).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -22,6 +26,14 @@ const COLLECTOR_ADDR: &str = "127.0.0.1:9464";
 /// Its Okta requests (every status) and handed-off pages.
 const REQUESTS: &str = "okta_sentinel_okta_requests_total";
 const PAGES: &str = "okta_sentinel_pages_collected_total";
+/// Windows the audit finished (any result), its own Okta requests (not in [`REQUESTS`]), and
+/// the events it found missing.
+const AUDITED: &str = "okta_sentinel_audit_windows_total";
+const AUDIT_REQUESTS: &str = "okta_sentinel_audit_okta_requests_total";
+const AUDIT_MISSING: &str = "okta_sentinel_audit_missing_events_total";
+/// The simulated org publishes events up to this late (`published` older than events already
+/// served): a window is audited only once no late event can still land in it.
+const SIMULATED_LATENESS: &str = "5m";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -49,6 +61,20 @@ struct Args {
     /// Keep service logs here (default: a temporary directory, removed at exit).
     #[arg(long)]
     log_dir: Option<std::path::PathBuf>,
+    /// The collector's background completeness audit (its AUDIT_ENABLED: true, false or auto).
+    #[arg(long, env = "AUDIT_ENABLED", default_value = "true")]
+    audit_enabled: String,
+    /// Length of one audited window (AUDIT_WINDOW): short, so a run of a few minutes audits
+    /// many windows.
+    #[arg(long, env = "AUDIT_WINDOW", default_value = "1m")]
+    audit_window: humantime::Duration,
+    /// A window is audited once it ends this long before the newest event handed off
+    /// (AUDIT_SETTLE); default: how late the simulated org publishes events.
+    #[arg(long, env = "AUDIT_SETTLE", default_value = SIMULATED_LATENESS)]
+    audit_settle: humantime::Duration,
+    /// Wait between two background audits (AUDIT_PAUSE).
+    #[arg(long, env = "AUDIT_PAUSE", default_value = "5s")]
+    audit_pause: humantime::Duration,
 }
 
 #[tokio::main]
@@ -85,14 +111,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         SinkKind::LogsIngestion
     };
     println!("starting Azurite and the local endpoints…");
+    let okta = OktaFakeConfig {
+        initial_events: args.initial_events,
+        live_rate_per_sec: args.rate,
+        repeat_probability: 0.002,
+        late_probability: 0.01,
+        ..OktaFakeConfig::default()
+    };
+    // Start a little before the simulated history (the world starts within a minute or two),
+    // so that few audited windows are empty.
+    let simulated_start = okta.history + chrono::Duration::minutes(2);
     let world = LocalWorld::start(WorldOptions {
-        okta: OktaFakeConfig {
-            initial_events: args.initial_events,
-            live_rate_per_sec: args.rate,
-            repeat_probability: 0.002,
-            late_probability: 0.01,
-            ..OktaFakeConfig::default()
-        },
+        okta,
         la: LogAnalyticsFakeConfig::default(),
         sink,
         log_dir: args.log_dir.clone(),
@@ -102,7 +132,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut collector_extra: Vec<(String, String)> = vec![
         ("HTTP_ADDR".into(), COLLECTOR_ADDR.into()),
         ("OKTA_POLL_INTERVAL".into(), args.poll_interval.to_string()),
+        ("AUDIT_ENABLED".into(), args.audit_enabled.clone()),
+        ("AUDIT_WINDOW".into(), args.audit_window.to_string()),
+        ("AUDIT_SETTLE".into(), args.audit_settle.to_string()),
+        ("AUDIT_PAUSE".into(), args.audit_pause.to_string()),
+        // Rows that look missing are asked for again after two polls (and at least 30 s):
+        // by then a late event the collector had not polled yet has landed.
+        (
+            "AUDIT_CONFIRM_DELAY".into(),
+            humantime::format_duration(
+                (Duration::from(args.poll_interval) * 2).max(Duration::from_secs(30)),
+            )
+            .to_string(),
+        ),
     ];
+    collector_extra.extend(world.audit_env());
     if let Some(domain) = &real_org {
         println!("pulling the real org {domain} (credential from the environment)");
         // A real org's rate budget is shared with its other integrations: the production
@@ -123,6 +167,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     } else {
+        collector_extra.push((
+            "OKTA_START".into(),
+            format!("{}m", simulated_start.num_minutes()),
+        ));
         println!(
             "simulated Okta org at {} ({} events, then {}/s)",
             world.okta.base_url(),
@@ -154,6 +202,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut requests_rate = PerMinute::new(Duration::from_secs(60));
     let mut pages_rate = PerMinute::new(Duration::from_secs(60));
     let mut totals = (0.0, 0.0);
+    let mut audited = (0.0, 0.0, 0.0);
     loop {
         tokio::select! {
             _ = sigint.recv() => break,
@@ -200,9 +249,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
             pages_rate.record(now, p);
             totals = (r, p);
         }
+        if let (Some(w), Some(r), Some(m)) = (
+            scrape_metric_sum(COLLECTOR_ADDR, AUDITED).await,
+            scrape_metric_sum(COLLECTOR_ADDR, AUDIT_REQUESTS).await,
+            scrape_metric_sum(COLLECTOR_ADDR, AUDIT_MISSING).await,
+        ) {
+            audited = (w, r, m);
+        }
         let per_min = |r: Option<f64>| r.map_or_else(|| "-".into(), |v| format!("{v:.1}"));
         print!(
-            "\r[{:>5}s] okta released {:>7} | okta requests {:>5} ({:>5}/min) | pages {:>5}/min | queued {:>4} | shipped {:>7} rows | lag {:>4}   ",
+            "\r[{:>5}s] okta released {:>7} | okta requests {:>5} ({:>5}/min) | pages {:>5}/min | queued {:>4} | shipped {:>7} rows | lag {:>4} | audited {:>3} windows ({} requests), {} missing   ",
             started.elapsed().as_secs(),
             released,
             totals.0,
@@ -211,6 +267,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             depth.map(|d| d.to_string()).unwrap_or_else(|| "?".into()),
             rows.len(),
             lag.map(|l| format!("{l}s")).unwrap_or_else(|| "-".into()),
+            audited.0,
+            audited.1,
+            audited.2,
         );
         let _ = std::io::stdout().flush();
     }
@@ -219,7 +278,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let s = shipper.terminate(Duration::from_secs(40));
     let minutes = started.elapsed().as_secs_f64() / 60.0;
     println!(
-        "\ncollector: {} Okta requests and {} pages in {:.1} min — {:.1} requests/min and {:.1} pages/min overall; last minute: {} requests/min, {} pages/min",
+        "\ncollector: {} Okta requests and {} pages in {:.1} min — {:.1} requests/min and {:.1} pages/min overall; last minute: {} requests/min, {} pages/min; the audit's own Okta requests: {}",
         totals.0,
         totals.1,
         minutes,
@@ -227,8 +286,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         totals.1 / minutes.max(f64::EPSILON),
         requests_rate.rate().map_or_else(|| "-".into(), |v| format!("{v:.1}")),
         pages_rate.rate().map_or_else(|| "-".into(), |v| format!("{v:.1}")),
+        audited.1,
     );
     summary(&world, real_org.is_none());
+    let mut status_env = world.collector_env();
+    status_env.extend(collector_extra);
+    println!("\n{}", audit_summary(status_env, &args.audit_enabled).await);
     drop(world);
     if let Some(why) = exited {
         anyhow::bail!(why);
@@ -299,5 +362,81 @@ fn print_top(query: &str, counts: &HashMap<String, usize>) {
     }
     for (k, n) in v.into_iter().take(10) {
         println!("  {n:>7}  {k}");
+    }
+}
+
+/// The audit's line of the summary: the last audited window and what its evidence record says,
+/// as `collector status --json` reads it from storage (nothing here is computed by the runner).
+async fn audit_summary(env: std::collections::BTreeMap<String, String>, enabled: &str) -> String {
+    let asked = tokio::task::spawn_blocking(move || {
+        world::procs::run_command("collector", &["status", "--json"], &env)
+    })
+    .await;
+    let (status, out, err) = match asked {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => return format!("audit: `collector status` could not run: {e:#}"),
+        Err(e) => return format!("audit: `collector status` could not run: {e}"),
+    };
+    if !status.success() {
+        return format!(
+            "audit: `collector status` failed ({status}): {}",
+            err.trim()
+        );
+    }
+    let doc: serde_json::Value = match serde_json::from_str(&out) {
+        Ok(d) => d,
+        Err(_) => return format!("audit: `collector status` said: {}", out.trim()),
+    };
+    let audit = &doc["audit"];
+    if audit.is_null() {
+        return if matches!(enabled.trim(), "false" | "0" | "no" | "off") {
+            "audit: off (--audit-enabled false)".into()
+        } else {
+            "audit: no window audited yet (the collector audits a window once it is caught up \
+             and the window ended AUDIT_SETTLE before the newest event; run longer)"
+                .into()
+        };
+    }
+    let last = &audit["last"];
+    let n = |k: &str| last[k].as_u64().unwrap_or(0);
+    format!(
+        "audit: last window {}: {} in Okta, {} in Log Analytics, {} missing, {} repaired, {} in flight, {} parked, {} duplicated, {} not in Okta — {} ({} audit{} of it, {})\n       {} windows audited between {} and {} (evidence: audit/{}/windows/)",
+        span(&last["window"]["from"], &last["window"]["to"]),
+        n("okta_events"),
+        n("la_events"),
+        n("missing"),
+        n("repaired"),
+        n("in_flight"),
+        n("parked"),
+        n("duplicated"),
+        n("not_in_okta"),
+        last["result"].as_str().unwrap_or("?"),
+        n("audits"),
+        if n("audits") == 1 { "" } else { "s" },
+        last["trigger"].as_str().unwrap_or("?"),
+        audit["windows"],
+        clock(&audit["audited_from"]),
+        clock(&audit["audited_to"]),
+        doc["org"].as_str().unwrap_or("?"),
+    )
+}
+
+/// `HH:MM–HH:MM` (UTC; seconds shown when a bound is not on a minute).
+fn span(from: &serde_json::Value, to: &serde_json::Value) -> String {
+    format!("{}–{} UTC", clock(from), clock(to))
+}
+
+fn clock(t: &serde_json::Value) -> String {
+    let Some(t) = t
+        .as_str()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+    else {
+        return "?".into();
+    };
+    let t = t.with_timezone(&chrono::Utc);
+    if chrono::Timelike::second(&t) == 0 {
+        t.format("%H:%M").to_string()
+    } else {
+        t.format("%H:%M:%S").to_string()
     }
 }

@@ -10,15 +10,7 @@ use crate::procs::{eventually, run_command};
 /// Environment that points the collector's audit at the world's Log Analytics fake.
 /// The background audit is off unless a test turns it on.
 pub fn env(world: &LocalWorld) -> BTreeMap<String, String> {
-    let mut env = BTreeMap::new();
-    env.insert(
-        "LOG_ANALYTICS_WORKSPACE_ID".into(),
-        world.la.config().workspace_id.clone(),
-    );
-    env.insert(
-        "LOG_ANALYTICS_QUERY_ENDPOINT".into(),
-        world.la.query_endpoint(),
-    );
+    let mut env = world.audit_env();
     // The fake makes accepted rows queryable at once: no ingestion delay to wait out.
     env.insert("AUDIT_CONFIRM_DELAY".into(), "0s".into());
     env.insert("AUDIT_PAUSE".into(), "200ms".into());

@@ -1,6 +1,7 @@
-//! The README's run command: it brings the local world up, ships events, and Ctrl-C (SIGINT)
-//! stops everything cleanly — exit 0, a summary, and no stray process (Azurite included).
-//! The SIGINT goes to the runner's whole process group, as a terminal sends it.
+//! The README's run command: it brings the local world up, ships events, audits windows, and
+//! Ctrl-C (SIGINT) stops everything cleanly — exit 0, a summary with the last audit result, and
+//! no stray process (Azurite included). The SIGINT goes to the runner's whole process group, as
+//! a terminal sends it.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -53,8 +54,30 @@ fn ctrl_c_stops_everything_and_prints_the_summary() -> anyhow::Result<()> {
     }
     assert_eq!(pids.len(), 3, "no process line");
     assert!(pids.iter().all(|p| *p > 0 && alive(*p)), "{pids:?}");
-    // Let some events flow, then Ctrl-C.
-    std::thread::sleep(Duration::from_secs(8));
+    // Wait until the progress line shows the initial events shipped and a window audited
+    // (the audit runs only once the collector is caught up), then Ctrl-C.
+    let mut progress = Vec::new();
+    let mut seen = String::new();
+    loop {
+        anyhow::ensure!(
+            Instant::now() < deadline + Duration::from_secs(120),
+            "no audited window in the progress line: {seen}"
+        );
+        progress.clear();
+        if reader.read_until(b'\r', &mut progress)? == 0 {
+            anyhow::bail!("the runner stopped early: {seen}");
+        }
+        seen = String::from_utf8_lossy(&progress).into_owned();
+        let figure = |before: &str, after: &str| {
+            seen.split_once(before)
+                .and_then(|(_, r)| r.split_once(after))
+                .and_then(|(n, _)| n.trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        if figure("| shipped", "rows") >= 400.0 && figure("| audited", "windows") >= 1.0 {
+            break;
+        }
+    }
     // Ctrl-C in a terminal: the foreground process group gets SIGINT.
     killpg(Pid::from_raw(child.id() as i32), Signal::SIGINT)?;
     let mut rest = String::new();
@@ -72,6 +95,14 @@ fn ctrl_c_stops_everything_and_prints_the_summary() -> anyhow::Result<()> {
         .and_then(|n| n.trim().parse::<usize>().ok())
         .unwrap_or(0);
     assert!(shipped >= 400, "only {shipped} rows landed: {rest}");
+    // The last audit, as `collector status` reads it from the evidence records: nothing of
+    // its window is missing.
+    let audit = rest
+        .lines()
+        .find_map(|l| l.strip_prefix("audit: last window "))
+        .ok_or_else(|| anyhow::anyhow!("no audit result in the summary: {rest}"))?;
+    assert!(audit.contains(" in Log Analytics, 0 missing,"), "{audit}");
+    assert!(rest.contains("windows audited between"), "{rest}");
     for pid in pids {
         assert!(!alive(pid), "process {pid} is still running after Ctrl-C");
     }
