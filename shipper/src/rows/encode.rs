@@ -384,20 +384,21 @@ pub(crate) fn guid_of(s: &str) -> Option<[u8; 36]> {
         36 if [8, 13, 18, 23].iter().all(|&i| b[i] == b'-') => true,
         _ => return None,
     };
+    // One pass over the output: each digit comes from the next input byte, skipping the
+    // input's dashes.
     let mut outb = [b'-'; 36];
-    let mut digits = b
-        .iter()
-        .enumerate()
-        .filter(|&(i, _)| !dashed || !matches!(i, 8 | 13 | 18 | 23))
-        .map(|(_, &c)| c);
+    let mut src = 0;
     for (i, slot) in outb.iter_mut().enumerate() {
         if matches!(i, 8 | 13 | 18 | 23) {
+            src += usize::from(dashed);
             continue;
         }
-        match digits.next() {
-            Some(c) if c.is_ascii_hexdigit() => *slot = c.to_ascii_lowercase(),
-            _ => return None,
+        let c = *b.get(src)?;
+        if !c.is_ascii_hexdigit() {
+            return None;
         }
+        *slot = c.to_ascii_lowercase();
+        src += 1;
     }
     Some(outb)
 }

@@ -5,6 +5,11 @@
 //! names, borrows each leaf as a `&RawValue` (no copy, no re-serialisation), keeps unclaimed
 //! keys of a `rest` object (new `debugData` keys), and borrows every other member as an
 //! [`Extra`] for the `additional` column (docs/design.md §4: nothing is dropped silently).
+//!
+//! It also enforces [`super::MAX_NESTING`] on what it borrows: serde_json skips a borrowed
+//! value without a depth limit, and the page's objects the walk descends into are as deep as
+//! the manifest at most, so checking the borrowed arrays and objects (a minority of the page's
+//! bytes) covers the whole page without a separate scan of every byte.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -12,8 +17,25 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::jsontext::push_str_literal;
+use super::jsontext::{depth_exceeds, push_str_literal};
 use super::manifest::{Child, Node};
+use super::MAX_NESTING;
+
+/// Nesting level of an event object in its page (the page's array is level 1).
+pub(crate) const EVENT_LEVEL: usize = 2;
+
+/// Refuses `raw` when, placed in a container at nesting level `level`, it nests deeper than
+/// [`MAX_NESTING`] (a string, number or literal never does).
+pub(crate) fn check_depth<E: de::Error>(raw: &RawValue, level: usize) -> Result<(), E> {
+    let b = raw.get().as_bytes();
+    if matches!(b.first(), Some(b'[' | b'{')) && depth_exceeds(b, MAX_NESTING.saturating_sub(level))
+    {
+        return Err(E::custom(format_args!(
+            "nests arrays/objects deeper than {MAX_NESTING} levels"
+        )));
+    }
+    Ok(())
+}
 
 /// The captured values of one event, indexed like the manifest's leaves and rest objects.
 /// Reused from event to event to avoid allocations.
@@ -69,7 +91,7 @@ pub(crate) fn capture<'de>(
     cap: &mut Captured<'de>,
 ) -> Result<(), serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(event);
-    ObjectSeed { node: tree, cap }.deserialize(&mut de)?;
+    ObjectSeed::new(tree, cap).deserialize(&mut de)?;
     de.end()
 }
 
@@ -78,11 +100,25 @@ pub(crate) fn capture<'de>(
 pub(crate) struct ObjectSeed<'a, 'c, 'de> {
     node: &'a Node,
     cap: &'c mut Captured<'de>,
+    /// Nesting level of the object in its page (its members' values are one deeper).
+    level: usize,
 }
 
 impl<'a, 'c, 'de> ObjectSeed<'a, 'c, 'de> {
+    /// The seed of an event object.
     pub(crate) fn new(node: &'a Node, cap: &'c mut Captured<'de>) -> Self {
-        ObjectSeed { node, cap }
+        ObjectSeed {
+            node,
+            cap,
+            level: EVENT_LEVEL,
+        }
+    }
+
+    /// The next member's value, borrowed, after the depth check.
+    fn raw_value<A: MapAccess<'de>>(&self, map: &mut A) -> Result<&'de RawValue, A::Error> {
+        let raw: &'de RawValue = map.next_value()?;
+        check_depth(raw, self.level)?;
+        Ok(raw)
     }
 }
 
@@ -105,20 +141,21 @@ impl<'de> Visitor<'de> for ObjectSeed<'_, '_, 'de> {
         while let Some(key) = map.next_key_seed(KeySeed)? {
             match self.node.child(&key) {
                 Some(Child::Leaf(id)) => {
-                    let raw: &'de RawValue = map.next_value()?;
+                    let raw = self.raw_value(&mut map)?;
                     self.cap.leaves[*id] = Some(raw);
                 }
                 Some(Child::Object(node)) => map.next_value_seed(ObjectSeed {
                     node,
                     cap: &mut *self.cap,
+                    level: self.level + 1,
                 })?,
                 None => match self.node.rest {
                     Some(r) => {
-                        let raw: &'de RawValue = map.next_value()?;
+                        let raw = self.raw_value(&mut map)?;
                         self.cap.rests[r].push((key, raw));
                     }
                     None => {
-                        let raw: &'de RawValue = map.next_value()?;
+                        let raw = self.raw_value(&mut map)?;
                         if raw.get() != "null" {
                             self.cap.extras.push(Extra {
                                 node: self.node.id,
@@ -138,6 +175,8 @@ impl<'de> Visitor<'de> for ObjectSeed<'_, '_, 'de> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut text = String::from("[");
         while let Some(item) = seq.next_element::<&'de RawValue>()? {
+            // The array stands where the object was expected, at the object's level.
+            check_depth(item, self.level)?;
             if text.len() > 1 {
                 text.push(',');
             }

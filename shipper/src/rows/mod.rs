@@ -153,7 +153,12 @@ pub fn build_rows_for(
     limits: &RowLimits,
     table: TableColumns,
 ) -> Result<RowBatch, PageError> {
-    let text = page_text(page)?;
+    // Only UTF-8 is checked before the walk: it refuses what is not an array, and checks the
+    // nesting of what it borrows (`flatten`), which covers the page; a refused page is read
+    // again by `diagnose`, whose `page_text` names the error as before.
+    let text = std::str::from_utf8(page).map_err(|e| PageError::InvalidUtf8 {
+        valid_up_to: e.valid_up_to(),
+    })?;
     let m = manifest();
     let mut cap = flatten::Captured::new(m.leaf_count, m.rest_count);
     let mut builder = RowBuilder::new(m, limits, table);
@@ -167,7 +172,8 @@ pub fn build_rows_for(
 }
 
 /// Names the error of a page the streaming pass refused, exactly as reading it in two passes
-/// does: a syntax error anywhere is [`PageError::Json`], then the first event that is not an
+/// does: nesting too deep is [`PageError::TooDeep`], a syntax error anywhere is
+/// [`PageError::Json`], then the first event that is not an
 /// object, then the first wanted event the capture refuses ([`PageError::BadEvent`]).
 fn diagnose(page: &[u8], from_event: usize, streamed: serde_json::Error) -> PageError {
     let events = match events(page) {

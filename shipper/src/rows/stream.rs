@@ -12,7 +12,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::flatten::{Captured, ObjectSeed};
+use super::flatten::{check_depth, Captured, ObjectSeed, EVENT_LEVEL};
 use super::manifest::Node;
 
 /// Walks the JSON array `page`, filling `cap` for each event `from_event..` along `tree` and
@@ -78,7 +78,9 @@ where
                 // Already shipped: validated and checked to be an object, not captured.
                 match seq.next_element::<&'de RawValue>()? {
                     None => return Ok(()),
-                    Some(raw) if raw.get().starts_with('{') => {}
+                    Some(raw) if raw.get().starts_with('{') => {
+                        check_depth(raw, EVENT_LEVEL - 1)?;
+                    }
                     Some(_) => {
                         return Err(de::Error::invalid_type(
                             de::Unexpected::Other("non-object event"),
@@ -179,5 +181,30 @@ mod tests {
         // Events before `from` are still checked to be objects.
         assert!(walk(r#"[3, {"uuid":"a"}]"#, 1).is_err());
         assert!(walk(r#"[[], {"uuid":"a"}]"#, 1).is_err());
+    }
+
+    /// The walk checks the nesting of every value it borrows, wherever it sits, so that no
+    /// separate scan of the page is needed: at the limit it walks on, one deeper it refuses.
+    #[test]
+    fn refuses_values_nested_past_the_limit_wherever_they_are() {
+        use crate::rows::MAX_NESTING;
+        // `{level}` is where the value's first bracket sits in the page.
+        let cases: [(&str, usize, usize); 5] = [
+            // a leaf (`target` is one), an unclaimed member, an array where an object is
+            // expected (`client`), an unclaimed member of a nested object, a skipped event.
+            (r#"[{"target":@}]"#, 3, 0),
+            (r#"[{"unknown":@}]"#, 3, 0),
+            (r#"[{"client":[@]}]"#, 4, 0),
+            (r#"[{"client":{"zz":@}}]"#, 4, 0),
+            (r#"[{"a":@},{"uuid":"b"}]"#, 3, 1),
+        ];
+        for (shape, level, from) in cases {
+            for (extra, ok) in [(0, true), (1, false)] {
+                let depth = MAX_NESTING + 1 - level + extra;
+                let value = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+                let page = shape.replace('@', &value);
+                assert_eq!(walk(&page, from).is_ok(), ok, "{shape} depth {depth}");
+            }
+        }
     }
 }

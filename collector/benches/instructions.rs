@@ -1,0 +1,58 @@
+//! Instruction counts of the collector's CPU steps for one 1,000-event Okta page, the
+//! counterpart of `shipper/benches/instructions.rs` (issue 14: what the collector parses and
+//! compresses per page). Run one step `N` times under callgrind and subtract the `none` step
+//! (page generation, the same in every run); counts are reproducible on a noisy machine where
+//! timings are not.
+//!
+//! ```text
+//! cargo bench -p collector --bench instructions --no-run
+//! for op in none parse prepare compress; do
+//!   OP=$op N=3 valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+//!     target/release/deps/instructions-* 2>&1 | grep Collected
+//! done
+//! ```
+
+use std::hint::black_box;
+
+use collector::dedupe::RecentUuids;
+use collector::handoff::compress;
+use collector::okta::prepare_page;
+use collector::okta::response::parse_events;
+use reqwest::header::HeaderMap;
+
+fn main() {
+    let op = std::env::var("OP").unwrap_or_else(|_| "none".into());
+    let n: usize = std::env::var("N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let t0 = chrono::DateTime::parse_from_rfc3339("2024-08-13T15:58:20.353Z")
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_default();
+    let events =
+        world::fakes::okta_events::generate(42, 1_000, t0, chrono::Duration::milliseconds(60));
+    // What Okta answers: the events without `domain`.
+    let body = serde_json::to_vec(&events).unwrap_or_default();
+    let headers = HeaderMap::new();
+    let parsed = parse_events(&headers, &body).unwrap_or_default();
+    let stored = prepare_page(&parsed, "acme.okta.com", &mut RecentUuids::new(10_000))
+        .map(|p| p.json)
+        .unwrap_or_default();
+    let mut sink = 0usize;
+    for _ in 0..n {
+        sink += match op.as_str() {
+            // The response body into its events (`Vec<Box<RawValue>>`).
+            "parse" => parse_events(&headers, black_box(&body)).map_or(0, |e| e.len()),
+            // Reading each event's head, dedupe, splicing `domain` in.
+            "prepare" => {
+                let mut dedupe = RecentUuids::new(10_000);
+                prepare_page(black_box(&parsed), "acme.okta.com", &mut dedupe)
+                    .map_or(0, |p| p.json.len())
+            }
+            // gzip level 1 and sha256 of the page to store.
+            "compress" => compress(black_box(&stored)).map_or(0, |(gz, _)| gz.len()),
+            _ => 0,
+        };
+    }
+    println!("{op} x{n}: {sink}");
+}
