@@ -72,7 +72,7 @@ pub async fn status(cfg: &CollectorConfig, storage: &Storage, json: bool) -> any
                     "caught up:      yes (at the head of the log; polling every OKTA_POLL_INTERVAL)"
                 ),
                 Some(false) => {
-                    println!("caught up:      no (draining a backlog at the pacer's spacing)")
+                    println!("caught up:      no (draining a backlog at the pacer's spacing)");
                 }
                 None => {}
             }
@@ -87,13 +87,13 @@ pub async fn status(cfg: &CollectorConfig, storage: &Storage, json: bool) -> any
             // the next leader sends it again after a kill, a twin the shippers absorb.
             println!(
                 "last envelope:  {}",
-                c.pending
-                    .as_ref()
-                    .map(|e| format!(
+                c.pending.as_ref().map_or_else(
+                    || "none".into(),
+                    |e| format!(
                         "{} (sent again at start-up if the collector was killed)",
                         e.page_id()
-                    ))
-                    .unwrap_or_else(|| "none".into())
+                    )
+                )
             );
             println!("newest event:   {:?}", c.newest_published);
             if let Some(l) = lag {

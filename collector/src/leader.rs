@@ -78,9 +78,12 @@ pub async fn acquire(
                     ..Heartbeat::default()
                 }));
                 // Publish the new leader at once (status), not only at the first renewal.
-                let body =
-                    serde_json::to_vec(&*heartbeat.lock().unwrap_or_else(|p| p.into_inner()))
-                        .unwrap_or_default();
+                let body = serde_json::to_vec(
+                    &*heartbeat
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                )
+                .unwrap_or_default();
                 if let Err(e) = blobs.write(&name, Bytes::from(body), Some(&lease_id)).await {
                     tracing::debug!(error = %e, "first heartbeat write failed");
                 }
@@ -114,8 +117,8 @@ pub async fn acquire(
             Err(e) => return Err(e),
         }
         tokio::select! {
-            _ = cancel.cancelled() => return Ok(None),
-            _ = tokio::time::sleep(retry) => {}
+            () = cancel.cancelled() => return Ok(None),
+            () = tokio::time::sleep(retry) => {}
         }
     }
 }
@@ -139,7 +142,9 @@ async fn renew_loop(
             Ok(()) => {
                 last_ok = Instant::now();
                 let body = {
-                    let mut hb = heartbeat.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut hb = heartbeat
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     hb.renewed = Some(Utc::now());
                     serde_json::to_vec(&*hb).unwrap_or_default()
                 };
@@ -169,7 +174,10 @@ async fn renew_loop(
 impl Leadership {
     /// Records the outcome of a poll for the heartbeat.
     pub fn note_poll(&self, result: &str, remaining: Option<u32>, limit: Option<u32>) {
-        let mut hb = self.heartbeat.lock().unwrap_or_else(|p| p.into_inner());
+        let mut hb = self
+            .heartbeat
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         hb.last_poll = Some(Utc::now());
         hb.last_poll_result = Some(result.to_string());
         if remaining.is_some() {
@@ -180,7 +188,10 @@ impl Leadership {
 
     /// Records whether the last page reached the head of the log, for the heartbeat.
     pub fn note_caught_up(&self, caught_up: bool) {
-        let mut hb = self.heartbeat.lock().unwrap_or_else(|p| p.into_inner());
+        let mut hb = self
+            .heartbeat
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         hb.caught_up = Some(caught_up);
     }
 

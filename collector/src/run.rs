@@ -213,8 +213,8 @@ impl Collector {
                 ),
             };
             let fetched = tokio::select! {
-                _ = self.cancel.cancelled() => break TermEnd::Shutdown,
-                _ = lead.lost.cancelled() => break TermEnd::LostLeadership,
+                () = self.cancel.cancelled() => break TermEnd::Shutdown,
+                () = lead.lost.cancelled() => break TermEnd::LostLeadership,
                 r = self.okta.fetch(&url) => r,
             };
             match &fetched {
@@ -225,7 +225,9 @@ impl Collector {
                 Ok(page) => {
                     self.metrics.request(200);
                     if let Some(rate) = &page.rate {
-                        self.metrics.rate_limit_remaining.set(rate.remaining as i64);
+                        self.metrics
+                            .rate_limit_remaining
+                            .set(i64::from(rate.remaining));
                         lead.note_poll("ok", Some(rate.remaining), Some(rate.limit));
                     } else {
                         lead.note_poll("ok", None, None);
@@ -283,9 +285,8 @@ impl Collector {
                     self.fetch_failed(&e, &pacer, &mut backoff)
                 }
             };
-            if self.sleep(wait, Some(&lead.lost)).await {
-                continue;
-            }
+            // Cancelled or deposed during the wait: the top of the loop sees it.
+            let _interrupted = self.sleep(wait, Some(&lead.lost)).await;
         };
         if matches!(end, TermEnd::Shutdown) && pending_sent {
             // A clean stop: the last envelope is on the queue, so the next leader need not
@@ -508,9 +509,9 @@ impl Collector {
             }
         };
         tokio::select! {
-            _ = self.cancel.cancelled() => true,
-            _ = lost_fut => true,
-            _ = tokio::time::sleep(d) => false,
+            () = self.cancel.cancelled() => true,
+            () = lost_fut => true,
+            () = tokio::time::sleep(d) => false,
         }
     }
 
@@ -526,9 +527,9 @@ impl Collector {
         tokio::spawn(async move {
             loop {
                 tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    () = cancel.cancelled() => return,
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(2)) => {}
                 }
                 let age = Utc::now().timestamp() - last.load(Ordering::Relaxed);
                 if age as u64 > stale.as_secs() {
@@ -609,10 +610,10 @@ impl Collector {
         };
         match &self.cfg.start_url {
             Some(saved) => {
-                tracing::info!(org = %org, next_url = %saved, "first run: resuming at the saved next link")
+                tracing::info!(org = %org, next_url = %saved, "first run: resuming at the saved next link");
             }
             None => {
-                tracing::info!(org = %org, start = %self.cfg.start, "first run: creating the checkpoint")
+                tracing::info!(org = %org, start = %self.cfg.start, "first run: creating the checkpoint");
             }
         }
         match checkpoint::create(&self.blobs, cp).await {

@@ -46,9 +46,7 @@ pub fn is_loopback_host(host: &str) -> bool {
     if h.eq_ignore_ascii_case("localhost") {
         return true;
     }
-    h.parse::<IpAddr>()
-        .map(|ip| ip.is_loopback())
-        .unwrap_or(false)
+    h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// True when the URL's host never leaves this machine (see [`is_loopback_host`]).

@@ -84,10 +84,10 @@ impl Envelope {
         }
         let version: Version = serde_json::from_str(text)
             .map_err(|e| DecodeError::Invalid(short(&format!("not a JSON object: {e}"))))?;
-        match version.v.as_ref().and_then(|v| v.as_u64()) {
+        match version.v.as_ref().and_then(azure_core::Value::as_u64) {
             Some(1) => {}
             Some(v) if v > 1 => {
-                return Err(DecodeError::NewerVersion(v.min(u32::MAX as u64) as u32))
+                return Err(DecodeError::NewerVersion(v.min(u64::from(u32::MAX)) as u32))
             }
             _ => {
                 return Err(DecodeError::Invalid(

@@ -350,7 +350,7 @@ pub fn spawn_stats_logger(
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = cancel.cancelled() => {
+                () = cancel.cancelled() => {
                     log_stats(&metrics);
                     return;
                 }

@@ -191,7 +191,8 @@ mod tests {
         assert_eq!(cache.token("s").await.unwrap().token.secret(), "token-2");
         assert_eq!(c.issued.load(Ordering::SeqCst), 2);
         // A minute later it may refresh again.
-        cache.inner.lock().await.forced_at = Some(Instant::now() - MIN_FORCED_REFRESH);
+        cache.inner.lock().await.forced_at =
+            Some(Instant::now().checked_sub(MIN_FORCED_REFRESH).unwrap());
         assert!(cache.refused("s", &second).await);
         assert_eq!(cache.token("s").await.unwrap().token.secret(), "token-3");
     }

@@ -577,7 +577,7 @@ fn invalid_reasons_are_short() {
         v[field] = json!("x".repeat(9000));
         match Envelope::decode(&v.to_string()) {
             Err(DecodeError::Invalid(reason)) => {
-                assert!(reason.len() <= 512, "{field}: {} bytes", reason.len())
+                assert!(reason.len() <= 512, "{field}: {} bytes", reason.len());
             }
             other => panic!("{field}: {other:?}"),
         }

@@ -75,13 +75,13 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("page");
     g.throughput(Throughput::Elements(EVENTS as u64));
     g.bench_function("build_rows", |b| {
-        b.iter(|| build_rows(black_box(&page), 0, &limits))
+        b.iter(|| build_rows(black_box(&page), 0, &limits));
     });
     g.bench_function("build_dc_events", |b| {
-        b.iter(|| build_dc_events(black_box(&page), 0))
+        b.iter(|| build_dc_events(black_box(&page), 0));
     });
     g.bench_function("chunks", |b| {
-        b.iter(|| chunks(black_box(&rows), MAX_UNCOMPRESSED))
+        b.iter(|| chunks(black_box(&rows), MAX_UNCOMPRESSED));
     });
     for level in [1, 3, 6] {
         g.bench_function(format!("rows+chunks+gzip{level}"), |b| {
@@ -93,7 +93,7 @@ fn bench(c: &mut Criterion) {
                     .iter()
                     .map(|c| gzip(&c.body, level).len())
                     .sum::<usize>()
-            })
+            });
         });
     }
     g.finish();
@@ -106,7 +106,7 @@ fn bench(c: &mut Criterion) {
                 .iter()
                 .map(|body| gzip(black_box(body), 1).len())
                 .sum::<usize>()
-        })
+        });
     });
     g.bench_function("gzip1_libdeflate", |b| {
         b.iter(|| {
@@ -114,11 +114,11 @@ fn bench(c: &mut Criterion) {
                 .iter()
                 .map(|body| libdeflate_gzip(black_box(body), 1).len())
                 .sum::<usize>()
-        })
+        });
     });
     g.throughput(Throughput::Bytes(page.len() as u64));
     g.bench_function("inflate_page_libdeflate", |b| {
-        b.iter(|| gunzip_fast(black_box(&stored), 1 << 30).map_or(0, |v| v.len()))
+        b.iter(|| gunzip_fast(black_box(&stored), 1 << 30).map_or(0, |v| v.len()));
     });
     g.bench_function("inflate_page_zlib_rs_streaming", |b| {
         b.iter(|| {
@@ -126,7 +126,7 @@ fn bench(c: &mut Criterion) {
             flate2::read::GzDecoder::new(black_box(&stored[..]))
                 .read_to_end(&mut out)
                 .map_or(0, |_| out.len())
-        })
+        });
     });
     g.finish();
 
@@ -139,7 +139,7 @@ fn bench(c: &mut Criterion) {
                     .iter()
                     .map(|body| gzip(black_box(body), level).len())
                     .sum::<usize>()
-            })
+            });
         });
     }
     g.finish();
@@ -162,7 +162,7 @@ fn print_row_bytes(rows: &[shipper::rows::Row]) {
         "ingestion bytes per row (uncompressed JSON of the declared columns): {}",
         total / rows.len().max(1)
     );
-    let mut per: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut per = std::collections::BTreeMap::<String, usize>::new();
     for r in rows {
         let m: serde_json::Map<String, serde_json::Value> =
             serde_json::from_slice(&r.json).unwrap_or_default();

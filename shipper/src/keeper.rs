@@ -58,21 +58,25 @@ impl Keeper {
                 loop {
                     tokio::time::sleep(every).await;
                     let (pop, held) = {
-                        let c = claim.lock().unwrap_or_else(|p| p.into_inner());
+                        let c = claim
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
                         (c.pop_receipt.clone(), c.lease.clone())
                     };
                     if !pop.is_empty() {
                         match queue.update_visibility(&message_id, &pop, visibility).await {
                             Ok(new_pop) => {
-                                claim.lock().unwrap_or_else(|p| p.into_inner()).pop_receipt =
-                                    new_pop
+                                claim
+                                    .lock()
+                                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                    .pop_receipt = new_pop;
                             }
                             Err(e) => {
                                 tracing::debug!(error = %e, "cannot extend message visibility; the state lease still owns the page");
                                 if e.is_pop_receipt_mismatch() || e.is_not_found() {
                                     claim
                                         .lock()
-                                        .unwrap_or_else(|p| p.into_inner())
+                                        .unwrap_or_else(std::sync::PoisonError::into_inner)
                                         .pop_receipt
                                         .clear();
                                 }
@@ -83,7 +87,9 @@ impl Keeper {
                         let sent = Instant::now();
                         match blobs.renew_lease(&name, &id).await {
                             Ok(()) => {
-                                let mut c = claim.lock().unwrap_or_else(|p| p.into_inner());
+                                let mut c = claim
+                                    .lock()
+                                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                                 c.lease_ok_at = c.lease_ok_at.max(sent);
                             }
                             Err(e) if is_lease_gone(&e) => {
@@ -111,7 +117,10 @@ impl Keeper {
 
     /// Starts renewing `lease_id` on `blob`, acquired by a request sent at `sent`.
     pub fn set_lease(&self, blob: String, lease_id: String, sent: Instant) {
-        let mut c = self.claim.lock().unwrap_or_else(|p| p.into_inner());
+        let mut c = self
+            .claim
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         c.lease = Some((blob, lease_id));
         c.lease_ok_at = sent;
     }
@@ -122,14 +131,17 @@ impl Keeper {
         let at = self
             .claim
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .lease_ok_at;
         self.lease.saturating_sub(at.elapsed())
     }
 
     /// Records a successful renewal done outside the keeper, sent at `sent`.
     pub fn lease_renewed(&self, sent: Instant) {
-        let mut c = self.claim.lock().unwrap_or_else(|p| p.into_inner());
+        let mut c = self
+            .claim
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         c.lease_ok_at = c.lease_ok_at.max(sent);
     }
 
@@ -137,7 +149,7 @@ impl Keeper {
     pub fn pop_receipt(&self) -> String {
         self.claim
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .pop_receipt
             .clone()
     }

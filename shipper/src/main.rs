@@ -23,7 +23,8 @@ fn main() -> ExitCode {
             Command::Run => shipper::run::run(cfg).await,
             Command::Doctor => shipper::doctor::command(&cfg).await,
             Command::Poison { action } => {
-                let w = shipper::wiring::Clients::new(&cfg, Default::default()).await?;
+                let w = shipper::wiring::Clients::new(&cfg, shipper::sinks::SinkMetrics::default())
+                    .await?;
                 let storage =
                     Storage::connect(&cfg.storage, w.azure_http.clone(), w.credential.clone())?;
                 match action {

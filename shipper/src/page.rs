@@ -169,7 +169,7 @@ async fn process_inner(ctx: &Replica, msg: &ReceivedMessage) -> Disposition {
 /// `poison/_undecodable/`, touching nothing else.
 async fn undecodable(ctx: &Replica, msg: &ReceivedMessage, reason: &str) -> Disposition {
     tracing::warn!(message = %msg.id, deliveries = msg.dequeue_count, reason, "undecodable message");
-    if msg.dequeue_count < ctx.max_dequeue as u64 {
+    if msg.dequeue_count < u64::from(ctx.max_dequeue) {
         hand_back(ctx, &msg.id, &msg.pop_receipt, ctx.tuning.hand_back).await;
         return Disposition::Failed;
     }
@@ -421,7 +421,7 @@ async fn ship(ctx: &Replica, mut claim: Claim<'_>) -> Result<Disposition, Stop> 
         // duplicate docs/design.md §2 allows for an answer that never arrived.
         let outcome = tokio::select! {
             o = ctx.sink.post(&c) => o,
-            _ = ctx.abort.cancelled() => {
+            () = ctx.abort.cancelled() => {
                 tracing::warn!(page = %env.page_id(), "shutting down with a request to the sink in flight: its outcome is unknown, the page is handed back as after a kill");
                 return Err(Stop::Abandon("shutting down with a request in flight"));
             }
@@ -492,9 +492,9 @@ async fn ship(ctx: &Replica, mut claim: Claim<'_>) -> Result<Disposition, Stop> 
                 }
                 work.push_front(c);
                 tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = ctx.abort.cancelled() => {}
-                    _ = keeper.lost.cancelled() => {}
+                    () = tokio::time::sleep(wait) => {}
+                    () = ctx.abort.cancelled() => {}
+                    () = keeper.lost.cancelled() => {}
                 }
             }
             Outcome::SinkWide { reason } => return sink_down(ctx, &claim, &reason).await,
@@ -558,8 +558,8 @@ async fn write_done(ctx: &Replica, name: &str, marker: Bytes) -> Result<(), Stop
                 }
                 tracing::debug!(error = %e, done = name, "writing the done marker failed; trying again");
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff.next_delay()) => {}
-                    _ = ctx.abort.cancelled() => {}
+                    () = tokio::time::sleep(backoff.next_delay()) => {}
+                    () = ctx.abort.cancelled() => {}
                 }
             }
             Err(e) => return Err(e.into()),
@@ -663,9 +663,9 @@ async fn lease_for_post(ctx: &Replica, claim: &Claim<'_>) -> Result<(), Stop> {
 /// Sleeps `d`; `true` when shutdown's grace ended or the lease was lost meanwhile.
 async fn pause(ctx: &Replica, keeper: &Keeper, d: Duration) -> bool {
     tokio::select! {
-        _ = tokio::time::sleep(d) => false,
-        _ = ctx.abort.cancelled() => true,
-        _ = keeper.lost.cancelled() => true,
+        () = tokio::time::sleep(d) => false,
+        () = ctx.abort.cancelled() => true,
+        () = keeper.lost.cancelled() => true,
     }
 }
 
@@ -741,8 +741,8 @@ impl Claim<'_> {
             }
             tracing::debug!(error = %err, state = name, "recording progress failed; trying again");
             tokio::select! {
-                _ = tokio::time::sleep(backoff.next_delay()) => {}
-                _ = ctx.abort.cancelled() => {}
+                () = tokio::time::sleep(backoff.next_delay()) => {}
+                () = ctx.abort.cancelled() => {}
             }
             if !uncertain {
                 continue;
@@ -848,7 +848,7 @@ async fn delete_message(ctx: &Replica, id: &str, pop: &str) {
         // Another replica holds it now; it will find the done marker and delete it.
         Err(e) if e.is_pop_receipt_mismatch() || e.is_not_found() => {}
         Err(e) => {
-            tracing::warn!(error = %e, "could not delete the message; a redelivery will find the page done")
+            tracing::warn!(error = %e, "could not delete the message; a redelivery will find the page done");
         }
     }
 }

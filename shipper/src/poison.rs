@@ -84,7 +84,7 @@ pub async fn park_undecodable(
         raw_truncated: Some(end < msg.text.len()),
         message_id: Some(msg.id.clone()),
         reason: reason.to_string(),
-        attempts: msg.dequeue_count.min(u32::MAX as u64) as u32,
+        attempts: msg.dequeue_count.min(u64::from(u32::MAX)) as u32,
         posted_upto: None,
         time: Utc::now(),
     };
@@ -159,7 +159,7 @@ async fn all_records(blobs: &Blobs) -> anyhow::Result<Vec<(String, PoisonRecord)
         match read_record(blobs, &item.name).await {
             Ok(r) => out.push((item.name, r)),
             Err(e) => {
-                tracing::warn!(blob = %item.name, error = %e, "skipping an unreadable poison record")
+                tracing::warn!(blob = %item.name, error = %e, "skipping an unreadable poison record");
             }
         }
     }

@@ -81,7 +81,7 @@ pub async fn run(cfg: ShipperConfig) -> anyhow::Result<()> {
         tuning: cfg.tuning.clone(),
         max_dequeue: cfg.max_dequeue,
         abort: CancellationToken::new(),
-        sink_accepts: Default::default(),
+        sink_accepts: std::sync::atomic::AtomicU64::default(),
     });
     receive_loop(&ctx, &storage, cfg.concurrency, &cancel).await;
     Ok(())
@@ -98,23 +98,26 @@ async fn receive_loop(
     let mut idle = Backoff::new(ctx.tuning.idle_poll / 2, ctx.tuning.idle_poll)
         .with_jitter(Jitter::Decorrelated);
     let mut trouble = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
-    let mut last_depth = Instant::now() - Duration::from_secs(3600);
-    let mut last_poison_count = Instant::now() - Duration::from_secs(3600);
+    // `None`: not yet done. (Not `now - 1 h`: that panics on a machine up for less than an hour.)
+    let mut last_depth: Option<Instant> = None;
+    let mut last_poison_count: Option<Instant> = None;
     loop {
         ctx.health.beat("main_loop"); // /healthz watchdog (common::health)
         while tasks.try_join_next().is_some() {}
         ctx.metrics
             .in_flight
             .set((concurrency - slots.available_permits()) as i64);
-        ctx.metrics.breaker_open.set(ctx.breaker.is_open() as i64);
-        if last_depth.elapsed() > Duration::from_secs(30) {
-            last_depth = Instant::now();
+        ctx.metrics
+            .breaker_open
+            .set(i64::from(ctx.breaker.is_open()));
+        if last_depth.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {
+            last_depth = Some(Instant::now());
             if let Ok(n) = storage.queue.approximate_count().await {
                 ctx.metrics.queue_depth.set(n as i64);
             }
         }
-        if last_poison_count.elapsed() > ctx.tuning.stats_interval {
-            last_poison_count = Instant::now();
+        if last_poison_count.is_none_or(|t| t.elapsed() > ctx.tuning.stats_interval) {
+            last_poison_count = Some(Instant::now());
             // Counted in storage, not since this process started: the alert on it lasts
             // exactly as long as records wait, on every replica, across restarts.
             if let Ok(records) = storage.blobs.list(names::POISON_PREFIX).await {
@@ -135,14 +138,14 @@ async fn receive_loop(
         if want == 0 {
             // Wait for a slot (or a finished probe) without spinning.
             tokio::select! {
-                _ = cancel.cancelled() => break,
+                () = cancel.cancelled() => break,
                 _ = tasks.join_next(), if !tasks.is_empty() => {}
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                () = tokio::time::sleep(Duration::from_millis(200)) => {}
             }
             continue;
         }
         let received = tokio::select! {
-            _ = cancel.cancelled() => break,
+            () = cancel.cancelled() => break,
             r = storage.queue.receive(want as u8, ctx.tuning.visibility) => r,
         };
         match received {
@@ -191,7 +194,7 @@ async fn receive_loop(
         loop {
             tokio::select! {
                 r = tasks.join_next() => if r.is_none() { break },
-                _ = &mut deadline => {
+                () = &mut deadline => {
                     // Requests to the sink are cut now; what is left is short storage steps
                     // (a progress write, a lease release, a hand-back), bounded so that the
                     // process ends inside the platform's margin after SHUTDOWN_GRACE. A page
@@ -215,7 +218,7 @@ async fn receive_loop(
 
 async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
     tokio::select! {
-        _ = cancel.cancelled() => true,
-        _ = tokio::time::sleep(d) => false,
+        () = cancel.cancelled() => true,
+        () = tokio::time::sleep(d) => false,
     }
 }

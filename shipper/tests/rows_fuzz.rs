@@ -352,7 +352,7 @@ fn check_rows(events: &[Value], from: usize, limits: &RowLimits) -> Result<(), T
                 }
                 ColumnType::Real => prop_assert!(value.is_number(), "{name} not a number"),
                 ColumnType::Int | ColumnType::Long => {
-                    prop_assert!(value.is_i64() || value.is_u64(), "{name} not an integer")
+                    prop_assert!(value.is_i64() || value.is_u64(), "{name} not an integer");
                 }
                 ColumnType::Boolean => prop_assert!(value.is_boolean(), "{name} not a bool"),
                 ColumnType::Datetime => {
@@ -896,7 +896,7 @@ fn non_utf8_page_is_a_clear_error() {
     page.extend_from_slice(br#""}]"#);
     match build_rows(&page, 0, &RowLimits::default()) {
         Err(e @ PageError::InvalidUtf8 { valid_up_to: 33 }) => {
-            assert!(e.to_string().contains("UTF-8"))
+            assert!(e.to_string().contains("UTF-8"));
         }
         other => panic!("{other:?}"),
     }

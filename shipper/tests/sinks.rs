@@ -154,20 +154,20 @@ async fn logs_ingestion_statuses_become_outcomes() {
             status,
             count: 1,
             retry_after_secs: retry,
-        })
+        });
     };
 
     inject(429, Some(7));
     match sink.post(chunk).await {
         Outcome::Transient { retry_after, .. } => {
-            assert_eq!(retry_after, Some(Duration::from_secs(7)))
+            assert_eq!(retry_after, Some(Duration::from_secs(7)));
         }
         o => panic!("429 gave {o:?}"),
     }
     inject(503, Some(2));
     match sink.post(chunk).await {
         Outcome::Transient { retry_after, .. } => {
-            assert_eq!(retry_after, Some(Duration::from_secs(2)))
+            assert_eq!(retry_after, Some(Duration::from_secs(2)));
         }
         o => panic!("503 gave {o:?}"),
     }
@@ -551,7 +551,7 @@ async fn data_collector_statuses_become_outcomes_without_secrets() {
     });
     match sink.post(chunk).await {
         Outcome::Transient { retry_after, .. } => {
-            assert_eq!(retry_after, Some(Duration::from_secs(3)))
+            assert_eq!(retry_after, Some(Duration::from_secs(3)));
         }
         o => panic!("429 gave {o:?}"),
     }

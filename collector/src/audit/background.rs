@@ -103,8 +103,8 @@ struct Task {
 impl Task {
     async fn sleep(&self, d: Duration) -> bool {
         tokio::select! {
-            _ = self.stop.cancelled() => false,
-            _ = tokio::time::sleep(d) => true,
+            () = self.stop.cancelled() => false,
+            () = tokio::time::sleep(d) => true,
         }
     }
 

@@ -76,7 +76,9 @@ impl Budget {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Headers of any `/api/v1/logs` response of this token (live or audit).
@@ -116,9 +118,9 @@ impl Budget {
                 return true;
             }
             tokio::select! {
-                _ = cancel.cancelled() => return false,
-                _ = notified => {}
-                _ = tokio::time::sleep(MAX_STEP) => {}
+                () = cancel.cancelled() => return false,
+                () = notified => {}
+                () = tokio::time::sleep(MAX_STEP) => {}
             }
         }
     }
@@ -202,9 +204,9 @@ impl Budget {
                 return true;
             }
             tokio::select! {
-                _ = cancel.cancelled() => return false,
-                _ = notified => {}
-                _ = tokio::time::sleep(wait.min(MAX_STEP)) => {}
+                () = cancel.cancelled() => return false,
+                () = notified => {}
+                () = tokio::time::sleep(wait.min(MAX_STEP)) => {}
             }
         }
     }

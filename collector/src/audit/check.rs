@@ -120,8 +120,8 @@ impl Auditor<'_> {
 
     async fn sleep(&self, d: Duration, cancel: &CancellationToken) -> Result<(), AuditError> {
         tokio::select! {
-            _ = cancel.cancelled() => Err(AuditError::Cancelled),
-            _ = tokio::time::sleep(d) => Ok(()),
+            () = cancel.cancelled() => Err(AuditError::Cancelled),
+            () = tokio::time::sleep(d) => Ok(()),
         }
     }
 
@@ -153,8 +153,7 @@ impl Auditor<'_> {
                         continue;
                     };
                     let in_window = DateTime::parse_from_rfc3339(&published)
-                        .map(|t| w.contains(t.with_timezone(&Utc)))
-                        .unwrap_or(false);
+                        .is_ok_and(|t| w.contains(t.with_timezone(&Utc)));
                     let uuid = uuid.to_ascii_lowercase();
                     if !in_window || !okta_uuids.insert(uuid.clone()) {
                         continue;

@@ -79,8 +79,8 @@ pub async fn run(cfg: &CollectorConfig, from: &str, to: &str, json: bool) -> any
             Some(l) => break l,
             None if std::time::Instant::now() < deadline => {
                 tokio::select! {
-                    _ = cancel.cancelled() => bail!("interrupted"),
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = cancel.cancelled() => bail!("interrupted"),
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
             }
             None => bail!("another audit of org {} is running (the collector's background audit?); try again later", cfg.org),

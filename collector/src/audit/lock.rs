@@ -49,8 +49,8 @@ pub async fn try_acquire(
         tokio::spawn(async move {
             loop {
                 tokio::select! {
-                    _ = lost.cancelled() => return,
-                    _ = tokio::time::sleep(lease / 3) => {}
+                    () = lost.cancelled() => return,
+                    () = tokio::time::sleep(lease / 3) => {}
                 }
                 if let Err(e) = blobs.renew_lease(&name, &id).await {
                     tracing::warn!(error = %e, "audit lock lost; the audit stops");

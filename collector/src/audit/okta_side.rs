@@ -74,7 +74,7 @@ pub async fn fetch_window(
         }
         requests += 1;
         let fetched = tokio::select! {
-            _ = cancel.cancelled() => return Err(OktaSideError::Cancelled),
+            () = cancel.cancelled() => return Err(OktaSideError::Cancelled),
             r = okta.fetch(&url) => r,
         };
         match fetched {
@@ -104,8 +104,8 @@ pub async fn fetch_window(
                 tries += 1;
                 tracing::warn!(error = %e, "audit: Okta request failed; retrying");
                 tokio::select! {
-                    _ = cancel.cancelled() => return Err(OktaSideError::Cancelled),
-                    _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    () = cancel.cancelled() => return Err(OktaSideError::Cancelled),
+                    () = tokio::time::sleep(backoff.next_delay()) => {}
                 }
             }
             Err(e) => {

@@ -116,8 +116,7 @@ pub async fn scan(
                 continue;
             };
             let in_window = DateTime::parse_from_rfc3339(&p)
-                .map(|t| window.contains(t.with_timezone(&Utc)))
-                .unwrap_or(false);
+                .is_ok_and(|t| window.contains(t.with_timezone(&Utc)));
             if in_window {
                 let entry = out.entry(u.to_ascii_lowercase()).or_insert(held);
                 if held == Held::InFlight {

@@ -384,8 +384,7 @@ fn token_error(status: u16, headers: &HeaderMap, bytes: &[u8], oauth: OAuthError
     let code = oauth.error;
     let summary = oauth
         .error_description
-        .map(|d| clip(&d))
-        .unwrap_or_else(|| "token request refused".into());
+        .map_or_else(|| "token request refused".into(), |d| clip(&d));
     match (status, code.as_deref()) {
         (429, _) => OktaError::RateLimited {
             rate: parse_rate_limit(headers),
@@ -429,7 +428,7 @@ fn sensitive(value: &str) -> Result<HeaderValue, OktaError> {
 
 fn lock<T>(m: &SyncMutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave a nonce half-written: recover the value.
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 pub(crate) fn resource_dpop_nonce(headers: &HeaderMap) -> Option<String> {

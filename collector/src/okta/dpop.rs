@@ -75,7 +75,7 @@ impl DpopKey {
         let key = EncodingKey::from_ec_der(&der);
         let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES256)
             .map_err(|e| KeyError(format!("DPoP key unusable: {e}")))?;
-        jwk.common = Default::default();
+        jwk.common = jsonwebtoken::jwk::CommonParameters::default();
         Ok(Self { key, jwk })
     }
 

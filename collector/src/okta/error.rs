@@ -160,8 +160,10 @@ pub fn canonical(status: u16) -> String {
     StatusCode::from_u16(status)
         .ok()
         .and_then(|s| s.canonical_reason())
-        .map(|r| format!("HTTP {status} {r}"))
-        .unwrap_or_else(|| format!("HTTP {status}"))
+        .map_or_else(
+            || format!("HTTP {status}"),
+            |r| format!("HTTP {status} {r}"),
+        )
 }
 
 /// At most [`MAX_SNIPPET`] characters, control characters flattened.

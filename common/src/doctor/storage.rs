@@ -168,7 +168,7 @@ impl Probe<'_> {
             what: "add message",
             action: format!("{QUEUE_ACTIONS}/add/action"),
         };
-        let invisible = PROBE_TTL - Duration::from_secs(1);
+        let invisible = PROBE_TTL.saturating_sub(Duration::from_secs(1));
         match self
             .storage
             .queue
@@ -345,7 +345,7 @@ impl Probe<'_> {
                     format!(
                         "not checked: the probe is still leased; {blob} is removed by the lifecycle rule on doctor/"
                     ),
-                ))
+                ));
             }
             Err(e) => {
                 let mut c = self.failed(name(delete.what), &delete, &scope, &e);

@@ -168,7 +168,7 @@ impl Blobs {
             .properties
             .etag
             .as_ref()
-            .map(|e| e.to_string())
+            .map(std::string::ToString::to_string)
             .ok_or_else(|| StorageError::Decode(format!("download of {name} lacks an ETag")))?;
         let bytes = rsp.body.collect().await?;
         Ok(Some(BlobContent { bytes, etag }))

@@ -92,12 +92,18 @@ impl<C> Refreshing<C> {
         {
             // A poisoned lock only means a panic elsewhere while holding it; the value is a
             // plain Arc swap and stays consistent.
-            let cur = self.current.read().unwrap_or_else(|p| p.into_inner());
+            let cur = self
+                .current
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if fresh(&cur) {
                 return Ok(cur.pair.clone());
             }
         }
-        let mut cur = self.current.write().unwrap_or_else(|p| p.into_inner());
+        let mut cur = self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !fresh(&cur) {
             *cur = make(&self.auth, &self.url, &self.http, self.build)?;
             tracing::debug!(url = %self.url, "storage clients rebuilt with a fresh SAS");

@@ -341,7 +341,7 @@ fn check_scheme(var: &str, url: &Url, managed_identity: bool) -> Result<(), Stor
 fn join(var: &str, endpoint: &Url, name: &str) -> Result<Url, StorageError> {
     let mut url = endpoint.clone();
     url.path_segments_mut()
-        .map_err(|_| cfg(format!("{var} cannot take a path")))?
+        .map_err(|()| cfg(format!("{var} cannot take a path")))?
         .pop_if_empty()
         .push(name);
     Ok(url)

@@ -163,7 +163,7 @@ pub fn build_rows_for(
     let mut cap = flatten::Captured::new(m.leaf_count, m.rest_count);
     let mut builder = RowBuilder::new(m, limits, table);
     let streamed = stream::for_each_event(text, &m.tree, from_event, &mut cap, |index, cap| {
-        builder.push(index, cap)
+        builder.push(index, cap);
     });
     match streamed {
         Ok(()) => Ok(builder.batch),
