@@ -6,6 +6,13 @@
 //! JWK, or a JWK Set holding exactly one key. `jsonwebtoken` signs PKCS#1 RSA and PKCS#8 EC
 //! DER, so the other forms are re-encoded here with a minimal DER writer.
 //!
+//! Why a DER writer of our own (issue 10 asked to replace it or say why not): the one crate that
+//! builds an RSA key from JWK components and writes PKCS#1 is `rsa`, a second, pure-Rust RSA
+//! implementation beside aws-lc, pulled in only to re-encode; the writer here is three small
+//! functions (a TLV, an unsigned INTEGER, the two wrappers), and every input form is tested by
+//! signing with it and verifying with `jsonwebtoken`. The DPoP key no longer goes through it:
+//! aws-lc-rs generates that one as PKCS#8 (`okta/dpop.rs`).
+//!
 //! Errors describe the *shape* of the problem only; key material never appears in them.
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -258,7 +265,7 @@ fn left_pad(bytes: &[u8], size: usize) -> Result<Vec<u8>, KeyError> {
 
 /// SEC1 `ECPrivateKey` (RFC 5915) with the optional public key, without parameters (they
 /// live in the PKCS#8 wrapper).
-pub(crate) fn sec1_private_key(d: &[u8], public_point: Option<&[u8]>) -> Vec<u8> {
+fn sec1_private_key(d: &[u8], public_point: Option<&[u8]>) -> Vec<u8> {
     let mut body = der_uint(&[1]);
     body.extend(der(0x04, d));
     if let Some(point) = public_point {
@@ -270,7 +277,7 @@ pub(crate) fn sec1_private_key(d: &[u8], public_point: Option<&[u8]>) -> Vec<u8>
 }
 
 /// PKCS#8 `PrivateKeyInfo` wrapping a SEC1 key on the given curve.
-pub(crate) fn pkcs8_from_sec1(curve_oid: &[u8], sec1: &[u8]) -> Vec<u8> {
+fn pkcs8_from_sec1(curve_oid: &[u8], sec1: &[u8]) -> Vec<u8> {
     let mut alg_id = OID_EC_PUBLIC_KEY.to_vec();
     alg_id.extend_from_slice(curve_oid);
     let mut body = der_uint(&[0]);
@@ -279,11 +286,8 @@ pub(crate) fn pkcs8_from_sec1(curve_oid: &[u8], sec1: &[u8]) -> Vec<u8> {
     der(0x30, &body)
 }
 
-/// The P-256 curve OID, for the DPoP key.
-pub(crate) const P256: &[u8] = OID_P256;
-
 /// One DER TLV.
-pub(crate) fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+fn der(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];
     let len = content.len();
     if len < 0x80 {

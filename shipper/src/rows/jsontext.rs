@@ -3,6 +3,12 @@
 //! They let the row builder copy values instead of re-serialising them: a nested array such as
 //! `target` goes into `target_s` as its compact text, escaped once, without building a
 //! `serde_json::Value`.
+//!
+//! Why not serde_json's own escaping (issue 10 asked): serde_json escapes a `&str` it is
+//! serialising, but what is written here is JSON *text* put inside a string — compacted and
+//! escaped in the same pass, straight from the page's bytes — which serde_json can only do by
+//! parsing it into a `Value` and serialising it twice. That pass is a measured hot path of the
+//! shipper (BENCHMARKS.md, issue 14), and the golden, property and fuzz tests pin its output.
 
 use memchr::memchr2;
 
