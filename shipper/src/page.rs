@@ -118,6 +118,10 @@ impl From<StorageError> for Stop {
 }
 
 /// Processes one message to its end.
+///
+/// Everything logged while the page is worked on carries one `page` span: the message id and
+/// delivery count, and the page id once the envelope is decoded.
+#[tracing::instrument(name = "page", skip_all, fields(message = %msg.id, deliveries = msg.dequeue_count, page = tracing::field::Empty))]
 pub async fn process(ctx: &Replica, msg: ReceivedMessage) -> Disposition {
     let d = process_inner(ctx, &msg).await;
     ctx.metrics.pages.inc(d.label());
@@ -138,6 +142,7 @@ async fn process_inner(ctx: &Replica, msg: &ReceivedMessage) -> Disposition {
         Err(DecodeError::Invalid(reason)) => return undecodable(ctx, msg, &reason).await,
     };
     let page_id = env.page_id();
+    tracing::Span::current().record("page", tracing::field::display(&page_id));
     let keeper = Keeper::start(
         ctx.queue.clone(),
         ctx.blobs.clone(),
