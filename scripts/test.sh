@@ -33,9 +33,10 @@ fi
 # Most end-to-end tests spend their time waiting (leases to expire, breakers to close, a fake
 # org to publish), not computing: run more of them at once than there are cores. The suites
 # assert outcomes, never durations, so a busier machine makes them slower, not flaky.
+# --no-fail-fast: one failing test binary does not hide the results of the others.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-6}"
 status=0
-cargo test --workspace --locked -- "$@" || status=$?
+cargo test --workspace --locked --no-fail-fast -- "$@" || status=$?
 
 if [ -n "${machete_install}" ] && ! wait "${machete_install}"; then
   echo "error: cannot install cargo-machete (see .local/cargo-machete-install.log)" >&2

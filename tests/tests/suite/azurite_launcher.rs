@@ -143,6 +143,25 @@ async fn restart_keeps_ports_and_on_disk_data() {
         .await
         .unwrap();
     assert_eq!(created.status(), 201);
+    // Azurite writes its database files behind the answer (an autosave timer, and a flush on a
+    // graceful stop that a loaded machine was seen to cut short): wait until the location holds
+    // the queue, so that what is tested is our restart (same location, same ports), not the
+    // timing of Azurite's writer.
+    let on_disk = || {
+        std::fs::read_dir(dir.path()).unwrap().flatten().any(|e| {
+            std::fs::read(e.path())
+                .map(|b| b.windows(b"persisted-q".len()).any(|w| w == b"persisted-q"))
+                .unwrap_or(false)
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !on_disk() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Azurite never wrote the created queue to its location"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     az.restart().await.unwrap();
     let props = client
         .get(format!("{queue}/persisted-q?comp=metadata&{sas}"))
