@@ -26,13 +26,9 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
-    let t0 = chrono::DateTime::parse_from_rfc3339("2024-08-13T15:58:20.353Z")
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .unwrap_or_default();
-    let events =
-        world::fakes::okta_events::generate(42, 1_000, t0, chrono::Duration::milliseconds(60));
     // What Okta answers: the events without `domain`.
-    let body = serde_json::to_vec(&events).unwrap_or_default();
+    let body =
+        serde_json::to_vec(&world::fakes::okta_events::benchmark_events()).unwrap_or_default();
     let headers = HeaderMap::new();
     let parsed = parse_events(&headers, &body).unwrap_or_default();
     let stored = prepare_page(&parsed, "acme.okta.com", &mut RecentUuids::new(10_000))

@@ -24,15 +24,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
-    let t0 = chrono::DateTime::parse_from_rfc3339("2024-08-13T15:58:20.353Z")
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .unwrap_or_default();
-    let mut events =
-        world::fakes::okta_events::generate(42, 1_000, t0, chrono::Duration::milliseconds(60));
-    for e in &mut events {
-        e["domain"] = serde_json::Value::String("acme.okta.com".into());
-    }
-    let page = serde_json::to_vec(&events).unwrap_or_default();
+    let page = world::fakes::okta_events::benchmark_page();
     let rows = build_rows(&page, 0, &RowLimits::default())
         .map(|b| b.rows)
         .unwrap_or_default();

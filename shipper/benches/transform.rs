@@ -19,23 +19,15 @@
 use std::hint::black_box;
 use std::io::Read;
 
-use chrono::{DateTime, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use shipper::chunk::{chunks, gunzip_fast, gzip, MAX_UNCOMPRESSED};
 use shipper::rows::{build_dc_events, build_rows, RowLimits};
 
+/// Events in `world::fakes::okta_events::benchmark_page`.
 const EVENTS: usize = 1_000;
 
 fn page() -> Vec<u8> {
-    let t0: DateTime<Utc> = DateTime::parse_from_rfc3339("2024-08-13T15:58:20.353Z")
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_default();
-    let mut events =
-        world::fakes::okta_events::generate(42, EVENTS, t0, chrono::Duration::milliseconds(60));
-    for e in &mut events {
-        e["domain"] = serde_json::Value::String("acme.okta.com".into());
-    }
-    serde_json::to_vec(&events).unwrap_or_default()
+    world::fakes::okta_events::benchmark_page()
 }
 
 fn bench(c: &mut Criterion) {

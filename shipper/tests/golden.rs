@@ -540,20 +540,12 @@ fn values_that_carry_nothing_are_not_sent() {
 /// asserted beyond what must hold: no row carries an empty value.
 #[test]
 fn bytes_per_row_on_realistic_events() {
-    let t0 = chrono::DateTime::parse_from_rfc3339("2024-08-13T15:58:20.353Z")
-        .unwrap()
-        .with_timezone(&chrono::Utc);
-    let mut events =
-        world::fakes::okta_events::generate(42, 1_000, t0, chrono::Duration::milliseconds(60));
-    for e in &mut events {
-        e["domain"] = Value::String("acme.okta.com".into());
-    }
-    let page = serde_json::to_vec(&events).unwrap();
+    let page = world::fakes::okta_events::benchmark_page();
     let batch = build_rows(&page, 0, &RowLimits::default()).unwrap();
     let total: usize = batch.rows.iter().map(|r| r.json.len()).sum();
     println!(
         "realistic events: page {} B/event, rows {} B/row (uncompressed JSON of the declared columns), {} unmapped fields kept",
-        page.len() / events.len(),
+        page.len() / batch.rows.len(),
         total / batch.rows.len(),
         batch.unmapped_fields
     );

@@ -511,6 +511,26 @@ impl EventGenerator {
     }
 }
 
+/// The 1,000 realistic events of the benchmarks' reference page (seed 42, published 60 ms
+/// apart from 2024-08-13T15:58:20.353Z), as Okta answers them: no `domain`. The CPU figures in
+/// BENCHMARKS.md and the bytes-per-row golden test all read this one page.
+pub fn benchmark_events() -> Vec<Value> {
+    let t0 = DateTime::parse_from_rfc3339("2024-08-13T15:58:20.353Z")
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_default();
+    generate(42, 1_000, t0, chrono::Duration::milliseconds(60))
+}
+
+/// [`benchmark_events`] as the collector stores them (each with `domain`), serialised: the page
+/// the shipper reads.
+pub fn benchmark_page() -> Vec<u8> {
+    let mut events = benchmark_events();
+    for e in &mut events {
+        e["domain"] = Value::String("acme.okta.com".into());
+    }
+    serde_json::to_vec(&events).unwrap_or_default()
+}
+
 /// `n` events from `seed`, the i-th published at `published_from + i * step`.
 pub fn generate(
     seed: u64,
