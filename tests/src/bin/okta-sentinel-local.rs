@@ -389,13 +389,12 @@ async fn audit_summary(env: std::collections::BTreeMap<String, String>, enabled:
     };
     let audit = &doc["audit"];
     if audit.is_null() {
-        return if matches!(enabled.trim(), "false" | "0" | "no" | "off") {
-            "audit: off (--audit-enabled false)".into()
-        } else {
-            "audit: no window audited yet (the collector audits a window once it is caught up \
-             and the window ended AUDIT_SETTLE before the newest event; run longer)"
-                .into()
-        };
+        // The collector decides what the setting means; this only repeats it.
+        return format!(
+            "audit: no window audited (--audit-enabled {enabled}; when on, the collector audits \
+             a window once it is caught up and the window ended AUDIT_SETTLE before the newest \
+             event: run longer)"
+        );
     }
     let last = &audit["last"];
     let n = |k: &str| last[k].as_u64().unwrap_or(0);
