@@ -115,6 +115,23 @@ param shipperMinReplicas int = 1
 @maxValue(300)
 param shipperMaxReplicas int = 10
 
+// The consumption plan accepts only fixed vCPU/memory pairs (1 vCPU : 2 GiB), and a
+// Consumption-only environment at most 2 vCPU / 4 GiB per app
+// (https://learn.microsoft.com/en-us/azure/container-apps/containers#allocations). The memory
+// follows from the vCPU (apps.bicep), so a pair the plan refuses cannot be asked for.
+@description('vCPU per shipper replica; its memory is twice that in GiB. Billing is on what is allocated: 0.25 is ample when caught up, raise it (or shipperMaxReplicas) for faster backfills.')
+@allowed([
+  '0.25'
+  '0.5'
+  '0.75'
+  '1.0'
+  '1.25'
+  '1.5'
+  '1.75'
+  '2.0'
+])
+param shipperCpu string = '0.25'
+
 @description('Target queue messages (pages) per shipper replica for the KEDA azure-queue rule.')
 @minValue(1)
 param shipperQueueLength int = 8
@@ -440,6 +457,7 @@ module apps 'modules/apps.bicep' = {
     workspaceKeySecretName: workspaceKeySecretName
     shipperMinReplicas: shipperMinReplicas
     shipperMaxReplicas: shipperMaxReplicas
+    shipperCpu: shipperCpu
     shipperQueueLength: shipperQueueLength
     shipperConcurrency: shipperConcurrency
     shipperMaxDequeue: shipperMaxDequeue

@@ -34,4 +34,6 @@ param existingWorkspaceResourceId = ''
 param existingTable = false
 
 param shipperMaxReplicas = 10
+// vCPU per shipper replica (memory twice it in GiB): 0.25 … 2.0.
+param shipperCpu = '0.25'
 param alertEmail = 'soc@example.com'

@@ -26,9 +26,10 @@ PRICES = {
 }
 
 # What infra/ allocates (infra/modules/apps.bicep): one collector replica of 0.25 vCPU and
-# 0.5 GiB, and (shipperMinReplicas = 1) one shipper replica of 0.5 vCPU and 1 GiB, always on.
-ALLOCATED_VCPU = 0.25 + 0.5
-ALLOCATED_GIB = 0.5 + 1.0
+# 0.5 GiB, and (shipperMinReplicas = 1) one shipper replica of shipperCpu = 0.25 vCPU and 0.5 GiB
+# (the default), always on.
+ALLOCATED_VCPU = 0.25 + 0.25
+ALLOCATED_GIB = 0.5 + 0.5
 SECONDS_PER_MONTH = DAYS_PER_MONTH * 86_400
 FREE_VCPU_SECONDS = 180_000  # per subscription and month (learn.microsoft.com/azure/container-apps/billing)
 FREE_GIB_SECONDS = 360_000

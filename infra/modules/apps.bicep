@@ -44,6 +44,9 @@ param streamName string
 param workspaceKeySecretName string
 param shipperMinReplicas int
 param shipperMaxReplicas int
+
+@description('vCPU per shipper replica, one of the consumption plan\'s sizes (main.bicep).')
+param shipperCpu string
 param shipperQueueLength int
 param shipperConcurrency int
 param shipperMaxDequeue int
@@ -52,6 +55,19 @@ param terminationGracePeriodSeconds int
 
 @description('The workspace customer id the completeness audit queries (LOG_ANALYTICS_WORKSPACE_ID); empty turns the audit off.')
 param auditWorkspaceId string
+
+// The consumption plan's vCPU → memory pairs
+// (https://learn.microsoft.com/en-us/azure/container-apps/containers#allocations).
+var memoryForCpu = {
+  '0.25': '0.5Gi'
+  '0.5': '1.0Gi'
+  '0.75': '1.5Gi'
+  '1.0': '2.0Gi'
+  '1.25': '2.5Gi'
+  '1.5': '3.0Gi'
+  '1.75': '3.5Gi'
+  '2.0': '4.0Gi'
+}
 
 var collectorPort = 9464
 var shipperPort = 9465
@@ -377,8 +393,8 @@ resource shipperApp 'Microsoft.App/containerApps@2025-01-01' = {
             'run'
           ]
           resources: {
-            cpu: json('0.5')
-            memory: '1Gi'
+            cpu: json(shipperCpu)
+            memory: memoryForCpu[shipperCpu]
           }
           env: shipperEnv
           probes: probes(shipperPort)

@@ -846,3 +846,47 @@ fn a_workspace_wide_read_role_for_the_collector_fails() {
     );
     assert_fails(&broken, "the audit may read the Okta table only");
 }
+
+#[test]
+fn a_container_size_the_consumption_plan_refuses_fails() {
+    // An allowed vCPU value without a pair (every allowed value is deployed in turn).
+    let broken = real().mutated("infra/main.bicep", "  '0.75'\n", "  '0.3'\n");
+    assert_fails(
+        &broken,
+        "with shipperCpu=\"0.3\": infra/modules/apps.bicep: shipperApp: cannot evaluate",
+    );
+    // A memory that is not the vCPU's pair, for one allowed value only.
+    let broken = real().mutated(
+        "infra/modules/apps.bicep",
+        "  '1.5': '3.0Gi'\n",
+        "  '1.5': '2.0Gi'\n",
+    );
+    assert_fails(
+        &broken,
+        "with shipperCpu=\"1.5\": infra/modules/apps.bicep: shipperApp: 1.5 vCPU / 2 GiB is not a consumption-plan pair",
+    );
+    // More than a Consumption-only environment gives one app.
+    let broken = real().mutated("infra/main.bicep", "  '2.0'\n])", "  '2.0'\n  '2.5'\n])");
+    assert_fails(&broken, "with shipperCpu=\"2.5\"");
+    // A fixed size off the table on a job.
+    let broken = real().mutated(
+        "infra/modules/apps.bicep",
+        "          args: [\n            'poison'\n            'list'\n          ]\n          resources: {\n            cpu: json('0.25')\n            memory: '0.5Gi'",
+        "          args: [\n            'poison'\n            'list'\n          ]\n          resources: {\n            cpu: json('0.25')\n            memory: '1Gi'",
+    );
+    assert_fails(
+        &broken,
+        "shipperOpsJob: 0.25 vCPU / 1 GiB is not a consumption-plan pair",
+    );
+    // No @allowed list: any string could be asked for.
+    let broken = real().mutated(
+        "infra/main.bicep",
+        "@allowed([\n  '0.25'",
+        "@metadata({ sizes: [\n  '0.25'",
+    );
+    let broken = broken.mutated("infra/main.bicep", "  '2.0'\n])", "  '2.0'\n]})");
+    assert_fails(
+        &broken,
+        "param shipperCpu must list its sizes with @allowed",
+    );
+}

@@ -303,6 +303,8 @@ pub(crate) fn call(
             Value::Null => true,
             _ => false,
         })),
+        "json" => serde_json::from_str(ev(0)?.as_str().ok_or("json of a non-string")?)
+            .map_err(|e| format!("json: {e}")),
         "toLower" => Ok(json!(ev(0)?.as_str().ok_or("toLower")?.to_lowercase())),
         "replace" => {
             let (s, from, to) = (ev(0)?, ev(1)?, ev(2)?);

@@ -24,6 +24,7 @@ pub(crate) use catalog::MANIFEST;
 pub(crate) use sources::Sources;
 
 use rules::{
+    allocations::allocations,
     columns::columns,
     deployment::deployment,
     identifiers::identifiers,
@@ -78,5 +79,6 @@ pub(crate) fn validate(sources: &Sources) -> Vec<String> {
     audit_reads_the_table_only(&grants, &mut problems);
     columns(&ctx, &mut problems);
     deployment(&ctx, &grants, &mut problems);
+    allocations(&ctx, &mut problems);
     problems
 }

@@ -1,6 +1,7 @@
 //! The rules, one module per concern. Each takes the parsed context and pushes problems as
 //! `path:line:col: message`.
 
+pub(crate) mod allocations;
 pub(crate) mod columns;
 pub(crate) mod deployment;
 pub(crate) mod identifiers;
