@@ -144,6 +144,17 @@ pub struct CollectorArgs {
         global = true
     )]
     pub okta_request_timeout: String,
+    /// Least wait after Okta refuses the credential (401/403), and twice it after a next link
+    /// to another origin: neither heals in seconds, and each try spends the org's rate limit.
+    #[arg(
+        long,
+        env = "OKTA_REFUSED_RETRY",
+        default_value = "30s",
+        hide_short_help = true,
+        help_heading = "Tuning knobs",
+        global = true
+    )]
+    pub okta_refused_retry: String,
     /// Not ready when the leader's last successful poll is older than this.
     #[arg(
         long,
@@ -226,6 +237,8 @@ pub struct CollectorConfig {
     pub stale_after: Duration,
     /// Whole-request timeout towards Okta (above Okta's own 30 s query timeout).
     pub request_timeout: Duration,
+    /// Least wait after a refused credential; twice it after a foreign next link.
+    pub refused_retry: Duration,
     /// The completeness audit (`AUDIT_*`).
     pub audit: crate::audit::settings::AuditSettings,
 }
@@ -320,6 +333,11 @@ impl CollectorArgs {
                 "OKTA_REQUEST_TIMEOUT",
                 &self.okta_request_timeout,
                 Duration::from_secs(45),
+            )?,
+            refused_retry: knob(
+                "OKTA_REFUSED_RETRY",
+                &self.okta_refused_retry,
+                Duration::from_secs(30),
             )?,
             audit: self.audit.validate()?,
         })
@@ -458,6 +476,7 @@ mod tests {
         assert_eq!(cfg.stale_after, Duration::from_secs(120));
         assert_eq!(cfg.stats_interval, Duration::from_secs(60));
         assert_eq!(cfg.request_timeout, Duration::from_secs(45));
+        assert_eq!(cfg.refused_retry, Duration::from_secs(30));
     }
 
     #[test]

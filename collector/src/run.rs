@@ -415,7 +415,7 @@ impl Collector {
                 self.metrics.okta_auth_failing.set(1);
                 // Slow: a refused credential does not heal in seconds, and each try costs
                 // rate-limit budget shared with the org's other integrations.
-                backoff.next_delay().max(Duration::from_secs(30))
+                backoff.next_delay().max(self.cfg.refused_retry)
             }
             OktaError::Malformed(m) => {
                 self.alarm_page(m);
@@ -425,7 +425,7 @@ impl Collector {
                 let msg = format!("refusing a next link to another origin ({u}); the credential was not sent; run `collector reset` if the org moved");
                 tracing::error!("{msg}");
                 self.health.set_ready(READY_PAGE, false, msg);
-                backoff.next_delay().max(Duration::from_secs(60))
+                backoff.next_delay().max(self.cfg.refused_retry.saturating_mul(2))
             }
             other => {
                 if let OktaError::Server { status, .. } = other {

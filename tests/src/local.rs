@@ -152,6 +152,7 @@ impl LocalWorld {
             env.insert("OKTA_API_TOKEN".into(), TEST_SSWS_TOKEN.into());
         }
         env.insert("OKTA_POLL_INTERVAL".into(), "500ms".into());
+        env.insert("OKTA_REFUSED_RETRY".into(), "2s".into());
         env.insert("OKTA_START".into(), "2h".into());
         env.extend(self.extra_env.clone());
         env
