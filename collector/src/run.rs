@@ -425,7 +425,9 @@ impl Collector {
                 let msg = format!("refusing a next link to another origin ({u}); the credential was not sent; run `collector reset` if the org moved");
                 tracing::error!("{msg}");
                 self.health.set_ready(READY_PAGE, false, msg);
-                backoff.next_delay().max(self.cfg.refused_retry.saturating_mul(2))
+                backoff
+                    .next_delay()
+                    .max(self.cfg.refused_retry.saturating_mul(2))
             }
             other => {
                 if let OktaError::Server { status, .. } = other {

@@ -133,7 +133,7 @@ impl LocalWorld {
         env.insert("STATS_INTERVAL".into(), "5s".into());
         env.insert("LEADER_LEASE_DURATION".into(), "15s".into());
         env.insert("STATE_LEASE_DURATION".into(), "15s".into());
-        env.insert("VISIBILITY_TIMEOUT".into(), "30s".into());
+        env.insert("VISIBILITY_TIMEOUT".into(), "15s".into());
         env.insert("BREAKER_OPEN_TIME".into(), "2s".into());
         env.insert("SHIPPER_IDLE_POLL".into(), "500ms".into());
         env.insert("HAND_BACK_DELAY".into(), "1s".into());

@@ -314,7 +314,31 @@ async fn sigterm_with_pages_in_flight_exits_zero_and_nothing_is_lost() -> anyhow
     let _second = world.start_shipper("shipper-2", &[])?;
     wait_landed(&world, &all, Duration::from_secs(120)).await?;
     wait_queue_empty(&storage, Duration::from_secs(60)).await?;
-    assert_landed_once(&world, &all);
+    // A request still in flight when the grace ends is cut: its outcome is unknown, so that
+    // one chunk may be posted again (as after a kill). On a loaded machine that happens; each
+    // cut is logged, and nothing else may be duplicated.
+    let cut = first
+        .log_text()
+        .matches("shutting down with a request to the sink in flight")
+        .count();
+    if cut == 0 {
+        assert_landed_once(&world, &all);
+    } else {
+        let counts = landed(&world, &all);
+        let largest_request = world
+            .la
+            .stats()
+            .accepted_request_rows
+            .into_iter()
+            .max()
+            .unwrap_or(0) as usize;
+        let twice = counts.values().filter(|n| **n == 2).count();
+        assert!(counts.values().all(|n| (1..=2).contains(n)), "{counts:?}");
+        assert!(
+            twice <= cut * largest_request,
+            "{twice} events twice after {cut} cut requests of at most {largest_request} rows"
+        );
+    }
     assert!(support::blob_names(&storage, "poison/").await.is_empty());
     assert!(support::blob_names(&storage, "pages/").await.is_empty());
     Ok(())
