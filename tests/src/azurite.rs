@@ -51,9 +51,22 @@ pub struct AzuriteOptions {
     pub persistence: Persistence,
     /// `--oauth basic` over https with a certificate from [`crate::tls::shared_ca`].
     pub https_oauth: bool,
+    /// A process of its own even where the process-wide one would do ([`Azurite::for_world`]):
+    /// for a long-lived world (the local run, the benchmarks) or one whose process is watched.
+    pub own_process: bool,
 }
 
-/// A running Azurite. Dropping it kills the whole process group.
+impl AzuriteOptions {
+    /// Whether a world with these options can use the process-wide Azurite: in memory, plain
+    /// http, and nothing asks for a process of its own. (A world that stops, kills or restarts
+    /// its Azurite keeps its data on disk, so it always has its own.)
+    fn shareable(&self) -> bool {
+        matches!(self.persistence, Persistence::InMemory) && !self.https_oauth && !self.own_process
+    }
+}
+
+/// A running Azurite. Dropping it kills the whole process group — unless it is a view of the
+/// process-wide instance ([`Azurite::for_world`]), which lives as long as the test binary.
 #[derive(Debug)]
 pub struct Azurite {
     opts: AzuriteOptions,
@@ -63,12 +76,54 @@ pub struct Azurite {
     table_port: u16,
     /// Scratch cwd (Azurite writes debug/db files next to itself) and the cert files.
     workdir: tempfile::TempDir,
+    /// A view of the process-wide instance: it cannot be stopped, killed or restarted.
+    shared: bool,
+    /// The process-wide instance itself: killed by the kernel when its thread ends.
+    dies_with_thread: bool,
 }
 
+/// The process-wide Azurite's ports, or why it could not start.
+type SharedPorts = Result<[u16; 3], String>;
+
 impl Azurite {
+    /// The Azurite a test world uses: the process-wide instance when `opts` allow it (each
+    /// world then has its own queue and container in it, see `LocalWorld`), else a process of
+    /// its own.
+    ///
+    /// Starting Node and Azurite costs about 1.5 CPU-seconds and as many seconds of wall time;
+    /// paid once per test binary instead of once per test, that is most of what the suite's
+    /// two cores spent before (issue 10, CI time).
+    pub async fn for_world(opts: AzuriteOptions) -> anyhow::Result<Azurite> {
+        if !opts.shareable() {
+            return Azurite::start(opts).await;
+        }
+        let ports = tokio::task::spawn_blocking(shared_ports)
+            .await
+            .context("waiting for the shared Azurite")?;
+        let [blob_port, queue_port, table_port] =
+            ports.clone().map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Azurite {
+            opts,
+            child: None,
+            blob_port,
+            queue_port,
+            table_port,
+            workdir: tempfile::Builder::new()
+                .prefix("azurite-view-")
+                .tempdir()
+                .context("creating a scratch directory")?,
+            shared: true,
+            dies_with_thread: false,
+        })
+    }
+
     /// Installs Azurite if needed, starts it on fresh ports and waits until the blob and
     /// queue services answer HTTP.
     pub async fn start(opts: AzuriteOptions) -> anyhow::Result<Azurite> {
+        Azurite::start_with(opts, false).await
+    }
+
+    async fn start_with(opts: AzuriteOptions, dies_with_thread: bool) -> anyhow::Result<Azurite> {
         let bin = ensure_installed().await?;
         let workdir = tempfile::Builder::new()
             .prefix("azurite-")
@@ -89,6 +144,8 @@ impl Azurite {
             queue_port: 0,
             table_port: 0,
             workdir,
+            shared: false,
+            dies_with_thread,
         };
         let mut last_err = None;
         for _ in 0..START_ATTEMPTS {
@@ -107,6 +164,7 @@ impl Azurite {
     /// Stops Azurite (gracefully, so an on-disk database is flushed), then starts it again on
     /// the same ports and with the same location. In-memory data is lost, as in real life.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.assert_own("restart");
         self.stop();
         let bin = ensure_installed().await?;
         let mut last_err = None;
@@ -128,6 +186,7 @@ impl Azurite {
     /// Stops the whole process group: SIGTERM, then SIGKILL if it does not exit in time.
     /// Idempotent.
     pub fn stop(&mut self) {
+        self.assert_own("stop");
         let Some(mut child) = self.child.take() else {
             return;
         };
@@ -153,7 +212,22 @@ impl Azurite {
 
     /// Kills the whole process group at once (SIGKILL): a crash, nothing is flushed.
     pub fn kill(&mut self) {
+        self.assert_own("kill");
         self.kill_now();
+    }
+
+    /// A test that stops, kills or restarts the process-wide Azurite would take every other
+    /// test's storage down with it, and see no outage of its own world's only.
+    fn assert_own(&self, what: &str) {
+        assert!(
+            !self.shared,
+            "cannot {what} the process-wide Azurite: start the world with AzuriteOptions {{ own_process: true, .. }}"
+        );
+    }
+
+    /// Whether this is a view of the process-wide instance ([`Azurite::for_world`]).
+    pub fn is_shared(&self) -> bool {
+        self.shared
     }
 
     /// The pid of the Azurite process (also its process-group id), if running.
@@ -291,6 +365,14 @@ impl Azurite {
             .stdout(log.try_clone().context("duplicating the log handle")?)
             .stderr(log)
             .process_group(0);
+        if self.dies_with_thread {
+            // SAFETY: between fork and exec only prctl(2), which is async-signal-safe, runs.
+            unsafe {
+                cmd.pre_exec(|| {
+                    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+                });
+            }
+        }
         let child = cmd
             .spawn()
             .with_context(|| format!("spawning {}", bin.display()))?;
@@ -341,6 +423,53 @@ impl Azurite {
         }
         Ok(b.build()?)
     }
+}
+
+/// Starts the process-wide Azurite once, on a thread that lives as long as the process, and
+/// returns its ports. The process is started with `PR_SET_PDEATHSIG`, tied to that thread: it is
+/// killed when the test binary exits, however it exits.
+fn shared_ports() -> SharedPorts {
+    static SHARED: std::sync::OnceLock<SharedPorts> = std::sync::OnceLock::new();
+    SHARED
+        .get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let spawned = std::thread::Builder::new()
+                .name("shared-azurite".into())
+                .spawn(move || {
+                    let started = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| e.to_string())
+                        .and_then(|rt| {
+                            rt.block_on(Azurite::start_with(
+                                AzuriteOptions {
+                                    own_process: true,
+                                    ..AzuriteOptions::default()
+                                },
+                                true,
+                            ))
+                            .map_err(|e| format!("{e:#}"))
+                        });
+                    let _ = tx.send(
+                        started
+                            .as_ref()
+                            .map(|az| [az.blob_port, az.queue_port, az.table_port])
+                            .map_err(Clone::clone),
+                    );
+                    // Held, never dropped: the instance ends with the process.
+                    let _keep = started;
+                    loop {
+                        std::thread::park();
+                    }
+                });
+            match spawned {
+                Ok(_) => rx
+                    .recv()
+                    .unwrap_or_else(|_| Err("the shared Azurite's thread ended".into())),
+                Err(e) => Err(format!("spawning the shared Azurite's thread: {e}")),
+            }
+        })
+        .clone()
 }
 
 impl Drop for Azurite {

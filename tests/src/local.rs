@@ -62,6 +62,10 @@ pub struct LocalWorld {
     pub vault: Option<KeyVaultFake>,
     pub sink: SinkKind,
     pub log_dir: PathBuf,
+    /// The world's queue and container (`OKTA_QUEUE`, `OKTA_CONTAINER`): the defaults in an
+    /// Azurite of its own, names of its own in the process-wide one.
+    queue: String,
+    container: String,
     ca_file: PathBuf,
     extra_env: BTreeMap<String, String>,
     _tmp: tempfile::TempDir,
@@ -81,9 +85,16 @@ impl LocalWorld {
             .unwrap_or_else(|| tmp.path().join("logs"));
         std::fs::create_dir_all(&log_dir)?;
         let ca_file = crate::tls::shared_ca().write_ca_file(tmp.path())?;
-        let azurite = Azurite::start(opts.azurite.clone())
+        let azurite = Azurite::for_world(opts.azurite.clone())
             .await
             .context("starting Azurite")?;
+        let (queue, container) = if azurite.is_shared() {
+            static WORLDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = WORLDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            (format!("okta-pages-w{n}"), format!("okta-sentinel-w{n}"))
+        } else {
+            ("okta-pages".to_string(), "okta-sentinel".to_string())
+        };
         let okta = OktaFake::start(opts.okta.clone())
             .await
             .context("starting the Okta fake")?;
@@ -110,6 +121,8 @@ impl LocalWorld {
             vault,
             sink: opts.sink,
             log_dir,
+            queue,
+            container,
             ca_file,
             extra_env: opts.env,
             _tmp: tmp,
@@ -123,6 +136,8 @@ impl LocalWorld {
             "AZURE_STORAGE_CONNECTION_STRING".into(),
             self.azurite.connection_string(),
         );
+        env.insert("OKTA_QUEUE".into(), self.queue.clone());
+        env.insert("OKTA_CONTAINER".into(), self.container.clone());
         env.insert("HTTP_ADDR".into(), "127.0.0.1:0".into());
         env.insert("IDENTITY_ENDPOINT".into(), self.identity.endpoint());
         env.insert("IDENTITY_HEADER".into(), self.identity.header_secret());
@@ -226,11 +241,23 @@ impl LocalWorld {
             connection_string: Some(common::secrets::SecretString::new(
                 self.azurite.connection_string(),
             )),
+            queue: self.queue.clone(),
+            container: self.container.clone(),
             ..Default::default()
         };
         let settings = args.validate()?;
         let http = common::http::azure_client().map_err(anyhow::Error::msg)?;
         Ok(common::storage::Storage::connect(&settings, http, None)?)
+    }
+
+    /// The world's queue (`OKTA_QUEUE`).
+    pub fn queue_name(&self) -> &str {
+        &self.queue
+    }
+
+    /// The world's blob container (`OKTA_CONTAINER`).
+    pub fn container_name(&self) -> &str {
+        &self.container
     }
 
     /// Rows that landed through the configured sink.

@@ -114,6 +114,11 @@ pub async fn run(args: SteadyArgs) -> anyhow::Result<()> {
             ..LogAnalyticsFakeConfig::default()
         },
         log_dir: args.log_dir.clone(),
+        // Its own Azurite process: measured (bench) or shown (local run) apart from the tests'.
+        azurite: world::azurite::AzuriteOptions {
+            own_process: true,
+            ..world::azurite::AzuriteOptions::default()
+        },
         ..WorldOptions::default()
     })
     .await?;

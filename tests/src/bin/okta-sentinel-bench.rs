@@ -234,6 +234,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             ..LogAnalyticsFakeConfig::default()
         },
         log_dir: args.log_dir.clone(),
+        // Its own Azurite process: measured (bench) or shown (local run) apart from the tests'.
+        azurite: world::azurite::AzuriteOptions {
+            own_process: true,
+            ..world::azurite::AzuriteOptions::default()
+        },
         ..WorldOptions::default()
     })
     .await?;

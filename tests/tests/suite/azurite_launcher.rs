@@ -88,6 +88,7 @@ async fn https_oauth_mode_requires_a_bearer_token() {
     let az = Azurite::start(AzuriteOptions {
         persistence: Persistence::InMemory,
         https_oauth: true,
+        ..AzuriteOptions::default()
     })
     .await
     .unwrap();
@@ -124,6 +125,7 @@ async fn restart_keeps_ports_and_on_disk_data() {
     let mut az = Azurite::start(AzuriteOptions {
         persistence: Persistence::OnDisk(dir.path().to_path_buf()),
         https_oauth: false,
+        ..AzuriteOptions::default()
     })
     .await
     .unwrap();
@@ -206,4 +208,48 @@ fn account_sas() -> String {
             ("sig", &sig),
         ])
         .finish()
+}
+
+/// Test worlds share the test binary's one Azurite (each start of Node costs ≈ 1.5 CPU-s), and
+/// each world has a queue and a container of its own in it: one world's pages are not
+/// another's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worlds_share_one_azurite_but_not_their_queue_or_container() -> anyhow::Result<()> {
+    use world::local::{LocalWorld, WorldOptions};
+    let a = LocalWorld::start(WorldOptions::default()).await?;
+    let b = LocalWorld::start(WorldOptions::default()).await?;
+    assert!(a.azurite.is_shared() && b.azurite.is_shared());
+    assert_eq!(a.azurite.queue_endpoint(), b.azurite.queue_endpoint());
+    assert_ne!(a.queue_name(), b.queue_name());
+    assert_ne!(a.container_name(), b.container_name());
+    assert_eq!(
+        a.common_env().get("OKTA_QUEUE").map(String::as_str),
+        Some(a.queue_name())
+    );
+
+    let (sa, sb) = (a.storage()?, b.storage()?);
+    sa.ensure_created().await?;
+    sb.ensure_created().await?;
+    sa.queue.send("only-in-a", None).await?;
+    sa.blobs
+        .create_only("pages/only-in-a", bytes::Bytes::from_static(b"x"))
+        .await?;
+    assert_eq!(sa.queue.approximate_count().await?, 1);
+    assert_eq!(sb.queue.approximate_count().await?, 0);
+    assert!(sb.blobs.list("pages/").await?.is_empty());
+    assert_eq!(sa.blobs.list("pages/").await?.len(), 1);
+
+    // A world that needs to stop or restart its storage asks for its own process.
+    let own = LocalWorld::start(WorldOptions {
+        azurite: AzuriteOptions {
+            own_process: true,
+            ..AzuriteOptions::default()
+        },
+        ..WorldOptions::default()
+    })
+    .await?;
+    assert!(!own.azurite.is_shared());
+    assert_ne!(own.azurite.queue_endpoint(), a.azurite.queue_endpoint());
+    assert_eq!(own.queue_name(), "okta-pages");
+    Ok(())
 }

@@ -123,9 +123,12 @@ async fn the_all_good_world_gives_exit_0_with_only_ok_lines() -> anyhow::Result<
     let out = &c.stdout;
     for expected in [
         "identity: token for Key Vault",
-        "storage queue okta-pages: add message",
-        "storage container okta-sentinel: lease",
-        "storage container okta-sentinel: probe blob left",
+        &format!("storage queue {}: add message", world.queue_name()),
+        &format!("storage container {}: lease", world.container_name()),
+        &format!(
+            "storage container {}: probe blob left",
+            world.container_name()
+        ),
         &format!(
             "secret: Key Vault secret {}",
             okta_secret_name(&world.okta.domain())
@@ -141,11 +144,11 @@ async fn the_all_good_world_gives_exit_0_with_only_ok_lines() -> anyhow::Result<
     s.assert_all_ok();
     for expected in [
         "identity: token for Azure Monitor (https://monitor.azure.com)",
-        "storage queue okta-pages: receive message",
-        "storage queue okta-pages: update message",
+        &format!("storage queue {}: receive message", world.queue_name()),
+        &format!("storage queue {}: update message", world.queue_name()),
         "update not checked: queue empty",
-        "storage queue okta-pages: delete message",
-        "storage container okta-sentinel: delete",
+        &format!("storage queue {}: delete message", world.queue_name()),
+        &format!("storage container {}: delete", world.container_name()),
         "sink: empty batch [] to DCR",
         "accepted: 204",
         "table columns equal the manifest (skipped: no workspace read configured",
@@ -239,7 +242,10 @@ async fn a_refused_queue_update_names_the_data_action_and_the_role() -> anyhow::
     .await;
     run.assert_exit(1);
     assert_eq!(proxy.faults_fired(), 1);
-    let line = run.failed("storage queue okta-pages: update message");
+    let line = run.failed(&format!(
+        "storage queue {}: update message",
+        world.queue_name()
+    ));
     assert_names(
         &line,
         &[
@@ -248,7 +254,10 @@ async fn a_refused_queue_update_names_the_data_action_and_the_role() -> anyhow::
             "Microsoft.Storage/storageAccounts/queueServices/queues/messages/write",
             "custom role \"okta-sentinel shipper storage",
             "infra/modules/roles.bicep",
-            "queue okta-pages of storage account devstoreaccount1",
+            &format!(
+                "queue {} of storage account devstoreaccount1",
+                world.queue_name()
+            ),
             "visible again by itself",
         ],
     );
@@ -264,8 +273,10 @@ async fn a_refused_queue_update_names_the_data_action_and_the_role() -> anyhow::
         run.stdout
     );
     assert!(
-        run.stdout
-            .contains("OK  storage queue okta-pages: delete message"),
+        run.stdout.contains(&format!(
+            "OK  storage queue {}: delete message",
+            world.queue_name()
+        )),
         "{}",
         run.stdout
     );
@@ -296,7 +307,10 @@ async fn a_refused_blob_lease_names_the_data_action_and_the_role() -> anyhow::Re
     )
     .await;
     run.assert_exit(1);
-    let line = run.failed("storage container okta-sentinel: lease");
+    let line = run.failed(&format!(
+        "storage container {}: lease",
+        world.container_name()
+    ));
     assert_names(
         &line,
         &[
@@ -304,7 +318,10 @@ async fn a_refused_blob_lease_names_the_data_action_and_the_role() -> anyhow::Re
             "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write",
             "custom role \"okta-sentinel collector storage",
             "infra/modules/roles.bicep",
-            "container okta-sentinel of storage account devstoreaccount1",
+            &format!(
+                "container {} of storage account devstoreaccount1",
+                world.container_name()
+            ),
         ],
     );
     // The probe blob is left under doctor/ only, for the lifecycle rule.
