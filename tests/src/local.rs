@@ -68,7 +68,21 @@ pub struct LocalWorld {
     container: String,
     ca_file: PathBuf,
     extra_env: BTreeMap<String, String>,
-    _tmp: tempfile::TempDir,
+    /// Scratch directory (logs, CA file): deleted with the world, kept after a failure.
+    tmp: Option<tempfile::TempDir>,
+}
+
+impl Drop for LocalWorld {
+    /// A world dropped while its test panics, or after any wait of this binary timed out
+    /// ([`crate::procs::failure_seen`]: a test returning that error drops its world before the
+    /// error is reported), keeps its logs and says where: a one-off failure can be read.
+    fn drop(&mut self) {
+        if std::thread::panicking() || crate::procs::failure_seen() {
+            if let Some(tmp) = self.tmp.take() {
+                eprintln!("world logs kept in {}", tmp.keep().display());
+            }
+        }
+    }
 }
 
 /// The SSWS token the fake org accepts by default.
@@ -125,7 +139,7 @@ impl LocalWorld {
             container,
             ca_file,
             extra_env: opts.env,
-            _tmp: tmp,
+            tmp: Some(tmp),
         })
     }
 
@@ -309,6 +323,7 @@ impl LocalWorld {
                 return Ok(d);
             }
             if std::time::Instant::now() > deadline {
+                crate::procs::note_failure();
                 anyhow::bail!(
                     "not every event landed within {timeout:?}: {} released, {} missing (first: {:?}); logs in {}",
                     d.released,

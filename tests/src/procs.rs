@@ -156,6 +156,7 @@ impl Service {
                 bail!("{} is not running", self.name);
             }
             if Instant::now() > deadline {
+                note_failure();
                 bail!("{} did not exit within {:?}", self.name, timeout);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -212,8 +213,23 @@ where
             return Ok(v);
         }
         if Instant::now() > deadline {
+            note_failure();
             bail!("timed out after {timeout:?} waiting for {what}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Set when a wait of [`eventually`] timed out anywhere in this process.
+static FAILURE_SEEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Records that a wait timed out (see [`failure_seen`]).
+pub fn note_failure() {
+    FAILURE_SEEN.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether a wait timed out in this process: worlds dropped from then on keep their logs
+/// (`LocalWorld`'s `Drop`). Other tests' worlds may be kept too; only after a failure.
+pub fn failure_seen() -> bool {
+    FAILURE_SEEN.load(std::sync::atomic::Ordering::Relaxed)
 }

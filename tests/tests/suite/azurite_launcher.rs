@@ -1,4 +1,5 @@
-//! The Azurite launcher: ports answer, https/oauth mode demands a token, stop leaves nothing.
+//! The Azurite launcher: ports answer, https/oauth mode demands a token, stop leaves nothing;
+//! test worlds share one Azurite, and a world that fails keeps its logs.
 
 use std::path::Path;
 
@@ -251,5 +252,30 @@ async fn worlds_share_one_azurite_but_not_their_queue_or_container() -> anyhow::
     assert!(!own.azurite.is_shared());
     assert_ne!(own.azurite.queue_endpoint(), a.azurite.queue_endpoint());
     assert_eq!(own.queue_name(), "okta-pages");
+    Ok(())
+}
+
+/// A world dropped while its test panics keeps its logs (and says where), so a one-off failure
+/// can be read; a world that ends well leaves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_world_keeps_its_logs_and_a_passing_one_does_not() -> anyhow::Result<()> {
+    use world::local::{LocalWorld, WorldOptions};
+    let passing = LocalWorld::start(WorldOptions::default()).await?;
+    let passing_logs = passing.log_dir.clone();
+    assert!(passing_logs.exists());
+    drop(passing);
+    if !world::procs::failure_seen() {
+        assert!(!passing_logs.exists(), "{}", passing_logs.display());
+    }
+
+    let failing = LocalWorld::start(WorldOptions::default()).await?;
+    let failing_logs = failing.log_dir.clone();
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let _world = failing;
+        panic!("a failing test");
+    }));
+    assert!(panicked.is_err());
+    assert!(failing_logs.exists(), "{}", failing_logs.display());
+    std::fs::remove_dir_all(failing_logs.parent().unwrap_or(&failing_logs))?;
     Ok(())
 }
