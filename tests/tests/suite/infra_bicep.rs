@@ -890,3 +890,34 @@ fn a_container_size_the_consumption_plan_refuses_fails() {
         "param shipperCpu must list its sizes with @allowed",
     );
 }
+
+#[test]
+fn a_container_app_or_job_name_azure_refuses_fails() {
+    // 33 characters with the 13-character suffix.
+    let broken = real().mutated(
+        "infra/modules/apps.bicep",
+        "name: 'shipper-doctor-${suffix}'",
+        "name: 'shipper-doctor-checks-${suffix}'",
+    );
+    assert_fails(
+        &broken,
+        "shipperDoctorJob: the name \"shipper-doctor-checks-",
+    );
+    // A per-org job named after the domain (dots, and too long for a long domain).
+    let broken = real().mutated(
+        "infra/modules/apps.bicep",
+        "name: 'coldoc-${uniqueString(c.domain, suffix)}'",
+        "name: 'coldoc-${c.domain}'",
+    );
+    assert_fails(
+        &broken,
+        "collectorDoctorJobs: the name \"coldoc-a-rather-long",
+    );
+    // A double hyphen from an empty part.
+    let broken = real().mutated(
+        "infra/modules/apps.bicep",
+        "name: 'shipper-ops-${suffix}'",
+        "name: 'shipper--${suffix}'",
+    );
+    assert_fails(&broken, "it must not contain '--'");
+}

@@ -25,6 +25,7 @@ pub(crate) use sources::Sources;
 
 use rules::{
     allocations::allocations,
+    app_names::app_names,
     columns::columns,
     deployment::deployment,
     identifiers::identifiers,
@@ -80,5 +81,6 @@ pub(crate) fn validate(sources: &Sources) -> Vec<String> {
     columns(&ctx, &mut problems);
     deployment(&ctx, &grants, &mut problems);
     allocations(&ctx, &mut problems);
+    app_names(&ctx, &mut problems);
     problems
 }

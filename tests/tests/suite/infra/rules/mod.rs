@@ -2,6 +2,7 @@
 //! `path:line:col: message`.
 
 pub(crate) mod allocations;
+pub(crate) mod app_names;
 pub(crate) mod columns;
 pub(crate) mod deployment;
 pub(crate) mod identifiers;
