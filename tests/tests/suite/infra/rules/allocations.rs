@@ -9,7 +9,8 @@
 use serde_json::{json, Value};
 
 use crate::infra::eval::eval;
-use crate::infra::tree::{all_nodes, body_object, named, path_prop, text, Ctx};
+use crate::infra::rules::{apps_and_jobs, AppResource};
+use crate::infra::tree::{all_nodes, named, path_prop, text, Ctx};
 
 /// The root template and its parameter setting the shipper's vCPU.
 const MAIN: &str = "infra/main.bicep";
@@ -77,58 +78,47 @@ fn allowed_values(ctx: &Ctx, path: &str, param: &str) -> Option<Vec<Value>> {
 /// Problems with the summed container sizes of every app and job, as configured in `ctx`.
 fn sizes(ctx: &Ctx) -> Vec<String> {
     let mut out = Vec::new();
-    for (fi, f) in ctx.files.iter().enumerate() {
-        for (sym, d) in &ctx.decls[fi] {
-            let is_app = d.target.starts_with("Microsoft.App/containerApps@")
-                || d.target.starts_with("Microsoft.App/jobs@");
-            let Some(value) = d.value.filter(|_| d.kind == "resource" && is_app) else {
-                continue;
+    for AppResource { fi, sym, body, .. } in apps_and_jobs(ctx) {
+        let f = ctx.files[fi];
+        let Some(containers) = path_prop(f, body, &["properties", "template", "containers"]) else {
+            continue;
+        };
+        let (mut cpu, mut gib) = (0.0, 0.0);
+        for c in named(containers)
+            .into_iter()
+            .filter(|c| c.kind() == "object")
+        {
+            let value = |k: &str| {
+                path_prop(f, c, &["resources", k]).map(|n| eval(ctx, fi, n, &Default::default()))
             };
-            let Some(body) = body_object(value) else {
-                continue;
-            };
-            let Some(containers) = path_prop(f, body, &["properties", "template", "containers"])
-            else {
-                continue;
-            };
-            let (mut cpu, mut gib) = (0.0, 0.0);
-            for c in named(containers)
-                .into_iter()
-                .filter(|c| c.kind() == "object")
-            {
-                let value = |k: &str| {
-                    path_prop(f, c, &["resources", k])
-                        .map(|n| eval(ctx, fi, n, &Default::default()))
-                };
-                match (value("cpu"), value("memory")) {
-                    (Some(Ok(cv)), Some(Ok(mv))) => match (cv.as_f64(), gibibytes(&mv)) {
-                        (Some(cv), Some(mv)) => {
-                            cpu += cv;
-                            gib += mv;
-                        }
-                        _ => out.push(format!(
-                            "{}: {sym}: resources {cv} / {mv} are not a vCPU number and a memory in Gi",
-                            f.path
-                        )),
-                    },
-                    (None, _) | (_, None) => out.push(format!(
-                        "{}: {sym}: a container without resources.cpu and resources.memory gets the default 0.5 vCPU / 1Gi, which the template should say",
+            match (value("cpu"), value("memory")) {
+                (Some(Ok(cv)), Some(Ok(mv))) => match (cv.as_f64(), gibibytes(&mv)) {
+                    (Some(cv), Some(mv)) => {
+                        cpu += cv;
+                        gib += mv;
+                    }
+                    _ => out.push(format!(
+                        "{}: {sym}: resources {cv} / {mv} are not a vCPU number and a memory in Gi",
                         f.path
                     )),
-                    (Some(Err(e)), _) | (_, Some(Err(e))) => out.push(format!(
-                        "{}: {sym}: cannot evaluate the container's resources: {e}",
-                        f.path
-                    )),
-                }
-            }
-            let pair = PAIRS.iter().find(|(c, _)| (c - cpu).abs() < 1e-9);
-            match pair {
-                Some((_, m)) if gibibytes(&json!(m)).is_some_and(|m| (m - gib).abs() < 1e-9) => {}
-                _ => out.push(format!(
-                    "{}: {sym}: {cpu} vCPU / {gib} GiB is not a consumption-plan pair (0.25 vCPU / 0.5Gi … 2.0 vCPU / 4.0Gi, 1 vCPU : 2 GiB)",
+                },
+                (None, _) | (_, None) => out.push(format!(
+                    "{}: {sym}: a container without resources.cpu and resources.memory gets the default 0.5 vCPU / 1Gi, which the template should say",
+                    f.path
+                )),
+                (Some(Err(e)), _) | (_, Some(Err(e))) => out.push(format!(
+                    "{}: {sym}: cannot evaluate the container's resources: {e}",
                     f.path
                 )),
             }
+        }
+        let pair = PAIRS.iter().find(|(c, _)| (c - cpu).abs() < 1e-9);
+        match pair {
+            Some((_, m)) if gibibytes(&json!(m)).is_some_and(|m| (m - gib).abs() < 1e-9) => {}
+            _ => out.push(format!(
+                "{}: {sym}: {cpu} vCPU / {gib} GiB is not a consumption-plan pair (0.25 vCPU / 0.5Gi … 2.0 vCPU / 4.0Gi, 1 vCPU : 2 GiB)",
+                f.path
+            )),
         }
     }
     out

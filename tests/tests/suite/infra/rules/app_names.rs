@@ -12,7 +12,8 @@ use std::collections::HashMap;
 use serde_json::{json, Value};
 
 use crate::infra::eval::eval;
-use crate::infra::tree::{body_object, named, prop, text, Ctx};
+use crate::infra::rules::{apps_and_jobs, AppResource};
+use crate::infra::tree::{named, prop, text, Ctx};
 
 /// The longest name Container Apps accepts for an app or a job.
 const MAX_NAME: usize = 32;
@@ -24,43 +25,40 @@ fn sample_org() -> Value {
 
 pub(crate) fn app_names(ctx: &Ctx, problems: &mut Vec<String>) {
     let mut checked = 0;
-    for (fi, f) in ctx.files.iter().enumerate() {
-        for (sym, d) in &ctx.decls[fi] {
-            let is_app = d.target.starts_with("Microsoft.App/containerApps@")
-                || d.target.starts_with("Microsoft.App/jobs@");
-            let Some(value) = d.value.filter(|_| d.kind == "resource" && is_app) else {
-                continue;
-            };
-            let Some(body) = body_object(value) else {
-                continue;
-            };
-            // `[for c in collectors: {...}]` or `[for (c, i) in ...]`: the item variable.
-            let mut env = HashMap::new();
-            let params = named(value)
-                .into_iter()
-                .find(|c| c.kind() == "for_loop_parameters")
-                .and_then(|p| named(p).into_iter().next());
-            if let Some(var) = value.child_by_field_name("initializer").or(params) {
-                env.insert(text(f, var).to_string(), sample_org());
-            }
-            let Some(name) = prop(f, body, "name") else {
-                continue;
-            };
-            checked += 1;
-            match eval(ctx, fi, name, &env) {
-                Ok(Value::String(n)) => {
-                    if let Some(why) = refused(&n) {
-                        problems.push(format!(
-                            "{}: {sym}: the name {n:?} is refused by Container Apps: {why}",
-                            f.path
-                        ));
-                    }
+    for AppResource {
+        fi,
+        sym,
+        value,
+        body,
+    } in apps_and_jobs(ctx)
+    {
+        let f = ctx.files[fi];
+        // `[for c in collectors: {...}]` or `[for (c, i) in ...]`: the item variable.
+        let mut env = HashMap::new();
+        let params = named(value)
+            .into_iter()
+            .find(|c| c.kind() == "for_loop_parameters")
+            .and_then(|p| named(p).into_iter().next());
+        if let Some(var) = value.child_by_field_name("initializer").or(params) {
+            env.insert(text(f, var).to_string(), sample_org());
+        }
+        let Some(name) = prop(f, body, "name") else {
+            continue;
+        };
+        checked += 1;
+        match eval(ctx, fi, name, &env) {
+            Ok(Value::String(n)) => {
+                if let Some(why) = refused(&n) {
+                    problems.push(format!(
+                        "{}: {sym}: the name {n:?} is refused by Container Apps: {why}",
+                        f.path
+                    ));
                 }
-                other => problems.push(format!(
-                    "{}: {sym}: cannot evaluate the name offline: {other:?}",
-                    f.path
-                )),
             }
+            other => problems.push(format!(
+                "{}: {sym}: cannot evaluate the name offline: {other:?}",
+                f.path
+            )),
         }
     }
     if checked == 0 {
