@@ -19,6 +19,7 @@ async fn azurite(https_oauth: bool) -> Azurite {
     Azurite::start(AzuriteOptions {
         persistence: Persistence::InMemory,
         https_oauth,
+        ..AzuriteOptions::default()
     })
     .await
     .expect("Azurite starts")
