@@ -119,6 +119,23 @@ fn control_bytes(b: &[u8]) -> Scan<bool> {
     Ok(true)
 }
 
+/// Refuses a string that holds a tab, LF or CR (only looked for on a page that has some).
+#[inline(never)]
+fn no_whitespace_controls(string: &[u8]) -> Scan<()> {
+    match memchr3(b'\t', b'\n', b'\r', string) {
+        Some(_) => Err(Refused),
+        None => Ok(()),
+    }
+}
+
+/// Index of the next `"` or `\\` in `b` from `i`, in a long string (out of line: the short
+/// case is inlined wherever a string is read).
+#[inline(never)]
+fn long_tail(b: &[u8], i: usize) -> Scan<usize> {
+    let rest = b.get(i..).ok_or(Refused)?;
+    Ok(i + memchr2(b'"', b'\\', rest).ok_or(Refused)?)
+}
+
 struct Scanner<'de> {
     text: &'de str,
     b: &'de [u8],
@@ -161,6 +178,7 @@ impl<'de> Scanner<'de> {
 
     /// Skips the rest of a string whose opening quote was just read; true if it holds an
     /// escape.
+    #[inline(always)]
     fn string(&mut self) -> Scan<bool> {
         let start = self.i;
         let mut escaped = false;
@@ -180,8 +198,8 @@ impl<'de> Scanner<'de> {
                 _ => return Err(Refused),
             };
         }
-        if self.check_strings && memchr3(b'\t', b'\n', b'\r', &self.b[start..self.i]).is_some() {
-            return Err(Refused);
+        if self.check_strings {
+            no_whitespace_controls(&self.b[start..self.i])?;
         }
         Ok(escaped)
     }
@@ -191,6 +209,7 @@ impl<'de> Scanner<'de> {
     /// Most strings of a page are short (keys, ids, enum values): their end is found eight
     /// bytes at a time in a plain register, which costs less than a call to `memchr2`, whose
     /// vector search takes over for the rest of a long string.
+    #[inline(always)]
     fn quote_or_backslash(&self) -> Scan<usize> {
         const ONES: u64 = u64::MAX / 255;
         const HIGH: u64 = ONES << 7;
@@ -209,8 +228,7 @@ impl<'de> Scanner<'de> {
             }
             i += 8;
         }
-        let rest = self.b.get(i..).ok_or(Refused)?;
-        Ok(i + memchr2(b'"', b'\\', rest).ok_or(Refused)?)
+        long_tail(self.b, i)
     }
 
     /// Reads `"key"` and the `:` after it (whitespace around skipped); the key's text.
