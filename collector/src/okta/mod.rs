@@ -4,12 +4,13 @@
 //! [`response`] and [`rate_limit`] and failing with an [`error::OktaError`]; [`auth`]
 //! holds the credential (SSWS, or OAuth `private_key_jwt` with DPoP from [`dpop`] and keys
 //! from [`keys`]); [`links`] parses `Link` headers; [`page`] turns the events of a page into
-//! the bytes that get stored.
+//! the bytes that get stored, reading each event's head with [`head`].
 
 pub mod auth;
 pub mod client;
 pub mod dpop;
 pub mod error;
+mod head;
 pub mod keys;
 pub mod links;
 pub mod page;

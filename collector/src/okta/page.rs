@@ -14,6 +14,7 @@ use serde_json::value::RawValue;
 
 use crate::dedupe::RecentUuids;
 use crate::okta::error::OktaError;
+use crate::okta::head::quick_head;
 
 /// What gets stored for one page.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,9 +67,17 @@ pub fn prepare_page(
                 "event {i} of the page is not a JSON object"
             )));
         }
-        let head: EventHead<'_> = serde_json::from_str(text).map_err(|e| {
-            OktaError::Malformed(format!("event {i} of the page cannot be read: {e}"))
-        })?;
+        let head: EventHead<'_> = match quick_head(text) {
+            Some(h) => EventHead {
+                uuid: h.uuid.map(Cow::Borrowed),
+                published: h.published.map(Cow::Borrowed),
+                domain: h.domain,
+            },
+            // Not the plain case (an escape, a key twice, a wrong type): serde_json reads it.
+            None => serde_json::from_str(text).map_err(|e| {
+                OktaError::Malformed(format!("event {i} of the page cannot be read: {e}"))
+            })?,
+        };
         let uuid = match head.uuid {
             Some(u) if !u.trim().is_empty() => u,
             _ => {
@@ -146,6 +155,8 @@ fn parse_published(s: &str) -> Option<DateTime<Utc>> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn raws(json: &str) -> Vec<Box<RawValue>> {
@@ -238,5 +249,89 @@ mod tests {
         d.forget(p.kept_uuids.iter().map(String::as_str));
         let again = prepare_page(&events, "o", &mut d).unwrap();
         assert_eq!(again.count, 2);
+    }
+
+    /// What serde_json reads as the head of `text`: the reference [`quick_head`] stands in for.
+    fn serde_head(text: &str) -> Option<(Option<String>, Option<String>, bool)> {
+        let h: EventHead<'_> = serde_json::from_str(text).ok()?;
+        Some((
+            h.uuid.map(Cow::into_owned),
+            h.published.map(Cow::into_owned),
+            h.domain,
+        ))
+    }
+
+    const KEYS: &[&str] = &[
+        "uuid",
+        "published",
+        "domain",
+        r"uu\u0069d",
+        r"dom\u0061in",
+        "x",
+        "actor",
+        "",
+    ];
+    const VALUES: &[&str] = &[
+        "null",
+        r#""u-1""#,
+        r#""a\u0062""#,
+        r#""2024-08-13T15:58:20.353Z""#,
+        r#""""#,
+        r#"" ""#,
+        "7",
+        "-1.5e3",
+        "1e999",
+        "true",
+        "{}",
+        "[]",
+        r#"{"uuid":"n","s":"}\"{[","t":[1,{"a":["]"]}]}"#,
+        r#"[1,{"a":["]\\"]},null]"#,
+    ];
+    const SPACE: &[&str] = &["", " ", "\n\t "];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Whenever the quick reading answers, serde_json reads the same head.
+        #[test]
+        fn quick_head_agrees_with_serde(
+            members in prop::collection::vec((0..KEYS.len(), 0..VALUES.len(), 0..SPACE.len()), 0..7),
+        ) {
+            let mut text = String::from("{");
+            for (n, (k, v, w)) in members.iter().enumerate() {
+                if n > 0 {
+                    text.push(',');
+                }
+                let w = SPACE[*w];
+                text.push_str(&format!(r#"{w}"{}"{w}:{w}{}{w}"#, KEYS[*k], VALUES[*v]));
+            }
+            text.push('}');
+            if let Some(h) = quick_head(&text) {
+                let quick = (
+                    h.uuid.map(str::to_string),
+                    h.published.map(str::to_string),
+                    h.domain,
+                );
+                prop_assert_eq!(Some(quick), serde_head(&text), "{}", text);
+            }
+        }
+    }
+
+    #[test]
+    fn realistic_events_take_the_quick_reading() {
+        let t0 = DateTime::parse_from_rfc3339("2024-08-13T15:58:20.353Z")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap();
+        let events = world::fakes::okta_events::generate(7, 300, t0, chrono::Duration::seconds(1));
+        for e in events {
+            let text = serde_json::to_string(&e).unwrap();
+            let h = quick_head(&text).expect("plain event");
+            let quick = (
+                h.uuid.map(str::to_string),
+                h.published.map(str::to_string),
+                h.domain,
+            );
+            assert_eq!(Some(quick), serde_head(&text));
+        }
     }
 }

@@ -7,7 +7,6 @@
 use std::io::Write as _;
 
 use chrono::{DateTime, Utc};
-use serde_json::value::RawValue;
 
 use super::additional;
 use super::flatten::Captured;
@@ -63,7 +62,7 @@ impl RowWriter {
     /// Parses the time values of the event in `cap`; call before writing its row.
     pub(crate) fn load_times(&mut self, cap: &Captured<'_>) {
         for &id in &self.time_leaves {
-            self.times[id] = cap.leaves[id].and_then(|raw| parse_time(raw.get()));
+            self.times[id] = cap.leaves[id].and_then(parse_time);
         }
     }
 
@@ -114,7 +113,7 @@ impl RowWriter {
                     // A time column: valid iff it parsed (a string literal, never `null`).
                     Some(raw) if col.ty == ColumnType::Datetime => {
                         if self.time(id).is_some() {
-                            out.extend_from_slice(raw.get().as_bytes());
+                            out.extend_from_slice(raw.as_bytes());
                             Written::Whole
                         } else {
                             Written::Omitted
@@ -192,7 +191,7 @@ impl RowWriter {
         }
         for (id, raw) in cap.leaves.iter().enumerate() {
             if let (Some(raw), false) = (raw, self.kept[id]) {
-                w.field(&m.leaf_paths[id], raw.get(), out);
+                w.field(&m.leaf_paths[id], raw, out);
             }
         }
         w.finish(out)
@@ -225,13 +224,13 @@ impl From<bool> for Written {
 }
 
 fn write_value(
-    raw: &RawValue,
+    raw: &str,
     ty: ColumnType,
     kind: ColumnKind,
     field_cap: usize,
     out: &mut Vec<u8>,
 ) -> Written {
-    let text = raw.get();
+    let text = raw;
     let first = text.as_bytes().first().copied().unwrap_or(b'n');
     if first == b'n' || text == "\"\"" {
         // null: the legacy API omits the property from the row; so do we. An empty string
@@ -333,8 +332,8 @@ fn write_value(
 }
 
 /// Whether a raw value carries nothing a query could read: `null` or the empty string.
-pub(crate) fn is_empty_value(v: &RawValue) -> bool {
-    matches!(v.get(), "null" | "\"\"")
+pub(crate) fn is_empty_value(v: &str) -> bool {
+    matches!(v, "null" | "\"\"")
 }
 
 /// Appends `f` as serde_json prints it (finite: never fails; a failure drops the value).

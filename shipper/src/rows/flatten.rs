@@ -40,8 +40,10 @@ pub(crate) fn check_depth<E: de::Error>(raw: &RawValue, level: usize) -> Result<
 /// The captured values of one event, indexed like the manifest's leaves and rest objects.
 /// Reused from event to event to avoid allocations.
 pub(crate) struct Captured<'de> {
-    pub(crate) leaves: Vec<Option<&'de RawValue>>,
-    pub(crate) rests: Vec<Vec<(Cow<'de, str>, &'de RawValue)>>,
+    /// Each value's JSON text, a slice of the page (serde_json's `RawValue` text, or the
+    /// same bytes as found by [`super::scan`]).
+    pub(crate) leaves: Vec<Option<&'de str>>,
+    pub(crate) rests: Vec<Vec<(Cow<'de, str>, &'de str)>>,
     /// Members (and odd values) no column claims, in document order.
     pub(crate) extras: Vec<Extra<'de>>,
 }
@@ -107,11 +109,13 @@ pub(crate) struct ObjectSeed<'a, 'c, 'de> {
 impl<'a, 'c, 'de> ObjectSeed<'a, 'c, 'de> {
     /// The seed of an event object.
     pub(crate) fn new(node: &'a Node, cap: &'c mut Captured<'de>) -> Self {
-        ObjectSeed {
-            node,
-            cap,
-            level: EVENT_LEVEL,
-        }
+        Self::at_level(node, cap, EVENT_LEVEL)
+    }
+
+    /// The seed of the object `node` at nesting `level` of its page (for [`super::scan`],
+    /// which hands it the rare value that is not an object where `node` expects one).
+    pub(crate) fn at_level(node: &'a Node, cap: &'c mut Captured<'de>, level: usize) -> Self {
+        ObjectSeed { node, cap, level }
     }
 
     /// The next member's value, borrowed, after the depth check.
@@ -142,7 +146,7 @@ impl<'de> Visitor<'de> for ObjectSeed<'_, '_, 'de> {
             match self.node.child(&key) {
                 Some(Child::Leaf(id)) => {
                     let raw = self.raw_value(&mut map)?;
-                    self.cap.leaves[*id] = Some(raw);
+                    self.cap.leaves[*id] = Some(raw.get());
                 }
                 Some(Child::Object(node)) => map.next_value_seed(ObjectSeed {
                     node,
@@ -152,7 +156,7 @@ impl<'de> Visitor<'de> for ObjectSeed<'_, '_, 'de> {
                 None => match self.node.rest {
                     Some(r) => {
                         let raw = self.raw_value(&mut map)?;
-                        self.cap.rests[r].push((key, raw));
+                        self.cap.rests[r].push((key, raw.get()));
                     }
                     None => {
                         let raw = self.raw_value(&mut map)?;

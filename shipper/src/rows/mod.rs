@@ -11,8 +11,9 @@
 //!   `client_ipAddress_s_s`) — but for a value over the API's field limit, cut first
 //!   ([`dc_fit`]).
 //!
-//! The page is parsed once, streaming ([`stream`]): each event's values are captured as
-//! borrowed slices of the page (`&RawValue`) while the parser walks it, and copied, not
+//! The page is read once ([`scan`], a hand-written pass; [`stream`], serde_json's streaming
+//! parser, for any page the fast pass cannot vouch for): each event's values are captured as
+//! borrowed slices of the page while it is walked, and copied, not
 //! re-serialised, except where a value must change (truncation, type conversion, GUID
 //! normalisation, JSON text embedded in a string column). Rows are written into one reused
 //! buffer and copied out at their exact size.
@@ -27,6 +28,7 @@ mod encode;
 mod flatten;
 mod jsontext;
 pub mod manifest;
+mod scan;
 mod stream;
 mod truncate;
 
@@ -153,12 +155,34 @@ pub fn build_rows_for(
     limits: &RowLimits,
     table: TableColumns,
 ) -> Result<RowBatch, PageError> {
-    // Only UTF-8 is checked before the walk: it refuses what is not an array, and checks the
-    // nesting of what it borrows (`flatten`), which covers the page; a refused page is read
-    // again by `diagnose`, whose `page_text` names the error as before.
+    // Only UTF-8 is checked before the walk: both passes refuse what is not an array, and
+    // check the nesting of the whole page as they go (`scan` itself, `stream` on what it
+    // borrows); a page the serde_json pass refuses is read again by `diagnose`, whose
+    // `page_text` names the error as before.
     let text = std::str::from_utf8(page).map_err(|e| PageError::InvalidUtf8 {
         valid_up_to: e.valid_up_to(),
     })?;
+    let m = manifest();
+    let mut cap = flatten::Captured::new(m.leaf_count, m.rest_count);
+    let mut builder = RowBuilder::new(m, limits, table);
+    let scanned = scan::for_each_event(text, &m.tree, from_event, &mut cap, |index, cap| {
+        builder.push(index, cap);
+    });
+    match scanned {
+        Ok(()) => Ok(builder.batch),
+        // The fast pass could not vouch for the page (almost always: it is broken).
+        Err(scan::Refused) => build_rows_streamed(text, from_event, limits, table),
+    }
+}
+
+/// [`build_rows_for`] through serde_json's streaming parser only: the reference the fast
+/// pass must agree with, and the reading of every page it refuses.
+fn build_rows_streamed(
+    text: &str,
+    from_event: usize,
+    limits: &RowLimits,
+    table: TableColumns,
+) -> Result<RowBatch, PageError> {
     let m = manifest();
     let mut cap = flatten::Captured::new(m.leaf_count, m.rest_count);
     let mut builder = RowBuilder::new(m, limits, table);
@@ -167,7 +191,7 @@ pub fn build_rows_for(
     });
     match streamed {
         Ok(()) => Ok(builder.batch),
-        Err(e) => Err(diagnose(page, from_event, e)),
+        Err(e) => Err(diagnose(text.as_bytes(), from_event, e)),
     }
 }
 

@@ -136,9 +136,7 @@ mod tests {
         let mut seen = Vec::new();
         for_each_event(page, &m.tree, from, &mut cap, |i, cap| {
             let text = match uuid {
-                Some(crate::rows::manifest::Slot::Leaf(id)) => {
-                    cap.leaves[id].map(|r| r.get().to_string())
-                }
+                Some(crate::rows::manifest::Slot::Leaf(id)) => cap.leaves[id].map(str::to_string),
                 _ => None,
             };
             seen.push((i, text));

@@ -75,7 +75,7 @@ pub(crate) fn push_json_text_limited(raw: &str, limit: usize, out: &mut Vec<u8>)
         Some(b'{') => {
             let mut de = serde_json::Deserializer::from_str(raw);
             if let Ok(pairs) = PairsSeed.deserialize(&mut de) {
-                let pairs = pairs.iter().map(|(k, v)| (k.as_ref(), *v));
+                let pairs = pairs.iter().map(|(k, v)| (k.as_ref(), v.get()));
                 push_object_text_limited(pairs, limit, out, &mut Vec::new());
                 return true;
             }
@@ -94,7 +94,7 @@ pub(crate) fn push_json_text_limited(raw: &str, limit: usize, out: &mut Vec<u8>)
 /// escaped straight into `out`: escaping members one by one gives the same bytes as escaping
 /// the whole text, since no string spans two members.
 pub(crate) fn push_object_text_limited<'a>(
-    pairs: impl Iterator<Item = (&'a str, &'a RawValue)>,
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
     limit: usize,
     out: &mut Vec<u8>,
     member: &mut Vec<u8>,
@@ -107,7 +107,7 @@ pub(crate) fn push_object_text_limited<'a>(
         member.clear();
         push_str_literal(k, member);
         member.push(b':');
-        push_compact(v.get(), member);
+        push_compact(v, member);
         let sep = usize::from(!first);
         if len + sep + member.len() + 1 > limit {
             out.extend_from_slice(b"}\"");

@@ -1,0 +1,797 @@
+//! The row builder's fast path: one hand-written pass over a page's bytes that validates the
+//! JSON and captures each event's manifest values as borrowed slices of the page.
+//!
+//! Why it exists rather than serde_json: reading the page through serde_json's streaming
+//! parser and our visitors ([`super::stream`]) was ≈ 51 M of the row builder's ≈ 88 M
+//! instructions per 1,000-event page (callgrind, BENCHMARKS.md, issue 14) — a visitor call per
+//! member, and every unclaimed value walked token by token. Here a string is skipped with one
+//! `memchr2` for its closing quote or an escape, an unclaimed value is skipped without building
+//! anything, and nothing is decoded but the rare key with an escape. The serde_json path stays
+//! the reference: this pass accepts a page only when it is sure serde_json accepts it and
+//! captures exactly what [`super::stream`] captures (a property test in this file holds the
+//! two together); anything it is not sure of — invalid grammar, an odd escape, a control
+//! character, nesting past [`MAX_NESTING`], an event that is not an object, trailing bytes —
+//! is [`Refused`], and the caller reads the page the serde_json way, which names its error
+//! exactly as before. The rare odd value where the manifest expects an object (`"client":
+//! "x"`) is handed to serde_json on its own (its conversions are serde_json's).
+//!
+//! What serde_json checks, and so what this pass checks (serde_json 1.0, `ignore_value` for
+//! borrowed values, `parse_str` for object keys): whitespace is space, tab, LF, CR only; no
+//! control character in a string; an escape is one of `\" \\ \/ \b \f \n \r \t` or `\u` and
+//! four hex digits (surrogates are not paired in skipped strings; a key with an escape is
+//! decoded by serde_json, which does pair them); numbers follow the JSON grammar (no range
+//! check on a borrowed number: `1e999` is text); `true`/`false`/`null` exactly; no trailing
+//! commas; nothing after the page's array.
+
+use std::borrow::Cow;
+
+use memchr::{memchr2, memchr3};
+use serde::de::DeserializeSeed;
+
+use super::flatten::{Captured, Extra, ObjectSeed, EVENT_LEVEL};
+use super::manifest::{Child, Node};
+use super::MAX_NESTING;
+
+/// The pass cannot vouch for the page: read it with serde_json instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refused;
+
+type Scan<T> = Result<T, Refused>;
+
+/// Words of 8 bytes searched in a register before `memchr2` takes over (see
+/// [`Scanner::quote_or_backslash`]).
+const SHORT_WORDS: usize = 4;
+
+/// Walks the JSON array `page`, filling `cap` for each event `from_event..` along `tree` and
+/// handing it to `on_event` with the event's index, like [`super::stream::for_each_event`]
+/// does; [`Refused`] for every page that one refuses (and for some it accepts).
+pub(crate) fn for_each_event<'de, F>(
+    page: &'de str,
+    tree: &Node,
+    from_event: usize,
+    cap: &mut Captured<'de>,
+    mut on_event: F,
+) -> Scan<()>
+where
+    F: FnMut(usize, &Captured<'de>),
+{
+    let mut s = Scanner {
+        text: page,
+        b: page.as_bytes(),
+        i: 0,
+        check_strings: control_bytes(page.as_bytes())?,
+    };
+    s.ws();
+    s.eat(b'[')?;
+    s.ws();
+    if s.peek() == Some(b']') {
+        s.i += 1;
+    } else {
+        let mut index = 0usize;
+        loop {
+            // Every event is an object; those already shipped are only validated.
+            if s.peek() != Some(b'{') {
+                return Err(Refused);
+            }
+            if index < from_event {
+                s.skip_value(EVENT_LEVEL - 1)?;
+            } else {
+                cap.clear();
+                s.i += 1;
+                s.object(tree, EVENT_LEVEL, cap)?;
+                on_event(index, cap);
+            }
+            index += 1;
+            s.ws();
+            match s.next() {
+                Some(b',') => s.ws(),
+                Some(b']') => break,
+                _ => return Err(Refused),
+            }
+        }
+    }
+    s.ws();
+    if s.i == s.b.len() {
+        Ok(())
+    } else {
+        Err(Refused)
+    }
+}
+
+/// Whether strings must be checked for tab, LF and CR: a page with no byte below 0x20 (a
+/// compact page, as the collector stores them) needs no check in its strings at all, and one
+/// with any other control byte is invalid JSON wherever the byte is.
+fn control_bytes(b: &[u8]) -> Scan<bool> {
+    // The smallest byte, 64 at a time: a loop the compiler turns into vector minimums.
+    let mut blocks = b.chunks_exact(64);
+    let mut low = blocks
+        .by_ref()
+        .any(|block| block.iter().fold(u8::MAX, |m, &c| m.min(c)) < 0x20);
+    low |= blocks.remainder().iter().any(|&c| c < 0x20);
+    if !low {
+        return Ok(false);
+    }
+    if b.iter()
+        .any(|&c| c < 0x20 && !matches!(c, b'\t' | b'\n' | b'\r'))
+    {
+        return Err(Refused);
+    }
+    Ok(true)
+}
+
+/// Refuses a string that holds a tab, LF or CR (only looked for on a page that has some).
+#[inline(never)]
+fn no_whitespace_controls(string: &[u8]) -> Scan<()> {
+    match memchr3(b'\t', b'\n', b'\r', string) {
+        Some(_) => Err(Refused),
+        None => Ok(()),
+    }
+}
+
+/// Index of the next `"` or `\\` in `b` from `i`, in a long string (out of line: the short
+/// case is inlined wherever a string is read).
+#[inline(never)]
+fn long_tail(b: &[u8], i: usize) -> Scan<usize> {
+    let rest = b.get(i..).ok_or(Refused)?;
+    Ok(i + memchr2(b'"', b'\\', rest).ok_or(Refused)?)
+}
+
+struct Scanner<'de> {
+    text: &'de str,
+    b: &'de [u8],
+    /// Index of the next byte to read.
+    i: usize,
+    /// The page holds tabs, LFs or CRs: strings must be checked for them.
+    check_strings: bool,
+}
+
+impl<'de> Scanner<'de> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let c = self.peek()?;
+        self.i += 1;
+        Some(c)
+    }
+
+    fn eat(&mut self, c: u8) -> Scan<()> {
+        if self.next() == Some(c) {
+            Ok(())
+        } else {
+            Err(Refused)
+        }
+    }
+
+    /// Skips JSON whitespace.
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    /// The page's text from `start` to the current position.
+    fn since(&self, start: usize) -> Scan<&'de str> {
+        self.text.get(start..self.i).ok_or(Refused)
+    }
+
+    /// Skips the rest of a string whose opening quote was just read; true if it holds an
+    /// escape.
+    #[inline(always)]
+    fn string(&mut self) -> Scan<bool> {
+        let start = self.i;
+        let mut escaped = false;
+        loop {
+            let j = self.quote_or_backslash()?;
+            if self.b[j] == b'"' {
+                self.i = j + 1;
+                break;
+            }
+            escaped = true;
+            self.i = match self.b.get(j + 1) {
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => j + 2,
+                Some(b'u') => match self.b.get(j + 2..j + 6) {
+                    Some(hex) if hex.iter().all(u8::is_ascii_hexdigit) => j + 6,
+                    _ => return Err(Refused),
+                },
+                _ => return Err(Refused),
+            };
+        }
+        if self.check_strings {
+            no_whitespace_controls(&self.b[start..self.i])?;
+        }
+        Ok(escaped)
+    }
+
+    /// Index of the next `"` or `\\` from the current position.
+    ///
+    /// Most strings of a page are short (keys, ids, enum values): their end is found eight
+    /// bytes at a time in a plain register, which costs less than a call to `memchr2`, whose
+    /// vector search takes over for the rest of a long string.
+    #[inline(always)]
+    fn quote_or_backslash(&self) -> Scan<usize> {
+        const ONES: u64 = u64::MAX / 255;
+        const HIGH: u64 = ONES << 7;
+        let mut i = self.i;
+        for _ in 0..SHORT_WORDS {
+            let Some(word) = self.b.get(i..i + 8) else {
+                break;
+            };
+            let w = u64::from_le_bytes(word.try_into().map_err(|_| Refused)?);
+            // A byte of `q` (`s`) is zero where `w` has a quote (backslash); the classic
+            // zero-byte test flags it, and the lowest flag is exact.
+            let (q, s) = (w ^ (ONES * 0x22), w ^ (ONES * 0x5C));
+            let found = ((q.wrapping_sub(ONES) & !q) | (s.wrapping_sub(ONES) & !s)) & HIGH;
+            if found != 0 {
+                return Ok(i + found.trailing_zeros() as usize / 8);
+            }
+            i += 8;
+        }
+        long_tail(self.b, i)
+    }
+
+    /// Reads `"key"` and the `:` after it (whitespace around skipped); the key's text.
+    fn key(&mut self) -> Scan<Cow<'de, str>> {
+        self.eat(b'"')?;
+        let start = self.i;
+        let escaped = self.string()?;
+        let key = if escaped {
+            // Rare: serde_json decodes it, with its own checks (paired surrogates).
+            let literal = self.text.get(start - 1..self.i).ok_or(Refused)?;
+            Cow::Owned(serde_json::from_str::<String>(literal).map_err(|_| Refused)?)
+        } else {
+            Cow::Borrowed(self.text.get(start..self.i - 1).ok_or(Refused)?)
+        };
+        self.ws();
+        self.eat(b':')?;
+        self.ws();
+        Ok(key)
+    }
+
+    /// Skips a key in a value that is not captured (its text does not matter).
+    fn skip_key(&mut self) -> Scan<()> {
+        self.eat(b'"')?;
+        self.string()?;
+        self.ws();
+        self.eat(b':')?;
+        self.ws();
+        Ok(())
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Scan<()> {
+        if self.b.get(self.i..self.i + word.len()) == Some(word) {
+            self.i += word.len();
+            Ok(())
+        } else {
+            Err(Refused)
+        }
+    }
+
+    /// Skips a number (its grammar only, as serde_json checks a number it does not convert).
+    fn number(&mut self) -> Scan<()> {
+        let digits = |s: &Self, mut i: usize| {
+            while let Some(b'0'..=b'9') = s.b.get(i) {
+                i += 1;
+            }
+            i
+        };
+        let mut i = self.i;
+        if self.b.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        match self.b.get(i) {
+            Some(b'0') => {
+                i += 1;
+                if let Some(b'0'..=b'9') = self.b.get(i) {
+                    return Err(Refused);
+                }
+            }
+            Some(b'1'..=b'9') => i = digits(self, i + 1),
+            _ => return Err(Refused),
+        }
+        if self.b.get(i) == Some(&b'.') {
+            let from = i + 1;
+            i = digits(self, from);
+            if i == from {
+                return Err(Refused);
+            }
+        }
+        if let Some(b'e' | b'E') = self.b.get(i) {
+            i += 1;
+            if let Some(b'+' | b'-') = self.b.get(i) {
+                i += 1;
+            }
+            let from = i;
+            i = digits(self, from);
+            if i == from {
+                return Err(Refused);
+            }
+        }
+        self.i = i;
+        Ok(())
+    }
+
+    /// Skips (validating) the value that starts here, held by a container at nesting `level`
+    /// of the page: an array or object in it is at `level + 1`, and none may pass
+    /// [`MAX_NESTING`].
+    fn skip_value(&mut self, level: usize) -> Scan<()> {
+        // The containers open inside the value, innermost in bit 0: 1 for an object. The
+        // nesting limit keeps them under 128.
+        let mut objects: u128 = 0;
+        let mut depth = 0usize;
+        loop {
+            // A value starts here (whitespace skipped).
+            match self.peek() {
+                Some(b'"') => {
+                    self.i += 1;
+                    self.string()?;
+                }
+                Some(open @ (b'{' | b'[')) => {
+                    if level + depth + 1 > MAX_NESTING {
+                        return Err(Refused);
+                    }
+                    self.i += 1;
+                    self.ws();
+                    let object = open == b'{';
+                    let close = if object { b'}' } else { b']' };
+                    if self.peek() == Some(close) {
+                        self.i += 1;
+                    } else {
+                        depth += 1;
+                        objects = (objects << 1) | u128::from(object);
+                        if object {
+                            self.skip_key()?;
+                        }
+                        continue;
+                    }
+                }
+                Some(b't') => self.literal(b"true")?,
+                Some(b'f') => self.literal(b"false")?,
+                Some(b'n') => self.literal(b"null")?,
+                Some(b'-' | b'0'..=b'9') => self.number()?,
+                _ => return Err(Refused),
+            }
+            // A value ended: close the containers it ends, or go on to the next member.
+            loop {
+                if depth == 0 {
+                    return Ok(());
+                }
+                self.ws();
+                let object = objects & 1 == 1;
+                match self.next() {
+                    Some(b',') => {
+                        self.ws();
+                        if object {
+                            self.skip_key()?;
+                        }
+                        break;
+                    }
+                    Some(b'}') if object => {}
+                    Some(b']') if !object => {}
+                    _ => return Err(Refused),
+                }
+                objects >>= 1;
+                depth -= 1;
+            }
+        }
+    }
+
+    /// The value that starts here, skipped: its text.
+    fn value(&mut self, level: usize) -> Scan<&'de str> {
+        let start = self.i;
+        self.skip_value(level)?;
+        self.since(start)
+    }
+
+    /// Captures the members of the object whose `{` was just read, at nesting `level`, along
+    /// `node` — what [`ObjectSeed`] does.
+    fn object(&mut self, node: &Node, level: usize, cap: &mut Captured<'de>) -> Scan<()> {
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            let key = self.key()?;
+            match node.child(&key) {
+                Some(Child::Leaf(id)) => {
+                    let raw = self.value(level)?;
+                    *cap.leaves.get_mut(*id).ok_or(Refused)? = Some(raw);
+                }
+                Some(Child::Object(child)) => match self.peek() {
+                    Some(b'{') if level < MAX_NESTING => {
+                        self.i += 1;
+                        self.object(child, level + 1, cap)?;
+                    }
+                    Some(b'n') => self.literal(b"null")?,
+                    _ => {
+                        // Not an object where one is expected: serde_json reads it, as the
+                        // reference path does (its conversions of numbers and strings).
+                        let raw = self.value(level)?;
+                        let mut de = serde_json::Deserializer::from_str(raw);
+                        ObjectSeed::at_level(child, cap, level + 1)
+                            .deserialize(&mut de)
+                            .and_then(|()| de.end())
+                            .map_err(|_| Refused)?;
+                    }
+                },
+                None => {
+                    let raw = self.value(level)?;
+                    match node.rest {
+                        Some(r) => cap.rests.get_mut(r).ok_or(Refused)?.push((key, raw)),
+                        None if raw != "null" => cap.extras.push(Extra {
+                            node: node.id,
+                            key: Some(key),
+                            text: Cow::Borrowed(raw),
+                        }),
+                        None => {}
+                    }
+                }
+            }
+            self.ws();
+            match self.next() {
+                Some(b',') => self.ws(),
+                Some(b'}') => return Ok(()),
+                _ => return Err(Refused),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use proptest::test_runner::Config;
+    use serde_json::{Map, Value};
+
+    use super::*;
+    use crate::rows::manifest::manifest;
+    use crate::rows::{build_rows_for, build_rows_streamed, stream, RowBatch, RowLimits};
+    use crate::rows::{TableColumns, MAX_NESTING};
+
+    /// What a pass captured, event by event, as text (a refused page is `None`).
+    fn captures(page: &str, from: usize, fast: bool) -> Option<Vec<String>> {
+        let m = manifest();
+        let mut cap = Captured::new(m.leaf_count, m.rest_count);
+        let mut seen = Vec::new();
+        let on_event = |i: usize, c: &Captured<'_>| {
+            let extras: Vec<_> = c
+                .extras
+                .iter()
+                .map(|e| (e.node, e.key.as_deref(), e.text.as_ref()))
+                .collect();
+            seen.push(format!("{i} {:?} {:?} {extras:?}", c.leaves, c.rests));
+        };
+        let ok = if fast {
+            for_each_event(page, &m.tree, from, &mut cap, on_event).is_ok()
+        } else {
+            stream::for_each_event(page, &m.tree, from, &mut cap, on_event).is_ok()
+        };
+        ok.then_some(seen)
+    }
+
+    /// The rows as text, `TimeGenerated` left out (an event without a valid `published` gets
+    /// the time it is written, which differs between two runs).
+    fn rows_text(batch: &RowBatch) -> Vec<String> {
+        batch
+            .rows
+            .iter()
+            .map(|r| {
+                let s = String::from_utf8_lossy(&r.json).into_owned();
+                let rest = s
+                    .strip_prefix("{\"TimeGenerated\":\"")
+                    .and_then(|t| t.split_once('"'))
+                    .map(|(_, rest)| rest.to_string());
+                format!("{} {:?} {}", r.event_index, r.published, rest.unwrap_or(s))
+            })
+            .collect()
+    }
+
+    /// The fast pass accepts exactly the pages the serde_json pass accepts, captures the same
+    /// values, and `build_rows_for` gives the same rows or the same error as the serde_json
+    /// path alone.
+    fn agree(page: &str, from: usize) -> Result<(), TestCaseError> {
+        let fast = captures(page, from, true);
+        let reference = captures(page, from, false);
+        prop_assert_eq!(&fast, &reference, "page {:?} from {}", page, from);
+        for table in [TableColumns::All, TableColumns::WithoutOverlong] {
+            let limits = RowLimits::default();
+            let got = build_rows_for(page.as_bytes(), from, &limits, table);
+            let want = build_rows_streamed(page, from, &limits, table);
+            match (got, want) {
+                (Ok(a), Ok(b)) => {
+                    prop_assert_eq!(rows_text(&a), rows_text(&b));
+                    prop_assert_eq!(
+                        (a.truncations, a.unmapped_fields),
+                        (b.truncations, b.unmapped_fields)
+                    );
+                }
+                (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string()),
+                (a, b) => prop_assert!(false, "{:?} against {:?}", a, b),
+            }
+        }
+        Ok(())
+    }
+
+    fn realistic(seed: u64, n: usize) -> Vec<Value> {
+        let t0 = chrono::DateTime::parse_from_rfc3339("2024-08-13T15:58:20.353Z")
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .unwrap_or_default();
+        world::fakes::okta_events::generate(seed, n, t0, chrono::Duration::milliseconds(60))
+    }
+
+    /// Keys the manifest walks into or captures, and some it does not.
+    const KEYS: &[&str] = &[
+        "uuid",
+        "published",
+        "client",
+        "geographicalContext",
+        "geolocation",
+        "lat",
+        "city",
+        "debugContext",
+        "debugData",
+        "requestUri",
+        "target",
+        "actor",
+        "id",
+        "securityContext",
+        "asNumber",
+        "isProxy",
+        "authenticationContext",
+        "transaction",
+        "detail",
+        "version",
+        "x",
+        "",
+        "a\"b",
+        "uu\u{1}id",
+        "é",
+    ];
+
+    fn arb_leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter_map("finite", serde_json::Number::from_f64)
+                .prop_map(Value::Number),
+            prop::collection::vec(any::<char>(), 0..12)
+                .prop_map(|c| Value::String(c.into_iter().collect())),
+            "[a-z\"\\\\é\u{1}\n\t/ -]{0,10}".prop_map(Value::String),
+            prop::sample::select(vec![
+                "2024-08-13T15:58:20.353Z",
+                "3f2504e04f8911d39a0c0305e82c3301",
+                "null",
+                "",
+                "\u{10348}",
+            ])
+            .prop_map(|s| Value::String(s.to_string())),
+        ]
+    }
+
+    fn arb_value() -> impl Strategy<Value = Value> {
+        arb_leaf().prop_recursive(4, 40, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec((prop::sample::select(KEYS), inner), 0..6).prop_map(
+                    |members| {
+                        Value::Object(
+                            members
+                                .into_iter()
+                                .map(|(k, v)| (k.to_string(), v))
+                                .collect::<Map<_, _>>(),
+                        )
+                    }
+                ),
+            ]
+        })
+    }
+
+    /// A page of events as serde_json writes it, compact or pretty (whitespace everywhere).
+    fn page_text(events: &[Value], pretty: bool) -> String {
+        let text = if pretty {
+            serde_json::to_string_pretty(events)
+        } else {
+            serde_json::to_string(events)
+        };
+        text.unwrap_or_default()
+    }
+
+    /// Pieces a mutation puts into a page: JSON's own bytes, whitespace, control characters,
+    /// broken escapes and numbers, literals cut short.
+    const PIECES: &[&str] = &[
+        "\"",
+        "\\",
+        "{",
+        "}",
+        "[",
+        "]",
+        ",",
+        ":",
+        "0",
+        "1",
+        "-",
+        ".",
+        "e",
+        "E",
+        "+",
+        "t",
+        "n",
+        "u",
+        " ",
+        "\t",
+        "\n",
+        "\r",
+        "\u{1}",
+        "\u{1f}",
+        "é",
+        "x",
+        "/",
+        "1e999",
+        "-1e999",
+        "\\ud800",
+        "\\udc00\\ud800",
+        "\\u12",
+        "\\uD834\\uDD1E",
+        "\\x",
+        "01",
+        "-0",
+        "1.",
+        ".5",
+        "1e",
+        "tru",
+        "nul",
+        "fals",
+        "null",
+        ",]",
+        ",}",
+        "{}",
+        "[]",
+        "\"a\":",
+        "\u{feff}",
+    ];
+
+    /// `page` with a few pieces inserted, bytes removed or replaced (at char boundaries).
+    fn mutate(page: &str, edits: &[(usize, u8, usize)]) -> String {
+        let mut chars: Vec<String> = page.chars().map(String::from).collect();
+        for &(at, op, piece) in edits {
+            let at = if chars.is_empty() {
+                0
+            } else {
+                at % (chars.len() + 1)
+            };
+            let piece = PIECES[piece % PIECES.len()].to_string();
+            match op % 3 {
+                0 => chars.insert(at, piece),
+                1 if at < chars.len() => {
+                    chars.remove(at);
+                }
+                _ if at < chars.len() => chars[at] = piece,
+                _ => chars.push(piece),
+            }
+        }
+        chars.concat()
+    }
+
+    fn cases(n: u32) -> Config {
+        Config {
+            cases: n,
+            failure_persistence: None,
+            ..Config::default()
+        }
+    }
+
+    proptest! {
+        #![proptest_config(cases(96))]
+
+        #[test]
+        fn agrees_with_serde_on_realistic_pages(
+            seed in any::<u64>(),
+            n in 0usize..5,
+            from in 0usize..6,
+            pretty in any::<bool>(),
+            edits in prop::collection::vec((any::<usize>(), any::<u8>(), any::<usize>()), 0..4),
+        ) {
+            let page = page_text(&realistic(seed, n), pretty);
+            agree(&page, from)?;
+            agree(&mutate(&page, &edits), from)?;
+        }
+    }
+
+    proptest! {
+        #![proptest_config(cases(512))]
+
+        #[test]
+        fn agrees_with_serde_on_generated_pages(
+            events in prop::collection::vec(arb_value(), 0..4),
+            from in 0usize..4,
+            pretty in any::<bool>(),
+            edits in prop::collection::vec((any::<usize>(), any::<u8>(), any::<usize>()), 0..3),
+        ) {
+            let page = page_text(&events, pretty);
+            agree(&page, from)?;
+            agree(&mutate(&page, &edits), from)?;
+        }
+    }
+
+    #[test]
+    fn agrees_with_serde_on_edge_cases() {
+        let pages = [
+            "[]",
+            " [ ] ",
+            "[{}]",
+            r#"[{"uuid":"a"}, {"x":[1,{"uuid":"no"}]} ,{"uuid":"c","uuid":"d"} ]"#,
+            r#"[{"client":"x","actor":7,"debugContext":{"debugData":null},"target":1e999}]"#,
+            r#"[{"client":[1,{"a":2}],"securityContext":true,"transaction":-0}]"#,
+            r#"[{"client":1.5e3,"actor":-12345678901234567890,"request":"\ud800"}]"#,
+            r#"[{"client":1e999}]"#,
+            r#"[{"client":"\ud800"}]"#,
+            r#"[{"a\u0062":1,"uu\u0069d":"k","\ud800":2}]"#,
+            r#"[{"x":"\ud800\u12"}]"#,
+            r#"[{"x":"\ud800"}]"#,
+            "[{\"x\":\"a\tb\"}]",
+            "[{\"x\":\"a\u{1}b\"}]",
+            "[\n{\"x\"\t:\r\"a\"}\n]",
+            r#"[{"uuid":"a"}"#,
+            r#"[{"uuid":"a"},]"#,
+            r#"[{"uuid":"a",}]"#,
+            r#"[{"uuid":"a"}] x"#,
+            r#"[{"uuid":"a"}, 3]"#,
+            r#"[3, {"uuid":"a"}]"#,
+            r#"[{"uuid":01}]"#,
+            r#"[{"uuid":1.}]"#,
+            r#"[{"uuid":-}]"#,
+            r#"[{"uuid":tru}]"#,
+            r#"[{"uuid" "a"}]"#,
+            r#"[{1:"a"}]"#,
+            r#"{"uuid":"a"}"#,
+            "\u{feff}[]",
+            "",
+        ];
+        for page in pages {
+            for from in 0..3 {
+                agree(page, from).unwrap();
+            }
+        }
+        // A string's end or escape at every offset around the register search's words.
+        for n in 0..80 {
+            let pad = "a".repeat(n);
+            for tail in ["", "\\n", "\\u00e9", "\\q", "\t", "\\"] {
+                let page =
+                    format!(r#"[{{"uuid":"{pad}{tail}","{pad}{tail}":1,"x":["{pad}{tail}"]}}]"#);
+                agree(&page, 0).unwrap();
+            }
+        }
+    }
+
+    /// Nesting at the limit is read, one deeper is refused, wherever the value is.
+    #[test]
+    fn agrees_with_serde_on_nesting_at_the_limit() {
+        let cases: [(&str, usize); 6] = [
+            (r#"[{"target":@}]"#, 3),
+            (r#"[{"unknown":@}]"#, 3),
+            (r#"[{"client":[@]}]"#, 4),
+            (r#"[{"client":{"zz":@}}]"#, 4),
+            (r#"[{"a":@},{"uuid":"b"}]"#, 3),
+            (r#"[{"debugContext":{"debugData":{"new":@}}}]"#, 5),
+        ];
+        for (shape, level) in cases {
+            for extra in [0, 1] {
+                for open in ["[", "{\"k\":"] {
+                    let depth = MAX_NESTING + 1 - level + extra;
+                    let close = if open == "[" { "]" } else { "}" };
+                    let value = format!("{}1{}", open.repeat(depth), close.repeat(depth));
+                    let page = shape.replace('@', &value);
+                    for from in 0..2 {
+                        agree(&page, from).unwrap();
+                        assert_eq!(captures(&page, from, true).is_some(), extra == 0, "{shape}");
+                    }
+                }
+            }
+        }
+    }
+}
