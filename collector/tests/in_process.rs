@@ -27,6 +27,11 @@ async fn run_collects_until_its_shutdown_token_fires_then_returns_ok() -> anyhow
         "collector",
         "--connection-string",
         conn.as_str(),
+        // The world's own queue and container in the test binary's shared Azurite.
+        "--queue",
+        world.queue_name(),
+        "--container",
+        world.container_name(),
         "--okta-domain",
         origin.as_str(),
         "--okta-api-token",
