@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! cargo bench -p shipper --bench instructions --no-run
-//! for op in none rows gzip1 gzip1_libdeflate inflate inflate_zlib_rs; do
+//! for op in none rows gzip1 gzip1_stream page page_copied gzip1_libdeflate inflate inflate_zlib_rs; do
 //!   OP=$op N=5 valgrind --tool=callgrind --callgrind-out-file=/dev/null \
 //!     target/release/deps/instructions-* 2>&1 | grep Collected
 //! done
@@ -15,7 +15,7 @@
 use std::hint::black_box;
 use std::io::Read;
 
-use shipper::chunk::{chunks, gunzip_fast, gzip, MAX_UNCOMPRESSED};
+use shipper::chunk::{gunzip_fast, gzip, gzip_parts, Chunk, MAX_UNCOMPRESSED};
 use shipper::rows::{build_rows, RowLimits};
 
 fn main() {
@@ -25,13 +25,9 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
     let page = world::fakes::okta_events::benchmark_page();
-    let rows = build_rows(&page, 0, &RowLimits::default())
-        .map(|b| b.rows)
-        .unwrap_or_default();
-    let bodies: Vec<Vec<u8>> = chunks(&rows, MAX_UNCOMPRESSED)
-        .into_iter()
-        .map(|c| c.body)
-        .collect();
+    let batch = build_rows(&page, 0, &RowLimits::default()).unwrap_or_default();
+    let chunks = batch.chunks(MAX_UNCOMPRESSED);
+    let bodies: Vec<Vec<u8>> = chunks.iter().map(Chunk::body).collect();
     let stored = gzip(&page, 1);
     let mut sink = 0usize;
     for _ in 0..n {
@@ -39,7 +35,30 @@ fn main() {
             "rows" => {
                 build_rows(black_box(&page), 0, &RowLimits::default()).map_or(0, |b| b.rows.len())
             }
-            "gzip1" => bodies.iter().map(|b| gzip(black_box(b), 1).len()).sum(),
+            "gzip1" => chunks
+                .iter()
+                .map(|c| gzip_parts(black_box(&c.body_parts()), 1).len())
+                .sum(),
+            // Rows, packed and compressed, as the shipper does for a page.
+            "page" => build_rows(black_box(&page), 0, &RowLimits::default()).map_or(0, |b| {
+                b.chunks(MAX_UNCOMPRESSED)
+                    .iter()
+                    .map(|c| gzip_parts(&c.body_parts(), 1).len())
+                    .sum()
+            }),
+            // The same before rows were shared: bodies joined by copies, a fresh compressor each.
+            "page_copied" => {
+                build_rows(black_box(&page), 0, &RowLimits::default()).map_or(0, |b| {
+                    shipper::chunk::chunks(&b.rows, MAX_UNCOMPRESSED)
+                        .iter()
+                        .map(|c| gzip_stream(&c.body(), 1).len())
+                        .sum()
+                })
+            }
+            "gzip1_stream" => bodies
+                .iter()
+                .map(|b| gzip_stream(black_box(b), 1).len())
+                .sum(),
             "gzip1_libdeflate" => bodies
                 .iter()
                 .map(|b| libdeflate_gzip(black_box(b), 1).len())
@@ -55,6 +74,19 @@ fn main() {
         };
     }
     println!("{op} x{n}: {sink}");
+}
+
+/// flate2's streaming encoder with a fresh state per body (`chunk::gzip` before it kept one
+/// compressor per thread; measured against it, not used).
+fn gzip_stream(body: &[u8], level: u32) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4 + 64),
+        flate2::Compression::new(level),
+    );
+    enc.write_all(body)
+        .and_then(|()| enc.finish())
+        .unwrap_or_default()
 }
 
 /// libdeflate's whole-buffer gzip (measured against `chunk::gzip`, not used).

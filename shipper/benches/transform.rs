@@ -20,7 +20,7 @@ use std::hint::black_box;
 use std::io::Read;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use shipper::chunk::{chunks, gunzip_fast, gzip, MAX_UNCOMPRESSED};
+use shipper::chunk::{chunks, gunzip_fast, gzip, gzip_parts, Chunk, MAX_UNCOMPRESSED};
 use shipper::rows::{build_dc_events, build_rows, RowLimits};
 
 /// Events in `world::fakes::okta_events::benchmark_page`.
@@ -33,12 +33,12 @@ fn page() -> Vec<u8> {
 fn bench(c: &mut Criterion) {
     let page = page();
     let limits = RowLimits::default();
-    let rows = build_rows(&page, 0, &limits)
-        .map(|b| b.rows)
-        .unwrap_or_default();
-    let bodies: Vec<Vec<u8>> = chunks(&rows, MAX_UNCOMPRESSED)
-        .into_iter()
-        .map(|c| c.body)
+    let batch = build_rows(&page, 0, &limits).unwrap_or_default();
+    let rows = batch.rows.clone();
+    let bodies: Vec<Vec<u8>> = batch
+        .chunks(MAX_UNCOMPRESSED)
+        .iter()
+        .map(Chunk::body)
         .collect();
     let row_bytes: usize = bodies.iter().map(Vec::len).sum();
     println!(
@@ -73,17 +73,19 @@ fn bench(c: &mut Criterion) {
         b.iter(|| build_dc_events(black_box(&page), 0));
     });
     g.bench_function("chunks", |b| {
+        b.iter(|| black_box(&batch).chunks(MAX_UNCOMPRESSED));
+    });
+    g.bench_function("chunks_copied", |b| {
         b.iter(|| chunks(black_box(&rows), MAX_UNCOMPRESSED));
     });
     for level in [1, 3, 6] {
         g.bench_function(format!("rows+chunks+gzip{level}"), |b| {
             b.iter(|| {
-                let rows = build_rows(black_box(&page), 0, &limits)
-                    .map(|b| b.rows)
-                    .unwrap_or_default();
-                chunks(&rows, MAX_UNCOMPRESSED)
+                let batch = build_rows(black_box(&page), 0, &limits).unwrap_or_default();
+                batch
+                    .chunks(MAX_UNCOMPRESSED)
                     .iter()
-                    .map(|c| gzip(&c.body, level).len())
+                    .map(|c| gzip_parts(&c.body_parts(), level).len())
                     .sum::<usize>()
             });
         });

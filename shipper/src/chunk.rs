@@ -6,10 +6,9 @@
 //! it carries: after the service accepts it, progress (`posted_upto`) becomes `end_event`.
 
 use std::cell::RefCell;
-use std::io::Write;
 
-use flate2::write::GzEncoder;
-use flate2::Compression;
+use bytes::Bytes;
+use flate2::{Compress, Compression, FlushCompress, Status};
 use libdeflater::Decompressor;
 use serde_json::value::RawValue;
 
@@ -37,11 +36,40 @@ pub struct Chunk {
     /// One past the last row's event index: the page's `posted_upto` once this chunk is
     /// accepted.
     pub end_event: usize,
-    /// The rows as one JSON array.
-    pub body: Vec<u8>,
+    /// The rows separated by commas: the body without its brackets (usually a run of the
+    /// page's one row buffer, shared, not copied).
+    rows: Bytes,
 }
 
 impl Chunk {
+    /// The chunk of events `first_event..end_event` whose rows, separated by commas, are `rows`.
+    pub fn new(first_event: usize, end_event: usize, rows: Bytes) -> Self {
+        Chunk {
+            first_event,
+            end_event,
+            rows,
+        }
+    }
+
+    /// The body as sent: the rows as one JSON array (a copy; [`Chunk::body_parts`] is not).
+    pub fn body(&self) -> Vec<u8> {
+        let mut body = Vec::with_capacity(self.body_len());
+        for part in self.body_parts() {
+            body.extend_from_slice(part);
+        }
+        body
+    }
+
+    /// The body's three pieces: `[`, the rows, `]`.
+    pub fn body_parts(&self) -> [&[u8]; 3] {
+        [b"[", &self.rows, b"]"]
+    }
+
+    /// Size of the body in bytes.
+    pub fn body_len(&self) -> usize {
+        self.rows.len() + 2
+    }
+
     /// Number of rows in the chunk (rows are one per event, consecutive).
     pub fn len(&self) -> usize {
         self.end_event - self.first_event
@@ -52,11 +80,26 @@ impl Chunk {
     }
 }
 
-/// Packs `rows` (consecutive events, in order) into bodies of at most `max_uncompressed` bytes.
+/// Packs `rows` (consecutive events, in order) into bodies of at most `max_uncompressed` bytes,
+/// joining each body's rows into a new buffer (`RowBatch::chunks` does the same without a
+/// copy for the rows of a built page).
 ///
 /// A single row larger than the limit goes alone in its chunk (the row builder shrinks rows
 /// below the Logs Ingestion limit, so this happens only with a smaller `max_uncompressed`).
 pub fn chunks(rows: &[Row], max_uncompressed: usize) -> Vec<Chunk> {
+    pack_runs(rows, max_uncompressed, |first, last| {
+        join(&rows[first..=last])
+    })
+}
+
+/// The packing: runs of consecutive rows whose body (`[`, rows separated by `,`, `]`) stays
+/// within `max_uncompressed` bytes; `rows_of(first, last)` gives the comma-separated rows
+/// `first..=last`.
+pub(crate) fn pack_runs(
+    rows: &[Row],
+    max_uncompressed: usize,
+    rows_of: impl Fn(usize, usize) -> Bytes,
+) -> Vec<Chunk> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < rows.len() {
@@ -67,28 +110,24 @@ pub fn chunks(rows: &[Row], max_uncompressed: usize) -> Vec<Chunk> {
             size += 1 + rows[i].json.len();
             i += 1;
         }
-        out.push(pack(&rows[first..i], size));
+        let first_event = rows[first].event_index;
+        let end_event = rows[i - 1].event_index + 1;
+        out.push(Chunk::new(first_event, end_event, rows_of(first, i - 1)));
     }
     out
 }
 
-fn pack(rows: &[Row], size: usize) -> Chunk {
-    let mut body = Vec::with_capacity(size);
-    body.push(b'[');
+/// The rows' JSON separated by commas, in a new buffer.
+fn join(rows: &[Row]) -> Bytes {
+    let size = rows.iter().map(|r| r.json.len() + 1).sum::<usize>();
+    let mut joined = Vec::with_capacity(size);
     for (n, row) in rows.iter().enumerate() {
         if n > 0 {
-            body.push(b',');
+            joined.push(b',');
         }
-        body.extend_from_slice(&row.json);
+        joined.extend_from_slice(&row.json);
     }
-    body.push(b']');
-    let first_event = rows.first().map_or(0, |r| r.event_index);
-    let end_event = rows.last().map_or(first_event, |r| r.event_index + 1);
-    Chunk {
-        first_event,
-        end_event,
-        body,
-    }
+    Bytes::from(joined)
 }
 
 /// Splits a chunk the service refused as too large (413) into two halves by row count.
@@ -96,7 +135,8 @@ fn pack(rows: &[Row], size: usize) -> Chunk {
 ///
 /// A 413 after our own packing is a bug (log it); splitting keeps the page moving meanwhile.
 pub fn split(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
-    let text = std::str::from_utf8(&chunk.body).ok()?;
+    let body = chunk.body();
+    let text = std::str::from_utf8(&body).ok()?;
     let items: Vec<&RawValue> = serde_json::from_str(text).ok()?;
     if items.len() < 2 || items.len() != chunk.len() {
         return None;
@@ -108,12 +148,11 @@ pub fn split(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
             .enumerate()
             .map(|(k, r)| Row {
                 event_index: first_event + k,
-                json: r.get().as_bytes().to_vec(),
+                json: Bytes::copy_from_slice(r.get().as_bytes()),
                 published: None,
             })
             .collect();
-        let size = rows.iter().map(|r| r.json.len() + 1).sum::<usize>() + 1;
-        pack(&rows, size)
+        Chunk::new(first_event, first_event + rows.len(), join(&rows))
     };
     Some((
         half(&items[..mid], chunk.first_event),
@@ -131,18 +170,10 @@ pub fn shrink_single(chunk: &Chunk) -> Option<(Chunk, u64)> {
     if chunk.len() != 1 {
         return None;
     }
-    let row = chunk.body.strip_prefix(b"[")?.strip_suffix(b"]")?;
+    let row = &chunk.rows;
     let (smaller, cuts) = crate::rows::shrink_row(row, row.len() / 2)?;
-    let mut body = Vec::with_capacity(smaller.len() + 2);
-    body.push(b'[');
-    body.extend_from_slice(&smaller);
-    body.push(b']');
     Some((
-        Chunk {
-            first_event: chunk.first_event,
-            end_event: chunk.end_event,
-            body,
-        },
+        Chunk::new(chunk.first_event, chunk.end_event, Bytes::from(smaller)),
         cuts,
     ))
 }
@@ -155,14 +186,67 @@ pub fn shrink_single(chunk: &Chunk) -> Option<(Chunk, u64)> {
 /// and requests are packed and billed by their *uncompressed* size, so the better ratio saves
 /// only bandwidth while the instructions are shipper CPU. zlib-rs stays.
 pub fn gzip(body: &[u8], level: u32) -> Vec<u8> {
-    let mut enc = GzEncoder::new(
-        Vec::with_capacity(body.len() / 4 + 64),
-        Compression::new(level.min(9)),
-    );
-    // Writing into a Vec cannot fail: io errors come only from the inner writer.
-    enc.write_all(body)
-        .and_then(|()| enc.finish())
-        .unwrap_or_default()
+    gzip_parts(&[body], level)
+}
+
+/// gzip of the concatenation of `parts`, as [`gzip`], without joining them first.
+///
+/// The compressor's state (≈ 300 KB of window and hash tables, zeroed on creation) is kept per
+/// thread and reset between bodies instead of allocated, zeroed and freed for each one.
+pub fn gzip_parts(parts: &[&[u8]], level: u32) -> Vec<u8> {
+    thread_local! {
+        static COMPRESSOR: RefCell<Option<(u32, Compress)>> = const { RefCell::new(None) };
+    }
+    let level = level.min(9);
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let mut out = Vec::with_capacity(total / 4 + 64);
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let compressor = match slot.as_mut() {
+            Some((l, c)) if *l == level => {
+                c.reset();
+                c
+            }
+            _ => {
+                let c = Compress::new_gzip(Compression::new(level), 15);
+                &mut slot.insert((level, c)).1
+            }
+        };
+        deflate_into(compressor, parts, &mut out);
+    });
+    out
+}
+
+/// Feeds `parts` to `c` and finishes the stream into `out`, growing it as needed.
+fn deflate_into(c: &mut Compress, parts: &[&[u8]], out: &mut Vec<u8>) {
+    let last = parts.len().saturating_sub(1);
+    for (i, part) in parts.iter().enumerate() {
+        let flush = if i == last {
+            FlushCompress::Finish
+        } else {
+            FlushCompress::None
+        };
+        let mut input = *part;
+        loop {
+            if out.len() == out.capacity() {
+                out.reserve(out.capacity() / 2 + 1024);
+            }
+            let before = c.total_in();
+            // Compressing into a Vec's spare capacity cannot fail: errors come only from a
+            // stream used after it ended, which `reset` rules out.
+            let status = c.compress_vec(input, out, flush);
+            let used = usize::try_from(c.total_in() - before).unwrap_or(input.len());
+            input = &input[used.min(input.len())..];
+            let done = match status {
+                Ok(Status::StreamEnd) => true,
+                Ok(_) => flush != FlushCompress::Finish && input.is_empty(),
+                Err(_) => true,
+            };
+            if done {
+                break;
+            }
+        }
+    }
 }
 
 /// Inflates the single-member gzip `gz` in one call when its trailer announces a size of at
@@ -197,7 +281,7 @@ mod tests {
         let pad = "x".repeat(n.saturating_sub(8));
         Row {
             event_index: i,
-            json: format!(r#"{{"a":"{pad}"}}"#).into_bytes(),
+            json: format!(r#"{{"a":"{pad}"}}"#).into(),
             published: None,
         }
     }
@@ -209,9 +293,9 @@ mod tests {
         assert!(cs.len() > 1);
         let mut expect = 5;
         for c in &cs {
-            assert!(c.body.len() <= 1000, "{}", c.body.len());
+            assert!(c.body().len() <= 1000, "{}", c.body().len());
             assert_eq!(c.first_event, expect);
-            let v: Vec<serde_json::Value> = serde_json::from_slice(&c.body).unwrap();
+            let v: Vec<serde_json::Value> = serde_json::from_slice(&c.body()).unwrap();
             assert_eq!(v.len(), c.len());
             expect = c.end_event;
         }
@@ -227,9 +311,9 @@ mod tests {
         let (a, b) = split(&c).unwrap();
         assert_eq!((a.first_event, a.end_event), (10, 12));
         assert_eq!((b.first_event, b.end_event), (12, 15));
-        let whole: Vec<serde_json::Value> = serde_json::from_slice(&c.body).unwrap();
-        let mut parts: Vec<serde_json::Value> = serde_json::from_slice(&a.body).unwrap();
-        parts.extend(serde_json::from_slice::<Vec<serde_json::Value>>(&b.body).unwrap());
+        let whole: Vec<serde_json::Value> = serde_json::from_slice(&c.body()).unwrap();
+        let mut parts: Vec<serde_json::Value> = serde_json::from_slice(&a.body()).unwrap();
+        parts.extend(serde_json::from_slice::<Vec<serde_json::Value>>(&b.body()).unwrap());
         assert_eq!(whole, parts);
         let (single, _) = split(&a).unwrap();
         assert!(split(&single).is_none());
@@ -241,18 +325,18 @@ mod tests {
         let mut c = chunks(&rows, MAX_UNCOMPRESSED).remove(0);
         let mut rounds = 0;
         while let Some((smaller, cuts)) = shrink_single(&c) {
-            let empty = smaller.body == br#"[{"a":""}]"#;
-            assert!(smaller.body.len() <= c.body.len() / 2 + 2 || empty);
-            assert!(smaller.body.len() < c.body.len());
+            let empty = smaller.body() == br#"[{"a":""}]"#;
+            assert!(smaller.body().len() <= c.body().len() / 2 + 2 || empty);
+            assert!(smaller.body().len() < c.body().len());
             assert_eq!((smaller.first_event, smaller.end_event), (7, 8));
             assert_eq!(cuts, 1);
-            let v: Vec<serde_json::Value> = serde_json::from_slice(&smaller.body).unwrap();
+            let v: Vec<serde_json::Value> = serde_json::from_slice(&smaller.body()).unwrap();
             assert!(v[0]["a"].as_str().unwrap().chars().all(|ch| ch == 'x'));
             c = smaller;
             rounds += 1;
         }
         assert!(rounds >= 8, "{rounds}");
-        assert_eq!(c.body, br#"[{"a":""}]"#);
+        assert_eq!(c.body(), br#"[{"a":""}]"#);
         let two: Vec<Row> = (0..2).map(|i| row(i, 100)).collect();
         assert!(shrink_single(&chunks(&two, MAX_UNCOMPRESSED)[0]).is_none());
     }
@@ -273,6 +357,37 @@ mod tests {
         lying[n - 4..].copy_from_slice(&10u32.to_le_bytes());
         assert_eq!(gunzip_fast(&lying, 1 << 20), None, "trailer lies");
         assert_eq!(gunzip_fast(b"", 1 << 20), None);
+    }
+
+    #[test]
+    fn gzip_of_parts_inflates_to_their_concatenation_whatever_came_before() {
+        let body = br#"[{"a":1},{"a":2}]"#.repeat(5000);
+        let gunzip = |z: &[u8]| {
+            let mut back = Vec::new();
+            flate2::read::GzDecoder::new(z)
+                .read_to_end(&mut back)
+                .unwrap();
+            back
+        };
+        // The thread's compressor is reused: a body after another, at another level, after an
+        // empty one, in one piece or in several, always comes out whole and alone.
+        for level in [1, 1, 6, 1] {
+            let whole = gzip(&body, level);
+            let (a, rest) = body.split_at(7);
+            let (b, c) = rest.split_at(40_000);
+            // Block boundaries may differ with the pieces; what they inflate to may not.
+            assert_eq!(gunzip(&whole), body, "level {level}");
+            assert_eq!(
+                gunzip(&gzip_parts(&[a, b, c], level)),
+                body,
+                "level {level}"
+            );
+            assert_eq!(gunzip(&gzip_parts(&[b"", b"[]", b""], level)), b"[]");
+            assert_eq!(gunzip(&gzip(b"", level)), b"");
+        }
+        let c = chunks(&[row(0, 50), row(1, 60)], 1000).remove(0);
+        assert_eq!(gunzip(&gzip_parts(&c.body_parts(), 1)), c.body());
+        assert_eq!(c.body_len(), c.body().len());
     }
 
     #[test]

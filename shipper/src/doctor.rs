@@ -164,11 +164,7 @@ async fn sink_probe(
     statuses: &common::metrics::CounterVec,
     who: &str,
 ) -> Check {
-    let empty = Chunk {
-        first_event: 0,
-        end_event: 0,
-        body: b"[]".to_vec(),
-    };
+    let empty = Chunk::new(0, 0, bytes::Bytes::new());
     let outcome = sink.post(&empty).await;
     let status = STATUSES
         .iter()

@@ -399,7 +399,7 @@ async fn ship(ctx: &Replica, mut claim: Claim<'_>) -> Result<Disposition, Stop> 
         claim.state.truncations_counted = true;
     }
     ctx.metrics.unmapped_fields.inc_by(rows.unmapped_fields);
-    let mut work: VecDeque<Chunk> = chunk::chunks(&rows.rows, ctx.sink.max_body_bytes()).into();
+    let mut work: VecDeque<Chunk> = rows.chunks(ctx.sink.max_body_bytes()).into();
     let newest = rows.rows.iter().filter_map(|r| r.published).max();
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
     // Transient failures of the chunk at the head of `work`, and the replica's accepted
@@ -440,10 +440,10 @@ async fn ship(ctx: &Replica, mut claim: Claim<'_>) -> Result<Disposition, Stop> 
                 ctx.health.set_ready(READY_SINK, true, "");
                 backoff.reset();
                 ctx.metrics.rows.inc_by(c.len() as u64);
-                ctx.metrics.bytes_uncompressed.inc_by(c.body.len() as u64);
+                ctx.metrics.bytes_uncompressed.inc_by(c.body_len() as u64);
                 if ctx.sink.payload() == Payload::OriginalEvents {
                     // The legacy API takes the body as it is (the gzip sink counts its own).
-                    ctx.metrics.bytes_on_wire.inc_by(c.body.len() as u64);
+                    ctx.metrics.bytes_on_wire.inc_by(c.body_len() as u64);
                 }
                 failpoint::hit("shipper.after_chunk_accepted");
                 if work.is_empty() {
@@ -507,7 +507,7 @@ async fn ship(ctx: &Replica, mut claim: Claim<'_>) -> Result<Disposition, Stop> 
             Outcome::TooLarge => {
                 tracing::error!(
                     events = c.len(),
-                    bytes = c.body.len(),
+                    bytes = c.body_len(),
                     "the sink refused a chunk as too large (413): a packing bug; splitting it"
                 );
                 match chunk::split(&c) {
@@ -522,8 +522,8 @@ async fn ship(ctx: &Replica, mut claim: Claim<'_>) -> Result<Disposition, Stop> 
                         Some((smaller, cuts)) => {
                             tracing::warn!(
                                 event = c.first_event,
-                                bytes = c.body.len(),
-                                now = smaller.body.len(),
+                                bytes = c.body_len(),
+                                now = smaller.body_len(),
                                 cuts,
                                 "a single row was refused as too large (413): cutting its largest values"
                             );

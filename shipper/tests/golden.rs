@@ -11,7 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Map, Value};
-use shipper::chunk::{chunks, MAX_UNCOMPRESSED};
+use shipper::chunk::MAX_UNCOMPRESSED;
 use shipper::rows::{
     build_dc_events, build_rows, build_rows_for, manifest, PageError, RowLimits, TableColumns,
     DC_FIELD_LIMIT, MAX_COLUMN_NAME,
@@ -179,13 +179,13 @@ fn big_page(n: usize) -> String {
 fn chunks_stay_under_the_limit_and_cover_every_event_once() {
     let page = big_page(1500);
     let batch = build_rows(page.as_bytes(), 7, &RowLimits::default()).unwrap();
-    let cs = chunks(&batch.rows, MAX_UNCOMPRESSED);
+    let cs = batch.chunks(MAX_UNCOMPRESSED);
     assert!(cs.len() >= 4, "{} chunks", cs.len());
     let mut next = 7;
     for c in &cs {
-        assert!(c.body.len() <= MAX_UNCOMPRESSED, "{}", c.body.len());
+        assert!(c.body_len() <= MAX_UNCOMPRESSED, "{}", c.body_len());
         assert_eq!(c.first_event, next);
-        let rows: Vec<Value> = serde_json::from_slice(&c.body).unwrap();
+        let rows: Vec<Value> = serde_json::from_slice(&c.body()).unwrap();
         assert_eq!(rows.len(), c.end_event - c.first_event);
         let want = format!("00000000-0000-4000-8000-{:012}", c.first_event);
         assert_eq!(rows[0]["uuid_g"], Value::String(want));
@@ -195,7 +195,7 @@ fn chunks_stay_under_the_limit_and_cover_every_event_once() {
     // Packing is greedy: no chunk but the last could have taken the next row.
     for (c, n) in cs.iter().zip(cs.iter().skip(1)) {
         let next_row = &batch.rows[n.first_event - 7].json;
-        assert!(c.body.len() + 1 + next_row.len() > MAX_UNCOMPRESSED);
+        assert!(c.body_len() + 1 + next_row.len() > MAX_UNCOMPRESSED);
     }
 }
 
@@ -253,9 +253,9 @@ fn an_oversized_row_is_shrunk_not_dropped() {
     let jobid = got["debugContext_debugData_jobId_s"].as_str().unwrap();
     assert!(jobid.len() < 60_000 && jobid.chars().all(|c| c == 'x'));
     // And it fits a chunk on its own.
-    let cs = chunks(&batch.rows, MAX_UNCOMPRESSED);
+    let cs = batch.chunks(MAX_UNCOMPRESSED);
     assert_eq!(cs.len(), 1);
-    assert!(cs[0].body.len() <= MAX_UNCOMPRESSED);
+    assert!(cs[0].body_len() <= MAX_UNCOMPRESSED);
 }
 
 #[test]

@@ -14,12 +14,12 @@ use std::io::Write;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::{Map, Value};
-use shipper::chunk::{self, chunks, split, MAX_UNCOMPRESSED};
+use shipper::chunk::{self, chunks, split, Chunk, MAX_UNCOMPRESSED};
 use shipper::page::gunzip_bounded;
 use shipper::poison::blob_for_id;
 use shipper::rows::{
-    build_dc_events, build_rows, manifest, ColumnKind, ColumnType, PageError, Row, RowLimits,
-    MAX_NESTING,
+    build_dc_events, build_rows, manifest, ColumnKind, ColumnType, PageError, Row, RowBatch,
+    RowLimits, MAX_NESTING,
 };
 use world::strict_json::strict;
 
@@ -489,22 +489,40 @@ fn check_additional(
 
 /// Chunking invariants for `rows` packed at `max`.
 fn check_chunks(rows: &[Row], max: usize) -> Result<(), TestCaseError> {
-    let cs = chunks(rows, max);
+    check_packed(rows, &chunks(rows, max), max)
+}
+
+/// Chunking invariants for a built batch packed at `max` without copying its rows: the same
+/// bodies as packing copies of them.
+fn check_batch_chunks(batch: &RowBatch, max: usize) -> Result<(), TestCaseError> {
+    let shared = batch.chunks(max);
+    prop_assert_eq!(
+        &shared,
+        &chunks(&batch.rows, max),
+        "shared bodies = copied bodies"
+    );
+    check_packed(&batch.rows, &shared, max)
+}
+
+/// Invariants of `cs`, the packing of `rows` at `max`.
+fn check_packed(rows: &[Row], cs: &[Chunk], max: usize) -> Result<(), TestCaseError> {
     let Some(first) = rows.first() else {
         prop_assert!(cs.is_empty());
         return Ok(());
     };
     let mut next = first.event_index;
     let mut k = 0;
-    for c in &cs {
+    for c in cs {
         prop_assert!(!c.is_empty());
         prop_assert_eq!(c.first_event, next, "end_event continuous");
+        let body = c.body();
+        prop_assert_eq!(body.len(), c.body_len());
         prop_assert!(
-            c.body.len() <= max || c.len() == 1,
+            body.len() <= max || c.len() == 1,
             "chunk of {} > {max}",
-            c.body.len()
+            body.len()
         );
-        let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(&c.body)
+        let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(&body)
             .map_err(|e| TestCaseError::fail(format!("chunk body: {e}")))?;
         prop_assert_eq!(items.len(), c.len());
         for item in items {
@@ -519,10 +537,11 @@ fn check_chunks(rows: &[Row], max: usize) -> Result<(), TestCaseError> {
             prop_assert_eq!(a.first_event, c.first_event);
             prop_assert_eq!(a.end_event, b.first_event);
             prop_assert_eq!(b.end_event, c.end_event);
-            let mut joined = a.body[..a.body.len() - 1].to_vec();
+            let mut joined = a.body();
+            joined.pop();
             joined.push(b',');
-            joined.extend_from_slice(&b.body[1..]);
-            prop_assert_eq!(&joined, &c.body, "split keeps every byte");
+            joined.extend_from_slice(&b.body()[1..]);
+            prop_assert_eq!(&joined, &body, "split keeps every byte");
         } else {
             prop_assert_eq!(c.len(), 1, "only single rows cannot be split");
         }
@@ -604,7 +623,7 @@ proptest! {
             .enumerate()
             .map(|(i, n)| Row {
                 event_index: first + i,
-                json: format!(r#"{{"a":"{}"}}"#, "x".repeat(*n)).into_bytes(),
+                json: format!(r#"{{"a":"{}"}}"#, "x".repeat(*n)).into(),
                 published: None,
             })
             .collect();
@@ -616,10 +635,16 @@ proptest! {
     fn built_rows_pack_under_one_megabyte(events in prop::collection::vec(arb_event(), 0..20)) {
         let batch = build_rows(&page_of(&events), 0, &RowLimits::default())
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
-        for c in chunks(&batch.rows, MAX_UNCOMPRESSED) {
-            prop_assert!(c.body.len() <= MAX_UNCOMPRESSED);
+        for c in batch.chunks(MAX_UNCOMPRESSED) {
+            prop_assert!(c.body_len() <= MAX_UNCOMPRESSED);
         }
-        check_chunks(&batch.rows, MAX_UNCOMPRESSED)?;
+        check_batch_chunks(&batch, MAX_UNCOMPRESSED)?;
+        // Packed tighter, and from an event on (a redelivery resuming at `posted_upto`).
+        check_batch_chunks(&batch, 4000)?;
+        let from = events.len() / 2;
+        let rest = build_rows(&page_of(&events), from, &RowLimits::default())
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        check_batch_chunks(&rest, 4000)?;
     }
 
     /// Arbitrary bytes as a page: an error or rows, never a panic.
@@ -790,9 +815,10 @@ proptest! {
         for r in &batch.rows {
             prop_assert!(r.json.len() <= MAX_UNCOMPRESSED - 2);
         }
-        for c in chunks(&batch.rows, MAX_UNCOMPRESSED) {
-            prop_assert!(c.body.len() <= MAX_UNCOMPRESSED);
+        for c in batch.chunks(MAX_UNCOMPRESSED) {
+            prop_assert!(c.body_len() <= MAX_UNCOMPRESSED);
         }
+        check_batch_chunks(&batch, MAX_UNCOMPRESSED)?;
     }
 }
 

@@ -93,7 +93,7 @@ fn dc_sink(la: &LogAnalyticsFake, key_b64: &str) -> DataCollectorSink {
 
 fn row_chunks() -> Vec<Chunk> {
     let rows = build_rows(EVENTS.as_bytes(), 0, &RowLimits::default()).unwrap();
-    chunks(&rows.rows, MAX_UNCOMPRESSED)
+    rows.chunks(MAX_UNCOMPRESSED)
 }
 
 fn dc_chunks() -> Vec<Chunk> {
@@ -129,7 +129,7 @@ async fn logs_ingestion_rows_land_with_their_declared_columns() {
     assert_eq!(sink.post(&cs[0]).await, Outcome::Accepted);
     let stored = la.rows();
     assert_eq!(stored.len(), 8);
-    let sent: Vec<Map<String, Value>> = serde_json::from_slice(&cs[0].body).unwrap();
+    let sent: Vec<Map<String, Value>> = serde_json::from_slice(&cs[0].body()).unwrap();
     for (got, want) in stored.iter().zip(&sent) {
         for (k, v) in want {
             let g = got
@@ -299,8 +299,8 @@ async fn logs_ingestion_real_refusals_are_classified() {
         &RowLimits::default(),
     )
     .unwrap();
-    let big = chunks(&rows.rows, 2_000_000).remove(0);
-    assert!(big.body.len() > 1_048_576, "{}", big.body.len());
+    let big = rows.chunks(2_000_000).remove(0);
+    assert!(big.body_len() > 1_048_576, "{}", big.body_len());
     assert_eq!(
         li_sink(&la, cred.clone()).post(&big).await,
         Outcome::TooLarge
@@ -472,7 +472,7 @@ async fn data_collector_rows_fill_the_content_columns_like_logs_ingestion() {
         assert_eq!(dc.post(&c).await, Outcome::Accepted);
     }
     let rows = build_rows(events.as_bytes(), 0, &RowLimits::default()).unwrap();
-    for c in chunks(&rows.rows, MAX_UNCOMPRESSED) {
+    for c in rows.chunks(MAX_UNCOMPRESSED) {
         assert_eq!(li.post(&c).await, Outcome::Accepted);
     }
     let (dc_rows, li_rows) = (la.dc_rows(), la.rows());
@@ -563,11 +563,7 @@ async fn data_collector_statuses_become_outcomes_without_secrets() {
     assert!(matches!(sink.post(chunk).await, Outcome::Transient { .. }));
 
     // Malformed data: 400 InvalidDataFormat is the page's fault.
-    let bad = Chunk {
-        first_event: 0,
-        end_event: 1,
-        body: b"[{\"a\":1},".to_vec(),
-    };
+    let bad = Chunk::new(0, 1, bytes::Bytes::from_static(b"{\"a\":1},"));
     let o = sink.post(&bad).await;
     assert!(matches!(o, Outcome::PageFault { .. }), "{o:?}");
 
@@ -616,7 +612,7 @@ async fn data_collector_arrays_over_the_field_limit_stay_valid_json() {
     let page = serde_json::to_string(&events).unwrap();
     let batch = build_dc_events(page.as_bytes(), 0).unwrap();
     assert_eq!(batch.truncations, 1);
-    for c in chunks(&batch.rows, DATA_COLLECTOR_MAX) {
+    for c in batch.chunks(DATA_COLLECTOR_MAX) {
         assert_eq!(dc.post(&c).await, Outcome::Accepted);
     }
     let rows = la.dc_rows();

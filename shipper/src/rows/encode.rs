@@ -76,8 +76,9 @@ impl RowWriter {
         &self.sizes
     }
 
-    /// Writes the row for `cap` (times loaded) into `out` (cleared first), capping each value
-    /// at `field_cap` bytes, leaving out the columns `table` does not declare.
+    /// Writes the row for `cap` (times loaded) at the end of `out`, capping each value at
+    /// `field_cap` bytes, leaving out the columns `table` does not declare. What `out` held
+    /// before is kept: a page's rows are written one after the other into one buffer.
     pub(crate) fn write(
         &mut self,
         m: &Manifest,
@@ -86,7 +87,7 @@ impl RowWriter {
         field_cap: usize,
         out: &mut Vec<u8>,
     ) -> RowCounts {
-        out.clear();
+        let row_start = out.len();
         self.sizes.clear();
         self.kept.clear();
         self.kept.resize(m.leaf_count, false);
@@ -103,7 +104,7 @@ impl RowWriter {
                 continue;
             }
             let mark = out.len();
-            if mark > 1 {
+            if mark > row_start + 1 {
                 out.push(b',');
             }
             out.extend_from_slice(prefix);

@@ -15,8 +15,9 @@
 //! parser, for any page the fast pass cannot vouch for): each event's values are captured as
 //! borrowed slices of the page while it is walked, and copied, not
 //! re-serialised, except where a value must change (truncation, type conversion, GUID
-//! normalisation, JSON text embedded in a string column). Rows are written into one reused
-//! buffer and copied out at their exact size.
+//! normalisation, JSON text embedded in a string column). A page's rows are written one after
+//! the other, separated by commas, into one buffer that each [`Row`] is a slice of: a request
+//! body is a run of that buffer between `[` and `]` ([`RowBatch::chunks`]), never a copy.
 //!
 //! A broken page is read a second time, the simple two-pass way ([`events`] then
 //! [`flatten::capture`] per event), only to name its error precisely: errors are rare (the
@@ -32,9 +33,12 @@ mod scan;
 mod stream;
 mod truncate;
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+
+use crate::chunk::{self, Chunk};
 
 pub use dc_fit::DC_FIELD_LIMIT;
 pub use manifest::{
@@ -71,8 +75,9 @@ impl Default for RowLimits {
 pub struct Row {
     /// Index of the event in the page.
     pub event_index: usize,
-    /// The row as one JSON object.
-    pub json: Vec<u8>,
+    /// The row as one JSON object (for the rows [`build_rows`] makes, a slice of the batch's
+    /// one buffer).
+    pub json: Bytes,
     /// The event's `published` time, if present and valid.
     pub published: Option<DateTime<Utc>>,
 }
@@ -81,11 +86,56 @@ pub struct Row {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RowBatch {
     pub rows: Vec<Row>,
+    /// The buffer the rows are slices of, rows separated by commas (empty when they are not).
+    joined: Bytes,
     /// Values we truncated (field limit, or shrinking a row above the request limit).
     pub truncations: u64,
     /// Fields kept in `additionalFields_s` because no declared column holds them (metric
     /// `unmapped_fields_total`).
     pub unmapped_fields: u64,
+}
+
+impl RowBatch {
+    /// A batch of rows made elsewhere (tests, benches): packing them copies.
+    pub fn from_rows(rows: Vec<Row>) -> Self {
+        RowBatch {
+            rows,
+            ..RowBatch::default()
+        }
+    }
+
+    /// The request bodies of the rows, at most `max_uncompressed` bytes each
+    /// ([`chunk::chunks`]'s packing). Rows that are consecutive slices of the batch's buffer,
+    /// as [`build_rows`] makes them, become bodies without a copy: a chunk is a run of that
+    /// buffer; any other rows are joined into new buffers.
+    pub fn chunks(&self, max_uncompressed: usize) -> Vec<Chunk> {
+        match self.row_offsets() {
+            Some(offsets) => chunk::pack_runs(&self.rows, max_uncompressed, |first, last| {
+                self.joined
+                    .slice(offsets[first]..offsets[last] + self.rows[last].json.len())
+            }),
+            None => chunk::chunks(&self.rows, max_uncompressed),
+        }
+    }
+
+    /// Each row's offset in `joined` when every row is a slice of it and consecutive rows are
+    /// separated by exactly one comma; `None` otherwise.
+    fn row_offsets(&self) -> Option<Vec<usize>> {
+        let base = self.joined.as_ptr() as usize;
+        let mut offsets = Vec::with_capacity(self.rows.len());
+        let mut next = 0;
+        for (k, row) in self.rows.iter().enumerate() {
+            let at = (row.json.as_ptr() as usize).checked_sub(base)?;
+            let expected = if k == 0 { at } else { next + 1 };
+            let end = at.checked_add(row.json.len())?;
+            if at != expected || end > self.joined.len() || (k > 0 && self.joined[next] != b',') {
+                return None;
+            }
+            offsets.push(at);
+            next = end;
+        }
+        Some(offsets)
+    }
 }
 
 /// Why a page cannot be turned into rows. Always the page's own fault: retrying will not help.
@@ -164,12 +214,12 @@ pub fn build_rows_for(
     })?;
     let m = manifest();
     let mut cap = flatten::Captured::new(m.leaf_count, m.rest_count);
-    let mut builder = RowBuilder::new(m, limits, table);
+    let mut builder = RowBuilder::new(m, limits, table, page.len());
     let scanned = scan::for_each_event(text, &m.tree, from_event, &mut cap, |index, cap| {
         builder.push(index, cap);
     });
     match scanned {
-        Ok(()) => Ok(builder.batch),
+        Ok(()) => Ok(builder.finish()),
         // The fast pass could not vouch for the page (almost always: it is broken).
         Err(scan::Refused) => build_rows_streamed(text, from_event, limits, table),
     }
@@ -185,12 +235,12 @@ fn build_rows_streamed(
 ) -> Result<RowBatch, PageError> {
     let m = manifest();
     let mut cap = flatten::Captured::new(m.leaf_count, m.rest_count);
-    let mut builder = RowBuilder::new(m, limits, table);
+    let mut builder = RowBuilder::new(m, limits, table, text.len());
     let streamed = stream::for_each_event(text, &m.tree, from_event, &mut cap, |index, cap| {
         builder.push(index, cap);
     });
     match streamed {
-        Ok(()) => Ok(builder.batch),
+        Ok(()) => Ok(builder.finish()),
         Err(e) => Err(diagnose(text.as_bytes(), from_event, e)),
     }
 }
@@ -226,20 +276,26 @@ struct RowBuilder<'m> {
     limits: RowLimits,
     table: TableColumns,
     writer: encode::RowWriter,
-    /// The row being written; copied into its [`Row`] at its final size.
-    buf: Vec<u8>,
-    batch: RowBatch,
+    /// The rows written so far, separated by commas.
+    data: Vec<u8>,
+    spans: Vec<Span>,
+    truncations: u64,
+    unmapped_fields: u64,
 }
 
 impl<'m> RowBuilder<'m> {
-    fn new(m: &'m Manifest, limits: &RowLimits, table: TableColumns) -> Self {
+    /// A builder for the rows of a page of `page_len` bytes (rows take about 1.2 times the
+    /// page's bytes: the buffer is reserved once rather than grown by copies).
+    fn new(m: &'m Manifest, limits: &RowLimits, table: TableColumns, page_len: usize) -> Self {
         RowBuilder {
             m,
             limits: *limits,
             table,
             writer: encode::RowWriter::new(m),
-            buf: Vec::new(),
-            batch: RowBatch::default(),
+            data: Vec::with_capacity(page_len + page_len / 4),
+            spans: Vec::new(),
+            truncations: 0,
+            unmapped_fields: 0,
         }
     }
 
@@ -247,41 +303,86 @@ impl<'m> RowBuilder<'m> {
     fn push(&mut self, index: usize, cap: &flatten::Captured<'_>) {
         let (m, limits, table) = (self.m, &self.limits, self.table);
         self.writer.load_times(cap);
+        if !self.spans.is_empty() {
+            self.data.push(b',');
+        }
+        let start = self.data.len();
         let mut counts = self
             .writer
-            .write(m, cap, table, limits.max_field_bytes, &mut self.buf);
-        if self.buf.len() > limits.max_row_bytes {
-            counts = shrink(m, cap, table, limits, &mut self.writer, &mut self.buf);
+            .write(m, cap, table, limits.max_field_bytes, &mut self.data);
+        if self.data.len() - start > limits.max_row_bytes {
+            counts = shrink(
+                m,
+                cap,
+                table,
+                limits,
+                &mut self.writer,
+                &mut self.data,
+                start,
+            );
         }
-        self.batch.truncations += counts.truncations;
-        self.batch.unmapped_fields += counts.unmapped;
-        self.batch.rows.push(Row {
+        self.truncations += counts.truncations;
+        self.unmapped_fields += counts.unmapped;
+        self.spans.push(Span {
             event_index: index,
-            json: self.buf.as_slice().to_vec(),
+            start,
+            end: self.data.len(),
             published: m.published_leaf.and_then(|id| self.writer.time(id)),
         });
     }
+
+    /// The batch: every row a slice of the one buffer they were written into.
+    fn finish(self) -> RowBatch {
+        let joined = Bytes::from(self.data);
+        let rows = self
+            .spans
+            .into_iter()
+            .map(|s| Row {
+                event_index: s.event_index,
+                json: joined.slice(s.start..s.end),
+                published: s.published,
+            })
+            .collect();
+        RowBatch {
+            rows,
+            joined,
+            truncations: self.truncations,
+            unmapped_fields: self.unmapped_fields,
+        }
+    }
 }
 
-/// Rewrites a row that is above the request limit with a smaller per-value cap, chosen so that
-/// only its largest values are cut. Returns what the final row counted.
+/// Where a written row lies in [`RowBuilder::data`].
+struct Span {
+    event_index: usize,
+    start: usize,
+    end: usize,
+    published: Option<DateTime<Utc>>,
+}
+
+/// Rewrites a row that is above the request limit, the bytes of `data` from `start` on, with a
+/// smaller per-value cap, chosen so that only its largest values are cut. Returns what the
+/// final row counted.
 fn shrink(
     m: &Manifest,
     cap: &flatten::Captured<'_>,
     table: TableColumns,
     limits: &RowLimits,
     writer: &mut encode::RowWriter,
-    json: &mut Vec<u8>,
+    data: &mut Vec<u8>,
+    start: usize,
 ) -> encode::RowCounts {
-    let mut field_cap = truncate::cap_for_excess(writer.sizes(), json.len() - limits.max_row_bytes)
-        .min(limits.max_field_bytes);
+    let mut field_cap =
+        truncate::cap_for_excess(writer.sizes(), data.len() - start - limits.max_row_bytes)
+            .min(limits.max_field_bytes);
     loop {
-        let counts = writer.write(m, cap, table, field_cap, json);
-        if json.len() <= limits.max_row_bytes || field_cap == 0 {
+        data.truncate(start);
+        let counts = writer.write(m, cap, table, field_cap, data);
+        if data.len() - start <= limits.max_row_bytes || field_cap == 0 {
             return counts;
         }
         // Escapes can make a value longer than its cap in bytes: tighten and try again.
-        let excess = json.len() - limits.max_row_bytes;
+        let excess = data.len() - start - limits.max_row_bytes;
         field_cap = truncate::cap_for_excess(writer.sizes(), excess)
             .min(field_cap.saturating_sub(1) * 9 / 10);
     }
@@ -327,13 +428,57 @@ pub fn build_dc_events(page: &[u8], from_event: usize) -> Result<RowBatch, PageE
         truncations += cuts;
         rows.push(Row {
             event_index: index,
-            json,
+            json: json.into(),
             published: p.published.and_then(|r| encode::parse_time(r.get())),
         });
     }
     Ok(RowBatch {
         rows,
         truncations,
-        unmapped_fields: 0,
+        ..RowBatch::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bodies of a built page are runs of its one row buffer (no copy), equal to packing
+    /// copies of the rows, also when a row was rewritten smaller in place.
+    #[test]
+    fn built_rows_are_packed_without_a_copy() {
+        let long = "x".repeat(5000);
+        let page = format!(
+            r#"[{{"uuid":"a","displayMessage":"one"}},{{"uuid":"b","displayMessage":"{long}"}},{{"uuid":"c"}},{{"uuid":"d"}}]"#
+        );
+        let limits = RowLimits {
+            max_field_bytes: 64 * 1024,
+            max_row_bytes: 2000,
+        };
+        let batch = build_rows(page.as_bytes(), 0, &limits).unwrap();
+        assert_eq!(batch.truncations, 1, "the long row was shrunk");
+        assert!(batch.rows.iter().all(|r| r.json.len() <= 2000));
+        for max in [crate::chunk::MAX_UNCOMPRESSED, 1000] {
+            let shared = batch.chunks(max);
+            assert_eq!(shared, chunk::chunks(&batch.rows, max));
+            for c in &shared {
+                let first = &batch.rows[c.first_event].json;
+                assert_eq!(c.body_parts()[1].as_ptr(), first.as_ptr(), "not a copy");
+            }
+        }
+        let sizes: Vec<usize> = batch.rows.iter().map(|r| r.json.len()).collect();
+        assert!(batch.chunks(1000).len() > 1, "{sizes:?}");
+        // Rows made elsewhere are joined into new buffers.
+        let copied = RowBatch::from_rows(
+            batch
+                .rows
+                .iter()
+                .map(|r| Row {
+                    json: Bytes::copy_from_slice(&r.json),
+                    ..r.clone()
+                })
+                .collect(),
+        );
+        assert_eq!(copied.chunks(1000), batch.chunks(1000));
+    }
 }

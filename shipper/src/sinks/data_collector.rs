@@ -117,7 +117,7 @@ impl DataCollectorSink {
 
     async fn attempt(&self, key: &SecretString, chunk: &Chunk) -> Attempt {
         let date = rfc1123(chrono::Utc::now());
-        let auth = match signature(&self.workspace_id, key.expose(), &date, chunk.body.len()) {
+        let auth = match signature(&self.workspace_id, key.expose(), &date, chunk.body_len()) {
             Ok(a) => a,
             Err(e) => {
                 return Attempt::Forbidden(Outcome::sink_wide(format!(
@@ -135,7 +135,7 @@ impl DataCollectorSink {
             .header("Log-Type", &self.log_type)
             .header("x-ms-date", &date)
             .header("time-generated-field", "published")
-            .body(chunk.body.clone())
+            .body(chunk.body())
             .send()
             .await;
         let resp = match sent {

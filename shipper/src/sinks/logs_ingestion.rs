@@ -19,7 +19,7 @@ use url::Url;
 
 use super::outcome::{from_transport, service_code, service_message, Outcome};
 use super::{Payload, Sink, SinkConfigError, SinkMetrics};
-use crate::chunk::{gzip, Chunk, DEFAULT_GZIP_LEVEL, MAX_UNCOMPRESSED};
+use crate::chunk::{gzip_parts, Chunk, DEFAULT_GZIP_LEVEL, MAX_UNCOMPRESSED};
 
 /// The API version of the Logs Ingestion upload call.
 pub const API_VERSION: &str = "2023-01-01";
@@ -234,7 +234,7 @@ impl LogsIngestionSink {
 #[async_trait]
 impl Sink for LogsIngestionSink {
     async fn post(&self, chunk: &Chunk) -> Outcome {
-        let body = Bytes::from(gzip(&chunk.body, self.gzip_level));
+        let body = Bytes::from(gzip_parts(&chunk.body_parts(), self.gzip_level));
         let token = match self.token().await {
             Ok(t) => t,
             Err(outcome) => return outcome,
