@@ -11,6 +11,7 @@
 //! check, done marker, page delete, state delete, message delete (plus the receive, shared by
 //! up to 32 messages). The state is read back only when this worker did not create it.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::Read;
 use std::sync::atomic::Ordering;
@@ -804,13 +805,14 @@ async fn load_rows(
                 "sha256 mismatch: the page blob hashes to {got}, the envelope says {sha}"
             ));
         }
-        let json = gunzip_bounded(&content.bytes, MAX_PAGE_JSON)?;
-        if payload == Payload::OriginalEvents {
-            rows::build_dc_events(&json, from).map_err(|e| e.to_string())
-        } else {
-            rows::build_rows_for(&json, from, &RowLimits::default(), columns)
-                .map_err(|e| e.to_string())
-        }
+        with_inflated(&content.bytes, |json| {
+            if payload == Payload::OriginalEvents {
+                rows::build_dc_events(json, from).map_err(|e| e.to_string())
+            } else {
+                rows::build_rows_for(json, from, &RowLimits::default(), columns)
+                    .map_err(|e| e.to_string())
+            }
+        })
     })
     .await;
     match built {
@@ -818,6 +820,30 @@ async fn load_rows(
         Ok(Err(reason)) => Err(LoadError::Page(reason)),
         Err(e) => Err(LoadError::Page(format!("building rows failed: {e}"))),
     }
+}
+
+/// Largest inflated page whose buffer a thread keeps for its next page.
+const KEPT_INFLATED: usize = 16 * 1024 * 1024;
+
+/// Runs `f` on the inflated page `gz` (at most [`MAX_PAGE_JSON`] bytes), inflated into a buffer
+/// the thread keeps for its next page: a page of a few MB allocated fresh each time is a new
+/// `mmap` whose every memory page the kernel zeroes on first touch (see `rows::pool`).
+fn with_inflated<T>(gz: &[u8], f: impl FnOnce(&[u8]) -> Result<T, String>) -> Result<T, String> {
+    thread_local! {
+        static INFLATED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    INFLATED.with(|cell| {
+        let mut buf = cell.take();
+        let result = if chunk::gunzip_fast_into(gz, MAX_PAGE_JSON, &mut buf) {
+            f(&buf)
+        } else {
+            gunzip_bounded(gz, MAX_PAGE_JSON).and_then(|json| f(&json))
+        };
+        if buf.capacity() <= KEPT_INFLATED {
+            cell.replace(buf);
+        }
+        result
+    })
 }
 
 /// Inflates at most `limit` bytes; more is refused (a gzip bomb is the page's fault).

@@ -29,6 +29,7 @@ mod encode;
 mod flatten;
 mod jsontext;
 pub mod manifest;
+pub mod pool;
 mod scan;
 mod stream;
 mod truncate;
@@ -285,14 +286,15 @@ struct RowBuilder<'m> {
 
 impl<'m> RowBuilder<'m> {
     /// A builder for the rows of a page of `page_len` bytes (rows take about 1.2 times the
-    /// page's bytes: the buffer is reserved once rather than grown by copies).
+    /// page's bytes: the buffer is reserved once rather than grown by copies, and reused from
+    /// an earlier page when one is free: [`pool`]).
     fn new(m: &'m Manifest, limits: &RowLimits, table: TableColumns, page_len: usize) -> Self {
         RowBuilder {
             m,
             limits: *limits,
             table,
             writer: encode::RowWriter::new(m),
-            data: Vec::with_capacity(page_len + page_len / 4),
+            data: pool::take(page_len + page_len / 4),
             spans: Vec::new(),
             truncations: 0,
             unmapped_fields: 0,
@@ -333,7 +335,7 @@ impl<'m> RowBuilder<'m> {
 
     /// The batch: every row a slice of the one buffer they were written into.
     fn finish(self) -> RowBatch {
-        let joined = Bytes::from(self.data);
+        let joined = pool::share(self.data);
         let rows = self
             .spans
             .into_iter()
