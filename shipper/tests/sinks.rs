@@ -143,6 +143,35 @@ async fn logs_ingestion_rows_land_with_their_declared_columns() {
     }
 }
 
+/// `SINK_GZIP_LEVEL=0`: the same rows land, sent uncompressed (no `Content-Encoding`: the
+/// fake would refuse a gzip header on a plain body); the default compresses.
+#[tokio::test]
+async fn logs_ingestion_bodies_are_gzipped_unless_the_level_is_zero() {
+    let chunk = &row_chunks()[0];
+    let mut landed = Vec::new();
+    for level in [0, 1] {
+        let la = fake().await;
+        let sink = li_sink(&la, Arc::new(TestCredential::default())).with_gzip_level(level);
+        assert_eq!(sink.post(chunk).await, Outcome::Accepted, "level {level}");
+        let stats = la.stats();
+        assert_eq!(stats.bytes_decompressed, chunk.body_len() as u64);
+        if level == 0 {
+            assert_eq!(stats.bytes_on_wire, chunk.body_len() as u64, "sent as is");
+        } else {
+            assert!(
+                stats.bytes_on_wire < chunk.body_len() as u64 / 2,
+                "compressed"
+            );
+        }
+        landed.push(la.rows());
+    }
+    assert_eq!(landed[0].len(), 8);
+    let uuids = |rows: &[world::fakes::log_analytics::Row]| -> Vec<Value> {
+        rows.iter().map(|r| r["uuid_g"].clone()).collect()
+    };
+    assert_eq!(uuids(&landed[0]), uuids(&landed[1]));
+}
+
 #[tokio::test]
 async fn logs_ingestion_statuses_become_outcomes() {
     let la = fake().await;

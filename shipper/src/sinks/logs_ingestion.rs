@@ -134,7 +134,8 @@ impl LogsIngestionSink {
         self
     }
 
-    /// gzip level of request bodies (default [`DEFAULT_GZIP_LEVEL`]).
+    /// gzip level of request bodies (default [`DEFAULT_GZIP_LEVEL`]); 0 sends them
+    /// uncompressed, without `Content-Encoding` (`SINK_GZIP_LEVEL`).
     pub fn with_gzip_level(mut self, level: u32) -> Self {
         self.gzip_level = level.min(9);
         self
@@ -206,11 +207,14 @@ impl LogsIngestionSink {
         token: &AccessToken,
         body: Bytes,
     ) -> Result<(StatusCode, reqwest::header::HeaderMap, Bytes), Outcome> {
-        let sent = self
+        let mut request = self
             .http
             .post(self.upload_url.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .header(CONTENT_ENCODING, "gzip")
+            .header(CONTENT_TYPE, "application/json");
+        if self.gzip_level > 0 {
+            request = request.header(CONTENT_ENCODING, "gzip");
+        }
+        let sent = request
             .header(AUTHORIZATION, format!("Bearer {}", token.token.secret()))
             .body(body)
             .send()
@@ -234,7 +238,13 @@ impl LogsIngestionSink {
 #[async_trait]
 impl Sink for LogsIngestionSink {
     async fn post(&self, chunk: &Chunk) -> Outcome {
-        let body = Bytes::from(gzip_parts(&chunk.body_parts(), self.gzip_level));
+        // Content-Encoding is optional (docs/contracts.md §3): level 0 trades bandwidth for the
+        // shipper's largest CPU cost (BENCHMARKS.md, issue 14).
+        let body = if self.gzip_level == 0 {
+            Bytes::from(chunk.body())
+        } else {
+            Bytes::from(gzip_parts(&chunk.body_parts(), self.gzip_level))
+        };
         let token = match self.token().await {
             Ok(t) => t,
             Err(outcome) => return outcome,
