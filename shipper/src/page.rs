@@ -822,9 +822,6 @@ async fn load_rows(
     }
 }
 
-/// Largest inflated page whose buffer a thread keeps for its next page.
-const KEPT_INFLATED: usize = 16 * 1024 * 1024;
-
 /// Runs `f` on the inflated page `gz` (at most [`MAX_PAGE_JSON`] bytes), inflated into a buffer
 /// the thread keeps for its next page: a page of a few MB allocated fresh each time is a new
 /// `mmap` whose every memory page the kernel zeroes on first touch (see `rows::pool`).
@@ -837,9 +834,9 @@ fn with_inflated<T>(gz: &[u8], f: impl FnOnce(&[u8]) -> Result<T, String>) -> Re
         let result = if chunk::gunzip_fast_into(gz, MAX_PAGE_JSON, &mut buf) {
             f(&buf)
         } else {
-            gunzip_bounded(gz, MAX_PAGE_JSON).and_then(|json| f(&json))
+            gunzip_streaming(gz, MAX_PAGE_JSON).and_then(|json| f(&json))
         };
-        if buf.capacity() <= KEPT_INFLATED {
+        if buf.capacity() <= rows::pool::KEPT_BYTES {
             cell.replace(buf);
         }
         result
@@ -848,9 +845,15 @@ fn with_inflated<T>(gz: &[u8], f: impl FnOnce(&[u8]) -> Result<T, String>) -> Re
 
 /// Inflates at most `limit` bytes; more is refused (a gzip bomb is the page's fault).
 pub fn gunzip_bounded(gz: &[u8], limit: u64) -> Result<Vec<u8>, String> {
-    if let Some(json) = chunk::gunzip_fast(gz, limit) {
-        return Ok(json);
+    match chunk::gunzip_fast(gz, limit) {
+        Some(json) => Ok(json),
+        None => gunzip_streaming(gz, limit),
     }
+}
+
+/// [`gunzip_bounded`]'s careful path, for what the whole-buffer inflater could not vouch for:
+/// it decides and explains (not gzip, truncated, or inflating beyond `limit`).
+fn gunzip_streaming(gz: &[u8], limit: u64) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity((gz.len() * 6).min(limit as usize));
     let mut dec = flate2::read::GzDecoder::new(gz).take(limit + 1);
     dec.read_to_end(&mut out)

@@ -97,14 +97,6 @@ pub struct RowBatch {
 }
 
 impl RowBatch {
-    /// A batch of rows made elsewhere (tests, benches): packing them copies.
-    pub fn from_rows(rows: Vec<Row>) -> Self {
-        RowBatch {
-            rows,
-            ..RowBatch::default()
-        }
-    }
-
     /// The request bodies of the rows, at most `max_uncompressed` bytes each
     /// ([`chunk::chunks`]'s packing). Rows that are consecutive slices of the batch's buffer,
     /// as [`build_rows`] makes them, become bodies without a copy: a chunk is a run of that
@@ -471,8 +463,8 @@ mod tests {
         let sizes: Vec<usize> = batch.rows.iter().map(|r| r.json.len()).collect();
         assert!(batch.chunks(1000).len() > 1, "{sizes:?}");
         // Rows made elsewhere are joined into new buffers.
-        let copied = RowBatch::from_rows(
-            batch
+        let copied = RowBatch {
+            rows: batch
                 .rows
                 .iter()
                 .map(|r| Row {
@@ -480,7 +472,8 @@ mod tests {
                     ..r.clone()
                 })
                 .collect(),
-        );
+            ..RowBatch::default()
+        };
         assert_eq!(copied.chunks(1000), batch.chunks(1000));
     }
 }

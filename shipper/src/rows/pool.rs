@@ -16,7 +16,8 @@ use bytes::Bytes;
 
 /// Buffers kept for reuse.
 pub const KEPT: usize = 4;
-/// Largest buffer kept (a page of 1,000 typical events needs ≈ 3.5 MB).
+/// Largest buffer kept (a page of 1,000 typical events needs ≈ 3.5 MB); also the largest
+/// inflated page whose buffer a thread keeps (`page::with_inflated`).
 pub const KEPT_BYTES: usize = 16 * 1024 * 1024;
 
 static FREE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
