@@ -8,9 +8,12 @@
 ARG RUST_VERSION=1.90
 
 FROM rust:${RUST_VERSION}-slim-bookworm AS build
-# aws-lc-rs (TLS) builds C code; cmake/perl cover its fallback build paths.
+# aws-lc-rs (TLS) builds C code; cmake/perl cover its fallback build paths. ISA-L's igzip
+# (common/src/gzip.rs) is built from source with autotools, libtool and nasm, and linked
+# statically: the runtime image needs nothing more.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends cmake perl pkg-config \
+    nasm autoconf automake libtool make \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

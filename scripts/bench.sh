@@ -27,13 +27,8 @@ for a in "$@"; do
   esac
 done
 
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-  echo "installing Node.js and npm (Azurite runs on Node)…"
-  apt-get update -qq && apt-get install -y -qq nodejs npm
-fi
-if [ ! -x tests/azurite/node_modules/.bin/azurite ]; then
-  (cd tests/azurite && npm ci --no-audit --no-fund --loglevel=error)
-fi
+source scripts/ensure-build-tools.sh
+source scripts/ensure-azurite.sh
 
 echo "== building release binaries"
 cargo build --release --locked -p collector -p shipper -p okta-sentinel-tests --bins

@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+source scripts/ensure-build-tools.sh
 source scripts/ensure-azurite.sh
 cargo build --locked --bins -p collector -p shipper -p okta-sentinel-tests
 exec target/debug/okta-sentinel-local "$@"

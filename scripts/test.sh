@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+source scripts/ensure-build-tools.sh
 source scripts/ensure-azurite.sh
 
 # The debug build and the test binaries take about 2 GiB; say so up front when the disk is short.

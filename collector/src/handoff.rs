@@ -19,8 +19,6 @@
 //! exactly like the twin of a kill after step 3. The run loop never fetches while a recorded
 //! envelope is unsent in its term, so step 2 never replaces an envelope that was not sent.
 
-use std::io::Write;
-
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use common::envelope::{self, Envelope};
@@ -49,17 +47,16 @@ pub enum HandoffError {
     #[error("storing the page failed: {0}")]
     Storage(#[from] StorageError),
     #[error("compressing the page failed: {0}")]
-    Compress(std::io::Error),
+    Compress(#[from] common::gzip::GzipError),
 }
 
-/// Gzips the page; returns the bytes and their hex sha256.
-pub fn compress(json: &[u8]) -> Result<(Vec<u8>, String), std::io::Error> {
-    let mut enc = flate2::write::GzEncoder::new(
-        Vec::with_capacity(json.len() / 6),
-        flate2::Compression::fast(),
-    );
-    enc.write_all(json)?;
-    let gz = enc.finish()?;
+/// Gzips the page (igzip's fastest level, [`common::gzip`]); returns the bytes and their hex
+/// sha256.
+///
+/// # Errors
+/// Only if igzip refuses the page ([`common::gzip::gzip`]).
+pub fn compress(json: &[u8]) -> Result<(Vec<u8>, String), common::gzip::GzipError> {
+    let gz = common::gzip::gzip(json, common::gzip::Level::Fast)?;
     let sha = hex::encode(Sha256::digest(&gz));
     Ok((gz, sha))
 }
@@ -72,7 +69,7 @@ pub async fn store_and_record(
     page: PageToStore<'_>,
 ) -> Result<Versioned, HandoffError> {
     let cp = &current.checkpoint;
-    let (gz, sha) = compress(page.json).map_err(HandoffError::Compress)?;
+    let (gz, sha) = compress(page.json)?;
     let name = names::page(org, cp.epoch, cp.seq, &sha);
     let size = gz.len() as u64;
     match blobs.create_only(&name, Bytes::from(gz)).await {

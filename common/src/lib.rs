@@ -8,6 +8,7 @@ pub mod config;
 pub mod doctor;
 pub mod envelope;
 pub mod failpoint;
+pub mod gzip;
 pub mod health;
 pub mod http;
 pub mod identity;

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! cargo bench -p shipper --bench instructions --no-run
-//! for op in none rows gzip1 gzip1_stream page page_copied gzip1_libdeflate inflate inflate_zlib_rs; do
+//! for op in none rows gzip1 gzip1_zlib_rs gzip1_libdeflate page page_zlib_rs inflate inflate_zlib_rs; do
 //!   OP=$op N=5 valgrind --tool=callgrind --callgrind-out-file=/dev/null \
 //!     target/release/deps/instructions-* 2>&1 | grep Collected
 //! done
@@ -15,8 +15,12 @@
 use std::hint::black_box;
 use std::io::Read;
 
-use shipper::chunk::{gunzip_fast, gzip, gzip_parts, Chunk, MAX_UNCOMPRESSED};
+use common::gzip::{gzip, gzip_parts, Level};
+use shipper::chunk::{gunzip_fast, Chunk, MAX_UNCOMPRESSED};
 use shipper::rows::{build_rows, RowLimits};
+
+mod alternatives;
+use alternatives::{libdeflate_gzip, zlib_rs_gzip};
 
 fn main() {
     let op = std::env::var("OP").unwrap_or_else(|_| "none".into());
@@ -28,7 +32,7 @@ fn main() {
     let batch = build_rows(&page, 0, &RowLimits::default()).unwrap_or_default();
     let chunks = batch.chunks(MAX_UNCOMPRESSED);
     let bodies: Vec<Vec<u8>> = chunks.iter().map(Chunk::body).collect();
-    let stored = gzip(&page, 1);
+    let stored = gzip(&page, Level::Fast).unwrap_or_default();
     let mut sink = 0usize;
     for _ in 0..n {
         sink += match op.as_str() {
@@ -37,27 +41,27 @@ fn main() {
             }
             "gzip1" => chunks
                 .iter()
-                .map(|c| gzip_parts(black_box(&c.body_parts()), 1).len())
+                .map(|c| gzip_parts(black_box(&c.body_parts()), Level::Fast).map_or(0, |z| z.len()))
                 .sum(),
             // Rows, packed and compressed, as the shipper does for a page.
             "page" => build_rows(black_box(&page), 0, &RowLimits::default()).map_or(0, |b| {
                 b.chunks(MAX_UNCOMPRESSED)
                     .iter()
-                    .map(|c| gzip_parts(&c.body_parts(), 1).len())
+                    .map(|c| gzip_parts(&c.body_parts(), Level::Fast).map_or(0, |z| z.len()))
                     .sum()
             }),
-            // The same before rows were shared: bodies joined by copies, a fresh compressor each.
-            "page_copied" => {
+            // The same with the compressor before igzip.
+            "page_zlib_rs" => {
                 build_rows(black_box(&page), 0, &RowLimits::default()).map_or(0, |b| {
-                    shipper::chunk::chunks(&b.rows, MAX_UNCOMPRESSED)
+                    b.chunks(MAX_UNCOMPRESSED)
                         .iter()
-                        .map(|c| gzip_stream(&c.body(), 1).len())
+                        .map(|c| zlib_rs_gzip(&c.body(), 1).len())
                         .sum()
                 })
             }
-            "gzip1_stream" => bodies
+            "gzip1_zlib_rs" => bodies
                 .iter()
-                .map(|b| gzip_stream(black_box(b), 1).len())
+                .map(|b| zlib_rs_gzip(black_box(b), 1).len())
                 .sum(),
             "gzip1_libdeflate" => bodies
                 .iter()
@@ -74,27 +78,4 @@ fn main() {
         };
     }
     println!("{op} x{n}: {sink}");
-}
-
-/// flate2's streaming encoder with a fresh state per body (`chunk::gzip` before it kept one
-/// compressor per thread; measured against it, not used).
-fn gzip_stream(body: &[u8], level: u32) -> Vec<u8> {
-    use std::io::Write;
-    let mut enc = flate2::write::GzEncoder::new(
-        Vec::with_capacity(body.len() / 4 + 64),
-        flate2::Compression::new(level),
-    );
-    enc.write_all(body)
-        .and_then(|()| enc.finish())
-        .unwrap_or_default()
-}
-
-/// libdeflate's whole-buffer gzip (measured against `chunk::gzip`, not used).
-fn libdeflate_gzip(body: &[u8], level: i32) -> Vec<u8> {
-    let lvl = libdeflater::CompressionLvl::new(level).unwrap_or_default();
-    let mut c = libdeflater::Compressor::new(lvl);
-    let mut out = vec![0; c.gzip_compress_bound(body.len())];
-    let n = c.gzip_compress(body, &mut out).unwrap_or(0);
-    out.truncate(n);
-    out
 }

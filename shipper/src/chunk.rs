@@ -8,7 +8,7 @@
 use std::cell::RefCell;
 
 use bytes::Bytes;
-use flate2::{Compress, Compression, FlushCompress, Status};
+use common::gzip::Level;
 use libdeflater::Decompressor;
 use serde_json::value::RawValue;
 
@@ -20,13 +20,11 @@ pub const MAX_UNCOMPRESSED: usize = 1_000_000;
 /// Largest body of one Data Collector API post (30 MB per post, docs/contracts.md §2.3).
 pub const DATA_COLLECTOR_MAX: usize = 30_000_000;
 
-/// gzip level used by default. Measured by `benches/transform.rs` on 1,000 realistic events
-/// (3.1 MB of rows), first with flate2's streaming encoders: level 1 compressed 4.6:1 at
-/// ≈ 580 MiB/s with the `zlib-rs` backend (≈ 420 MiB/s with miniz_oxide), level 3 6.5–7:1 at
-/// half the speed, level 6 7.6:1 at a third. Requests are packed by *uncompressed* size, so a
-/// better ratio saves only bandwidth, while gzip is a large share of the shipper's CPU: level 1
-/// wins (and stays on zlib-rs: see [`gzip`]).
-pub const DEFAULT_GZIP_LEVEL: u32 = 1;
+/// Compression of request bodies by default (`SINK_GZIP_LEVEL=1`). Requests are packed by
+/// *uncompressed* size, so a better ratio saves only bandwidth, while gzip is a large share of
+/// the shipper's CPU: the fastest level wins. `benches/transform.rs` compares the levels and
+/// the compressors on 1,000 realistic events; [`common::gzip`] says which one and why.
+pub const DEFAULT_GZIP: Level = Level::Fast;
 
 /// A request body: consecutive rows of one page.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,77 +176,6 @@ pub fn shrink_single(chunk: &Chunk) -> Option<(Chunk, u64)> {
     ))
 }
 
-/// gzip of `body` at `level` (0–9), with flate2's zlib-rs backend.
-///
-/// libdeflate's whole-buffer compressor was measured against it on the bench's request bodies
-/// (`benches/instructions.rs`, `benches/transform.rs` group `backend`): at level 1 it
-/// compresses much better (6.3:1 against 4.6:1) but costs ≈ 40 % more instructions per body,
-/// and requests are packed and billed by their *uncompressed* size, so the better ratio saves
-/// only bandwidth while the instructions are shipper CPU. zlib-rs stays.
-pub fn gzip(body: &[u8], level: u32) -> Vec<u8> {
-    gzip_parts(&[body], level)
-}
-
-/// gzip of the concatenation of `parts`, as [`gzip`], without joining them first.
-///
-/// The compressor's state (≈ 300 KB of window and hash tables, zeroed on creation) is kept per
-/// thread and reset between bodies instead of allocated, zeroed and freed for each one.
-pub fn gzip_parts(parts: &[&[u8]], level: u32) -> Vec<u8> {
-    thread_local! {
-        static COMPRESSOR: RefCell<Option<(u32, Compress)>> = const { RefCell::new(None) };
-    }
-    let level = level.min(9);
-    let total: usize = parts.iter().map(|p| p.len()).sum();
-    let mut out = Vec::with_capacity(total / 4 + 64);
-    COMPRESSOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let compressor = match slot.as_mut() {
-            Some((l, c)) if *l == level => {
-                c.reset();
-                c
-            }
-            _ => {
-                let c = Compress::new_gzip(Compression::new(level), 15);
-                &mut slot.insert((level, c)).1
-            }
-        };
-        deflate_into(compressor, parts, &mut out);
-    });
-    out
-}
-
-/// Feeds `parts` to `c` and finishes the stream into `out`, growing it as needed.
-fn deflate_into(c: &mut Compress, parts: &[&[u8]], out: &mut Vec<u8>) {
-    let last = parts.len().saturating_sub(1);
-    for (i, part) in parts.iter().enumerate() {
-        let flush = if i == last {
-            FlushCompress::Finish
-        } else {
-            FlushCompress::None
-        };
-        let mut input = *part;
-        loop {
-            if out.len() == out.capacity() {
-                out.reserve(out.capacity() / 2 + 1024);
-            }
-            let before = c.total_in();
-            // Compressing into a Vec's spare capacity cannot fail: errors come only from a
-            // stream used after it ended, which `reset` rules out.
-            let status = c.compress_vec(input, out, flush);
-            let used = usize::try_from(c.total_in() - before).unwrap_or(input.len());
-            input = &input[used.min(input.len())..];
-            let done = match status {
-                Ok(Status::StreamEnd) => true,
-                Ok(_) => flush != FlushCompress::Finish && input.is_empty(),
-                Err(_) => true,
-            };
-            if done {
-                break;
-            }
-        }
-    }
-}
-
 /// Inflates the single-member gzip `gz` in one call when its trailer announces a size of at
 /// most `limit` bytes and the stream really inflates to exactly that size; `None` otherwise
 /// (malformed, truncated, lying or over the limit), and the caller's careful streaming path
@@ -362,7 +289,7 @@ mod tests {
     #[test]
     fn gunzip_fast_takes_only_what_it_can_vouch_for() {
         let body = br#"[{"a":1},{"a":2}]"#.repeat(100);
-        let gz = gzip(&body, 1);
+        let gz = common::gzip::gzip(&body, DEFAULT_GZIP).unwrap_or_default();
         assert_eq!(gunzip_fast(&gz, 1 << 20), Some(body.clone()));
         assert_eq!(
             gunzip_fast(&gz, body.len() as u64 - 1),
@@ -383,47 +310,14 @@ mod tests {
     }
 
     #[test]
-    fn gzip_of_parts_inflates_to_their_concatenation_whatever_came_before() {
-        let body = br#"[{"a":1},{"a":2}]"#.repeat(5000);
-        let gunzip = |z: &[u8]| {
-            let mut back = Vec::new();
-            flate2::read::GzDecoder::new(z)
-                .read_to_end(&mut back)
-                .unwrap();
-            back
-        };
-        // The thread's compressor is reused: a body after another, at another level, after an
-        // empty one, in one piece or in several, always comes out whole and alone.
-        for level in [1, 1, 6, 1] {
-            let whole = gzip(&body, level);
-            let (a, rest) = body.split_at(7);
-            let (b, c) = rest.split_at(40_000);
-            // Block boundaries may differ with the pieces; what they inflate to may not.
-            assert_eq!(gunzip(&whole), body, "level {level}");
-            assert_eq!(
-                gunzip(&gzip_parts(&[a, b, c], level)),
-                body,
-                "level {level}"
-            );
-            assert_eq!(gunzip(&gzip_parts(&[b"", b"[]", b""], level)), b"[]");
-            assert_eq!(gunzip(&gzip(b"", level)), b"");
-        }
+    fn a_chunks_gzip_inflates_to_its_body() {
         let c = chunks(&[row(0, 50), row(1, 60)], 1000).remove(0);
-        assert_eq!(gunzip(&gzip_parts(&c.body_parts(), 1)), c.body());
+        let gz = common::gzip::gzip_parts(&c.body_parts(), DEFAULT_GZIP).unwrap_or_default();
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut back)
+            .unwrap_or_default();
+        assert_eq!(back, c.body());
         assert_eq!(c.body_len(), c.body().len());
-    }
-
-    #[test]
-    fn gzip_round_trips() {
-        let body = br#"[{"a":1},{"a":2}]"#.repeat(100);
-        for level in [0, 1, 6, 9] {
-            let z = gzip(&body, level);
-            assert_eq!(&z[..2], &[0x1f, 0x8b]);
-            let mut back = Vec::new();
-            flate2::read::GzDecoder::new(&z[..])
-                .read_to_end(&mut back)
-                .unwrap();
-            assert_eq!(back, body);
-        }
     }
 }

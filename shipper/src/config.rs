@@ -172,11 +172,11 @@ pub struct TuningArgs {
     /// page counts as at fault (it ends in poison if that persists) (2–1000).
     #[arg(long, env = "CHUNK_MAX_TRANSIENT", default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..=1000), hide_short_help = true, global = true)]
     pub chunk_max_transient: u32,
-    /// gzip level of Logs Ingestion request bodies (0–9). 1 is the cheapest compression; 0
-    /// sends bodies uncompressed (no `Content-Encoding`): about a quarter less shipper CPU for
-    /// about 4.6 times the bytes on the wire in the end-to-end bench (rows are billed by
-    /// their uncompressed size either way). Higher levels compress better for more CPU.
-    #[arg(long, env = "SINK_GZIP_LEVEL", default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=9), hide_short_help = true, global = true)]
+    /// gzip level of Logs Ingestion request bodies: 1 (the fastest, default) or 3 (igzip's
+    /// levels: a better ratio for more CPU); 0 sends bodies uncompressed (no
+    /// `Content-Encoding`): less shipper CPU for several times the bytes on the wire (rows
+    /// are billed by their uncompressed size either way; BENCHMARKS.md).
+    #[arg(long, env = "SINK_GZIP_LEVEL", default_value_t = 1, value_parser = gzip_level, hide_short_help = true, global = true)]
     pub sink_gzip_level: u32,
 }
 
@@ -229,8 +229,8 @@ pub struct Tuning {
     /// `CHUNK_MAX_TRANSIENT`: transient failures of one chunk, while the sink accepts
     /// others, after which the page counts as at fault.
     pub chunk_max_transient: u32,
-    /// `SINK_GZIP_LEVEL`: gzip level of Logs Ingestion bodies, 0 for none.
-    pub gzip_level: u32,
+    /// `SINK_GZIP_LEVEL`: compression of Logs Ingestion bodies, `None` for none (0).
+    pub gzip: Option<common::gzip::Level>,
     /// Which manifest columns the table declares (`OMIT_OVERLONG_COLUMNS`).
     pub columns: crate::rows::TableColumns,
 }
@@ -314,7 +314,7 @@ impl ShipperArgs {
                 stats_interval: t.stats_interval,
                 grace: t.shutdown_grace,
                 chunk_max_transient: t.chunk_max_transient,
-                gzip_level: t.sink_gzip_level,
+                gzip: common::gzip::Level::from_number(t.sink_gzip_level),
                 columns: if self.omit_overlong_columns {
                     crate::rows::TableColumns::WithoutOverlong
                 } else {
@@ -424,20 +424,32 @@ fn is_guid(s: &str) -> bool {
         })
 }
 
+/// `SINK_GZIP_LEVEL`: 0 (uncompressed) or one of igzip's levels, 1 and 3.
+fn gzip_level(value: &str) -> Result<u32, String> {
+    match value.trim() {
+        "0" => Ok(0),
+        "1" => Ok(1),
+        "3" => Ok(3),
+        _ => Err("expected 0 (uncompressed), 1 (fastest) or 3 (smaller)".to_owned()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::Parser;
 
     #[test]
-    fn sink_gzip_level_is_zero_to_nine_and_defaults_to_one() {
+    fn sink_gzip_level_is_zero_one_or_three_and_defaults_to_one() {
         let level = |args: &[&str]| {
             Cli::try_parse_from([&["shipper"], args].concat())
                 .map(|c| c.args.tuning.sink_gzip_level)
         };
         assert_eq!(level(&[]).unwrap(), 1);
         assert_eq!(level(&["--sink-gzip-level", "0"]).unwrap(), 0);
-        assert_eq!(level(&["--sink-gzip-level", "9"]).unwrap(), 9);
-        assert!(level(&["--sink-gzip-level", "10"]).is_err());
+        assert_eq!(level(&["--sink-gzip-level", "3"]).unwrap(), 3);
+        for refused in ["2", "6", "9", "10", "fast"] {
+            assert!(level(&["--sink-gzip-level", refused]).is_err(), "{refused}");
+        }
     }
 }

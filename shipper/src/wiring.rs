@@ -64,7 +64,7 @@ impl Clients {
                     .context("AZURE_CLIENT_ID: cannot build the managed identity credential")?,
                     audience.clone(),
                 )?
-                .with_gzip_level(cfg.tuning.gzip_level)
+                .with_gzip(cfg.tuning.gzip)
                 .with_metrics(metrics),
             ),
             SinkSettings::DataCollector {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
+use common::gzip::Level;
 use common::secrets::{SecretSource, SecretString};
 use common::token_cache::TokenCache;
 use serde_json::{Map, Value};
@@ -149,13 +150,13 @@ async fn logs_ingestion_rows_land_with_their_declared_columns() {
 async fn logs_ingestion_bodies_are_gzipped_unless_the_level_is_zero() {
     let chunk = &row_chunks()[0];
     let mut landed = Vec::new();
-    for level in [0, 1] {
+    for level in [None, Some(Level::Fast), Some(Level::Best)] {
         let la = fake().await;
-        let sink = li_sink(&la, Arc::new(TestCredential::default())).with_gzip_level(level);
-        assert_eq!(sink.post(chunk).await, Outcome::Accepted, "level {level}");
+        let sink = li_sink(&la, Arc::new(TestCredential::default())).with_gzip(level);
+        assert_eq!(sink.post(chunk).await, Outcome::Accepted, "level {level:?}");
         let stats = la.stats();
         assert_eq!(stats.bytes_decompressed, chunk.body_len() as u64);
-        if level == 0 {
+        if level.is_none() {
             assert_eq!(stats.bytes_on_wire, chunk.body_len() as u64, "sent as is");
         } else {
             assert!(
@@ -170,6 +171,7 @@ async fn logs_ingestion_bodies_are_gzipped_unless_the_level_is_zero() {
         rows.iter().map(|r| r["uuid_g"].clone()).collect()
     };
     assert_eq!(uuids(&landed[0]), uuids(&landed[1]));
+    assert_eq!(uuids(&landed[0]), uuids(&landed[2]));
 }
 
 #[tokio::test]
