@@ -424,14 +424,14 @@ fn is_guid(s: &str) -> bool {
         })
 }
 
-/// `SINK_GZIP_LEVEL`: 0 (uncompressed) or one of igzip's levels, 1 and 3.
+/// `SINK_GZIP_LEVEL`: 0 (uncompressed) or one of the levels [`common::gzip::Level`] knows.
 fn gzip_level(value: &str) -> Result<u32, String> {
-    match value.trim() {
-        "0" => Ok(0),
-        "1" => Ok(1),
-        "3" => Ok(3),
-        _ => Err("expected 0 (uncompressed), 1 (fastest) or 3 (smaller)".to_owned()),
-    }
+    value
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|&n| n == 0 || common::gzip::Level::from_number(n).is_some())
+        .ok_or_else(|| "expected 0 (uncompressed), 1 (fastest) or 3 (smaller)".to_owned())
 }
 
 #[cfg(test)]
