@@ -8,8 +8,6 @@
 //! (5.7:1 against 4.6:1); libdeflate's level 1 was as slow as zlib-rs (BENCHMARKS.md, issue 14).
 //! Inflating stays with libdeflate and flate2 (`shipper::chunk`): igzip's inflater was no faster.
 
-use std::cell::RefCell;
-
 /// igzip's compression levels. Level 0 of igzip still compresses (a smaller hash table), so
 /// "no compression" is not a level here: the caller simply does not gzip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,10 +44,6 @@ pub struct GzipError {
     reason: String,
 }
 
-/// Inputs joined for one call are kept per thread up to this size (a request body is at most
-/// 1,000,002 bytes); anything larger is freed after use.
-const KEPT_JOIN: usize = 2 << 20;
-
 /// gzip of `data` (one member, no name, mtime 0).
 ///
 /// # Errors
@@ -77,36 +71,6 @@ fn compress_into(data: &[u8], level: Level, room: usize) -> Result<Vec<u8>, isal
     out.truncate(n);
     out.shrink_to_fit();
     Ok(out)
-}
-
-/// gzip of the concatenation of `parts` (a request body is `[`, a run of rows, `]`): igzip
-/// compresses one contiguous buffer per call, so the parts are joined into a buffer kept per
-/// thread (a copy costs a few percent of compressing it).
-///
-/// # Errors
-/// As [`gzip`].
-pub fn gzip_parts(parts: &[&[u8]], level: Level) -> Result<Vec<u8>, GzipError> {
-    match parts {
-        [] => gzip(&[], level),
-        [one] => gzip(one, level),
-        _ => {
-            thread_local! {
-                static JOINED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-            }
-            JOINED.with(|cell| {
-                let mut joined = cell.borrow_mut();
-                joined.clear();
-                for part in parts {
-                    joined.extend_from_slice(part);
-                }
-                let gz = gzip(&joined, level);
-                if joined.capacity() > KEPT_JOIN {
-                    *joined = Vec::new();
-                }
-                gz
-            })
-        }
-    }
 }
 
 #[cfg(test)]
@@ -157,30 +121,6 @@ mod tests {
             let gz = gzip(&text, level).unwrap_or_default();
             assert!(gz.len() * 4 < text.len(), "text compresses at {level:?}");
         }
-    }
-
-    #[test]
-    fn parts_compress_to_their_concatenation_whatever_came_before_on_the_thread() {
-        let rows = br#"{"a":1},{"b":"two"}"#.repeat(5_000);
-        // A larger body first leaves longer content in the thread's join buffer.
-        let big = [b"[".as_slice(), &rows, &rows, b"]"];
-        assert_eq!(
-            gunzip(&gzip_parts(&big, Level::Fast).unwrap_or_default()),
-            big.concat()
-        );
-        let small = [b"[".as_slice(), &rows[..7], b"]"];
-        assert_eq!(
-            gunzip(&gzip_parts(&small, Level::Fast).unwrap_or_default()),
-            b"[{\"a\":1}]"
-        );
-        assert_eq!(
-            gunzip(&gzip_parts(&[], Level::Best).unwrap_or_default()),
-            b""
-        );
-        assert_eq!(
-            gunzip(&gzip_parts(&[b"x"], Level::Best).unwrap_or_default()),
-            b"x"
-        );
     }
 
     #[test]

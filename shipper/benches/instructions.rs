@@ -15,7 +15,7 @@
 use std::hint::black_box;
 use std::io::Read;
 
-use common::gzip::{gzip, gzip_parts, Level};
+use common::gzip::{gzip, Level};
 use shipper::chunk::{gunzip_fast, Chunk, MAX_UNCOMPRESSED};
 use shipper::rows::{build_rows, RowLimits};
 
@@ -41,13 +41,13 @@ fn main() {
             }
             "gzip1" => chunks
                 .iter()
-                .map(|c| gzip_parts(black_box(&c.body_parts()), Level::Fast).map_or(0, |z| z.len()))
+                .map(|c| gzip(black_box(c.body()), Level::Fast).map_or(0, |z| z.len()))
                 .sum(),
             // Rows, packed and compressed, as the shipper does for a page.
             "page" => build_rows(black_box(&page), 0, &RowLimits::default()).map_or(0, |b| {
                 b.chunks(MAX_UNCOMPRESSED)
                     .iter()
-                    .map(|c| gzip_parts(&c.body_parts(), Level::Fast).map_or(0, |z| z.len()))
+                    .map(|c| gzip(c.body(), Level::Fast).map_or(0, |z| z.len()))
                     .sum()
             }),
             // The same with the compressor before igzip.
@@ -55,7 +55,7 @@ fn main() {
                 build_rows(black_box(&page), 0, &RowLimits::default()).map_or(0, |b| {
                     b.chunks(MAX_UNCOMPRESSED)
                         .iter()
-                        .map(|c| zlib_rs_gzip(&c.body(), 1).len())
+                        .map(|c| zlib_rs_gzip(c.body(), 1).len())
                         .sum()
                 })
             }

@@ -34,38 +34,44 @@ pub struct Chunk {
     /// One past the last row's event index: the page's `posted_upto` once this chunk is
     /// accepted.
     pub end_event: usize,
-    /// The rows separated by commas: the body without its brackets (usually a run of the
-    /// page's one row buffer, shared, not copied).
-    rows: Bytes,
+    /// The body as sent: `[`, the rows separated by commas, `]` (for the rows of a built page,
+    /// a run of the page's one row buffer, shared, not copied: `RowBatch::chunks`).
+    body: Bytes,
 }
 
 impl Chunk {
-    /// The chunk of events `first_event..end_event` whose rows, separated by commas, are `rows`.
-    pub fn new(first_event: usize, end_event: usize, rows: Bytes) -> Self {
+    /// The chunk of events `first_event..end_event` whose rows, separated by commas, are `rows`
+    /// (copied into a body with its brackets).
+    pub fn new(first_event: usize, end_event: usize, rows: &[u8]) -> Self {
+        let mut body = Vec::with_capacity(rows.len() + 2);
+        body.push(b'[');
+        body.extend_from_slice(rows);
+        body.push(b']');
+        Self::from_body(first_event, end_event, Bytes::from(body))
+    }
+
+    /// The chunk whose whole body (brackets included) is `body`, as is.
+    pub(crate) fn from_body(first_event: usize, end_event: usize, body: Bytes) -> Self {
         Chunk {
             first_event,
             end_event,
-            rows,
+            body,
         }
     }
 
-    /// The body as sent: the rows as one JSON array (a copy; [`Chunk::body_parts`] is not).
-    pub fn body(&self) -> Vec<u8> {
-        let mut body = Vec::with_capacity(self.body_len());
-        for part in self.body_parts() {
-            body.extend_from_slice(part);
-        }
-        body
+    /// The body as sent: the rows as one JSON array.
+    pub fn body(&self) -> &[u8] {
+        &self.body
     }
 
-    /// The body's three pieces: `[`, the rows, `]`.
-    pub fn body_parts(&self) -> [&[u8]; 3] {
-        [b"[", &self.rows, b"]"]
+    /// The body as a shared buffer (no copy), for a request.
+    pub fn body_shared(&self) -> Bytes {
+        self.body.clone()
     }
 
     /// Size of the body in bytes.
     pub fn body_len(&self) -> usize {
-        self.rows.len() + 2
+        self.body.len()
     }
 
     /// Number of rows in the chunk (rows are one per event, consecutive).
@@ -79,53 +85,73 @@ impl Chunk {
 }
 
 /// Packs `rows` (consecutive events, in order) into bodies of at most `max_uncompressed` bytes,
-/// joining each body's rows into a new buffer (`RowBatch::chunks` does the same without a
-/// copy for the rows of a built page).
+/// joining each body's rows into a new buffer (the row builder lays a built page's rows out as
+/// these same bodies as it writes them: `RowBatch::chunks`).
 ///
 /// A single row larger than the limit goes alone in its chunk (the row builder shrinks rows
 /// below the Logs Ingestion limit, so this happens only with a smaller `max_uncompressed`).
 pub fn chunks(rows: &[Row], max_uncompressed: usize) -> Vec<Chunk> {
-    pack_runs(rows, max_uncompressed, |first, last| {
-        join(&rows[first..=last])
-    })
-}
-
-/// The packing: runs of consecutive rows whose body (`[`, rows separated by `,`, `]`) stays
-/// within `max_uncompressed` bytes; `rows_of(first, last)` gives the comma-separated rows
-/// `first..=last`.
-pub(crate) fn pack_runs(
-    rows: &[Row],
-    max_uncompressed: usize,
-    rows_of: impl Fn(usize, usize) -> Bytes,
-) -> Vec<Chunk> {
     let mut out = Vec::new();
-    let mut i = 0;
-    while i < rows.len() {
-        let first = i;
-        let mut size = 2 + rows[i].json.len();
-        i += 1;
-        while i < rows.len() && size + 1 + rows[i].json.len() <= max_uncompressed {
-            size += 1 + rows[i].json.len();
-            i += 1;
+    let mut packer = Packer::new(max_uncompressed);
+    let mut first = 0;
+    for (i, row) in rows.iter().enumerate() {
+        if !packer.fits(row.json.len()) && i > first {
+            out.push(join(&rows[first..i]));
+            first = i;
         }
-        let first_event = rows[first].event_index;
-        let end_event = rows[i - 1].event_index + 1;
-        out.push(Chunk::new(first_event, end_event, rows_of(first, i - 1)));
+    }
+    if first < rows.len() {
+        out.push(join(&rows[first..]));
     }
     out
 }
 
-/// The rows' JSON separated by commas, in a new buffer.
-fn join(rows: &[Row]) -> Bytes {
-    let size = rows.iter().map(|r| r.json.len() + 1).sum::<usize>();
-    let mut joined = Vec::with_capacity(size);
-    for (n, row) in rows.iter().enumerate() {
-        if n > 0 {
-            joined.push(b',');
+/// The packing rule, one row at a time: a row joins the current body while the body (`[`, rows
+/// separated by `,`, `]`) stays within the limit, else it starts the next one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Packer {
+    max_uncompressed: usize,
+    /// Size of the current body with its brackets; 0 before the first row.
+    size: usize,
+}
+
+impl Packer {
+    pub(crate) fn new(max_uncompressed: usize) -> Self {
+        Packer {
+            max_uncompressed,
+            size: 0,
         }
-        joined.extend_from_slice(&row.json);
     }
-    Bytes::from(joined)
+
+    /// Takes a row of `len` bytes: `true` if it joins the current body, `false` if it starts a
+    /// new one (always for the first row).
+    pub(crate) fn fits(&mut self, len: usize) -> bool {
+        if self.size > 0 && self.size + 1 + len <= self.max_uncompressed {
+            self.size += 1 + len;
+            true
+        } else {
+            self.size = 2 + len;
+            false
+        }
+    }
+
+    pub(crate) fn max_uncompressed(&self) -> usize {
+        self.max_uncompressed
+    }
+}
+
+/// The chunk of `rows` (consecutive, at least one): their JSON as an array, in a new buffer.
+fn join(rows: &[Row]) -> Chunk {
+    let size = rows.iter().map(|r| r.json.len() + 1).sum::<usize>() + 1;
+    let mut body = Vec::with_capacity(size);
+    for row in rows {
+        body.push(if body.is_empty() { b'[' } else { b',' });
+        body.extend_from_slice(&row.json);
+    }
+    body.push(b']');
+    let first_event = rows.first().map_or(0, |r| r.event_index);
+    let end_event = rows.last().map_or(0, |r| r.event_index + 1);
+    Chunk::from_body(first_event, end_event, Bytes::from(body))
 }
 
 /// Splits a chunk the service refused as too large (413) into two halves by row count.
@@ -150,7 +176,7 @@ pub fn split(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
                 published: None,
             })
             .collect();
-        Chunk::new(first_event, first_event + rows.len(), join(&rows))
+        join(&rows)
     };
     Some((
         half(&items[..mid], chunk.first_event),
@@ -168,10 +194,10 @@ pub fn shrink_single(chunk: &Chunk) -> Option<(Chunk, u64)> {
     if chunk.len() != 1 {
         return None;
     }
-    let row = &chunk.rows;
+    let row = chunk.body().get(1..chunk.body_len().checked_sub(1)?)?;
     let (smaller, cuts) = crate::rows::shrink_row(row, row.len() / 2)?;
     Some((
-        Chunk::new(chunk.first_event, chunk.end_event, Bytes::from(smaller)),
+        Chunk::new(chunk.first_event, chunk.end_event, &smaller),
         cuts,
     ))
 }
@@ -312,7 +338,7 @@ mod tests {
     #[test]
     fn a_chunks_gzip_inflates_to_its_body() {
         let c = chunks(&[row(0, 50), row(1, 60)], 1000).remove(0);
-        let gz = common::gzip::gzip_parts(&c.body_parts(), DEFAULT_GZIP).unwrap_or_default();
+        let gz = common::gzip::gzip(c.body(), DEFAULT_GZIP).unwrap_or_default();
         let mut back = Vec::new();
         flate2::read::GzDecoder::new(&gz[..])
             .read_to_end(&mut back)

@@ -228,6 +228,7 @@ fn check_rows(events: &[Value], from: usize, limits: &RowLimits) -> Result<(), T
             &RowLimits {
                 max_field_bytes: 0,
                 max_row_bytes: usize::MAX,
+                ..RowLimits::default()
             },
         )
         .map_err(|e| TestCaseError::fail(e.to_string()))?
@@ -537,7 +538,7 @@ fn check_packed(rows: &[Row], cs: &[Chunk], max: usize) -> Result<(), TestCaseEr
             prop_assert_eq!(a.first_event, c.first_event);
             prop_assert_eq!(a.end_event, b.first_event);
             prop_assert_eq!(b.end_event, c.end_event);
-            let mut joined = a.body();
+            let mut joined = a.body().to_vec();
             joined.pop();
             joined.push(b',');
             joined.extend_from_slice(&b.body()[1..]);
@@ -573,7 +574,7 @@ proptest! {
         field in 0usize..200,
         row in 0usize..4000,
     ) {
-        check_rows(&events, 0, &RowLimits { max_field_bytes: field, max_row_bytes: row })?;
+        check_rows(&events, 0, &RowLimits { max_field_bytes: field, max_row_bytes: row, ..RowLimits::default() })?;
     }
 
     /// Data Collector sink: each event is copied byte for byte, whatever its layout.
@@ -639,12 +640,25 @@ proptest! {
             prop_assert!(c.body_len() <= MAX_UNCOMPRESSED);
         }
         check_batch_chunks(&batch, MAX_UNCOMPRESSED)?;
-        // Packed tighter, and from an event on (a redelivery resuming at `posted_upto`).
+        // Packed tighter than built for (bodies joined from copies); built for that tighter
+        // limit (bodies laid out as written), also from an event on (a redelivery resuming at
+        // `posted_upto`).
         check_batch_chunks(&batch, 4000)?;
+        let tight = RowLimits { max_body_bytes: 4000, ..RowLimits::default() };
         let from = events.len() / 2;
-        let rest = build_rows(&page_of(&events), from, &RowLimits::default())
-            .map_err(|e| TestCaseError::fail(e.to_string()))?;
-        check_batch_chunks(&rest, 4000)?;
+        for from in [0, from] {
+            let rest = build_rows(&page_of(&events), from, &tight)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            check_batch_chunks(&rest, 4000)?;
+            for c in rest.chunks(4000) {
+                let first = rest.rows.iter().find(|r| r.event_index == c.first_event);
+                prop_assert_eq!(
+                    first.map(|r| r.json.as_ptr()),
+                    Some(c.body()[1..].as_ptr()),
+                    "laid out, not copied"
+                );
+            }
+        }
     }
 
     /// Arbitrary bytes as a page: an error or rows, never a panic.
@@ -652,7 +666,7 @@ proptest! {
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
         let _ = build_rows(&bytes, 0, &RowLimits::default());
         let _ = build_dc_events(&bytes, 0);
-        let _ = build_rows(&bytes, 0, &RowLimits { max_field_bytes: 3, max_row_bytes: 10 });
+        let _ = build_rows(&bytes, 0, &RowLimits { max_field_bytes: 3, max_row_bytes: 10, ..RowLimits::default() });
     }
 
     /// A valid page damaged at random (bytes flipped, inserted, cut): an error, or rows that

@@ -594,7 +594,7 @@ async fn data_collector_statuses_become_outcomes_without_secrets() {
     assert!(matches!(sink.post(chunk).await, Outcome::Transient { .. }));
 
     // Malformed data: 400 InvalidDataFormat is the page's fault.
-    let bad = Chunk::new(0, 1, bytes::Bytes::from_static(b"{\"a\":1},"));
+    let bad = Chunk::new(0, 1, b"{\"a\":1},");
     let o = sink.post(&bad).await;
     assert!(matches!(o, Outcome::PageFault { .. }), "{o:?}");
 

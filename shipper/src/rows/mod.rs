@@ -16,8 +16,9 @@
 //! borrowed slices of the page while it is walked, and copied, not
 //! re-serialised, except where a value must change (truncation, type conversion, GUID
 //! normalisation, JSON text embedded in a string column). A page's rows are written one after
-//! the other, separated by commas, into one buffer that each [`Row`] is a slice of: a request
-//! body is a run of that buffer between `[` and `]` ([`RowBatch::chunks`]), never a copy.
+//! the other into one buffer that each [`Row`] is a slice of, already laid out as the request
+//! bodies (`[r,r,…][r,…]`, the body limit applied as each row is written): a body is a run of
+//! that buffer ([`RowBatch::chunks`]), handed to gzip and to the request without a copy.
 //!
 //! A broken page is read a second time, the simple two-pass way ([`events`] then
 //! [`flatten::capture`] per event), only to name its error precisely: errors are rare (the
@@ -60,6 +61,9 @@ pub struct RowLimits {
     pub max_field_bytes: usize,
     /// Largest row: one row must fit in a request body of 1,000,000 bytes with its `[` `]`.
     pub max_row_bytes: usize,
+    /// Largest request body the rows are laid out for as they are written
+    /// ([`RowBatch::chunks`] with this limit costs no copy).
+    pub max_body_bytes: usize,
 }
 
 impl Default for RowLimits {
@@ -67,6 +71,7 @@ impl Default for RowLimits {
         RowLimits {
             max_field_bytes: 64 * 1024,
             max_row_bytes: crate::chunk::MAX_UNCOMPRESSED - 2,
+            max_body_bytes: crate::chunk::MAX_UNCOMPRESSED,
         }
     }
 }
@@ -87,8 +92,13 @@ pub struct Row {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RowBatch {
     pub rows: Vec<Row>,
-    /// The buffer the rows are slices of, rows separated by commas (empty when they are not).
+    /// The buffer the rows are slices of, laid out as request bodies one after the other
+    /// (`[r,r,…][r,…]`); empty when the rows were made otherwise.
     joined: Bytes,
+    /// The bodies in `joined`: their first row and their bytes.
+    bodies: Vec<Body>,
+    /// The body limit `joined` was laid out for.
+    packed_for: usize,
     /// Values we truncated (field limit, or shrinking a row above the request limit).
     pub truncations: u64,
     /// Fields kept in `additionalFields_s` because no declared column holds them (metric
@@ -96,38 +106,68 @@ pub struct RowBatch {
     pub unmapped_fields: u64,
 }
 
+/// One request body laid out in [`RowBatch::joined`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Body {
+    /// Index in [`RowBatch::rows`] of its first row.
+    first_row: usize,
+    /// Its bytes in `joined`, brackets included.
+    range: std::ops::Range<usize>,
+}
+
 impl RowBatch {
     /// The request bodies of the rows, at most `max_uncompressed` bytes each
-    /// ([`chunk::chunks`]'s packing). Rows that are consecutive slices of the batch's buffer,
-    /// as [`build_rows`] makes them, become bodies without a copy: a chunk is a run of that
-    /// buffer; any other rows are joined into new buffers.
+    /// ([`chunk::chunks`]'s packing). For the limit the rows were built for
+    /// ([`RowLimits::max_body_bytes`]) the bodies are already laid out in the batch's one
+    /// buffer and become chunks without a copy; for another limit, or rows made otherwise,
+    /// they are joined into new buffers.
     pub fn chunks(&self, max_uncompressed: usize) -> Vec<Chunk> {
-        match self.row_offsets() {
-            Some(offsets) => chunk::pack_runs(&self.rows, max_uncompressed, |first, last| {
-                self.joined
-                    .slice(offsets[first]..offsets[last] + self.rows[last].json.len())
-            }),
-            None => chunk::chunks(&self.rows, max_uncompressed),
+        if max_uncompressed != self.packed_for || !self.laid_out() {
+            return chunk::chunks(&self.rows, max_uncompressed);
         }
+        let ends = self.bodies.iter().skip(1).map(|b| b.first_row);
+        self.bodies
+            .iter()
+            .zip(ends.chain([self.rows.len()]))
+            .map(|(b, end)| {
+                Chunk::from_body(
+                    self.rows[b.first_row].event_index,
+                    self.rows[end - 1].event_index + 1,
+                    self.joined.slice(b.range.clone()),
+                )
+            })
+            .collect()
     }
 
-    /// Each row's offset in `joined` when every row is a slice of it and consecutive rows are
-    /// separated by exactly one comma; `None` otherwise.
-    fn row_offsets(&self) -> Option<Vec<usize>> {
+    /// Whether the bodies still describe `rows` (`rows` is public: a caller could have changed
+    /// them): every row lies in its body right after the `[` or the comma that precedes it, the
+    /// last one right before the `]`, and the bodies cover all the rows and the whole buffer.
+    fn laid_out(&self) -> bool {
         let base = self.joined.as_ptr() as usize;
-        let mut offsets = Vec::with_capacity(self.rows.len());
-        let mut next = 0;
-        for (k, row) in self.rows.iter().enumerate() {
-            let at = (row.json.as_ptr() as usize).checked_sub(base)?;
-            let expected = if k == 0 { at } else { next + 1 };
-            let end = at.checked_add(row.json.len())?;
-            if at != expected || end > self.joined.len() || (k > 0 && self.joined[next] != b',') {
-                return None;
+        let ends = self.bodies.iter().skip(1).map(|b| b.first_row);
+        let mut next_row = 0;
+        let mut next_byte = 0;
+        for (b, end) in self.bodies.iter().zip(ends.chain([self.rows.len()])) {
+            if b.first_row != next_row || b.range.start != next_byte || end <= b.first_row {
+                return false;
             }
-            offsets.push(at);
-            next = end;
+            let Some(rows) = self.rows.get(b.first_row..end) else {
+                return false;
+            };
+            let mut at = b.range.start + 1; // after the `[`
+            for row in rows {
+                if (row.json.as_ptr() as usize).checked_sub(base) != Some(at) {
+                    return false;
+                }
+                at += row.json.len() + 1; // the row and its `,` or `]`
+            }
+            if at != b.range.end || b.range.end > self.joined.len() {
+                return false;
+            }
+            next_row = end;
+            next_byte = b.range.end;
         }
-        Some(offsets)
+        !self.bodies.is_empty() && next_row == self.rows.len() && next_byte == self.joined.len()
     }
 }
 
@@ -269,9 +309,14 @@ struct RowBuilder<'m> {
     limits: RowLimits,
     table: TableColumns,
     writer: encode::RowWriter,
-    /// The rows written so far, separated by commas.
+    /// The rows written so far, laid out as request bodies: `[r,r,…][r,…` (the last `]` comes
+    /// at the end).
     data: Vec<u8>,
     spans: Vec<Span>,
+    /// Decides where each body ends, as [`chunk::chunks`] would.
+    packer: chunk::Packer,
+    /// The bodies begun so far: their first row and where their `[` is.
+    bodies: Vec<(usize, usize)>,
     truncations: u64,
     unmapped_fields: u64,
 }
@@ -288,6 +333,8 @@ impl<'m> RowBuilder<'m> {
             writer: encode::RowWriter::new(m),
             data: pool::take(page_len + page_len / 4),
             spans: Vec::new(),
+            packer: chunk::Packer::new(limits.max_body_bytes),
+            bodies: Vec::new(),
             truncations: 0,
             unmapped_fields: 0,
         }
@@ -297,10 +344,11 @@ impl<'m> RowBuilder<'m> {
     fn push(&mut self, index: usize, cap: &flatten::Captured<'_>) {
         let (m, limits, table) = (self.m, &self.limits, self.table);
         self.writer.load_times(cap);
-        if !self.spans.is_empty() {
-            self.data.push(b',');
-        }
-        let start = self.data.len();
+        // The separator before the row: a comma for now; it becomes `][` below when the row
+        // begins a new body.
+        self.data
+            .push(if self.spans.is_empty() { b'[' } else { b',' });
+        let mut start = self.data.len();
         let mut counts = self
             .writer
             .write(m, cap, table, limits.max_field_bytes, &mut self.data);
@@ -317,6 +365,16 @@ impl<'m> RowBuilder<'m> {
         }
         self.truncations += counts.truncations;
         self.unmapped_fields += counts.unmapped;
+        if !self.packer.fits(self.data.len() - start) {
+            if !self.spans.is_empty() {
+                // Close the body before: `,` → `]`, then the new body's `[` (the row moves one
+                // byte; this happens a few times a page).
+                self.data[start - 1] = b']';
+                self.data.insert(start, b'[');
+                start += 1;
+            }
+            self.bodies.push((self.spans.len(), start - 1));
+        }
         self.spans.push(Span {
             event_index: index,
             start,
@@ -326,7 +384,20 @@ impl<'m> RowBuilder<'m> {
     }
 
     /// The batch: every row a slice of the one buffer they were written into.
-    fn finish(self) -> RowBatch {
+    fn finish(mut self) -> RowBatch {
+        if !self.spans.is_empty() {
+            self.data.push(b']');
+        }
+        let ends = self.bodies.iter().skip(1).map(|&(_, at)| at);
+        let bodies = self
+            .bodies
+            .iter()
+            .zip(ends.chain([self.data.len()]))
+            .map(|(&(first_row, at), end)| Body {
+                first_row,
+                range: at..end,
+            })
+            .collect();
         let joined = pool::share(self.data);
         let rows = self
             .spans
@@ -340,6 +411,8 @@ impl<'m> RowBuilder<'m> {
         RowBatch {
             rows,
             joined,
+            bodies,
+            packed_for: self.packer.max_uncompressed(),
             truncations: self.truncations,
             unmapped_fields: self.unmapped_fields,
         }
@@ -437,32 +510,56 @@ pub fn build_dc_events(page: &[u8], from_event: usize) -> Result<RowBatch, PageE
 mod tests {
     use super::*;
 
-    /// The bodies of a built page are runs of its one row buffer (no copy), equal to packing
-    /// copies of the rows, also when a row was rewritten smaller in place.
+    /// The bodies of a built page are laid out in its one row buffer as the rows are written
+    /// (no copy at packing), equal to packing copies of the rows, also when a row was
+    /// rewritten smaller in place; for another limit they are packed from copies.
     #[test]
     fn built_rows_are_packed_without_a_copy() {
         let long = "x".repeat(5000);
         let page = format!(
-            r#"[{{"uuid":"a","displayMessage":"one"}},{{"uuid":"b","displayMessage":"{long}"}},{{"uuid":"c"}},{{"uuid":"d"}}]"#
+            r#"[{{"uuid":"a","displayMessage":"one"}},{{"uuid":"b","displayMessage":"{long}"}},{{"uuid":"c"}},{{"uuid":"d"}},{{"uuid":"e","displayMessage":"five"}}]"#
         );
-        let limits = RowLimits {
-            max_field_bytes: 64 * 1024,
-            max_row_bytes: 2000,
-        };
-        let batch = build_rows(page.as_bytes(), 0, &limits).unwrap();
-        assert_eq!(batch.truncations, 1, "the long row was shrunk");
-        assert!(batch.rows.iter().all(|r| r.json.len() <= 2000));
-        for max in [crate::chunk::MAX_UNCOMPRESSED, 1000] {
-            let shared = batch.chunks(max);
-            assert_eq!(shared, chunk::chunks(&batch.rows, max));
-            for c in &shared {
+        for (body_limit, other) in [
+            (1000, crate::chunk::MAX_UNCOMPRESSED),
+            (crate::chunk::MAX_UNCOMPRESSED, 1000),
+        ] {
+            let limits = RowLimits {
+                max_field_bytes: 64 * 1024,
+                max_row_bytes: 2000,
+                max_body_bytes: body_limit,
+            };
+            let batch = build_rows(page.as_bytes(), 0, &limits).unwrap();
+            assert_eq!(batch.truncations, 1, "the long row was shrunk");
+            assert!(batch.rows.iter().all(|r| r.json.len() <= 2000));
+            let laid_out = batch.chunks(body_limit);
+            assert_eq!(laid_out, chunk::chunks(&batch.rows, body_limit));
+            for c in &laid_out {
                 let first = &batch.rows[c.first_event].json;
-                assert_eq!(c.body_parts()[1].as_ptr(), first.as_ptr(), "not a copy");
+                assert_eq!(c.body()[1..].as_ptr(), first.as_ptr(), "not a copy");
+            }
+            // Another limit: the same packing as copies would give.
+            let copied = batch.chunks(other);
+            assert_eq!(copied, chunk::chunks(&batch.rows, other));
+            for c in &copied {
+                let first = &batch.rows[c.first_event].json;
+                assert_ne!(c.body()[1..].as_ptr(), first.as_ptr(), "a copy");
             }
         }
-        let sizes: Vec<usize> = batch.rows.iter().map(|r| r.json.len()).collect();
-        assert!(batch.chunks(1000).len() > 1, "{sizes:?}");
-        // Rows made elsewhere are joined into new buffers.
+        let small = RowLimits {
+            max_body_bytes: 1000,
+            max_row_bytes: 2000,
+            ..RowLimits::default()
+        };
+        let batch = build_rows(page.as_bytes(), 1, &small).unwrap();
+        let cs = batch.chunks(1000);
+        assert_eq!(cs.len(), 2, "{cs:?}");
+        assert_eq!(cs[1].body()[1..].as_ptr(), batch.rows[1].json.as_ptr());
+        assert_eq!(cs[0].first_event, 1, "resumed after event 0");
+        assert_eq!(cs.last().map(|c| c.end_event), Some(5));
+        // Rows made elsewhere, or changed after building, are joined into new buffers.
+        let mut changed = batch.clone();
+        changed.rows.remove(1);
+        assert_eq!(changed.chunks(1000), chunk::chunks(&changed.rows, 1000));
         let copied = RowBatch {
             rows: batch
                 .rows

@@ -135,7 +135,7 @@ impl DataCollectorSink {
             .header("Log-Type", &self.log_type)
             .header("x-ms-date", &date)
             .header("time-generated-field", "published")
-            .body(chunk.body())
+            .body(chunk.body_shared())
             .send()
             .await;
         let resp = match sent {

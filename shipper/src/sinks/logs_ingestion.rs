@@ -20,7 +20,7 @@ use url::Url;
 use super::outcome::{from_transport, service_code, service_message, Outcome};
 use super::{Payload, Sink, SinkConfigError, SinkMetrics};
 use crate::chunk::{Chunk, DEFAULT_GZIP, MAX_UNCOMPRESSED};
-use common::gzip::{gzip_parts, Level};
+use common::gzip::{gzip, Level};
 
 /// The API version of the Logs Ingestion upload call.
 pub const API_VERSION: &str = "2023-01-01";
@@ -243,8 +243,8 @@ impl Sink for LogsIngestionSink {
         // Content-Encoding is optional (docs/contracts.md §3): level 0 trades bandwidth for the
         // shipper's largest CPU cost (BENCHMARKS.md, issue 14).
         let body = match self.gzip {
-            None => Bytes::from(chunk.body()),
-            Some(level) => match gzip_parts(&chunk.body_parts(), level) {
+            None => chunk.body_shared(),
+            Some(level) => match gzip(chunk.body(), level) {
                 Ok(gz) => Bytes::from(gz),
                 // Not expected (the output bound holds stored blocks); retried, and the page
                 // ends in poison if it persists.

@@ -19,6 +19,8 @@ use anyhow::Context;
 pub struct ProcSample {
     /// User + system CPU seconds since the process started.
     pub cpu_secs: f64,
+    /// Of which system (kernel) CPU seconds: syscalls, scheduling, page faults.
+    pub sys_secs: f64,
     /// Current resident set, KiB.
     pub rss_kib: u64,
     /// Peak resident set so far, KiB.
@@ -62,6 +64,7 @@ pub fn sample(pid: u32, ticks: f64) -> anyhow::Result<ProcSample> {
         .with_context(|| format!("reading /proc/{pid}/status"))?;
     Ok(ProcSample {
         cpu_secs: (utime + stime) as f64 / ticks,
+        sys_secs: stime as f64 / ticks,
         rss_kib: status_kib(&status, "VmRSS:"),
         hwm_kib: status_kib(&status, "VmHWM:"),
     })

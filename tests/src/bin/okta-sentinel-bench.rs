@@ -110,6 +110,8 @@ struct Measured {
     events: usize,
     wall_secs: f64,
     cpu_secs: f64,
+    /// Of `cpu_secs`, the kernel's share (system time).
+    sys_secs: f64,
     hwm_kib: u64,
     sampled_max_rss_kib: u64,
     storage: Option<ProxyCounts>,
@@ -167,6 +169,7 @@ impl Measured {
             "events_per_sec": self.events_per_sec(),
             "cpu_secs": self.cpu_secs,
             "cpu_secs_per_100k_events": self.cpu_per_100k(),
+            "sys_cpu_secs": self.sys_secs,
             "peak_rss_mib": self.hwm_kib as f64 / 1024.0,
             "sampled_max_rss_mib": self.sampled_max_rss_kib as f64 / 1024.0,
             "azurite_cpu_secs": self.neighbours.azurite,
@@ -291,6 +294,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         events: n,
         wall_secs: wall,
         cpu_secs: end.cpu_secs,
+        sys_secs: end.sys_secs,
         hwm_kib: end.hwm_kib,
         sampled_max_rss_kib: sampler.max_kib(),
         storage: c_proxies.counts(),
@@ -352,6 +356,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         events: n,
         wall_secs: landed_at,
         cpu_secs: end.cpu_secs,
+        sys_secs: end.sys_secs,
         hwm_kib: end.hwm_kib,
         sampled_max_rss_kib: sampler.max_kib(),
         storage: s_proxies.counts(),
@@ -584,6 +589,7 @@ async fn python_phase(
             events: n,
             wall_secs: wall,
             cpu_secs: end.cpu_secs,
+            sys_secs: end.sys_secs,
             hwm_kib: end.hwm_kib,
             sampled_max_rss_kib: max_rss,
             storage: None,
@@ -638,8 +644,8 @@ fn report(args: &Args, c: &Measured, s: &Measured, sink: &SinkDelta, py: Option<
     }
     for (name, m) in phases {
         println!(
-            "  {name:<10} measured {:>6.2}  Azurite {:>6.2}  bench process (fakes, proxies) {:>6.2}  over {:>6.2}s wall",
-            m.cpu_secs, m.neighbours.azurite, m.neighbours.bench, m.wall_secs
+            "  {name:<10} measured {:>6.2} (system {:>5.2})  Azurite {:>6.2}  bench process (fakes, proxies) {:>6.2}  over {:>6.2}s wall",
+            m.cpu_secs, m.sys_secs, m.neighbours.azurite, m.neighbours.bench, m.wall_secs
         );
     }
     println!(
