@@ -16,7 +16,7 @@ use std::hint::black_box;
 use std::io::Read;
 
 use common::gzip::{gzip, Level};
-use shipper::chunk::{gunzip_fast, Chunk, MAX_UNCOMPRESSED};
+use shipper::chunk::{gunzip_fast, MAX_UNCOMPRESSED};
 use shipper::rows::{build_rows, RowLimits};
 
 mod alternatives;
@@ -31,7 +31,7 @@ fn main() {
     let page = world::fakes::okta_events::benchmark_page();
     let batch = build_rows(&page, 0, &RowLimits::default()).unwrap_or_default();
     let chunks = batch.chunks(MAX_UNCOMPRESSED);
-    let bodies: Vec<Vec<u8>> = chunks.iter().map(Chunk::body).collect();
+    let bodies: Vec<Vec<u8>> = chunks.iter().map(|c| c.body().to_vec()).collect();
     let stored = gzip(&page, Level::Fast).unwrap_or_default();
     let mut sink = 0usize;
     for _ in 0..n {

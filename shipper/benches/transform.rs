@@ -22,7 +22,7 @@ use std::io::Read;
 
 use common::gzip::{gzip, Level};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use shipper::chunk::{chunks, gunzip_fast, Chunk, MAX_UNCOMPRESSED};
+use shipper::chunk::{chunks, gunzip_fast, MAX_UNCOMPRESSED};
 use shipper::rows::{build_dc_events, build_rows, RowLimits};
 
 mod alternatives;
@@ -43,7 +43,7 @@ fn bench(c: &mut Criterion) {
     let bodies: Vec<Vec<u8>> = batch
         .chunks(MAX_UNCOMPRESSED)
         .iter()
-        .map(Chunk::body)
+        .map(|c| c.body().to_vec())
         .collect();
     let row_bytes: usize = bodies.iter().map(Vec::len).sum();
     println!(

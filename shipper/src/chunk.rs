@@ -160,7 +160,7 @@ fn join(rows: &[Row]) -> Chunk {
 /// A 413 after our own packing is a bug (log it); splitting keeps the page moving meanwhile.
 pub fn split(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
     let body = chunk.body();
-    let text = std::str::from_utf8(&body).ok()?;
+    let text = std::str::from_utf8(body).ok()?;
     let items: Vec<&RawValue> = serde_json::from_str(text).ok()?;
     if items.len() < 2 || items.len() != chunk.len() {
         return None;
@@ -266,7 +266,7 @@ mod tests {
         for c in &cs {
             assert!(c.body().len() <= 1000, "{}", c.body().len());
             assert_eq!(c.first_event, expect);
-            let v: Vec<serde_json::Value> = serde_json::from_slice(&c.body()).unwrap();
+            let v: Vec<serde_json::Value> = serde_json::from_slice(c.body()).unwrap();
             assert_eq!(v.len(), c.len());
             expect = c.end_event;
         }
@@ -282,9 +282,9 @@ mod tests {
         let (a, b) = split(&c).unwrap();
         assert_eq!((a.first_event, a.end_event), (10, 12));
         assert_eq!((b.first_event, b.end_event), (12, 15));
-        let whole: Vec<serde_json::Value> = serde_json::from_slice(&c.body()).unwrap();
-        let mut parts: Vec<serde_json::Value> = serde_json::from_slice(&a.body()).unwrap();
-        parts.extend(serde_json::from_slice::<Vec<serde_json::Value>>(&b.body()).unwrap());
+        let whole: Vec<serde_json::Value> = serde_json::from_slice(c.body()).unwrap();
+        let mut parts: Vec<serde_json::Value> = serde_json::from_slice(a.body()).unwrap();
+        parts.extend(serde_json::from_slice::<Vec<serde_json::Value>>(b.body()).unwrap());
         assert_eq!(whole, parts);
         let (single, _) = split(&a).unwrap();
         assert!(split(&single).is_none());
@@ -301,7 +301,7 @@ mod tests {
             assert!(smaller.body().len() < c.body().len());
             assert_eq!((smaller.first_event, smaller.end_event), (7, 8));
             assert_eq!(cuts, 1);
-            let v: Vec<serde_json::Value> = serde_json::from_slice(&smaller.body()).unwrap();
+            let v: Vec<serde_json::Value> = serde_json::from_slice(smaller.body()).unwrap();
             assert!(v[0]["a"].as_str().unwrap().chars().all(|ch| ch == 'x'));
             c = smaller;
             rounds += 1;

@@ -185,7 +185,7 @@ fn chunks_stay_under_the_limit_and_cover_every_event_once() {
     for c in &cs {
         assert!(c.body_len() <= MAX_UNCOMPRESSED, "{}", c.body_len());
         assert_eq!(c.first_event, next);
-        let rows: Vec<Value> = serde_json::from_slice(&c.body()).unwrap();
+        let rows: Vec<Value> = serde_json::from_slice(c.body()).unwrap();
         assert_eq!(rows.len(), c.end_event - c.first_event);
         let want = format!("00000000-0000-4000-8000-{:012}", c.first_event);
         assert_eq!(rows[0]["uuid_g"], Value::String(want));

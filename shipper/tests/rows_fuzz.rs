@@ -523,7 +523,7 @@ fn check_packed(rows: &[Row], cs: &[Chunk], max: usize) -> Result<(), TestCaseEr
             "chunk of {} > {max}",
             body.len()
         );
-        let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(&body)
+        let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(body)
             .map_err(|e| TestCaseError::fail(format!("chunk body: {e}")))?;
         prop_assert_eq!(items.len(), c.len());
         for item in items {

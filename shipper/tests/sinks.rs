@@ -130,7 +130,7 @@ async fn logs_ingestion_rows_land_with_their_declared_columns() {
     assert_eq!(sink.post(&cs[0]).await, Outcome::Accepted);
     let stored = la.rows();
     assert_eq!(stored.len(), 8);
-    let sent: Vec<Map<String, Value>> = serde_json::from_slice(&cs[0].body()).unwrap();
+    let sent: Vec<Map<String, Value>> = serde_json::from_slice(cs[0].body()).unwrap();
     for (got, want) in stored.iter().zip(&sent) {
         for (k, v) in want {
             let g = got

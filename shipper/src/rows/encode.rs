@@ -377,30 +377,36 @@ fn guid(text: &str) -> Option<[u8; 36]> {
 }
 
 /// The dashed lower-case form of `s` if it is 32 hex digits, plain or dashed 8-4-4-4-12.
+///
+/// Without a branch per digit: which characters are digits and which letters is random in a
+/// GUID, and a branch on it mispredicted often enough to make this a measured hot spot of the
+/// row builder (perf, BENCHMARKS.md, issue 14). Every digit is checked and lower-cased
+/// (`| 0x20`, which leaves `0`–`9` as they are) and the verdict taken at the end.
 pub(crate) fn guid_of(s: &str) -> Option<[u8; 36]> {
+    /// Where the 32 digits are in the dashed form (input and output alike).
+    const DASHED: [usize; 32] = [
+        0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 14, 15, 16, 17, 19, 20, 21, 22, 24, 25, 26, 27, 28,
+        29, 30, 31, 32, 33, 34, 35,
+    ];
+    const PLAIN: [usize; 32] = [
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24,
+        25, 26, 27, 28, 29, 30, 31,
+    ];
     let b = s.as_bytes();
-    let dashed = match b.len() {
-        32 => false,
-        36 if [8, 13, 18, 23].iter().all(|&i| b[i] == b'-') => true,
+    let from = match b.len() {
+        32 => &PLAIN,
+        36 if [8, 13, 18, 23].iter().all(|&i| b[i] == b'-') => &DASHED,
         _ => return None,
     };
-    // One pass over the output: each digit comes from the next input byte, skipping the
-    // input's dashes.
     let mut outb = [b'-'; 36];
-    let mut src = 0;
-    for (i, slot) in outb.iter_mut().enumerate() {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            src += usize::from(dashed);
-            continue;
-        }
-        let c = *b.get(src)?;
-        if !c.is_ascii_hexdigit() {
-            return None;
-        }
-        *slot = c.to_ascii_lowercase();
-        src += 1;
+    let mut hex = true;
+    for (&src, &dst) in from.iter().zip(DASHED.iter()) {
+        let c = b.get(src).copied().unwrap_or(0);
+        let lower = c | 0x20;
+        hex &= (c.wrapping_sub(b'0') < 10) | (lower.wrapping_sub(b'a') < 6);
+        outb[dst] = lower;
     }
-    Some(outb)
+    hex.then_some(outb)
 }
 
 #[cfg(test)]
@@ -417,5 +423,20 @@ mod tests {
         );
         assert_eq!(guid(r#""ab609228fe84ce59cdcbfa690bgce016""#), None);
         assert_eq!(guid(r#""dc9fd3c0x598c-11ef-8478-2b7584bf8d5a""#), None);
+        // Every byte next to the hex ranges, and the controls that `| 0x20` would map onto
+        // digits, spoil a GUID wherever it stands; every hex digit of either case is one.
+        for c in (0u8..128).filter(|c| !c.is_ascii_hexdigit()) {
+            for at in [0, 9, 35] {
+                let mut dashed = *b"DC9FD3C0-598C-11EF-8478-2B7584BF8D5A";
+                dashed[at] = c;
+                let text = String::from_utf8_lossy(&dashed);
+                assert_eq!(guid_of(&text), None, "byte {c:#x} at {at}");
+            }
+        }
+        let all = "0123456789abcdefABCDEF0123456789";
+        assert_eq!(
+            guid_of(all).map(|g| String::from_utf8_lossy(&g).into_owned()),
+            Some("01234567-89ab-cdef-abcd-ef0123456789".to_owned())
+        );
     }
 }
