@@ -202,6 +202,20 @@ pub fn shrink_single(chunk: &Chunk) -> Option<(Chunk, u64)> {
     ))
 }
 
+/// What of a gzip member [`gunzip_fast_into`] checks besides the stream itself and the size
+/// in its trailer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Integrity {
+    /// The member's CRC-32 of the inflated bytes: for bytes of unknown origin.
+    Crc32,
+    /// Not the CRC: the caller has already verified these exact compressed bytes against the
+    /// sha256 the collector recorded for them (a page blob against its envelope), which
+    /// proves them the collector's own far more strongly than the CRC could. Recomputing the
+    /// CRC over the inflated page was ≈ 1.2 % of the shipper's CPU (BENCHMARKS.md, issue 14).
+    /// Only the plain header the collector writes (no optional fields) is taken this way.
+    VerifiedBySha256,
+}
+
 /// Inflates the single-member gzip `gz` in one call when its trailer announces a size of at
 /// most `limit` bytes and the stream really inflates to exactly that size; `None` otherwise
 /// (malformed, truncated, lying or over the limit), and the caller's careful streaming path
@@ -210,13 +224,19 @@ pub fn shrink_single(chunk: &Chunk) -> Option<(Chunk, u64)> {
 /// (`benches/instructions.rs`; BENCHMARKS.md), and the output is allocated once at its size.
 pub fn gunzip_fast(gz: &[u8], limit: u64) -> Option<Vec<u8>> {
     let mut out = Vec::new();
-    gunzip_fast_into(gz, limit, &mut out).then_some(out)
+    gunzip_fast_into(gz, limit, &mut out, Integrity::Crc32).then_some(out)
 }
 
+/// The fixed gzip header of a member with no optional fields (FLG 0): magic, deflate, flags.
+const PLAIN_HEADER: [u8; 4] = [0x1f, 0x8b, 0x08, 0x00];
+/// Bytes of that header (with MTIME, XFL and OS) and of the trailer (CRC-32 and ISIZE).
+const HEADER_BYTES: usize = 10;
+const TRAILER_BYTES: usize = 8;
+
 /// [`gunzip_fast`] into `out`, whose length becomes the inflated size (its earlier bytes are
-/// overwritten; only growth is zeroed, so a reused buffer costs no clearing). `false` as
-/// `None` there, with `out`'s contents unspecified.
-pub fn gunzip_fast_into(gz: &[u8], limit: u64, out: &mut Vec<u8>) -> bool {
+/// overwritten; only growth is zeroed, so a reused buffer costs no clearing), checking what
+/// `integrity` says. `false` as `None` there, with `out`'s contents unspecified.
+pub fn gunzip_fast_into(gz: &[u8], limit: u64, out: &mut Vec<u8>, integrity: Integrity) -> bool {
     thread_local! {
         static DECOMPRESSOR: RefCell<Decompressor> = RefCell::new(Decompressor::new());
     }
@@ -231,15 +251,29 @@ pub fn gunzip_fast_into(gz: &[u8], limit: u64, out: &mut Vec<u8>) -> bool {
     let size = u32::from_le_bytes(trailer) as usize;
     // Deflate cannot expand data more than 1032 times: a trailer claiming more lies, and is
     // not worth zeroing a buffer for.
-    if gz.len() < 18 || size as u64 > limit || size / 1032 > gz.len() {
+    if gz.len() < HEADER_BYTES + TRAILER_BYTES || size as u64 > limit || size / 1032 > gz.len() {
         return false;
     }
+    let deflate = match integrity {
+        Integrity::Crc32 => None,
+        Integrity::VerifiedBySha256 if gz.starts_with(&PLAIN_HEADER) => {
+            Some(&gz[HEADER_BYTES..gz.len() - TRAILER_BYTES])
+        }
+        // A header with optional fields: libdeflate's gzip reader skips them (and checks the CRC).
+        Integrity::VerifiedBySha256 => None,
+    };
     if out.capacity() == 0 {
         *out = vec![0; size]; // fresh zeroed memory, zeroed by the kernel as touched
     } else {
         out.resize(size, 0);
     }
-    let n = DECOMPRESSOR.with(|d| d.borrow_mut().gzip_decompress(gz, out));
+    let n = DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        match deflate {
+            Some(stream) => d.deflate_decompress(stream, out),
+            None => d.gzip_decompress(gz, out),
+        }
+    });
     n.ok() == Some(size)
 }
 
@@ -330,9 +364,57 @@ mod tests {
         assert_eq!(gunzip_fast(b"", 1 << 20), None);
         // Into a reused buffer, longer or shorter than the page: exactly the page.
         for mut reused in [vec![7u8; body.len() * 3], vec![7u8; 5]] {
-            assert!(gunzip_fast_into(&gz, 1 << 20, &mut reused));
+            assert!(gunzip_fast_into(
+                &gz,
+                1 << 20,
+                &mut reused,
+                Integrity::Crc32
+            ));
             assert_eq!(reused, body);
         }
+    }
+
+    /// The CRC is checked unless the caller vouches for the bytes by their sha256; either way
+    /// the stream, the size in the trailer and the limit still are.
+    #[test]
+    fn the_crc_is_skipped_only_for_bytes_verified_by_sha256() {
+        use Integrity::{Crc32, VerifiedBySha256 as Sha256};
+        let inflate = |gz: &[u8], limit: u64, integrity| {
+            let mut out = vec![7u8; 3];
+            gunzip_fast_into(gz, limit, &mut out, integrity).then_some(out)
+        };
+        let body = br#"[{"a":1},{"a":2}]"#.repeat(100);
+        let gz = common::gzip::gzip(&body, DEFAULT_GZIP).unwrap_or_default();
+        assert!(gz.starts_with(&PLAIN_HEADER), "no optional header fields");
+        let mut bad_crc = gz.clone();
+        let at = bad_crc.len() - TRAILER_BYTES;
+        bad_crc[at] ^= 1;
+        assert_eq!(inflate(&bad_crc, 1 << 20, Crc32), None);
+        assert_eq!(inflate(&bad_crc, 1 << 20, Sha256), Some(body.clone()));
+        let mut lying = gz.clone();
+        let n = lying.len();
+        lying[n - 4..].copy_from_slice(&10u32.to_le_bytes());
+        let short = &gz[..HEADER_BYTES + TRAILER_BYTES - 1];
+        for (input, limit, why) in [
+            (&gz[..gz.len() - 1], 1 << 20, "truncated"),
+            (&gz[..], body.len() as u64 - 1, "over the limit"),
+            (short, 1 << 20, "shorter than a header and a trailer"),
+            (&lying[..], 1 << 20, "the trailer's size lies"),
+        ] {
+            assert_eq!(inflate(input, limit, Sha256), None, "{why}");
+        }
+        let mut damaged = gz.clone();
+        damaged[HEADER_BYTES + 5] ^= 0xff;
+        assert_ne!(inflate(&damaged, 1 << 20, Sha256), Some(body.clone()));
+        // A header with a file name (FNAME) goes through libdeflate's gzip reader, CRC and all.
+        let mut named = gz[..HEADER_BYTES].to_vec();
+        named[3] = 0x08;
+        named.extend_from_slice(b"page.json\0");
+        named.extend_from_slice(&bad_crc[HEADER_BYTES..]);
+        assert_eq!(inflate(&named, 1 << 20, Sha256), None);
+        named.truncate(named.len() - TRAILER_BYTES);
+        named.extend_from_slice(&gz[gz.len() - TRAILER_BYTES..]);
+        assert_eq!(inflate(&named, 1 << 20, Sha256), Some(body));
     }
 
     #[test]

@@ -805,7 +805,7 @@ async fn load_rows(
                 "sha256 mismatch: the page blob hashes to {got}, the envelope says {sha}"
             ));
         }
-        with_inflated(&content.bytes, |json| {
+        with_inflated(&content.bytes, chunk::Integrity::VerifiedBySha256, |json| {
             if payload == Payload::OriginalEvents {
                 rows::build_dc_events(json, from).map_err(|e| e.to_string())
             } else {
@@ -822,16 +822,21 @@ async fn load_rows(
     }
 }
 
-/// Runs `f` on the inflated page `gz` (at most [`MAX_PAGE_JSON`] bytes), inflated into a buffer
+/// Runs `f` on the inflated page `gz` (at most [`MAX_PAGE_JSON`] bytes, checked as `integrity`
+/// says), inflated into a buffer
 /// the thread keeps for its next page: a page of a few MB allocated fresh each time is a new
 /// `mmap` whose every memory page the kernel zeroes on first touch (see `rows::pool`).
-fn with_inflated<T>(gz: &[u8], f: impl FnOnce(&[u8]) -> Result<T, String>) -> Result<T, String> {
+fn with_inflated<T>(
+    gz: &[u8],
+    integrity: chunk::Integrity,
+    f: impl FnOnce(&[u8]) -> Result<T, String>,
+) -> Result<T, String> {
     thread_local! {
         static INFLATED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     }
     INFLATED.with(|cell| {
         let mut buf = cell.take();
-        let result = if chunk::gunzip_fast_into(gz, MAX_PAGE_JSON, &mut buf) {
+        let result = if chunk::gunzip_fast_into(gz, MAX_PAGE_JSON, &mut buf, integrity) {
             f(&buf)
         } else {
             gunzip_streaming(gz, MAX_PAGE_JSON).and_then(|json| f(&json))

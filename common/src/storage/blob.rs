@@ -19,13 +19,16 @@ use azure_storage_blob::models::{
     BlobClientUploadOptions, BlobContainerClientListBlobsOptions,
 };
 use azure_storage_blob::{BlobClient, BlobContainerClient, BlobContainerClientOptions};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt as _;
 use url::Url;
 
 use super::clients::{Auth, Refreshing};
 use super::{time_to_chrono, StorageError};
+
+/// The most a download reserves up front from the size the service announces.
+const MAX_SIZE_HINT: u64 = 64 << 20;
 
 /// A blob's bytes and the ETag they were read at.
 #[derive(Clone, Debug)]
@@ -170,8 +173,23 @@ impl Blobs {
             .as_ref()
             .map(std::string::ToString::to_string)
             .ok_or_else(|| StorageError::Decode(format!("download of {name} lacks an ETag")))?;
-        let bytes = rsp.body.collect().await?;
-        Ok(Some(BlobContent { bytes, etag }))
+        // The body goes into one buffer sized from Content-Length (the SDK's `collect` grows
+        // its buffer chunk by chunk: each growth copies what came before, and for a page of
+        // half a megabyte that, with the fresh memory it touches, was ≈ 1.5 % of the
+        // shipper's CPU). Past the hint (a partitioned download's first part) it grows as usual.
+        let room = limit.map_or(MAX_SIZE_HINT, |max| {
+            max.saturating_add(1).min(MAX_SIZE_HINT)
+        });
+        let hint = rsp.properties.content_length.unwrap_or(0).min(room);
+        let mut buf = BytesMut::with_capacity(usize::try_from(hint).unwrap_or(0));
+        let mut body = rsp.body;
+        while let Some(chunk) = body.try_next().await? {
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(Some(BlobContent {
+            bytes: buf.freeze(),
+            etag,
+        }))
     }
 
     /// Writes a new blob; fails with [`StorageError::is_already_exists`] when the name is taken.
