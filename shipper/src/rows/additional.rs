@@ -122,7 +122,7 @@ impl AdditionalWriter {
                     self.name.truncate(at);
                     self.name.push('_');
                     self.name.push_str(&k);
-                    self.flatten(v.get(), out);
+                    self.flatten(v, out);
                 }
                 self.name.truncate(at);
                 return;

@@ -269,12 +269,18 @@ fn write_value(
             },
             // JSON allows 1e999; a real column does not: such a value is left out, not
             // allowed to get the whole request refused.
-            b'-' | b'0'..=b'9' if text.parse::<f64>().is_ok_and(f64::is_finite) => {
+            b'-' | b'0'..=b'9' if finite_number(text) => {
                 out.extend_from_slice(text.as_bytes());
                 Written::Whole
             }
             _ => Written::Omitted,
         },
+        // The common case: an integer that needs no conversion is copied as it is (what
+        // printing it back from its value would give).
+        ColumnType::Int | ColumnType::Long if plain_integer(text) => {
+            out.extend_from_slice(text.as_bytes());
+            Written::Whole
+        }
         ColumnType::Int | ColumnType::Long => {
             let parsed = match first {
                 b'"' => string_value(text).and_then(|s| s.trim().parse::<f64>().ok()),
@@ -335,6 +341,23 @@ fn write_value(
 /// Whether a raw value carries nothing a query could read: `null` or the empty string.
 pub(crate) fn is_empty_value(v: &str) -> bool {
     matches!(v, "null" | "\"\"")
+}
+
+/// Whether the JSON number `text` is finite as an `f64`. One without an exponent and with
+/// fewer than 309 digits always is: only the others are parsed (parsing every number to
+/// check was ≈ 1.3 % of the row builder's time in perf).
+fn finite_number(text: &str) -> bool {
+    let plain = text.len() < 300 && !text.bytes().any(|b| matches!(b, b'e' | b'E'));
+    plain || text.parse::<f64>().is_ok_and(f64::is_finite)
+}
+
+/// Whether the JSON text `text` is an integer of at most 15 digits written as an integer
+/// column prints it: no sign but `-`, no leading zero, not `-0`.
+fn plain_integer(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    (1..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (!digits.starts_with('0') || text == "0")
 }
 
 /// Appends `f` as serde_json prints it (finite: never fails; a failure drops the value).
@@ -437,6 +460,67 @@ mod tests {
         assert_eq!(
             guid_of(all).map(|g| String::from_utf8_lossy(&g).into_owned()),
             Some("01234567-89ab-cdef-abcd-ef0123456789".to_owned())
+        );
+    }
+
+    /// The integer and real columns' shortcuts write what converting the number would: the
+    /// same text, or nothing for a value the column cannot hold.
+    #[test]
+    fn numbers_take_the_shortcut_only_where_it_writes_the_same() {
+        let write = |text: &str, ty| {
+            let mut out = Vec::new();
+            let w = write_value(text, ty, ColumnKind::Value, 1 << 20, &mut out);
+            (!matches!(w, Written::Omitted)).then(|| String::from_utf8_lossy(&out).into_owned())
+        };
+        let int = |text: &str| write(text, ColumnType::Long);
+        for (text, want) in [
+            ("0", Some("0")),
+            ("-0", Some("0")),
+            ("7", Some("7")),
+            ("-42", Some("-42")),
+            ("123456789012345", Some("123456789012345")),
+            ("1234567890123456", Some("1234567890123456")),
+            ("9007199254740993", None),
+            ("1.0", Some("1")),
+            ("1.5", None),
+            ("1e3", Some("1000")),
+            ("-0.0", Some("0")),
+        ] {
+            assert_eq!(int(text).as_deref(), want, "{text}");
+            if plain_integer(text) {
+                assert_eq!(
+                    Some(text),
+                    want,
+                    "{text} is copied, so it must print as itself"
+                );
+            }
+        }
+        assert!(!plain_integer("-0") && !plain_integer("1234567890123456"));
+        let real = |text: &str| write(text, ColumnType::Real);
+        for text in [
+            "0",
+            "-0",
+            "37.7749",
+            "-122.4194",
+            "1e308",
+            "1E-400",
+            "0.000001",
+        ] {
+            assert_eq!(real(text).as_deref(), Some(text), "{text}");
+        }
+        assert_eq!(real("1e999"), None);
+        assert_eq!(real("-1E309"), None);
+        let long_plain = format!("1{}", "0".repeat(298));
+        assert_eq!(
+            real(&long_plain),
+            Some(long_plain.clone()),
+            "299 digits are finite"
+        );
+        let too_long = format!("1{}", "0".repeat(310));
+        assert_eq!(
+            real(&too_long),
+            None,
+            "past f64's range without an exponent"
         );
     }
 }

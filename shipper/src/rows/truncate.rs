@@ -184,7 +184,7 @@ pub(crate) fn shrink_object(
     json_text: impl Fn(&str) -> bool,
 ) -> Option<(Vec<u8>, u64)> {
     let members = object_members(row)?;
-    let sizes: Vec<usize> = members.iter().map(|(_, v)| v.get().len()).collect();
+    let sizes: Vec<usize> = members.iter().map(|(_, v)| v.len()).collect();
     let mut cap = cap_for_excess(&sizes, row.len().saturating_sub(max));
     let mut out = Vec::with_capacity(row.len().min(max + 64));
     loop {
@@ -197,7 +197,7 @@ pub(crate) fn shrink_object(
             }
             push_str_literal(k, &mut out);
             out.push(b':');
-            let raw = v.get();
+            let raw = *v;
             let cut = match raw.as_bytes().first() {
                 Some(b'"') if json_text(k) => match serde_json::from_str::<String>(raw) {
                     Ok(text) if text.starts_with(['[', '{']) => {
@@ -238,10 +238,20 @@ pub(crate) fn shrink_object(
     }
 }
 
-/// The members of the JSON object text `raw`, in document order; `None` if it is not one.
-pub(crate) fn object_members(raw: &str) -> Option<Vec<(Cow<'_, str>, &RawValue)>> {
+/// The members of the JSON object text `raw`, in document order, values as their text;
+/// `None` if it is not one. The row builder's own pass reads it ([`super::scan`]); what that
+/// pass cannot vouch for, serde_json reads.
+pub(crate) fn object_members(raw: &str) -> Option<Vec<(Cow<'_, str>, &str)>> {
+    super::scan::object_members(raw).or_else(|| serde_object_members(raw))
+}
+
+/// [`object_members`] as serde_json reads them: the reference the row builder's pass is held
+/// to, and the answer for what that pass cannot vouch for.
+pub(crate) fn serde_object_members(raw: &str) -> Option<Vec<(Cow<'_, str>, &str)>> {
     let mut de = serde_json::Deserializer::from_str(raw);
-    PairsSeed.deserialize(&mut de).ok()
+    let pairs = PairsSeed.deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(pairs.into_iter().map(|(k, v)| (k, v.get())).collect())
 }
 
 /// Members of an object in document order (serde_json's `Map` would sort them).
