@@ -31,13 +31,26 @@ pub fn boot(
         eprintln!("{name}: {e}");
         return Err(ExitCode::from(CONFIG_EXIT));
     }
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            eprintln!("{name}: cannot start the runtime: {e}");
-            ExitCode::FAILURE
-        })
+    runtime().map_err(|e| {
+        eprintln!("{name}: cannot start the runtime: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+/// The services' runtime: one async worker unless `TOKIO_WORKER_THREADS` says otherwise
+/// (tokio reads that variable only when no count is set here).
+///
+/// Their async side is mostly I/O (and gzip of request bodies or pages); the shipper's heaviest
+/// work, inflating pages and building rows, runs on tokio's blocking pool, a thread per page
+/// in flight. On a 2-core machine a second async worker cost more than it gave: ≈ 4 % more
+/// shipper CPU and ≈ 6 % more collector CPU at the same throughput, from work stealing and
+/// wake-ups between the two (BENCHMARKS.md, issue 14).
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        runtime.worker_threads(1);
+    }
+    runtime.enable_all().build()
 }
 
 /// Reports a configuration error (log and stderr) and returns its exit code.
@@ -94,5 +107,20 @@ impl AzureClients {
             credential,
             vault,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One async worker by default (the suite does not set `TOKIO_WORKER_THREADS`).
+    #[test]
+    fn the_runtime_has_one_async_worker_by_default() {
+        if std::env::var_os("TOKIO_WORKER_THREADS").is_some() {
+            return; // an operator's count wins; nothing to check here
+        }
+        let rt = runtime().map_err(|e| e.to_string());
+        assert_eq!(rt.map(|rt| rt.metrics().num_workers()), Ok(1));
     }
 }
