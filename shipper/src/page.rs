@@ -823,9 +823,9 @@ async fn load_rows(
 }
 
 /// Runs `f` on the inflated page `gz` (at most [`MAX_PAGE_JSON`] bytes, checked as `integrity`
-/// says), inflated into a buffer
-/// the thread keeps for its next page: a page of a few MB allocated fresh each time is a new
-/// `mmap` whose every memory page the kernel zeroes on first touch (see `rows::pool`).
+/// says), inflated into a buffer the thread keeps for its next page: a page of a few MB
+/// allocated fresh each time is a new `mmap` whose every memory page the kernel zeroes on first
+/// touch (see `rows::pool`).
 fn with_inflated<T>(
     gz: &[u8],
     integrity: chunk::Integrity,
