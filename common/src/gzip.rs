@@ -96,6 +96,8 @@ enum Overflow {
     TooLarge,
     #[error("igzip returned {0}")]
     Code(i32),
+    #[error("igzip reported {written} bytes written into room for {room}")]
+    Overrun { written: usize, room: usize },
 }
 
 /// A thread's igzip stream with its level buffer, kept between calls.
@@ -167,7 +169,7 @@ fn compress_into(data: &[u8], level: Level, room: usize) -> Result<Vec<u8>, Over
             return Err(Overflow::Code(rc));
         }
         if written > room {
-            return Err(Overflow::Code(rc));
+            return Err(Overflow::Overrun { written, room });
         }
         // SAFETY: igzip initialised the first `total_out` bytes of the spare capacity, and
         // `written <= room == out.capacity()`.
