@@ -10,7 +10,7 @@
 //! parsing it into a `Value` and serialising it twice. That pass is a measured hot path of the
 //! shipper (BENCHMARKS.md, issue 14), and the golden, property and fuzz tests pin its output.
 
-use memchr::memchr2;
+use super::find;
 
 /// The deepest nesting of `[`/`{` in `json`, stopping early once it exceeds `limit`.
 ///
@@ -172,10 +172,10 @@ pub(crate) fn push_compact(raw: &str, out: &mut Vec<u8>) {
                 let start = i;
                 i += 1;
                 loop {
-                    match memchr2(b'"', b'\\', b.get(i..).unwrap_or_default()) {
-                        Some(off) if b[i + off] == b'\\' => i += off + 2,
-                        Some(off) => {
-                            i += off + 1;
+                    match find::quote_or_backslash(b, i) {
+                        Some(j) if b[j] == b'\\' => i = j + 2,
+                        Some(j) => {
+                            i = j + 1;
                             break;
                         }
                         None => {
@@ -214,15 +214,18 @@ pub(crate) fn escape_json_text(text: &[u8], out: &mut Vec<u8>) {
 
 /// Escapes `b` for the inside of a JSON string; `compact` drops whitespace outside the
 /// strings of `b` (only meaningful when `b` is JSON text).
+///
+/// Inside a string, the bytes up to the next `"` or `\\` ([`find`]) are copied in one piece;
+/// outside one (structure, numbers and literals: a byte or two between strings) byte by byte,
+/// which costs less there than a search and a copy (measured).
 fn escape_into(b: &[u8], compact: bool, out: &mut Vec<u8>) {
     let mut in_str = false;
     let mut i = 0;
     while i < b.len() {
         if in_str {
-            match memchr2(b'"', b'\\', b.get(i..).unwrap_or_default()) {
-                Some(off) => {
-                    out.extend_from_slice(&b[i..i + off]);
-                    let j = i + off;
+            match find::quote_or_backslash(b, i) {
+                Some(j) => {
+                    out.extend_from_slice(&b[i..j]);
                     if b[j] == b'\\' {
                         // An escape inside the inner string: `\x` becomes `\\x`, and `\"`
                         // becomes `\\\"`.
@@ -318,6 +321,77 @@ mod tests {
         assert_eq!(v1, v2);
     }
 
+    /// Pseudo-random texts over an alphabet of the bytes that matter (xorshift: the same texts
+    /// in every run).
+    struct Texts {
+        alphabet: &'static [u8],
+        seed: u64,
+    }
+
+    impl Texts {
+        fn new(alphabet: &'static [u8], seed: u64) -> Self {
+            Texts { alphabet, seed }
+        }
+
+        fn next(&mut self, len: usize) -> Vec<u8> {
+            (0..len)
+                .map(|_| {
+                    self.seed ^= self.seed << 13;
+                    self.seed ^= self.seed >> 7;
+                    self.seed ^= self.seed << 17;
+                    self.alphabet[(self.seed % self.alphabet.len() as u64) as usize]
+                })
+                .collect()
+        }
+    }
+
+    /// The byte-by-byte definition [`escape_into`] must agree with.
+    fn escape_reference(b: &[u8], compact: bool, out: &mut Vec<u8>) {
+        let (mut in_str, mut i) = (false, 0);
+        while let Some(&c) = b.get(i) {
+            match (in_str, c) {
+                (false, b' ' | b'\t' | b'\n' | b'\r') if compact => {}
+                (_, b'"') => {
+                    out.extend_from_slice(b"\\\"");
+                    in_str = !in_str;
+                }
+                (true, b'\\') => {
+                    out.extend_from_slice(b"\\\\");
+                    if let Some(&escaped) = b.get(i + 1) {
+                        if escaped == b'"' || escaped == b'\\' {
+                            out.push(b'\\');
+                        }
+                        out.push(escaped);
+                    }
+                    i += 1;
+                }
+                (_, c) => out.push(c),
+            }
+            i += 1;
+        }
+    }
+
+    #[test]
+    fn escaping_agrees_with_the_byte_by_byte_definition() {
+        // Pseudo-random texts over the bytes that matter (valid JSON or not), of lengths
+        // around the 16-byte search block and the inline limit.
+        let mut texts = Texts::new(b"\\\"ab \t\n\r{:}[,]1", 0x2545_F491_4F6C_DD1D);
+        for round in 0..6000 {
+            let text = texts.next(round % 150);
+            for compact in [true, false] {
+                let (mut got, mut want) = (Vec::new(), Vec::new());
+                escape_into(&text, compact, &mut got);
+                escape_reference(&text, compact, &mut want);
+                assert_eq!(
+                    String::from_utf8_lossy(&got),
+                    String::from_utf8_lossy(&want),
+                    "{:?} compact {compact}",
+                    String::from_utf8_lossy(&text)
+                );
+            }
+        }
+    }
+
     #[test]
     fn compacts_outside_strings_only() {
         let mut out = Vec::new();
@@ -381,18 +455,9 @@ mod tests {
     fn depth_scan_agrees_with_the_byte_by_byte_definition() {
         // Pseudo-random texts over the bytes that matter, of lengths around the 64-byte block,
         // so that strings, escapes and brackets straddle block boundaries.
-        let alphabet = b"[]{}\\\"|a ";
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut texts = Texts::new(b"[]{}\\\"|a ", 0x9E37_79B9_7F4A_7C15);
         for round in 0..4000 {
-            let len = round % 200;
-            let text: Vec<u8> = (0..len)
-                .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    alphabet[(seed % alphabet.len() as u64) as usize]
-                })
-                .collect();
+            let text = texts.next(round % 200);
             for limit in [0, 1, 2, 3, 5, 8] {
                 assert_eq!(
                     depth_exceeds(&text, limit),

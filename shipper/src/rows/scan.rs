@@ -5,15 +5,15 @@
 //! parser and our visitors ([`super::stream`]) was ≈ 51 M of the row builder's ≈ 88 M
 //! instructions per 1,000-event page (callgrind, BENCHMARKS.md, issue 14) — a visitor call per
 //! member, and every unclaimed value walked token by token. Here a string is skipped with one
-//! `memchr2` for its closing quote or an escape, an unclaimed value is skipped without building
-//! anything, and nothing is decoded but the rare key with an escape. The serde_json path stays
-//! the reference: this pass accepts a page only when it is sure serde_json accepts it and
-//! captures exactly what [`super::stream`] captures (a property test in this file holds the
-//! two together); anything it is not sure of — invalid grammar, an odd escape, a control
-//! character, nesting past [`MAX_NESTING`], an event that is not an object, trailing bytes —
-//! is [`Refused`], and the caller reads the page the serde_json way, which names its error
-//! exactly as before. The rare odd value where the manifest expects an object (`"client":
-//! "x"`) is handed to serde_json on its own (its conversions are serde_json's).
+//! search for its closing quote or an escape ([`super::find`]), an unclaimed value is skipped
+//! without building anything, and nothing is decoded but the rare key with an escape. The
+//! serde_json path stays the reference: this pass accepts a page only when it is sure
+//! serde_json accepts it and captures exactly what [`super::stream`] captures (a property test
+//! in this file holds the two together); anything it is not sure of — invalid grammar, an odd
+//! escape, a control character, nesting past [`MAX_NESTING`], an event that is not an object,
+//! trailing bytes — is [`Refused`], and the caller reads the page the serde_json way, which
+//! names its error exactly as before. The rare odd value where the manifest expects an object
+//! (`"client": "x"`) is handed to serde_json on its own (its conversions are serde_json's).
 //!
 //! What serde_json checks, and so what this pass checks (serde_json 1.0, `ignore_value` for
 //! borrowed values, `parse_str` for object keys): whitespace is space, tab, LF, CR only; no
@@ -25,9 +25,10 @@
 
 use std::borrow::Cow;
 
-use memchr::{memchr2, memchr3};
+use memchr::memchr3;
 use serde::de::DeserializeSeed;
 
+use super::find;
 use super::flatten::{Captured, Extra, ObjectSeed, EVENT_LEVEL};
 use super::manifest::{Child, Node};
 use super::MAX_NESTING;
@@ -37,10 +38,6 @@ use super::MAX_NESTING;
 pub(crate) struct Refused;
 
 type Scan<T> = Result<T, Refused>;
-
-/// Words of 8 bytes searched in a register before `memchr2` takes over (see
-/// [`Scanner::quote_or_backslash`]).
-const SHORT_WORDS: usize = 4;
 
 /// Walks the JSON array `page`, filling `cap` for each event `from_event..` along `tree` and
 /// handing it to `on_event` with the event's index, like [`super::stream::for_each_event`]
@@ -161,14 +158,6 @@ fn no_whitespace_controls(string: &[u8]) -> Scan<()> {
     }
 }
 
-/// Index of the next `"` or `\\` in `b` from `i`, in a long string (out of line: the short
-/// case is inlined wherever a string is read).
-#[inline(never)]
-fn long_tail(b: &[u8], i: usize) -> Scan<usize> {
-    let rest = b.get(i..).ok_or(Refused)?;
-    Ok(i + memchr2(b'"', b'\\', rest).ok_or(Refused)?)
-}
-
 struct Scanner<'de> {
     text: &'de str,
     b: &'de [u8],
@@ -238,30 +227,9 @@ impl<'de> Scanner<'de> {
     }
 
     /// Index of the next `"` or `\\` from the current position.
-    ///
-    /// Most strings of a page are short (keys, ids, enum values): their end is found eight
-    /// bytes at a time in a plain register, which costs less than a call to `memchr2`, whose
-    /// vector search takes over for the rest of a long string.
     #[inline(always)]
     fn quote_or_backslash(&self) -> Scan<usize> {
-        const ONES: u64 = u64::MAX / 255;
-        const HIGH: u64 = ONES << 7;
-        let mut i = self.i;
-        for _ in 0..SHORT_WORDS {
-            let Some(word) = self.b.get(i..i + 8) else {
-                break;
-            };
-            let w = u64::from_le_bytes(word.try_into().map_err(|_| Refused)?);
-            // A byte of `q` (`s`) is zero where `w` has a quote (backslash); the classic
-            // zero-byte test flags it, and the lowest flag is exact.
-            let (q, s) = (w ^ (ONES * 0x22), w ^ (ONES * 0x5C));
-            let found = ((q.wrapping_sub(ONES) & !q) | (s.wrapping_sub(ONES) & !s)) & HIGH;
-            if found != 0 {
-                return Ok(i + found.trailing_zeros() as usize / 8);
-            }
-            i += 8;
-        }
-        long_tail(self.b, i)
+        find::quote_or_backslash(self.b, self.i).ok_or(Refused)
     }
 
     /// Reads `"key"` and the `:` after it (whitespace around skipped); the key's text.

@@ -1,0 +1,132 @@
+//! The byte search every pass of the row builder repeats: where the JSON string that is being
+//! read ends, or has an escape — the next `"` or `\`.
+//!
+//! Most strings of a page are short (keys, ids, enum values), so the first bytes after the
+//! current position decide nearly every search. They are looked at 16 at a time with SSE2,
+//! which every x86_64 CPU has: two compares and a mask, a few instructions inlined where a
+//! string is read, where a call to `memchr2` paid its runtime dispatch and its set-up on every
+//! string (and searched strings shorter than its vector byte by byte). Past [`INLINE_BYTES`],
+//! a long string (a user agent, a URL, a whole object's text) goes to `memchr2`, whose AVX2
+//! loop is the faster one there. Other targets keep one portable search.
+
+use memchr::memchr2;
+
+/// Bytes searched inline before `memchr2` takes over.
+const INLINE_BYTES: usize = 64;
+
+/// Index of the first `"` or `\` in `b` at or after `from`; `None` if there is none.
+#[inline(always)]
+pub(crate) fn quote_or_backslash(b: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    let inline_end = from.saturating_add(INLINE_BYTES);
+    while i < inline_end {
+        let Some(block) = b
+            .get(i..i + BLOCK)
+            .and_then(|s| <&[u8; BLOCK]>::try_from(s).ok())
+        else {
+            break;
+        };
+        let mask = block_mask(block);
+        if mask != 0 {
+            return Some(i + mask.trailing_zeros() as usize);
+        }
+        i += BLOCK;
+    }
+    long_tail(b, i)
+}
+
+/// The rest of a long string, or the last few bytes of `b` (out of line: rare).
+#[inline(never)]
+fn long_tail(b: &[u8], i: usize) -> Option<usize> {
+    let rest = b.get(i..)?;
+    Some(i + memchr2(b'"', b'\\', rest)?)
+}
+
+/// Bytes looked at per step.
+const BLOCK: usize = 16;
+
+/// Bit `k` set where byte `k` of `block` is `"` or `\`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn block_mask(block: &[u8; BLOCK]) -> u32 {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
+    // SAFETY: SSE2 is part of the x86_64 baseline, so these instructions exist wherever this
+    // code runs; the load reads exactly the 16 bytes `block` borrows and needs no alignment.
+    let mask = unsafe {
+        let v = _mm_loadu_si128(block.as_ptr().cast());
+        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        _mm_movemask_epi8(_mm_or_si128(quote, backslash))
+    };
+    // The mask has 16 bits, all in the low half.
+    mask as u32
+}
+
+/// Bit `k` set where byte `k` of `block` is `"` or `\`.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn block_mask(block: &[u8; BLOCK]) -> u32 {
+    block.iter().enumerate().fold(0, |mask, (k, &c)| {
+        mask | (u32::from(c == b'"' || c == b'\\') << k)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn reference(b: &[u8], from: usize) -> Option<usize> {
+        b.get(from..)?
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\')
+            .map(|k| from + k)
+    }
+
+    #[test]
+    fn finds_the_first_quote_or_backslash_at_every_offset() {
+        // Every position of the target around the block and inline boundaries, both bytes,
+        // and bytes that differ from them by one bit (a wrong compare would match those).
+        for len in [0usize, 1, 15, 16, 17, 31, 32, 63, 64, 65, 80, 200] {
+            for at in 0..len {
+                for target in [b'"', b'\\'] {
+                    for from in [0, 1, at.saturating_sub(1), at, at + 1] {
+                        let mut b = vec![b'"' ^ 0x01; len];
+                        b.iter_mut().step_by(3).for_each(|c| *c = b'\\' ^ 0x40);
+                        b[at] = target;
+                        assert_eq!(
+                            quote_or_backslash(&b, from),
+                            reference(&b, from),
+                            "len {len}, target {target} at {at}, from {from}"
+                        );
+                    }
+                }
+            }
+            assert_eq!(quote_or_backslash(&vec![b'a'; len], 0), None);
+        }
+        assert_eq!(quote_or_backslash(b"ab", 3), None, "a start past the end");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 512,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn agrees_with_a_plain_search(
+            // Mostly other bytes (any value, those near `"` and `\` included), so that the
+            // targets fall in every block and past the inline bytes.
+            b in proptest::collection::vec(
+                prop_oneof![40 => any::<u8>(), 1 => Just(b'"'), 1 => Just(b'\\')],
+                0..300,
+            ),
+            from in 0usize..320,
+        ) {
+            prop_assert_eq!(quote_or_backslash(&b, from), reference(&b, from));
+        }
+    }
+}
