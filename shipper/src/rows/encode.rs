@@ -103,6 +103,13 @@ impl RowWriter {
             if m.omitted(index, table) {
                 continue;
             }
+            // An event fills only some of the columns: an absent value is passed over before
+            // its name is written (and taken back), except a missing time for the table.
+            if let Slot::Leaf(id) = *slot {
+                if cap.leaves[id].is_none() && col.name != TIME_GENERATED {
+                    continue;
+                }
+            }
             let mark = out.len();
             if mark > row_start + 1 {
                 out.push(b',');

@@ -27,6 +27,7 @@
 mod additional;
 mod dc_fit;
 mod encode;
+mod find;
 mod flatten;
 mod jsontext;
 pub mod manifest;
@@ -509,6 +510,30 @@ pub fn build_dc_events(page: &[u8], from_event: usize) -> Result<RowBatch, PageE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Absent values are not written, but a row always has its `TimeGenerated`: the shipping
+    /// time for an event without `published` (and then no `published_t`).
+    #[test]
+    fn an_event_without_published_gets_the_shipping_time_and_nothing_absent_is_written() {
+        let page = br#"[{"uuid":"a","eventType":"user.session.start"},{"uuid":"b","published":"2024-08-13T16:20:00.000Z"}]"#;
+        let batch = build_rows(page, 0, &RowLimits::default()).unwrap();
+        let rows: Vec<serde_json::Map<String, serde_json::Value>> = batch
+            .rows
+            .iter()
+            .map(|r| serde_json::from_slice(&r.json).unwrap())
+            .collect();
+        let time = rows[0]["TimeGenerated"].as_str().unwrap();
+        let age = Utc::now() - time.parse::<DateTime<Utc>>().unwrap();
+        assert!(age.num_seconds().abs() < 600, "{time}");
+        assert!(!rows[0].contains_key("published_t"));
+        assert_eq!(rows[0]["eventType_s"], "user.session.start");
+        assert_eq!(rows[1]["TimeGenerated"], "2024-08-13T16:20:00.000Z");
+        assert_eq!(rows[1]["published_t"], "2024-08-13T16:20:00.000Z");
+        for row in &rows {
+            assert!(row.values().all(|v| !v.is_null() && v != ""), "{row:?}");
+            assert!(!row.contains_key("actor_id_s"), "absent, not written");
+        }
+    }
 
     /// The bodies of a built page are laid out in its one row buffer as the rows are written
     /// (no copy at packing), equal to packing copies of the rows, also when a row was
