@@ -11,7 +11,6 @@
 //! check, done marker, page delete, state delete, message delete (plus the receive, shared by
 //! up to 32 messages). The state is read back only when this worker did not create it.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::Read;
 use std::sync::atomic::Ordering;
@@ -797,7 +796,9 @@ async fn load_rows(
     let payload = ctx.sink.payload();
     let columns = ctx.tuning.columns;
     let sha = env.sha256.clone();
-    // Hashing, inflating and row building are CPU work: keep them off the async workers.
+    // Hashing, inflating and row building are CPU work: keep them off the async workers, and
+    // run no more of them at once than there are CPUs (see `build_slots`).
+    let _slot = build_slots().acquire().await.ok();
     let built = tokio::task::spawn_blocking(move || -> Result<rows::RowBatch, String> {
         let got = hex::encode(Sha256::digest(&content.bytes));
         if got != sha {
@@ -822,30 +823,37 @@ async fn load_rows(
     }
 }
 
+/// Pages whose rows may be built at the same time: the CPUs this process may use.
+///
+/// More pages are in flight than that (`SHIPPER_CONCURRENCY`, so that posting one overlaps
+/// building another), but building more at once than there are CPUs only time-slices them:
+/// each holds its inflated page and its rows (≈ 6 MB for 1,000 events) while it waits, in
+/// memory and in the CPU's caches.
+fn build_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        tokio::sync::Semaphore::new(cpus)
+    })
+}
+
 /// Runs `f` on the inflated page `gz` (at most [`MAX_PAGE_JSON`] bytes, checked as `integrity`
-/// says), inflated into a buffer the thread keeps for its next page: a page of a few MB
+/// says), inflated into a buffer kept for the next page ([`rows::pool`]): a page of a few MB
 /// allocated fresh each time is a new `mmap` whose every memory page the kernel zeroes on first
-/// touch (see `rows::pool`).
+/// touch.
 fn with_inflated<T>(
     gz: &[u8],
     integrity: chunk::Integrity,
     f: impl FnOnce(&[u8]) -> Result<T, String>,
 ) -> Result<T, String> {
-    thread_local! {
-        static INFLATED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    }
-    INFLATED.with(|cell| {
-        let mut buf = cell.take();
-        let result = if chunk::gunzip_fast_into(gz, MAX_PAGE_JSON, &mut buf, integrity) {
-            f(&buf)
-        } else {
-            gunzip_streaming(gz, MAX_PAGE_JSON).and_then(|json| f(&json))
-        };
-        if buf.capacity() <= rows::pool::KEPT_BYTES {
-            cell.replace(buf);
-        }
-        result
-    })
+    let mut buf = rows::pool::take_as_left();
+    let result = if chunk::gunzip_fast_into(gz, MAX_PAGE_JSON, &mut buf, integrity) {
+        f(&buf)
+    } else {
+        gunzip_streaming(gz, MAX_PAGE_JSON).and_then(|json| f(&json))
+    };
+    rows::pool::give_back(buf);
+    result
 }
 
 /// Inflates at most `limit` bytes; more is refused (a gzip bomb is the page's fault).
