@@ -25,7 +25,6 @@
 
 use std::borrow::Cow;
 
-use memchr::memchr3;
 use serde::de::DeserializeSeed;
 
 use super::find;
@@ -56,7 +55,6 @@ where
         text: page,
         b: page.as_bytes(),
         i: 0,
-        check_strings: control_bytes(page.as_bytes())?,
     };
     s.ws();
     s.eat(b'[')?;
@@ -104,7 +102,6 @@ pub(crate) fn object_members(text: &str) -> Option<Vec<(Cow<'_, str>, &str)>> {
         text,
         b: text.as_bytes(),
         i: 0,
-        check_strings: control_bytes(text.as_bytes()).ok()?,
     };
     s.ws();
     s.eat(b'{').ok()?;
@@ -128,43 +125,11 @@ pub(crate) fn object_members(text: &str) -> Option<Vec<(Cow<'_, str>, &str)>> {
     (s.i == s.b.len()).then_some(members)
 }
 
-/// Whether strings must be checked for tab, LF and CR: a page with no byte below 0x20 (a
-/// compact page, as the collector stores them) needs no check in its strings at all, and one
-/// with any other control byte is invalid JSON wherever the byte is.
-fn control_bytes(b: &[u8]) -> Scan<bool> {
-    // The smallest byte, 64 at a time: a loop the compiler turns into vector minimums.
-    let mut blocks = b.chunks_exact(64);
-    let mut low = blocks
-        .by_ref()
-        .any(|block| block.iter().fold(u8::MAX, |m, &c| m.min(c)) < 0x20);
-    low |= blocks.remainder().iter().any(|&c| c < 0x20);
-    if !low {
-        return Ok(false);
-    }
-    if b.iter()
-        .any(|&c| c < 0x20 && !matches!(c, b'\t' | b'\n' | b'\r'))
-    {
-        return Err(Refused);
-    }
-    Ok(true)
-}
-
-/// Refuses a string that holds a tab, LF or CR (only looked for on a page that has some).
-#[inline(never)]
-fn no_whitespace_controls(string: &[u8]) -> Scan<()> {
-    match memchr3(b'\t', b'\n', b'\r', string) {
-        Some(_) => Err(Refused),
-        None => Ok(()),
-    }
-}
-
 struct Scanner<'de> {
     text: &'de str,
     b: &'de [u8],
     /// Index of the next byte to read.
     i: usize,
-    /// The page holds tabs, LFs or CRs: strings must be checked for them.
-    check_strings: bool,
 }
 
 impl<'de> Scanner<'de> {
@@ -202,13 +167,17 @@ impl<'de> Scanner<'de> {
     /// escape.
     #[inline(always)]
     fn string(&mut self) -> Scan<bool> {
-        let start = self.i;
         let mut escaped = false;
         loop {
-            let j = self.quote_or_backslash()?;
-            if self.b[j] == b'"' {
-                self.i = j + 1;
-                break;
+            let j = find::string_stop(self.b, self.i).ok_or(Refused)?;
+            match self.b[j] {
+                b'"' => {
+                    self.i = j + 1;
+                    break;
+                }
+                // A control byte: JSON allows none inside a string.
+                b'\\' => {}
+                _ => return Err(Refused),
             }
             escaped = true;
             self.i = match self.b.get(j + 1) {
@@ -220,16 +189,7 @@ impl<'de> Scanner<'de> {
                 _ => return Err(Refused),
             };
         }
-        if self.check_strings {
-            no_whitespace_controls(&self.b[start..self.i])?;
-        }
         Ok(escaped)
-    }
-
-    /// Index of the next `"` or `\\` from the current position.
-    #[inline(always)]
-    fn quote_or_backslash(&self) -> Scan<usize> {
-        find::quote_or_backslash(self.b, self.i).ok_or(Refused)
     }
 
     /// Reads `"key"` and the `:` after it (whitespace around skipped); the key's text.
