@@ -41,8 +41,8 @@ pub fn boot(
 /// (tokio reads that variable only when no count is set here).
 ///
 /// Their async side is mostly I/O (and gzip of request bodies or pages); the shipper's heaviest
-/// work, inflating pages and building rows, runs on tokio's blocking pool, a thread per page
-/// in flight. On a 2-core machine a second async worker cost more than it gave: ≈ 4 % more
+/// work, inflating pages and building rows, runs on tokio's blocking pool, at most one page
+/// per CPU at a time. On a 2-core machine a second async worker cost more than it gave: ≈ 4 % more
 /// shipper CPU and ≈ 6 % more collector CPU at the same throughput, from work stealing and
 /// wake-ups between the two (BENCHMARKS.md, issue 14).
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {

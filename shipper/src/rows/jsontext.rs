@@ -202,23 +202,18 @@ pub(crate) fn push_compact(raw: &str, out: &mut Vec<u8>) {
 /// needs escaping.
 pub(crate) fn push_as_string(raw: &str, out: &mut Vec<u8>) {
     out.push(b'"');
-    escape_into(raw.as_bytes(), true, out);
+    escape_json_text(raw.as_bytes(), out);
     out.push(b'"');
 }
 
-/// Appends the compact, valid JSON text `text` escaped for the inside of a JSON string literal
-/// (the caller writes the quotes): a piece of what [`push_as_string`] writes.
-pub(crate) fn escape_json_text(text: &[u8], out: &mut Vec<u8>) {
-    escape_into(text, true, out);
-}
-
-/// Escapes `b` for the inside of a JSON string; `compact` drops whitespace outside the
-/// strings of `b` (only meaningful when `b` is JSON text).
+/// Appends the valid JSON text `b`, compacted (whitespace outside its strings dropped), escaped
+/// for the inside of a JSON string literal (the caller writes the quotes): a piece of what
+/// [`push_as_string`] writes.
 ///
 /// Inside a string, the bytes up to the next `"` or `\\` ([`find`]) are copied in one piece;
 /// outside one (structure, numbers and literals: a byte or two between strings) byte by byte,
 /// which costs less there than a search and a copy (measured).
-fn escape_into(b: &[u8], compact: bool, out: &mut Vec<u8>) {
+pub(crate) fn escape_json_text(b: &[u8], out: &mut Vec<u8>) {
     let mut in_str = false;
     let mut i = 0;
     while i < b.len() {
@@ -250,7 +245,7 @@ fn escape_into(b: &[u8], compact: bool, out: &mut Vec<u8>) {
             }
         } else {
             match b[i] {
-                b' ' | b'\t' | b'\n' | b'\r' if compact => {}
+                b' ' | b'\t' | b'\n' | b'\r' => {}
                 b'"' => {
                     out.extend_from_slice(b"\\\"");
                     in_str = true;
@@ -345,12 +340,12 @@ mod tests {
         }
     }
 
-    /// The byte-by-byte definition [`escape_into`] must agree with.
-    fn escape_reference(b: &[u8], compact: bool, out: &mut Vec<u8>) {
+    /// The byte-by-byte definition [`escape_json_text`] must agree with.
+    fn escape_reference(b: &[u8], out: &mut Vec<u8>) {
         let (mut in_str, mut i) = (false, 0);
         while let Some(&c) = b.get(i) {
             match (in_str, c) {
-                (false, b' ' | b'\t' | b'\n' | b'\r') if compact => {}
+                (false, b' ' | b'\t' | b'\n' | b'\r') => {}
                 (_, b'"') => {
                     out.extend_from_slice(b"\\\"");
                     in_str = !in_str;
@@ -378,17 +373,15 @@ mod tests {
         let mut texts = Texts::new(b"\\\"ab \t\n\r{:}[,]1", 0x2545_F491_4F6C_DD1D);
         for round in 0..6000 {
             let text = texts.next(round % 150);
-            for compact in [true, false] {
-                let (mut got, mut want) = (Vec::new(), Vec::new());
-                escape_into(&text, compact, &mut got);
-                escape_reference(&text, compact, &mut want);
-                assert_eq!(
-                    String::from_utf8_lossy(&got),
-                    String::from_utf8_lossy(&want),
-                    "{:?} compact {compact}",
-                    String::from_utf8_lossy(&text)
-                );
-            }
+            let (mut got, mut want) = (Vec::new(), Vec::new());
+            escape_json_text(&text, &mut got);
+            escape_reference(&text, &mut want);
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want),
+                "{:?}",
+                String::from_utf8_lossy(&text)
+            );
         }
     }
 

@@ -84,13 +84,17 @@ pub fn free_count() -> usize {
 mod tests {
     use super::*;
 
+    fn empty_the_list() {
+        while free_count() > 0 {
+            drop(take(0));
+        }
+    }
+
     #[test]
     fn a_shared_buffer_comes_back_when_its_last_slice_is_dropped() {
         // Other tests of this binary build rows too: empty the list, then look only for this
         // buffer's address.
-        while free_count() > 0 {
-            drop(take(0));
-        }
+        empty_the_list();
         let mut buf = take(1000);
         buf.extend_from_slice(b"[{},{}]");
         let at = buf.as_ptr();
@@ -112,9 +116,7 @@ mod tests {
     /// held, so that inflating the next page into it zeroes nothing.
     #[test]
     fn a_buffer_given_back_is_taken_again_as_it_was_left() {
-        while free_count() > 0 {
-            drop(take(0));
-        }
+        empty_the_list();
         let mut buf = take(4096);
         buf.extend_from_slice(b"inflated page");
         let at = buf.as_ptr();

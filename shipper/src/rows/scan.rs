@@ -51,11 +51,7 @@ pub(crate) fn for_each_event<'de, F>(
 where
     F: FnMut(usize, &Captured<'de>),
 {
-    let mut s = Scanner {
-        text: page,
-        b: page.as_bytes(),
-        i: 0,
-    };
+    let mut s = Scanner::new(page);
     s.ws();
     s.eat(b'[')?;
     s.ws();
@@ -98,11 +94,7 @@ where
 /// as for a page). The `additionalFields_s` writer splits objects this way for every event;
 /// through serde_json's visitor it was ≈ 4 % of the row builder's instructions.
 pub(crate) fn object_members(text: &str) -> Option<Vec<(Cow<'_, str>, &str)>> {
-    let mut s = Scanner {
-        text,
-        b: text.as_bytes(),
-        i: 0,
-    };
+    let mut s = Scanner::new(text);
     s.ws();
     s.eat(b'{').ok()?;
     s.ws();
@@ -133,6 +125,14 @@ struct Scanner<'de> {
 }
 
 impl<'de> Scanner<'de> {
+    fn new(text: &'de str) -> Self {
+        Scanner {
+            text,
+            b: text.as_bytes(),
+            i: 0,
+        }
+    }
+
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
@@ -175,8 +175,8 @@ impl<'de> Scanner<'de> {
                     self.i = j + 1;
                     break;
                 }
-                // A control byte: JSON allows none inside a string.
                 b'\\' => {}
+                // A control byte: JSON allows none inside a string.
                 _ => return Err(Refused),
             }
             escaped = true;
