@@ -8,6 +8,7 @@
 
 mod audit;
 mod azurite_launcher;
+mod bench_summary;
 mod chaos;
 mod collector_behaviour;
 mod collector_commands;
