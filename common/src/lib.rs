@@ -12,6 +12,7 @@ pub mod gzip;
 pub mod health;
 pub mod http;
 pub mod identity;
+pub mod json_scan;
 pub mod memory;
 pub mod metrics;
 pub mod org;

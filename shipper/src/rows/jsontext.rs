@@ -10,7 +10,7 @@
 //! parsing it into a `Value` and serialising it twice. That pass is a measured hot path of the
 //! shipper (BENCHMARKS.md, issue 14), and the golden, property and fuzz tests pin its output.
 
-use super::find;
+use common::json_scan::find;
 
 /// The deepest nesting of `[`/`{` in `json`, stopping early once it exceeds `limit`.
 ///

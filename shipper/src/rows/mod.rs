@@ -27,7 +27,6 @@
 mod additional;
 mod dc_fit;
 mod encode;
-mod find;
 mod flatten;
 mod jsontext;
 pub mod manifest;
@@ -52,7 +51,7 @@ pub use manifest::{
 /// Deepest nesting of arrays/objects accepted in a page (the page's own array counts as one).
 /// serde_json's own recursion limit is 128; we check first, iteratively, so a hostile page is
 /// a clean [`PageError::TooDeep`] rather than a parser error deep inside or a stack overflow.
-pub const MAX_NESTING: usize = 128;
+pub use common::json_scan::MAX_NESTING;
 
 /// Log Analytics' limits as they apply to one row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,7 +254,7 @@ pub fn build_rows_for(
     match scanned {
         Ok(()) => Ok(builder.finish()),
         // The fast pass could not vouch for the page (almost always: it is broken).
-        Err(scan::Refused) => build_rows_streamed(text, from_event, limits, table),
+        Err(common::json_scan::Refused) => build_rows_streamed(text, from_event, limits, table),
     }
 }
 

@@ -5,7 +5,7 @@
 //! parser and our visitors ([`super::stream`]) was ≈ 51 M of the row builder's ≈ 88 M
 //! instructions per 1,000-event page (callgrind, BENCHMARKS.md, issue 14) — a visitor call per
 //! member, and every unclaimed value walked token by token. Here a string is skipped with one
-//! search for its closing quote or an escape ([`super::find`]), an unclaimed value is skipped
+//! search for its closing quote or an escape (`common::json_scan::find`), an unclaimed value is skipped
 //! without building anything, and nothing is decoded but the rare key with an escape. The
 //! serde_json path stays the reference: this pass accepts a page only when it is sure
 //! serde_json accepts it and captures exactly what [`super::stream`] captures (a property test
@@ -15,28 +15,18 @@
 //! names its error exactly as before. The rare odd value where the manifest expects an object
 //! (`"client": "x"`) is handed to serde_json on its own (its conversions are serde_json's).
 //!
-//! What serde_json checks, and so what this pass checks (serde_json 1.0, `ignore_value` for
-//! borrowed values, `parse_str` for object keys): whitespace is space, tab, LF, CR only; no
-//! control character in a string; an escape is one of `\" \\ \/ \b \f \n \r \t` or `\u` and
-//! four hex digits (surrogates are not paired in skipped strings; a key with an escape is
-//! decoded by serde_json, which does pair them); numbers follow the JSON grammar (no range
-//! check on a borrowed number: `1e999` is text); `true`/`false`/`null` exactly; no trailing
-//! commas; nothing after the page's array.
+//! The pass itself (what it checks, and so what serde_json checks) is shared with the
+//! collector: [`common::json_scan`].
 
 use std::borrow::Cow;
 
 use serde::de::DeserializeSeed;
 
-use super::find;
+use common::json_scan::{Refused, Scan, Scanner};
+
 use super::flatten::{Captured, Extra, ObjectSeed, EVENT_LEVEL};
 use super::manifest::{Child, Node};
 use super::MAX_NESTING;
-
-/// The pass cannot vouch for the page: read it with serde_json instead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Refused;
-
-type Scan<T> = Result<T, Refused>;
 
 /// Walks the JSON array `page`, filling `cap` for each event `from_event..` along `tree` and
 /// handing it to `on_event` with the event's index, like [`super::stream::for_each_event`]
@@ -56,7 +46,7 @@ where
     s.eat(b'[')?;
     s.ws();
     if s.peek() == Some(b']') {
-        s.i += 1;
+        s.bump();
     } else {
         let mut index = 0usize;
         loop {
@@ -68,13 +58,13 @@ where
                 s.skip_value(EVENT_LEVEL - 1)?;
             } else {
                 cap.clear();
-                s.i += 1;
-                s.object(tree, EVENT_LEVEL, cap)?;
+                s.bump();
+                object(&mut s, tree, EVENT_LEVEL, cap)?;
                 on_event(index, cap);
             }
             index += 1;
             s.ws();
-            match s.next() {
+            match s.next_byte() {
                 Some(b',') => s.ws(),
                 Some(b']') => break,
                 _ => return Err(Refused),
@@ -82,7 +72,7 @@ where
         }
     }
     s.ws();
-    if s.i == s.b.len() {
+    if s.at_end() {
         Ok(())
     } else {
         Err(Refused)
@@ -94,308 +84,61 @@ where
 /// as for a page). The `additionalFields_s` writer splits objects this way for every event;
 /// through serde_json's visitor it was ≈ 4 % of the row builder's instructions.
 pub(crate) fn object_members(text: &str) -> Option<Vec<(Cow<'_, str>, &str)>> {
-    let mut s = Scanner::new(text);
+    common::json_scan::object_members(text, EVENT_LEVEL)
+}
+
+/// Captures the members of the object whose `{` was just read, at nesting `level`, along
+/// `node` — what [`ObjectSeed`] does.
+fn object<'de>(
+    s: &mut Scanner<'de>,
+    node: &Node,
+    level: usize,
+    cap: &mut Captured<'de>,
+) -> Scan<()> {
     s.ws();
-    s.eat(b'{').ok()?;
-    s.ws();
-    let mut members = Vec::new();
     if s.peek() == Some(b'}') {
-        s.i += 1;
-    } else {
-        loop {
-            let key = s.key().ok()?;
-            members.push((key, s.value(EVENT_LEVEL).ok()?));
-            s.ws();
-            match s.next() {
-                Some(b',') => s.ws(),
-                Some(b'}') => break,
-                _ => return None,
+        s.bump();
+        return Ok(());
+    }
+    loop {
+        let key = s.key()?;
+        match node.child(&key) {
+            Some(Child::Leaf(id)) => {
+                let raw = s.value(level)?;
+                *cap.leaves.get_mut(*id).ok_or(Refused)? = Some(raw);
             }
-        }
-    }
-    s.ws();
-    (s.i == s.b.len()).then_some(members)
-}
-
-struct Scanner<'de> {
-    text: &'de str,
-    b: &'de [u8],
-    /// Index of the next byte to read.
-    i: usize,
-}
-
-impl<'de> Scanner<'de> {
-    fn new(text: &'de str) -> Self {
-        Scanner {
-            text,
-            b: text.as_bytes(),
-            i: 0,
-        }
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.b.get(self.i).copied()
-    }
-
-    fn next(&mut self) -> Option<u8> {
-        let c = self.peek()?;
-        self.i += 1;
-        Some(c)
-    }
-
-    fn eat(&mut self, c: u8) -> Scan<()> {
-        if self.next() == Some(c) {
-            Ok(())
-        } else {
-            Err(Refused)
-        }
-    }
-
-    /// Skips JSON whitespace.
-    fn ws(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
-            self.i += 1;
-        }
-    }
-
-    /// The page's text from `start` to the current position.
-    fn since(&self, start: usize) -> Scan<&'de str> {
-        self.text.get(start..self.i).ok_or(Refused)
-    }
-
-    /// Skips the rest of a string whose opening quote was just read; true if it holds an
-    /// escape.
-    #[inline(always)]
-    fn string(&mut self) -> Scan<bool> {
-        let mut escaped = false;
-        loop {
-            let j = find::string_stop(self.b, self.i).ok_or(Refused)?;
-            match self.b[j] {
-                b'"' => {
-                    self.i = j + 1;
-                    break;
+            Some(Child::Object(child)) => match s.peek() {
+                Some(b'{') if level < MAX_NESTING => {
+                    s.bump();
+                    object(s, child, level + 1, cap)?;
                 }
-                b'\\' => {}
-                // A control byte: JSON allows none inside a string.
-                _ => return Err(Refused),
-            }
-            escaped = true;
-            self.i = match self.b.get(j + 1) {
-                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => j + 2,
-                Some(b'u') => match self.b.get(j + 2..j + 6) {
-                    Some(hex) if hex.iter().all(u8::is_ascii_hexdigit) => j + 6,
-                    _ => return Err(Refused),
-                },
-                _ => return Err(Refused),
-            };
-        }
-        Ok(escaped)
-    }
-
-    /// Reads `"key"` and the `:` after it (whitespace around skipped); the key's text.
-    fn key(&mut self) -> Scan<Cow<'de, str>> {
-        self.eat(b'"')?;
-        let start = self.i;
-        let escaped = self.string()?;
-        let key = if escaped {
-            // Rare: serde_json decodes it, with its own checks (paired surrogates).
-            let literal = self.text.get(start - 1..self.i).ok_or(Refused)?;
-            Cow::Owned(serde_json::from_str::<String>(literal).map_err(|_| Refused)?)
-        } else {
-            Cow::Borrowed(self.text.get(start..self.i - 1).ok_or(Refused)?)
-        };
-        self.ws();
-        self.eat(b':')?;
-        self.ws();
-        Ok(key)
-    }
-
-    /// Skips a key in a value that is not captured (its text does not matter).
-    fn skip_key(&mut self) -> Scan<()> {
-        self.eat(b'"')?;
-        self.string()?;
-        self.ws();
-        self.eat(b':')?;
-        self.ws();
-        Ok(())
-    }
-
-    fn literal(&mut self, word: &[u8]) -> Scan<()> {
-        if self.b.get(self.i..self.i + word.len()) == Some(word) {
-            self.i += word.len();
-            Ok(())
-        } else {
-            Err(Refused)
-        }
-    }
-
-    /// Skips a number (its grammar only, as serde_json checks a number it does not convert).
-    fn number(&mut self) -> Scan<()> {
-        let digits = |s: &Self, mut i: usize| {
-            while let Some(b'0'..=b'9') = s.b.get(i) {
-                i += 1;
-            }
-            i
-        };
-        let mut i = self.i;
-        if self.b.get(i) == Some(&b'-') {
-            i += 1;
-        }
-        match self.b.get(i) {
-            Some(b'0') => {
-                i += 1;
-                if let Some(b'0'..=b'9') = self.b.get(i) {
-                    return Err(Refused);
+                Some(b'n') => s.literal(b"null")?,
+                _ => {
+                    // Not an object where one is expected: serde_json reads it, as the
+                    // reference path does (its conversions of numbers and strings).
+                    let raw = s.value(level)?;
+                    let mut de = serde_json::Deserializer::from_str(raw);
+                    ObjectSeed::at_level(child, cap, level + 1)
+                        .deserialize(&mut de)
+                        .and_then(|()| de.end())
+                        .map_err(|_| Refused)?;
+                }
+            },
+            None => {
+                let raw = s.value(level)?;
+                match node.rest {
+                    Some(r) => cap.rests.get_mut(r).ok_or(Refused)?.push((key, raw)),
+                    None if raw != "null" => cap.extras.push(Extra {
+                        node: node.id,
+                        key: Some(key),
+                        text: Cow::Borrowed(raw),
+                    }),
+                    None => {}
                 }
             }
-            Some(b'1'..=b'9') => i = digits(self, i + 1),
-            _ => return Err(Refused),
         }
-        if self.b.get(i) == Some(&b'.') {
-            let from = i + 1;
-            i = digits(self, from);
-            if i == from {
-                return Err(Refused);
-            }
-        }
-        if let Some(b'e' | b'E') = self.b.get(i) {
-            i += 1;
-            if let Some(b'+' | b'-') = self.b.get(i) {
-                i += 1;
-            }
-            let from = i;
-            i = digits(self, from);
-            if i == from {
-                return Err(Refused);
-            }
-        }
-        self.i = i;
-        Ok(())
-    }
-
-    /// Skips (validating) the value that starts here, held by a container at nesting `level`
-    /// of the page: an array or object in it is at `level + 1`, and none may pass
-    /// [`MAX_NESTING`].
-    fn skip_value(&mut self, level: usize) -> Scan<()> {
-        // The containers open inside the value, innermost in bit 0: 1 for an object. The
-        // nesting limit keeps them under 128.
-        let mut objects: u128 = 0;
-        let mut depth = 0usize;
-        loop {
-            // A value starts here (whitespace skipped).
-            match self.peek() {
-                Some(b'"') => {
-                    self.i += 1;
-                    self.string()?;
-                }
-                Some(open @ (b'{' | b'[')) => {
-                    if level + depth + 1 > MAX_NESTING {
-                        return Err(Refused);
-                    }
-                    self.i += 1;
-                    self.ws();
-                    let object = open == b'{';
-                    let close = if object { b'}' } else { b']' };
-                    if self.peek() == Some(close) {
-                        self.i += 1;
-                    } else {
-                        depth += 1;
-                        objects = (objects << 1) | u128::from(object);
-                        if object {
-                            self.skip_key()?;
-                        }
-                        continue;
-                    }
-                }
-                Some(b't') => self.literal(b"true")?,
-                Some(b'f') => self.literal(b"false")?,
-                Some(b'n') => self.literal(b"null")?,
-                Some(b'-' | b'0'..=b'9') => self.number()?,
-                _ => return Err(Refused),
-            }
-            // A value ended: close the containers it ends, or go on to the next member.
-            loop {
-                if depth == 0 {
-                    return Ok(());
-                }
-                self.ws();
-                let object = objects & 1 == 1;
-                match self.next() {
-                    Some(b',') => {
-                        self.ws();
-                        if object {
-                            self.skip_key()?;
-                        }
-                        break;
-                    }
-                    Some(b'}') if object => {}
-                    Some(b']') if !object => {}
-                    _ => return Err(Refused),
-                }
-                objects >>= 1;
-                depth -= 1;
-            }
-        }
-    }
-
-    /// The value that starts here, skipped: its text.
-    fn value(&mut self, level: usize) -> Scan<&'de str> {
-        let start = self.i;
-        self.skip_value(level)?;
-        self.since(start)
-    }
-
-    /// Captures the members of the object whose `{` was just read, at nesting `level`, along
-    /// `node` — what [`ObjectSeed`] does.
-    fn object(&mut self, node: &Node, level: usize, cap: &mut Captured<'de>) -> Scan<()> {
-        self.ws();
-        if self.peek() == Some(b'}') {
-            self.i += 1;
+        if !s.member_end()? {
             return Ok(());
-        }
-        loop {
-            let key = self.key()?;
-            match node.child(&key) {
-                Some(Child::Leaf(id)) => {
-                    let raw = self.value(level)?;
-                    *cap.leaves.get_mut(*id).ok_or(Refused)? = Some(raw);
-                }
-                Some(Child::Object(child)) => match self.peek() {
-                    Some(b'{') if level < MAX_NESTING => {
-                        self.i += 1;
-                        self.object(child, level + 1, cap)?;
-                    }
-                    Some(b'n') => self.literal(b"null")?,
-                    _ => {
-                        // Not an object where one is expected: serde_json reads it, as the
-                        // reference path does (its conversions of numbers and strings).
-                        let raw = self.value(level)?;
-                        let mut de = serde_json::Deserializer::from_str(raw);
-                        ObjectSeed::at_level(child, cap, level + 1)
-                            .deserialize(&mut de)
-                            .and_then(|()| de.end())
-                            .map_err(|_| Refused)?;
-                    }
-                },
-                None => {
-                    let raw = self.value(level)?;
-                    match node.rest {
-                        Some(r) => cap.rests.get_mut(r).ok_or(Refused)?.push((key, raw)),
-                        None if raw != "null" => cap.extras.push(Extra {
-                            node: node.id,
-                            key: Some(key),
-                            text: Cow::Borrowed(raw),
-                        }),
-                        None => {}
-                    }
-                }
-            }
-            self.ws();
-            match self.next() {
-                Some(b',') => self.ws(),
-                Some(b'}') => return Ok(()),
-                _ => return Err(Refused),
-            }
         }
     }
 }

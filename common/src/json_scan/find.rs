@@ -1,5 +1,6 @@
-//! The byte search every pass of the row builder repeats: where the JSON string that is being
-//! read ends, or has an escape — the next `"` or `\`.
+//! The byte search every pass over a page's JSON repeats (the shipper's row builder, the
+//! collector's page split): where the JSON string that is being read ends, or has an escape —
+//! the next `"` or `\`.
 //!
 //! Most strings of a page are short (keys, ids, enum values), so the first bytes after the
 //! current position decide nearly every search. They are looked at 16 at a time with SSE2,
@@ -9,7 +10,7 @@
 //! a long string (a user agent, a URL, a whole object's text) goes to `memchr2`, whose AVX2
 //! loop is the faster one there. Other targets keep one portable search.
 //!
-//! The pass that validates a page ([`super::scan`]) stops at a control byte too
+//! The pass that validates a page ([`super::Scanner`]) stops at a control byte too
 //! ([`string_stop`]): JSON allows none inside a string, and outside strings its grammar takes
 //! only whitespace, so that one more compare per 16 bytes replaces a pass over the whole page
 //! looking for them (≈ 3 % of the row builder).
@@ -21,7 +22,7 @@ const INLINE_BYTES: usize = 64;
 
 /// Index of the first `"` or `\` in `b` at or after `from`; `None` if there is none.
 #[inline(always)]
-pub(crate) fn quote_or_backslash(b: &[u8], from: usize) -> Option<usize> {
+pub fn quote_or_backslash(b: &[u8], from: usize) -> Option<usize> {
     match in_blocks(b, from, from.saturating_add(INLINE_BYTES), block_mask) {
         Ok(found) => Some(found),
         Err(reached) => long_tail(b, reached),
@@ -29,10 +30,10 @@ pub(crate) fn quote_or_backslash(b: &[u8], from: usize) -> Option<usize> {
 }
 
 /// Index of the first `"`, `\\` or control byte (below 0x20, which JSON forbids inside a
-/// string) in `b` at or after `from`; `None` if there is none. The row builder's pass reads
+/// string) in `b` at or after `from`; `None` if there is none. The validating pass reads
 /// strings with it, so that it needs no separate pass over the page for control bytes.
 #[inline(always)]
-pub(crate) fn string_stop(b: &[u8], from: usize) -> Option<usize> {
+pub fn string_stop(b: &[u8], from: usize) -> Option<usize> {
     match in_blocks(b, from, usize::MAX, stop_mask) {
         Ok(found) => Some(found),
         Err(reached) => stop_tail(b, reached),
