@@ -306,13 +306,13 @@ impl Collector {
         cp: &Versioned,
         url: &Url,
         next: Url,
-        events: &[Box<serde_json::value::RawValue>],
+        events: &okta::Events,
         dedupe: &mut RecentUuids,
     ) -> Result<Handled, HandoffError> {
         if events.is_empty() {
             return Ok(Handled::Empty(self.move_next_link(cp, url, &next).await?));
         }
-        let prepared = match okta::prepare_page(events, &self.cfg.domain, dedupe) {
+        let prepared = match okta::prepare_page(events.iter(), &self.cfg.domain, dedupe) {
             Ok(p) => p,
             Err(e) => {
                 // Not stored and the checkpoint unmoved: the page is fetched again.

@@ -63,8 +63,8 @@ async fn drain_from(c: &OktaClient, mut url: Url) -> (Vec<String>, Url) {
         if page.events.is_empty() {
             return (uuids, next);
         }
-        for e in &page.events {
-            let v: serde_json::Value = serde_json::from_str(e.get()).expect("event json");
+        for e in page.events.iter() {
+            let v: serde_json::Value = serde_json::from_str(e.text()).expect("event json");
             uuids.push(v["uuid"].as_str().expect("uuid").to_string());
         }
         url = next;
@@ -433,16 +433,16 @@ async fn prepared_pages_add_the_domain_and_drop_repeats() {
         .await
         .expect("page");
     let mut recent = RecentUuids::new(10_000);
-    let prepared = prepare_page(&p.events, c.host(), &mut recent).expect("prepared");
+    let prepared = prepare_page(p.events.iter(), c.host(), &mut recent).expect("prepared");
     assert_eq!(prepared.count, 20);
     let stored: Vec<serde_json::Value> = serde_json::from_slice(&prepared.json).expect("array");
     assert!(stored.iter().all(|e| e["domain"] == "127.0.0.1"));
     // Bytes are copied: each original event text is a prefix of the stored one.
     let text = String::from_utf8(prepared.json.clone()).expect("utf8");
-    let first = p.events[0].get();
+    let first = p.events.iter().next().expect("an event").text();
     assert!(text.contains(&first[..first.len() - 1]));
     // The same page again: all repeats.
-    let again = prepare_page(&p.events, c.host(), &mut recent).expect("prepared");
+    let again = prepare_page(p.events.iter(), c.host(), &mut recent).expect("prepared");
     assert_eq!((again.count, again.dropped_duplicates), (0, 20));
 }
 

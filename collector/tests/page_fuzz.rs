@@ -1,7 +1,9 @@
 //! Property tests of `prepare_page`, the one place where the collector rewrites bytes Okta
 //! sent: arbitrary events never panic; the result is an error, or a valid JSON array in which
 //! every kept event is the original, byte for byte, with `"domain"` added (and no duplicate
-//! keys, which Log Analytics would read ambiguously).
+//! keys, which Log Analytics would read ambiguously). Pages go through the client's own split
+//! (`parse_events`), whose one-pass scanner is held to serde_json: it accepts and cuts exactly
+//! the bodies serde_json does, and the heads it reads on the way are the ones serde_json reads.
 //!
 //! `PROPTEST_CASES=N` raises the case count (see FUZZING.md); failure persistence is off.
 // Test code: helpers outside `#[test]` functions may unwrap too (the lint is for product code).
@@ -10,9 +12,11 @@
 use std::collections::HashSet;
 
 use collector::dedupe::RecentUuids;
-use collector::okta::{prepare_page, OktaError};
+use collector::okta::response::parse_events;
+use collector::okta::{prepare_page, Event, OktaError, PreparedPage};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
+use reqwest::header::HeaderMap;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use world::strict_json::Strict;
@@ -129,12 +133,36 @@ fn text_of(v: &Value, pretty: bool) -> String {
     }
 }
 
-fn raws(texts: &[String]) -> Result<Vec<Box<RawValue>>, TestCaseError> {
-    texts
+/// The page Okta would send with these events.
+fn body(texts: &[String]) -> String {
+    format!("[{}]", texts.join(","))
+}
+
+/// Splits the page of `texts` as the client does and prepares it.
+fn prepare(
+    texts: &[String],
+    domain: &str,
+    dedupe: &mut RecentUuids,
+) -> Result<PreparedPage, OktaError> {
+    let events = parse_events(&HeaderMap::new(), body(texts).into_bytes())?;
+    prepare_page(events.iter(), domain, dedupe)
+}
+
+/// serde_json's reading of a page body: each event's text, or `None` when the body is not a
+/// JSON array of objects.
+fn serde_split(text: &str) -> Option<Vec<String>> {
+    let events: Vec<&RawValue> = serde_json::from_str(text).ok()?;
+    events
         .iter()
-        .map(|t| RawValue::from_string(t.clone()).map_err(|e| TestCaseError::fail(e.to_string())))
+        .map(|e| e.get().starts_with('{').then(|| e.get().to_string()))
         .collect()
 }
+
+/// Bytes that break JSON in interesting places.
+const DAMAGE: &[&str] = &[
+    ",", "]", "}", "{", "[", "\"", "\\", " ", ":", "\u{1}", "\\u12", "-", "0", "e", "\n", "null",
+    "\u{e9}",
+];
 
 proptest! {
     #![proptest_config(cases(192))]
@@ -150,7 +178,7 @@ proptest! {
         // A window larger than the page, so "seen before" is exactly "earlier in this page".
         let mut dedupe = RecentUuids::new(64);
         let before = dedupe.len();
-        match prepare_page(&raws(&texts)?, &domain, &mut dedupe) {
+        match prepare(&texts, &domain, &mut dedupe) {
             Err(OktaError::Malformed(reason)) => {
                 prop_assert!(!reason.is_empty());
                 prop_assert_eq!(dedupe.len(), before, "a refused page touched the uuid window");
@@ -205,7 +233,7 @@ proptest! {
     fn arbitrary_values_never_panic(events in prop::collection::vec(arb_json(), 0..6), domain in arb_string()) {
         let texts: Vec<String> = events.iter().map(|e| text_of(e, false)).collect();
         let mut dedupe = RecentUuids::new(8);
-        if let Ok(page) = prepare_page(&raws(&texts)?, &domain, &mut dedupe) {
+        if let Ok(page) = prepare(&texts, &domain, &mut dedupe) {
             serde_json::from_slice::<Strict>(&page.json).map_err(|e| TestCaseError::fail(e.to_string()))?;
         }
     }
@@ -218,12 +246,50 @@ proptest! {
     ) {
         let text = format!("{{{ws}\"uuid\"{ws}:{ws}\"u\"{ws},\"x\":{ws}{lit}{ws}}}");
         let mut dedupe = RecentUuids::new(8);
-        let page = prepare_page(&raws(std::slice::from_ref(&text))?, "o", &mut dedupe)
+        let page = prepare(std::slice::from_ref(&text), "o", &mut dedupe)
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         let body = text.trim_end().strip_suffix('}').unwrap_or(&text);
         let got = String::from_utf8_lossy(&page.json).into_owned();
         prop_assert!(got.starts_with(&format!("[{body}")), "{got}");
         prop_assert!(got.ends_with(",\"domain\":\"o\"}]"), "{got}");
+    }
+}
+
+proptest! {
+    #![proptest_config(cases(256))]
+
+    /// The client's split accepts exactly the bodies serde_json accepts as an array of objects,
+    /// cuts them into the same event texts, and the heads it reads on the way prepare the same
+    /// page as serde_json's reading of every event (same bytes, uuids and errors).
+    #[test]
+    fn the_split_and_its_heads_are_serde_jsons(
+        events in prop::collection::vec(arb_event(), 0..6),
+        pretty in prop::collection::vec(any::<bool>(), 6),
+        damage in prop::option::weighted(0.5, (any::<prop::sample::Index>(), prop::sample::select(DAMAGE), any::<bool>())),
+    ) {
+        let texts: Vec<String> = events.iter().zip(&pretty).map(|(e, p)| text_of(e, *p)).collect();
+        let mut text = body(&texts);
+        if let Some((at, bytes, cut)) = damage {
+            // Somewhere on a character boundary: insert the bytes, or cut the body there.
+            let mut i = at.index(text.len() + 1);
+            while !text.is_char_boundary(i) {
+                i -= 1;
+            }
+            if cut {
+                text.truncate(i);
+            } else {
+                text.insert_str(i, bytes);
+            }
+        }
+        let split = parse_events(&HeaderMap::new(), text.clone().into_bytes());
+        let ours = split.as_ref().ok().map(|e| e.iter().map(|e| e.text().to_string()).collect::<Vec<_>>());
+        prop_assert_eq!(&ours, &serde_split(&text), "{}", text);
+        if let Ok(events) = split {
+            let (mut a, mut b) = (RecentUuids::new(64), RecentUuids::new(64));
+            let read = prepare_page(events.iter(), "o", &mut a);
+            let unread = prepare_page(events.iter().map(|e| Event::unread(e.text())), "o", &mut b);
+            prop_assert_eq!(format!("{read:?}"), format!("{unread:?}"), "{}", text);
+        }
     }
 }
 
@@ -239,10 +305,9 @@ proptest! {
 /// (and `head.domain` instead of `head.domain.is_some()` in `prepare_page`).
 #[test]
 fn a_null_domain_is_not_duplicated() {
-    let events: Vec<Box<RawValue>> =
-        serde_json::from_str(r#"[{"uuid":"a","domain":null}]"#).unwrap();
+    let texts = [r#"{"uuid":"a","domain":null}"#.to_string()];
     let mut dedupe = RecentUuids::new(8);
-    let page = prepare_page(&events, "acme.okta.com", &mut dedupe).unwrap();
+    let page = prepare(&texts, "acme.okta.com", &mut dedupe).unwrap();
     let parsed = serde_json::from_slice::<Strict>(&page.json);
     assert!(parsed.is_ok(), "{}", String::from_utf8_lossy(&page.json));
 }

@@ -26,7 +26,6 @@ use common::failpoint;
 use common::org::OrgKey;
 use common::storage::{Blobs, Queue};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
 use super::budget::Budget;
@@ -139,12 +138,12 @@ impl Auditor<'_> {
         let la = self.la_counts(w, &mut queries).await?;
 
         let mut okta_uuids: HashSet<String> = HashSet::new();
-        let mut candidates: Vec<(String, Box<RawValue>)> = Vec::new();
+        let mut candidates: Vec<(String, String)> = Vec::new();
         let mut malformed = 0u64;
         let requests =
             okta_side::fetch_window(self.okta, self.budget, self.metrics, w, cancel, |events| {
-                for raw in events {
-                    let Ok(head) = serde_json::from_str::<Head<'_>>(raw.get()) else {
+                for event in events.iter() {
+                    let Ok(head) = serde_json::from_str::<Head<'_>>(event.text()) else {
                         malformed += 1;
                         continue;
                     };
@@ -159,7 +158,7 @@ impl Auditor<'_> {
                         continue;
                     }
                     if !la.contains_key(&uuid) && !held.contains_key(&uuid) {
-                        candidates.push((uuid, raw));
+                        candidates.push((uuid, event.text().to_owned()));
                     }
                 }
             })
@@ -222,7 +221,7 @@ impl Auditor<'_> {
         figures.duplicated = la.values().filter(|n| **n > 1).count() as u64;
         figures.not_in_okta = la.keys().filter(|u| !okta_uuids.contains(*u)).count() as u64;
 
-        let raws: Vec<Box<RawValue>> = candidates.into_iter().map(|(_, r)| r).collect();
+        let raws: Vec<String> = candidates.into_iter().map(|(_, r)| r).collect();
         if !raws.is_empty() {
             let (_, handed) =
                 repair::hand_off(self.blobs, self.queue, self.org, self.domain, &raws, state)

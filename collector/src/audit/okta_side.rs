@@ -8,14 +8,13 @@ use std::time::Duration;
 
 use chrono::SecondsFormat;
 use common::backoff::Backoff;
-use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::budget::Budget;
 use super::metrics::AuditMetrics;
 use super::window::Window;
-use crate::okta::{OktaClient, OktaError};
+use crate::okta::{Events, OktaClient, OktaError};
 
 /// Errors of a transient kind tried this many times in a row before the audit gives up (it
 /// is repeated later; nothing was changed).
@@ -60,7 +59,7 @@ pub async fn fetch_window(
     metrics: &AuditMetrics,
     w: &Window,
     cancel: &CancellationToken,
-    mut on_page: impl FnMut(Vec<Box<RawValue>>),
+    mut on_page: impl FnMut(Events),
 ) -> Result<u64, OktaSideError> {
     let first = bounded_url(okta.origin(), w);
     let (since, until) = (param(&first, "since"), param(&first, "until"));

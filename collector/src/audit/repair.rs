@@ -29,9 +29,9 @@ use common::failpoint;
 use common::org::{names, OrgKey};
 use common::storage::{Blobs, Queue, StorageError};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 use crate::dedupe::RecentUuids;
+use crate::okta::Event;
 
 /// First epoch of the repair space.
 pub const REPAIR_EPOCH: u64 = 1_000_000_000;
@@ -164,14 +164,15 @@ pub async fn hand_off(
     queue: &Queue,
     org: &OrgKey,
     domain: &str,
-    events: &[Box<RawValue>],
+    events: &[String],
     mut current: Versioned,
 ) -> Result<(Versioned, u64), RepairError> {
     let mut handed = 0u64;
     for chunk in events.chunks(PAGE_EVENTS) {
         let mut once = RecentUuids::new(chunk.len() * 2);
-        let prepared = crate::okta::prepare_page(chunk, domain, &mut once)
-            .map_err(|e| RepairError::Page(e.to_string()))?;
+        let prepared =
+            crate::okta::prepare_page(chunk.iter().map(|e| Event::unread(e)), domain, &mut once)
+                .map_err(|e| RepairError::Page(e.to_string()))?;
         if prepared.count == 0 {
             continue;
         }

@@ -17,11 +17,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use reqwest::header::{HeaderMap, ACCEPT};
 use reqwest::StatusCode;
-use serde_json::value::RawValue;
 use url::Url;
 
 use super::auth::{resource_dpop_nonce, wants_dpop_nonce, Authenticator, Credential};
 use super::error::{body_error, transport_error};
+use super::events::Events;
 use super::links::{self, LinkError};
 use super::rate_limit::{parse_date, parse_rate_limit};
 use super::response::{parse_events, status_error};
@@ -43,7 +43,7 @@ const MAX_BODY: usize = 64 * 1024 * 1024;
 #[derive(Debug)]
 pub struct OktaPage {
     /// The events exactly as received (each a JSON object).
-    pub events: Vec<Box<RawValue>>,
+    pub events: Events,
     /// `rel="next"`, already checked to be on the org's origin.
     pub next: Option<Url>,
     pub rate: Option<RateLimit>,
@@ -168,7 +168,7 @@ impl OktaClient {
             }
             let bytes = read_body(resp).await?;
             if status.is_success() {
-                return self.page(status, url, &headers, &bytes);
+                return self.page(status, url, &headers, bytes);
             }
             let err = status_error(
                 status.as_u16(),
@@ -206,10 +206,10 @@ impl OktaClient {
         status: StatusCode,
         url: &Url,
         headers: &HeaderMap,
-        bytes: &[u8],
+        bytes: Vec<u8>,
     ) -> Result<OktaPage, OktaError> {
         let events = if status == StatusCode::NO_CONTENT && bytes.is_empty() {
-            Vec::new()
+            Events::default()
         } else {
             parse_events(headers, bytes)?
         };

@@ -1,16 +1,16 @@
 //! Reading the few top-level members the collector needs from an event — `uuid`, `published`,
-//! and whether it has a `domain` — without parsing the rest of it.
+//! and whether it has a `domain` — while the page is split into its events
+//! ([`super::events`]), in the same pass.
 //!
-//! Why by hand: [`super::page::prepare_page`] used to parse every event a second time with
-//! serde_json for these three members (≈ 30 M of its ≈ 36.6 M instructions per 1,000-event
-//! page, BENCHMARKS.md, issue 14), although the response parser has already validated every
-//! event (a `RawValue` is valid JSON). This walk only steps over the event's other members: a
-//! string by one `memchr2` for its end, a nested value by counting brackets outside its
-//! strings. It answers the plain case only — no key with an escape, no wanted key twice,
-//! `uuid` and `published` a string without escapes or `null` — and leaves everything else
-//! (`None`) to serde_json, whose answers and error messages stay the reference.
+//! Why not serde_json: [`super::page::prepare_page`] used to parse every event a second time
+//! for these three members (≈ 30 M of its ≈ 36.6 M instructions per 1,000-event page,
+//! BENCHMARKS.md, issue 14). This walk steps over the event's other members with the shared
+//! validating scanner ([`common::json_scan`]) that splits the page anyway. It answers the plain
+//! case only — no wanted key twice, `uuid` and `published` a string without escapes or `null` —
+//! and leaves everything else (no head) to serde_json, whose answers and error messages stay
+//! the reference.
 
-use memchr::memchr2;
+use common::json_scan::{Scan, Scanner, EVENT_LEVEL};
 
 /// The members [`super::page::prepare_page`] reads, borrowed from the event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,130 +23,99 @@ pub(crate) struct Head<'a> {
     pub(crate) domain: bool,
 }
 
-/// The head of the JSON object `event` (valid JSON), or `None` when serde_json must read it.
-pub(crate) fn quick_head(event: &str) -> Option<Head<'_>> {
-    let b = event.as_bytes();
-    let mut head = Head {
-        uuid: None,
-        published: None,
-        domain: false,
-    };
-    let (mut seen_uuid, mut seen_published) = (false, false);
-    let mut i = ws(b, 0);
-    if b.get(i) != Some(&b'{') {
-        return None;
-    }
-    i = ws(b, i + 1);
-    if b.get(i) == Some(&b'}') {
-        return Some(head);
-    }
-    loop {
-        if b.get(i) != Some(&b'"') {
-            return None;
-        }
-        let (end, escaped) = string_end(b, i + 1)?;
-        if escaped {
-            return None;
-        }
-        let key = event.get(i + 1..end - 1)?;
-        i = ws(b, end);
-        if b.get(i) != Some(&b':') {
-            return None;
-        }
-        let start = ws(b, i + 1);
-        i = skip_value(b, start)?;
-        let value = event.get(start..i)?;
-        match key {
-            // A wanted key twice is an error for serde_json: let it say so.
-            "uuid" if seen_uuid => return None,
-            "uuid" => {
-                seen_uuid = true;
-                head.uuid = plain_string(value)?;
-            }
-            "published" if seen_published => return None,
-            "published" => {
-                seen_published = true;
-                head.published = plain_string(value)?;
-            }
-            "domain" if head.domain => return None,
-            "domain" => head.domain = true,
-            _ => {}
-        }
-        i = ws(b, i);
-        match b.get(i) {
-            Some(b',') => i = ws(b, i + 1),
-            Some(b'}') => return Some(head),
-            _ => return None,
-        }
+/// A [`Head`] as byte ranges of the text the event was read from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct HeadAt {
+    uuid: Option<(usize, usize)>,
+    published: Option<(usize, usize)>,
+    domain: bool,
+}
+
+impl HeadAt {
+    /// The head in `text`, the text it was read from (`None` if it is not: serde_json reads
+    /// the event then).
+    pub(crate) fn read(self, text: &str) -> Option<Head<'_>> {
+        let at = |r: Option<(usize, usize)>| match r {
+            None => Some(None),
+            Some((a, b)) => text.get(a..b).map(Some),
+        };
+        Some(Head {
+            uuid: at(self.uuid)?,
+            published: at(self.published)?,
+            domain: self.domain,
+        })
     }
 }
 
-/// `Some(None)` for `null`, `Some(Some(text))` for a string literal without escapes, `None`
-/// for anything else.
-fn plain_string(value: &str) -> Option<Option<&str>> {
+/// Reads (validating) the event object that starts at `s`, a member of the page's array.
+/// `Ok(None)` when the event is valid but not the plain case; [`common::json_scan::Refused`]
+/// when the scanner cannot vouch for it.
+pub(crate) fn read_event(s: &mut Scanner<'_>) -> Scan<Option<HeadAt>> {
+    s.eat(b'{')?;
+    s.ws();
+    let mut head = HeadAt::default();
+    if s.peek() == Some(b'}') {
+        s.bump();
+        return Ok(Some(head));
+    }
+    // A wanted key twice is an error for serde_json: let it say so.
+    let (mut seen_uuid, mut seen_published, mut plain) = (false, false, true);
+    loop {
+        let key = s.key()?;
+        let start = s.pos();
+        s.skip_value(EVENT_LEVEL)?;
+        match &*key {
+            "uuid" => {
+                plain &= !seen_uuid;
+                seen_uuid = true;
+                match plain_string(s, start) {
+                    Some(r) => head.uuid = r,
+                    None => plain = false,
+                }
+            }
+            "published" => {
+                plain &= !seen_published;
+                seen_published = true;
+                match plain_string(s, start) {
+                    Some(r) => head.published = r,
+                    None => plain = false,
+                }
+            }
+            "domain" => {
+                plain &= !head.domain;
+                head.domain = true;
+            }
+            _ => {}
+        }
+        if !s.member_end()? {
+            break;
+        }
+    }
+    Ok(plain.then_some(head))
+}
+
+/// The value from `start` to where `s` stands: `Some(None)` for `null`, `Some(Some(range))`
+/// of the content of a string literal without escapes, `None` for anything else.
+fn plain_string(s: &Scanner<'_>, start: usize) -> Option<Option<(usize, usize)>> {
+    let value = s.since(start).ok()?;
     if value == "null" {
         return Some(None);
     }
     let inner = value.strip_prefix('"')?.strip_suffix('"')?;
-    (!inner.contains('\\')).then_some(Some(inner))
+    (!inner.contains('\\')).then_some(Some((start + 1, s.pos() - 1)))
 }
 
-/// The index of the first byte from `i` that is not JSON whitespace.
-fn ws(b: &[u8], mut i: usize) -> usize {
-    while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(i) {
-        i += 1;
-    }
-    i
-}
-
-/// The index after the closing quote of the string whose content starts at `i`, and whether
-/// it holds an escape.
-fn string_end(b: &[u8], mut i: usize) -> Option<(usize, bool)> {
-    let mut escaped = false;
-    loop {
-        let j = i + memchr2(b'"', b'\\', b.get(i..)?)?;
-        if b.get(j) == Some(&b'"') {
-            return Some((j + 1, escaped));
-        }
-        escaped = true;
-        i = j + 2;
-    }
-}
-
-/// The index after the (valid) JSON value that starts at `i`.
-fn skip_value(b: &[u8], mut i: usize) -> Option<usize> {
-    match b.get(i)? {
-        b'"' => string_end(b, i + 1).map(|(end, _)| end),
-        b'{' | b'[' => {
-            let mut depth = 0usize;
-            loop {
-                match b.get(i)? {
-                    b'"' => {
-                        i = string_end(b, i + 1)?.0;
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth = depth.checked_sub(1)?;
-                        if depth == 0 {
-                            return Some(i + 1);
-                        }
-                    }
-                    _ => {}
-                }
-                i += 1;
-            }
-        }
-        _ => {
-            // A number or a literal: up to the next delimiter.
-            while let Some(c) = b.get(i) {
-                if matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
-                    break;
-                }
-                i += 1;
-            }
-            Some(i)
-        }
+/// The head of the JSON object text `event`, or `None` when serde_json must read it.
+#[cfg(test)]
+pub(crate) fn quick_head(event: &str) -> Option<Head<'_>> {
+    let mut s = Scanner::new(event);
+    s.ws();
+    let head = read_event(&mut s).ok()??;
+    s.ws();
+    if s.at_end() {
+        head.read(event)
+    } else {
+        None
     }
 }
 
@@ -177,6 +146,11 @@ mod tests {
             })
         );
         assert_eq!(quick_head("{}").map(|h| h.domain), Some(false));
+        // A key with an escape is decoded, as serde_json decodes it.
+        assert_eq!(
+            quick_head(r#"{"uu\u0069d":"a"}"#).map(|h| h.uuid),
+            Some(Some("a"))
+        );
     }
 
     #[test]
@@ -187,7 +161,6 @@ mod tests {
             r#"{"published":"x","published":"y"}"#,
             r#"{"uuid":7}"#,
             r#"{"uuid":"a\u0062"}"#,
-            r#"{"uu\u0069d":"a"}"#,
             r#"{"published":{}}"#,
             "[]",
             "5",

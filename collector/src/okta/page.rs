@@ -10,11 +10,10 @@ use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use crate::dedupe::RecentUuids;
 use crate::okta::error::OktaError;
-use crate::okta::head::quick_head;
+use crate::okta::events::Event;
 
 /// What gets stored for one page.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,20 +53,21 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 ///
 /// The whole page is validated before any uuid is recorded, so a malformed page (retried by
 /// the caller, never skipped) leaves the window untouched.
-pub fn prepare_page(
-    events: &[Box<RawValue>],
+pub fn prepare_page<'a>(
+    events: impl IntoIterator<Item = Event<'a>>,
     domain: &str,
     dedupe: &mut RecentUuids,
 ) -> Result<PreparedPage, OktaError> {
-    let mut heads = Vec::with_capacity(events.len());
-    for (i, raw) in events.iter().enumerate() {
-        let text = raw.get();
+    let events = events.into_iter();
+    let mut heads = Vec::with_capacity(events.size_hint().0);
+    for (i, event) in events.enumerate() {
+        let text = event.text;
         if !text.trim_start().starts_with('{') {
             return Err(OktaError::Malformed(format!(
                 "event {i} of the page is not a JSON object"
             )));
         }
-        let head: EventHead<'_> = match quick_head(text) {
+        let head: EventHead<'_> = match event.head {
             Some(h) => EventHead {
                 uuid: h.uuid.map(Cow::Borrowed),
                 published: h.published.map(Cow::Borrowed),
@@ -86,14 +86,14 @@ pub fn prepare_page(
                 )))
             }
         };
-        heads.push((uuid, head.published, head.domain));
+        heads.push((text, uuid, head.published, head.domain));
     }
 
     // A host name needs no escaping, but the value comes from configuration: quote it properly.
     let domain_json = serde_json::to_string(domain)
         .map_err(|e| OktaError::Malformed(format!("domain cannot be encoded: {e}")))?;
     let extra = domain_json.len() + 12;
-    let capacity = events.iter().map(|e| e.get().len() + extra).sum::<usize>() + 2;
+    let capacity = heads.iter().map(|h| h.0.len() + extra).sum::<usize>() + 2;
     let mut json = Vec::with_capacity(capacity);
     json.push(b'[');
     let mut page = PreparedPage {
@@ -101,9 +101,9 @@ pub fn prepare_page(
         count: 0,
         dropped_duplicates: 0,
         newest_published: None,
-        kept_uuids: Vec::with_capacity(events.len()),
+        kept_uuids: Vec::with_capacity(heads.len()),
     };
-    for (raw, (uuid, published, has_domain)) in events.iter().zip(heads) {
+    for (text, uuid, published, has_domain) in heads {
         if !dedupe.insert_if_new(&uuid) {
             page.dropped_duplicates += 1;
             continue;
@@ -111,7 +111,7 @@ pub fn prepare_page(
         if page.count > 0 {
             json.push(b',');
         }
-        append_with_domain(&mut json, raw.get(), &domain_json, has_domain);
+        append_with_domain(&mut json, text, &domain_json, has_domain);
         page.count += 1;
         page.kept_uuids.push(uuid.into_owned());
         if let Some(p) = published.as_deref().and_then(parse_published) {
@@ -156,21 +156,28 @@ fn parse_published(s: &str) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
+    use reqwest::header::HeaderMap;
 
     use super::*;
+    use crate::okta::head::quick_head;
+    use crate::okta::response::parse_events;
 
-    fn raws(json: &str) -> Vec<Box<RawValue>> {
-        serde_json::from_str(json).unwrap()
+    /// Splits `json` as the client does and prepares it.
+    fn prepare(json: &str, domain: &str, d: &mut RecentUuids) -> Result<PreparedPage, OktaError> {
+        let events = parse_events(&HeaderMap::new(), json.as_bytes().to_vec())?;
+        prepare_page(events.iter(), domain, d)
     }
 
     #[test]
     fn adds_domain_and_keeps_bytes() {
-        let events = raws(
+        let mut d = RecentUuids::new(10);
+        let p = prepare(
             r#"[{"uuid":"a","published":"2024-08-13T15:58:20.353Z","n":1.50,"z":"null"} ,
                 {"published":"2024-08-13T15:58:21.000Z", "uuid":"b" ,"x":{"k":[1,2]}}]"#,
-        );
-        let mut d = RecentUuids::new(10);
-        let p = prepare_page(&events, "acme.okta.com", &mut d).unwrap();
+            "acme.okta.com",
+            &mut d,
+        )
+        .unwrap();
         let text = String::from_utf8(p.json.clone()).unwrap();
         assert_eq!(
             text,
@@ -193,18 +200,13 @@ mod tests {
     #[test]
     fn drops_repeats_across_and_within_pages() {
         let mut d = RecentUuids::new(10);
-        let first = prepare_page(&raws(r#"[{"uuid":"a"},{"uuid":"b"}]"#), "o", &mut d).unwrap();
+        let first = prepare(r#"[{"uuid":"a"},{"uuid":"b"}]"#, "o", &mut d).unwrap();
         assert_eq!(first.count, 2);
-        let second = prepare_page(
-            &raws(r#"[{"uuid":"b"},{"uuid":"c"},{"uuid":"c"}]"#),
-            "o",
-            &mut d,
-        )
-        .unwrap();
+        let second = prepare(r#"[{"uuid":"b"},{"uuid":"c"},{"uuid":"c"}]"#, "o", &mut d).unwrap();
         assert_eq!(second.count, 1);
         assert_eq!(second.dropped_duplicates, 2);
         assert_eq!(second.json, br#"[{"uuid":"c","domain":"o"}]"#.to_vec());
-        let all_repeats = prepare_page(&raws(r#"[{"uuid":"a"}]"#), "o", &mut d).unwrap();
+        let all_repeats = prepare(r#"[{"uuid":"a"}]"#, "o", &mut d).unwrap();
         assert_eq!(
             (all_repeats.count, all_repeats.json.as_slice()),
             (0, &b"[]"[..])
@@ -222,7 +224,7 @@ mod tests {
             r#"[{"uuid":"a"}, {"uuid":""}]"#,
             r#"[{"uuid":"a"}, {"uuid":7}]"#,
         ] {
-            let r = prepare_page(&raws(bad), "o", &mut d);
+            let r = prepare(bad, "o", &mut d);
             assert!(matches!(r, Err(OktaError::Malformed(_))), "{bad}: {r:?}");
             assert!(d.is_empty(), "{bad}");
         }
@@ -231,12 +233,7 @@ mod tests {
     #[test]
     fn escaped_uuid_and_existing_domain() {
         let mut d = RecentUuids::new(10);
-        let p = prepare_page(
-            &raws(r#"[{"uuid":"a\u0062","domain":"keep"}]"#),
-            "o",
-            &mut d,
-        )
-        .unwrap();
+        let p = prepare(r#"[{"uuid":"a\u0062","domain":"keep"}]"#, "o", &mut d).unwrap();
         assert_eq!(p.json, br#"[{"uuid":"a\u0062","domain":"keep"}]"#.to_vec());
         assert!(d.contains("ab"));
     }
@@ -244,10 +241,10 @@ mod tests {
     #[test]
     fn forgetting_lets_a_refetched_page_through() {
         let mut d = RecentUuids::new(10);
-        let events = raws(r#"[{"uuid":"a"},{"uuid":"b"}]"#);
-        let p = prepare_page(&events, "o", &mut d).unwrap();
+        let page = r#"[{"uuid":"a"},{"uuid":"b"}]"#;
+        let p = prepare(page, "o", &mut d).unwrap();
         d.forget(p.kept_uuids.iter().map(String::as_str));
-        let again = prepare_page(&events, "o", &mut d).unwrap();
+        let again = prepare(page, "o", &mut d).unwrap();
         assert_eq!(again.count, 2);
     }
 

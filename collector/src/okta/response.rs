@@ -4,18 +4,18 @@
 
 use reqwest::header::{HeaderMap, CONTENT_TYPE};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use super::error::{canonical, clip, scrub, snippet, OktaError};
+use super::events::Events;
 use super::rate_limit::{parse_date, parse_rate_limit};
 
 /// The body of a 200: a JSON array whose elements are all objects.
-pub fn parse_events(headers: &HeaderMap, bytes: &[u8]) -> Result<Vec<Box<RawValue>>, OktaError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
+pub fn parse_events(headers: &HeaderMap, bytes: Vec<u8>) -> Result<Events, OktaError> {
+    let size = bytes.len();
+    let text = String::from_utf8(bytes).map_err(|e| {
         OktaError::Malformed(format!(
-            "body is not valid UTF-8 (at byte {} of {})",
-            e.valid_up_to(),
-            bytes.len()
+            "body is not valid UTF-8 (at byte {} of {size})",
+            e.utf8_error().valid_up_to(),
         ))
     })?;
     let first = text.trim_start().chars().next();
@@ -24,44 +24,23 @@ pub fn parse_events(headers: &HeaderMap, bytes: &[u8]) -> Result<Vec<Box<RawValu
         .and_then(|v| v.to_str().ok())
         .unwrap_or("none");
     match first {
-        Some('[') => {}
-        Some('<') => {
-            return Err(OktaError::Malformed(format!(
-                "an HTML/XML page instead of JSON (content-type {}, {} bytes): {}",
-                clip(content_type),
-                bytes.len(),
-                snippet(text, None)
-            )))
-        }
-        Some('{') => {
-            return Err(OktaError::Malformed(format!(
-                "a JSON object instead of an array of events ({} bytes): {}",
-                bytes.len(),
-                snippet(text, None)
-            )))
-        }
-        None => return Err(OktaError::Malformed("empty body with status 200".into())),
-        Some(_) => {
-            return Err(OktaError::Malformed(format!(
-                "not a JSON array (content-type {}, {} bytes): {}",
-                clip(content_type),
-                bytes.len(),
-                snippet(text, None)
-            )))
-        }
+        Some('[') => Events::split(text),
+        Some('<') => Err(OktaError::Malformed(format!(
+            "an HTML/XML page instead of JSON (content-type {}, {size} bytes): {}",
+            clip(content_type),
+            snippet(&text, None)
+        ))),
+        Some('{') => Err(OktaError::Malformed(format!(
+            "a JSON object instead of an array of events ({size} bytes): {}",
+            snippet(&text, None)
+        ))),
+        None => Err(OktaError::Malformed("empty body with status 200".into())),
+        Some(_) => Err(OktaError::Malformed(format!(
+            "not a JSON array (content-type {}, {size} bytes): {}",
+            clip(content_type),
+            snippet(&text, None)
+        ))),
     }
-    let events: Vec<Box<RawValue>> = serde_json::from_str(text).map_err(|e| {
-        OktaError::Malformed(format!("invalid JSON array ({} bytes): {e}", bytes.len()))
-    })?;
-    if let Some(i) = events
-        .iter()
-        .position(|e| !e.get().trim_start().starts_with('{'))
-    {
-        return Err(OktaError::Malformed(format!(
-            "element {i} of the page is not a JSON object"
-        )));
-    }
-    Ok(events)
 }
 
 /// Okta's error shape: `{"errorCode": "E0000011", "errorSummary": "…", …}`.
@@ -144,21 +123,26 @@ mod tests {
             b"null",
         ];
         for body in cases {
-            let r = parse_events(&none, body);
+            let r = parse_events(&none, body.to_vec());
             assert!(
                 matches!(r, Err(OktaError::Malformed(_))),
                 "{:?}: {r:?}",
                 String::from_utf8_lossy(body)
             );
         }
-        assert_eq!(parse_events(&none, b" [ ] ").unwrap().len(), 0);
-        assert_eq!(parse_events(&none, b"[{\"a\":1}, {}]").unwrap().len(), 2);
+        assert_eq!(parse_events(&none, b" [ ] ".to_vec()).unwrap().len(), 0);
+        assert_eq!(
+            parse_events(&none, b"[{\"a\":1}, {}]".to_vec())
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[test]
     fn malformed_descriptions_are_short() {
         let big = format!("<html>{}</html>", "x".repeat(10_000));
-        let Err(OktaError::Malformed(m)) = parse_events(&HeaderMap::new(), big.as_bytes()) else {
+        let Err(OktaError::Malformed(m)) = parse_events(&HeaderMap::new(), big.into_bytes()) else {
             panic!("not malformed")
         };
         assert!(m.len() < 400, "{}", m.len());

@@ -30,6 +30,9 @@ pub mod find;
 /// pass refuses past it.
 pub const MAX_NESTING: usize = 128;
 
+/// Nesting level of an event object in its page (the page's array is level 1).
+pub const EVENT_LEVEL: usize = 2;
+
 /// The pass cannot vouch for the text: read it with serde_json instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refused;

@@ -21,8 +21,7 @@ use super::jsontext::{depth_exceeds, push_str_literal};
 use super::manifest::{Child, Node};
 use super::MAX_NESTING;
 
-/// Nesting level of an event object in its page (the page's array is level 1).
-pub(crate) const EVENT_LEVEL: usize = 2;
+pub(crate) use common::json_scan::EVENT_LEVEL;
 
 /// Refuses `raw` when, placed in a container at nesting level `level`, it nests deeper than
 /// [`MAX_NESTING`] (a string, number or literal never does).
