@@ -12,7 +12,7 @@
 
 use std::fmt;
 
-use common::json_scan::{Refused, Scan, Scanner};
+use common::json_scan::{for_each_element, Refused, Scan};
 use serde_json::value::RawValue;
 
 use super::error::OktaError;
@@ -100,36 +100,18 @@ impl fmt::Debug for Events {
 
 /// The scanner's split: every element an object, each head read where it is plain.
 fn scan(text: &str) -> Scan<Vec<Slot>> {
-    let mut s = Scanner::new(text);
     let mut slots = Vec::new();
-    s.ws();
-    s.eat(b'[')?;
-    s.ws();
-    if s.peek() == Some(b']') {
-        s.bump();
-    } else {
-        loop {
-            let start = s.pos();
-            let head = read_event(&mut s)?;
-            slots.push(Slot {
-                start,
-                end: s.pos(),
-                head,
-            });
-            s.ws();
-            match s.next_byte() {
-                Some(b',') => s.ws(),
-                Some(b']') => break,
-                _ => return Err(Refused),
-            }
-        }
-    }
-    s.ws();
-    if s.at_end() {
-        Ok(slots)
-    } else {
-        Err(Refused)
-    }
+    for_each_element(text, |s, _| {
+        let start = s.pos();
+        let head = read_event(s)?;
+        slots.push(Slot {
+            start,
+            end: s.pos(),
+            head,
+        });
+        Ok(())
+    })?;
+    Ok(slots)
 }
 
 /// serde_json's split, the reference: no head is read.

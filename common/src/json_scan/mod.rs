@@ -319,6 +319,41 @@ impl<'de> Scanner<'de> {
     }
 }
 
+/// Walks the JSON array text `text` (a page), handing the scanner to `element` at the start of
+/// each element, with the element's index; `element` reads the whole element. Refuses anything
+/// but one array (whitespace around it allowed).
+#[inline]
+pub fn for_each_element<'de>(
+    text: &'de str,
+    mut element: impl FnMut(&mut Scanner<'de>, usize) -> Scan<()>,
+) -> Scan<()> {
+    let mut s = Scanner::new(text);
+    s.ws();
+    s.eat(b'[')?;
+    s.ws();
+    if s.peek() == Some(b']') {
+        s.bump();
+    } else {
+        let mut index = 0usize;
+        loop {
+            element(&mut s, index)?;
+            index += 1;
+            s.ws();
+            match s.next_byte() {
+                Some(b',') => s.ws(),
+                Some(b']') => break,
+                _ => return Err(Refused),
+            }
+        }
+    }
+    s.ws();
+    if s.at_end() {
+        Ok(())
+    } else {
+        Err(Refused)
+    }
+}
+
 /// The members of the JSON object text `text` in document order: keys decoded, values as
 /// their text, the object held at nesting `level`. `None` when this pass cannot vouch for the
 /// text (the caller asks serde_json).

@@ -22,7 +22,7 @@ use std::borrow::Cow;
 
 use serde::de::DeserializeSeed;
 
-use common::json_scan::{Refused, Scan, Scanner};
+use common::json_scan::{for_each_element, Refused, Scan, Scanner};
 
 use super::flatten::{Captured, Extra, ObjectSeed, EVENT_LEVEL};
 use super::manifest::{Child, Node};
@@ -41,42 +41,21 @@ pub(crate) fn for_each_event<'de, F>(
 where
     F: FnMut(usize, &Captured<'de>),
 {
-    let mut s = Scanner::new(page);
-    s.ws();
-    s.eat(b'[')?;
-    s.ws();
-    if s.peek() == Some(b']') {
-        s.bump();
-    } else {
-        let mut index = 0usize;
-        loop {
-            // Every event is an object; those already shipped are only validated.
-            if s.peek() != Some(b'{') {
-                return Err(Refused);
-            }
-            if index < from_event {
-                s.skip_value(EVENT_LEVEL - 1)?;
-            } else {
-                cap.clear();
-                s.bump();
-                object(&mut s, tree, EVENT_LEVEL, cap)?;
-                on_event(index, cap);
-            }
-            index += 1;
-            s.ws();
-            match s.next_byte() {
-                Some(b',') => s.ws(),
-                Some(b']') => break,
-                _ => return Err(Refused),
-            }
+    for_each_element(page, |s, index| {
+        // Every event is an object; those already shipped are only validated.
+        if s.peek() != Some(b'{') {
+            return Err(Refused);
         }
-    }
-    s.ws();
-    if s.at_end() {
-        Ok(())
-    } else {
-        Err(Refused)
-    }
+        if index < from_event {
+            s.skip_value(EVENT_LEVEL - 1)
+        } else {
+            cap.clear();
+            s.bump();
+            object(s, tree, EVENT_LEVEL, cap)?;
+            on_event(index, cap);
+            Ok(())
+        }
+    })
 }
 
 /// The members of the JSON object text `text` in document order: keys decoded, values as
