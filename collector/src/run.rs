@@ -344,7 +344,7 @@ impl Collector {
             Err(e) => {
                 // Not recorded: the page will be fetched again, so its uuids must not count
                 // as already seen (they would be dropped as repeats and lost).
-                dedupe.forget(prepared.kept_uuids.iter().map(String::as_str));
+                dedupe.forget(prepared.kept_uuids.iter().map(|u| &**u));
                 return Err(e);
             }
         };

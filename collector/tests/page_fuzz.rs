@@ -143,9 +143,9 @@ fn prepare(
     texts: &[String],
     domain: &str,
     dedupe: &mut RecentUuids,
-) -> Result<PreparedPage, OktaError> {
+) -> Result<PreparedPage<'static>, OktaError> {
     let events = parse_events(&HeaderMap::new(), body(texts).into_bytes())?;
-    prepare_page(events.iter(), domain, dedupe)
+    prepare_page(events.iter(), domain, dedupe).map(PreparedPage::into_owned)
 }
 
 /// serde_json's reading of a page body: each event's text, or `None` when the body is not a

@@ -15,9 +15,9 @@ use crate::dedupe::RecentUuids;
 use crate::okta::error::OktaError;
 use crate::okta::events::Event;
 
-/// What gets stored for one page.
+/// What gets stored for one page; the uuids are borrowed from the events.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PreparedPage {
+pub struct PreparedPage<'a> {
     /// A JSON array of the kept events, each with `"domain"` added.
     pub json: Vec<u8>,
     /// Number of kept events (`0` when every event was a repeat: store nothing then).
@@ -29,7 +29,24 @@ pub struct PreparedPage {
     /// The uuids of the kept events, in order. They are already recorded in the
     /// [`RecentUuids`] window; if the page cannot be stored, hand them to
     /// [`RecentUuids::forget`], or the re-fetched page would be dropped as repeats.
-    pub kept_uuids: Vec<String>,
+    pub kept_uuids: Vec<Cow<'a, str>>,
+}
+
+impl PreparedPage<'_> {
+    /// The same page, holding its own copy of the uuids (to keep it past its response).
+    pub fn into_owned(self) -> PreparedPage<'static> {
+        PreparedPage {
+            json: self.json,
+            count: self.count,
+            dropped_duplicates: self.dropped_duplicates,
+            newest_published: self.newest_published,
+            kept_uuids: self
+                .kept_uuids
+                .into_iter()
+                .map(|u| Cow::Owned(u.into_owned()))
+                .collect(),
+        }
+    }
 }
 
 /// The few fields the collector reads from an event; everything else stays raw.
@@ -57,7 +74,7 @@ pub fn prepare_page<'a>(
     events: impl IntoIterator<Item = Event<'a>>,
     domain: &str,
     dedupe: &mut RecentUuids,
-) -> Result<PreparedPage, OktaError> {
+) -> Result<PreparedPage<'a>, OktaError> {
     let events = events.into_iter();
     let mut heads = Vec::with_capacity(events.size_hint().0);
     for (i, event) in events.enumerate() {
@@ -113,7 +130,7 @@ pub fn prepare_page<'a>(
         }
         append_with_domain(&mut json, text, &domain_json, has_domain);
         page.count += 1;
-        page.kept_uuids.push(uuid.into_owned());
+        page.kept_uuids.push(uuid);
         if let Some(p) = published.as_deref().and_then(parse_published) {
             page.newest_published = Some(page.newest_published.map_or(p, |n| n.max(p)));
         }
@@ -163,9 +180,13 @@ mod tests {
     use crate::okta::response::parse_events;
 
     /// Splits `json` as the client does and prepares it.
-    fn prepare(json: &str, domain: &str, d: &mut RecentUuids) -> Result<PreparedPage, OktaError> {
+    fn prepare(
+        json: &str,
+        domain: &str,
+        d: &mut RecentUuids,
+    ) -> Result<PreparedPage<'static>, OktaError> {
         let events = parse_events(&HeaderMap::new(), json.as_bytes().to_vec())?;
-        prepare_page(events.iter(), domain, d)
+        prepare_page(events.iter(), domain, d).map(PreparedPage::into_owned)
     }
 
     #[test]
@@ -243,7 +264,7 @@ mod tests {
         let mut d = RecentUuids::new(10);
         let page = r#"[{"uuid":"a"},{"uuid":"b"}]"#;
         let p = prepare(page, "o", &mut d).unwrap();
-        d.forget(p.kept_uuids.iter().map(String::as_str));
+        d.forget(p.kept_uuids.iter().map(|u| &**u));
         let again = prepare(page, "o", &mut d).unwrap();
         assert_eq!(again.count, 2);
     }
