@@ -48,7 +48,7 @@ pub enum OktaError {
     /// Connection, TLS or I/O failure.
     #[error("cannot reach Okta: {0}")]
     Transport(String),
-    /// No complete answer within [`REQUEST_TIMEOUT`].
+    /// No complete answer within [`REQUEST_TIMEOUT`](super::client::REQUEST_TIMEOUT).
     #[error("Okta request timed out")]
     Timeout,
     /// Other 4xx (e.g. 400 E0000053 `since` too old): retrying the same request will not help.
