@@ -15,7 +15,8 @@ use crate::dedupe::RecentUuids;
 use crate::okta::error::OktaError;
 use crate::okta::events::Event;
 
-/// What gets stored for one page; the uuids are borrowed from the events.
+/// What gets stored for one page; the uuids are borrowed from the events where they need no
+/// unescaping.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreparedPage<'a> {
     /// A JSON array of the kept events, each with `"domain"` added.

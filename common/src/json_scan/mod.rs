@@ -24,10 +24,12 @@ use std::borrow::Cow;
 
 pub mod find;
 
-/// Deepest nesting of arrays/objects accepted in a page (the page's own array counts as one).
-/// serde_json's own recursion limit is 128; the shipper checks first, iteratively, so a hostile
-/// page is a clean error rather than a parser error deep inside or a stack overflow, and this
-/// pass refuses past it.
+/// Deepest nesting of arrays/objects this pass reads in a page (the page's own array counts as
+/// one); past it, it refuses. What that means is the caller's: the shipper refuses such a page
+/// itself (serde_json's recursion limit when it builds values is 128; the shipper checks first,
+/// iteratively, so a hostile page is a clean error rather than a parser error deep inside or a
+/// stack overflow), while the collector hands it to serde_json, whose borrowed `RawValue`s
+/// skip nested values without a depth limit.
 pub const MAX_NESTING: usize = 128;
 
 /// Nesting level of an event object in its page (the page's array is level 1).
