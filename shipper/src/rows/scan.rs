@@ -1,11 +1,11 @@
 //! The row builder's fast path: one hand-written pass over a page's bytes that validates the
 //! JSON and captures each event's manifest values as borrowed slices of the page.
 //!
-//! Why it exists rather than serde_json: reading the page through serde_json's streaming
-//! parser and our visitors ([`super::stream`]) was ≈ 51 M of the row builder's ≈ 88 M
-//! instructions per 1,000-event page (callgrind, BENCHMARKS.md, issue 14) — a visitor call per
-//! member, and every unclaimed value walked token by token. Here a string is skipped with one
-//! search for its closing quote or an escape (`common::json_scan::find`), an unclaimed value is skipped
+//! Why it exists rather than serde_json: reading the page through serde_json's streaming parser
+//! and our visitors ([`super::stream`]) was ≈ 51 M of the row builder's ≈ 88 M instructions per
+//! 1,000-event page (callgrind, BENCHMARKS.md, issue 14) — a visitor call per member, and every
+//! unclaimed value walked token by token. Here a string is skipped with one search for its
+//! closing quote or an escape (`common::json_scan::find`), an unclaimed value is skipped
 //! without building anything, and nothing is decoded but the rare key with an escape. The
 //! serde_json path stays the reference: this pass accepts a page only when it is sure
 //! serde_json accepts it and captures exactly what [`super::stream`] captures (a property test
